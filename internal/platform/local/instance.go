@@ -1,0 +1,202 @@
+package local
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"time"
+
+	"github.com/autarky/terraform-provider-autarky/internal/platform"
+	"github.com/autarky/terraform-provider-autarky/internal/policy"
+	"github.com/autarky/terraform-provider-autarky/internal/swarm"
+)
+
+// startInstance allocates an address and starts a node's dockerd, returning
+// once its engine answers. The node is in no swarm yet.
+func (p *Platform) startInstance(ctx context.Context, cluster, pool, role string) (instanceFile, error) {
+	f, err := p.allocate(cluster, pool, role)
+	if err != nil {
+		return f, err
+	}
+	if err := p.startProcess(&f, engineLabels(f.Instance)); err != nil {
+		_ = p.removeInstance(context.Background(), f)
+		return f, err
+	}
+	cli, err := swarm.Dial(f.DockerHost)
+	if err == nil {
+		bctx, cancel := context.WithTimeout(ctx, bootTimeout)
+		err = cli.WaitPing(bctx)
+		cancel()
+		cli.Close()
+	}
+	if err != nil {
+		tail := logTail(f.Dir, 8)
+		_ = p.removeInstance(context.Background(), f)
+		return f, fmt.Errorf("node %s did not start: %w\ndockerd log:\n%s", f.ID, err, tail)
+	}
+	p.progress("node started", "instance", f.ID, "addr", f.Addr)
+	return f, nil
+}
+
+// allocate reserves the next free host address of the cluster and writes the
+// instance record, under the cluster lock.
+func (p *Platform) allocate(cluster, pool, role string) (instanceFile, error) {
+	var f instanceFile
+	unlock, err := p.lock(cluster)
+	if err != nil {
+		return f, err
+	}
+	defer unlock()
+	metaPath := filepath.Join(p.clusterDir(cluster), "local.json")
+	var m clusterMeta
+	if err := readJSON(metaPath, &m); err != nil {
+		return f, fmt.Errorf("cluster %s: %w", cluster, err)
+	}
+	used := map[string]bool{}
+	insts, err := p.instances(cluster, "")
+	if err != nil {
+		return f, err
+	}
+	for _, i := range insts {
+		used[i.Addr] = true
+	}
+	// Addresses are handed out round-robin, so a new node does not take the
+	// address of a node Swarm may still remember.
+	idx := 0
+	for try := 0; try < maxNodesPerCluster; try++ {
+		n := (m.NextIndex-1+try)%maxNodesPerCluster + 1
+		if !used[m.addr(n)] {
+			idx = n
+			break
+		}
+	}
+	if idx == 0 {
+		return f, fmt.Errorf("cluster %s has %d nodes, the most the local platform holds", cluster, maxNodesPerCluster)
+	}
+	m.NextIndex = idx%maxNodesPerCluster + 1
+	if err := writeJSON(metaPath, m); err != nil {
+		return f, err
+	}
+	addr := m.addr(idx)
+	f = instanceFile{
+		Instance: platform.Instance{
+			ID:        fmt.Sprintf("%s-%s-%d", cluster, pool, idx),
+			Cluster:   cluster,
+			Pool:      pool,
+			Role:      role,
+			Addr:      addr,
+			CreatedAt: time.Now().UTC(),
+		},
+		Dir: p.nodeDir(addr),
+	}
+	f.DockerHost = "unix://" + socketPath(f.Dir)
+	if err := os.MkdirAll(f.Dir, 0o700); err != nil {
+		return f, err
+	}
+	return f, writeInstance(f)
+}
+
+func (p *Platform) recordNode(f *instanceFile, nodeID string) error {
+	f.NodeID = nodeID
+	return writeInstance(*f)
+}
+
+// startAndJoin starts a node and joins it to the cluster in the pool's role,
+// with the pool's labels. It returns once the node is Ready (and Reachable,
+// for managers).
+func (p *Platform) startAndJoin(ctx context.Context, cluster string, pool policy.Pool) (instanceFile, error) {
+	f, err := p.startInstance(ctx, cluster, pool.Name, pool.Role)
+	if err != nil {
+		return f, err
+	}
+	fail := func(err error) (instanceFile, error) {
+		tail := logTail(f.Dir, 5)
+		_ = p.removeInstance(context.Background(), f)
+		return f, fmt.Errorf("node %s: %w\ndockerd log:\n%s", f.ID, err, tail)
+	}
+	mgr, err := p.manager(ctx, cluster)
+	if err != nil {
+		return fail(err)
+	}
+	defer mgr.Close()
+	if err := p.join(ctx, mgr, &f, pool); err != nil {
+		return fail(err)
+	}
+	return f, nil
+}
+
+// join joins a started node through mgr and labels it.
+func (p *Platform) join(ctx context.Context, mgr *swarm.Client, f *instanceFile, pool policy.Pool) error {
+	tokens, err := mgr.JoinTokens(ctx)
+	if err != nil {
+		return err
+	}
+	token := tokens.Worker
+	if pool.Role == policy.RoleManager {
+		token = tokens.Manager
+	}
+	addrs, err := p.managerAddrs(f.Cluster)
+	if err != nil {
+		return err
+	}
+	nc, err := swarm.Dial(f.DockerHost)
+	if err != nil {
+		return err
+	}
+	defer nc.Close()
+	if err := nc.Join(ctx, f.Addr, addrs, token); err != nil {
+		return err
+	}
+	nodeID, err := nc.LocalNodeID(ctx)
+	if err != nil {
+		return err
+	}
+	if err := p.recordNode(f, nodeID); err != nil {
+		return err
+	}
+	if err := mgr.SetLabels(ctx, nodeID, nodeLabels(pool, f.Instance)); err != nil {
+		return err
+	}
+	if pool.Role == policy.RoleManager {
+		return mgr.WaitNodes(ctx, "manager "+f.ID+" to be Ready and Reachable", func(ns []swarm.Node) bool {
+			for _, n := range ns {
+				if n.ID == nodeID {
+					return n.State == "ready" && n.Reachability == "reachable"
+				}
+			}
+			return false
+		})
+	}
+	return nil
+}
+
+// managerAddrs are the swarm addresses of the cluster's live managers.
+func (p *Platform) managerAddrs(cluster string) ([]string, error) {
+	insts, err := p.instances(cluster, policy.ManagerPoolName)
+	if err != nil {
+		return nil, err
+	}
+	var out []string
+	for _, i := range insts {
+		if i.Running && i.NodeID != "" {
+			out = append(out, i.Addr+":"+swarm.SwarmPort)
+		}
+	}
+	if len(out) == 0 {
+		return nil, fmt.Errorf("cluster %s: %w", cluster, swarm.ErrNoManager)
+	}
+	return out, nil
+}
+
+// removeInstance stops a node's processes and deletes its directory.
+func (p *Platform) removeInstance(ctx context.Context, f instanceFile) error {
+	if err := stopProcesses(ctx, f, 10*time.Second); err != nil {
+		return err
+	}
+	if err := os.RemoveAll(f.Dir); err != nil && !errors.Is(err, os.ErrNotExist) {
+		return fmt.Errorf("remove node %s: %w", f.ID, err)
+	}
+	return nil
+}

@@ -1,0 +1,287 @@
+// Package local is the platform of real dockerd processes on this machine.
+//
+// A node is a dockerd with its own loopback address (127.a.b.n), data root,
+// exec root, unix socket, pid file and log under the state directory, in its
+// own UTS and mount namespaces. Nodes form a real Swarm over their loopback
+// addresses; killing a node's process is a real node failure. Each cluster
+// claims a /24 of 127.0.0.0/8 machine-wide, so clusters of different state
+// directories (and parallel tests) coexist. It needs root and Debian's
+// docker.io.
+package local
+
+import (
+	"encoding/json"
+	"errors"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"sort"
+	"strconv"
+	"strings"
+
+	"golang.org/x/sys/unix"
+
+	"github.com/autarky/terraform-provider-autarky/internal/platform"
+	"github.com/autarky/terraform-provider-autarky/internal/policy"
+)
+
+// DefaultStateDir is used when neither the provider nor AUTARKY_STATE_DIR names one.
+const DefaultStateDir = "/var/lib/autarky"
+
+// StateDirEnv names the environment variable that overrides DefaultStateDir.
+const StateDirEnv = "AUTARKY_STATE_DIR"
+
+// slotDir is where clusters claim their address ranges, machine-wide.
+var slotDir = "/run/autarky/slots"
+
+// maxStateDirLen keeps the longest unix socket a node creates
+// (<state>/nodes/127.aaa.bbb.ccc/exec/containerd/containerd.sock.ttrpc)
+// under the kernel's 108-byte limit.
+const maxStateDirLen = 50
+
+// maxNodesPerCluster is what one /24 holds.
+const maxNodesPerCluster = 254
+
+// Platform manages clusters of dockerd processes under one state directory.
+type Platform struct {
+	stateDir string
+	dockerd  string
+	progress platform.Progress
+}
+
+// StateDirFrom picks the state directory: the configured one, else
+// AUTARKY_STATE_DIR, else DefaultStateDir.
+func StateDirFrom(configured string) string {
+	if configured != "" {
+		return configured
+	}
+	if env := os.Getenv(StateDirEnv); env != "" {
+		return env
+	}
+	return DefaultStateDir
+}
+
+// ValidateStateDir checks a state directory can hold nodes.
+func ValidateStateDir(dir string) error {
+	if !filepath.IsAbs(dir) {
+		return fmt.Errorf("state_dir %q must be an absolute path", dir)
+	}
+	if len(filepath.Clean(dir)) > maxStateDirLen {
+		return fmt.Errorf("state_dir %q is %d characters long: use at most %d, since each node's unix sockets live under it", dir, len(dir), maxStateDirLen)
+	}
+	return nil
+}
+
+// New opens the platform at stateDir. It fails early, naming the fix, when
+// the machine cannot run nodes.
+func New(stateDir string, progress platform.Progress) (*Platform, error) {
+	stateDir = filepath.Clean(stateDir)
+	if err := ValidateStateDir(stateDir); err != nil {
+		return nil, err
+	}
+	if progress == nil {
+		progress = platform.NoProgress
+	}
+	return &Platform{stateDir: stateDir, progress: progress}, nil
+}
+
+// StateDir is the platform's state directory.
+func (p *Platform) StateDir() string { return p.stateDir }
+
+// checkHost verifies what starting a node needs.
+func (p *Platform) checkHost() error {
+	if p.dockerd != "" {
+		return nil
+	}
+	if os.Geteuid() != 0 {
+		return errors.New("the local platform runs dockerd processes and needs root: run terraform as root")
+	}
+	path, err := exec.LookPath("dockerd")
+	if err != nil {
+		return errors.New("dockerd is not installed: install Debian's docker.io (apt-get install docker.io, or make tools)")
+	}
+	for _, tool := range []string{"hostname", "mount"} {
+		if _, err := exec.LookPath(tool); err != nil {
+			return fmt.Errorf("%s is not installed: the local platform needs it to start nodes", tool)
+		}
+	}
+	p.dockerd = path
+	return nil
+}
+
+func (p *Platform) clusterDir(name string) string {
+	return filepath.Join(p.stateDir, "clusters", name)
+}
+
+func (p *Platform) poolFile(cluster, pool string) string {
+	return filepath.Join(p.clusterDir(cluster), "pools", pool+".json")
+}
+
+// clusterMeta is the local platform's own record of a cluster.
+type clusterMeta struct {
+	Slot      int `json:"slot"`
+	NextIndex int `json:"next_index"`
+}
+
+// addr is the loopback address of host index n in the cluster's range.
+func (m clusterMeta) addr(n int) string {
+	return fmt.Sprintf("127.%d.%d.%d", 64+m.Slot/256, m.Slot%256, n)
+}
+
+// lock takes the cluster's exclusive lock; it serialises every change of a
+// cluster's records across processes (terraform runs resources in parallel).
+func (p *Platform) lock(cluster string) (unlock func(), err error) {
+	dir := p.clusterDir(cluster)
+	if err := os.MkdirAll(dir, 0o700); err != nil {
+		return nil, err
+	}
+	f, err := os.OpenFile(filepath.Join(dir, ".lock"), os.O_CREATE|os.O_RDWR, 0o600)
+	if err != nil {
+		return nil, err
+	}
+	if err := unix.Flock(int(f.Fd()), unix.LOCK_EX); err != nil {
+		f.Close()
+		return nil, fmt.Errorf("lock cluster %s: %w", cluster, err)
+	}
+	return func() { _ = unix.Flock(int(f.Fd()), unix.LOCK_UN); f.Close() }, nil
+}
+
+// claimSlot claims a free /24 machine-wide for a cluster. A claim whose
+// cluster no longer records it is stale and is taken over.
+func (p *Platform) claimSlot(cluster string) (int, error) {
+	if err := os.MkdirAll(slotDir, 0o700); err != nil {
+		return 0, fmt.Errorf("address ranges: %w", err)
+	}
+	owner := p.clusterDir(cluster)
+	for slot := 1; slot < 64*256; slot++ {
+		path := filepath.Join(slotDir, strconv.Itoa(slot))
+		err := os.Mkdir(path, 0o700)
+		if errors.Is(err, os.ErrExist) {
+			if !p.slotStale(path, slot) {
+				continue
+			}
+			_ = os.RemoveAll(path)
+			err = os.Mkdir(path, 0o700)
+		}
+		if err != nil {
+			continue
+		}
+		if err := os.WriteFile(filepath.Join(path, "owner"), []byte(owner), 0o600); err != nil {
+			return 0, err
+		}
+		return slot, nil
+	}
+	return 0, errors.New("no free loopback address range: destroy unused local clusters")
+}
+
+func (p *Platform) slotStale(path string, slot int) bool {
+	owner, err := os.ReadFile(filepath.Join(path, "owner"))
+	if err != nil {
+		// Being written right now by another claimant: not stale.
+		return false
+	}
+	var m clusterMeta
+	if err := readJSON(filepath.Join(string(owner), "local.json"), &m); err != nil {
+		return errors.Is(err, os.ErrNotExist)
+	}
+	return m.Slot != slot
+}
+
+func (p *Platform) releaseSlot(cluster string, slot int) {
+	path := filepath.Join(slotDir, strconv.Itoa(slot))
+	owner, err := os.ReadFile(filepath.Join(path, "owner"))
+	if err == nil && string(owner) == p.clusterDir(cluster) {
+		_ = os.RemoveAll(path)
+	}
+}
+
+// instances lists every instance of a cluster (pool "" = all pools),
+// dead ones included, in creation order.
+func (p *Platform) instances(cluster, pool string) ([]instanceFile, error) {
+	entries, err := os.ReadDir(filepath.Join(p.stateDir, "nodes"))
+	if errors.Is(err, os.ErrNotExist) {
+		return nil, nil
+	}
+	if err != nil {
+		return nil, err
+	}
+	var out []instanceFile
+	for _, e := range entries {
+		f, err := readInstance(filepath.Join(p.stateDir, "nodes", e.Name()))
+		if err != nil {
+			continue // a node directory being created or removed right now
+		}
+		if f.Cluster != cluster || (pool != "" && f.Pool != pool) {
+			continue
+		}
+		f.Running = alive(f)
+		out = append(out, f)
+	}
+	sort.Slice(out, func(i, j int) bool {
+		if !out[i].CreatedAt.Equal(out[j].CreatedAt) {
+			return out[i].CreatedAt.Before(out[j].CreatedAt)
+		}
+		return out[i].ID < out[j].ID
+	})
+	return out, nil
+}
+
+func readJSON(path string, v any) error {
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return err
+	}
+	if err := json.Unmarshal(b, v); err != nil {
+		return fmt.Errorf("%s: %w", path, err)
+	}
+	return nil
+}
+
+// writeJSON replaces path atomically.
+func writeJSON(path string, v any) error {
+	b, err := json.MarshalIndent(v, "", "  ")
+	if err != nil {
+		return err
+	}
+	if err := os.MkdirAll(filepath.Dir(path), 0o700); err != nil {
+		return err
+	}
+	tmp := path + ".tmp"
+	if err := os.WriteFile(tmp, append(b, '\n'), 0o600); err != nil {
+		return err
+	}
+	return os.Rename(tmp, path)
+}
+
+func sortedKeys(m map[string]string) []string {
+	keys := make([]string, 0, len(m))
+	for k := range m {
+		keys = append(keys, k)
+	}
+	sort.Strings(keys)
+	return keys
+}
+
+// nodeLabels are the Swarm node labels of an instance: the pool's labels plus
+// Autarky's own, which win.
+func nodeLabels(pool policy.Pool, inst platform.Instance) map[string]string {
+	out := map[string]string{}
+	for k, v := range pool.Labels {
+		out[k] = v
+	}
+	for k, v := range engineLabels(inst) {
+		out[k] = v
+	}
+	return out
+}
+
+func engineLabels(inst platform.Instance) map[string]string {
+	return map[string]string{
+		policy.LabelCluster:  inst.Cluster,
+		policy.LabelPool:     inst.Pool,
+		policy.LabelInstance: inst.ID,
+	}
+}
+
+var _ = strings.TrimSpace

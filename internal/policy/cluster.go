@@ -1,0 +1,88 @@
+package policy
+
+import (
+	"fmt"
+	"time"
+)
+
+// Platforms are where instances come from.
+const (
+	PlatformLocal = "local"
+	PlatformAWS   = "aws"
+	PlatformGCP   = "gcp"
+)
+
+// Platforms lists every platform name, supported or not.
+var Platforms = []string{PlatformLocal, PlatformAWS, PlatformGCP}
+
+// SupportedPlatforms lists the platforms this build can create clusters on.
+var SupportedPlatforms = []string{PlatformLocal}
+
+// ValidatePlatform refuses unknown platforms and those not supported yet.
+func ValidatePlatform(p string) error {
+	for _, s := range SupportedPlatforms {
+		if p == s {
+			return nil
+		}
+	}
+	for _, s := range Platforms {
+		if p == s {
+			return fmt.Errorf("platform %q is not yet supported: use %q", p, PlatformLocal)
+		}
+	}
+	return fmt.Errorf("platform %q is unknown: use one of %q", p, Platforms)
+}
+
+// Roles of a node pool.
+const (
+	RoleWorker  = "worker"
+	RoleManager = "manager"
+)
+
+// ManagerPoolName is the reserved name of every cluster's manager pool.
+const ManagerPoolName = "managers"
+
+// Labels Autarky sets on every Swarm node (engine labels at boot, node labels
+// after join) so the agent can map nodes to pools and instances.
+const (
+	LabelCluster  = "autarky.cluster"
+	LabelPool     = "autarky.pool"
+	LabelInstance = "autarky.instance"
+)
+
+// DefaultHeartbeatPeriod is Swarm's own dispatcher heartbeat default.
+const DefaultHeartbeatPeriod = 5 * time.Second
+
+// Cluster describes one Swarm as the provider declared it.
+type Cluster struct {
+	Name            string            `json:"name"`
+	Platform        string            `json:"platform"`
+	ManagerCount    int64             `json:"manager_count"`
+	HeartbeatPeriod string            `json:"heartbeat_period"`
+	Labels          map[string]string `json:"labels,omitempty"`
+	CreatedAt       time.Time         `json:"created_at"`
+}
+
+// ManagerPoolID is the id of the cluster's manager pool.
+func (c Cluster) ManagerPoolID() string { return PoolID(c.Name, ManagerPoolName) }
+
+// Validate checks every field of the descriptor.
+func (c Cluster) Validate() error {
+	if err := ValidateName(c.Name); err != nil {
+		return fmt.Errorf("name: %w", err)
+	}
+	if err := ValidatePlatform(c.Platform); err != nil {
+		return fmt.Errorf("platform: %w", err)
+	}
+	if err := ValidateManagerCount(c.ManagerCount); err != nil {
+		return fmt.Errorf("manager_count: %w", err)
+	}
+	d, err := ParseDuration(c.HeartbeatPeriod)
+	if err != nil {
+		return fmt.Errorf("heartbeat_period: %w", err)
+	}
+	if d < time.Second {
+		return fmt.Errorf("heartbeat_period: %q is too short: Swarm needs at least 1s", c.HeartbeatPeriod)
+	}
+	return nil
+}

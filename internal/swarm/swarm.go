@@ -1,0 +1,355 @@
+// Package swarm talks to Docker Swarm managers and nodes through the Docker
+// Engine API: initialising and joining a swarm, reading nodes and tasks,
+// labelling, draining, demoting and removing nodes. It negotiates the API
+// version, so it works against Debian's engine (API 1.41) as well as newer ones.
+package swarm
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"sort"
+	"strings"
+	"time"
+
+	"github.com/docker/docker/api/types/image"
+	dswarm "github.com/docker/docker/api/types/swarm"
+	"github.com/docker/docker/client"
+	"github.com/docker/docker/errdefs"
+)
+
+// SwarmPort is the port managers listen on for cluster management traffic.
+const SwarmPort = "2377"
+
+// Client is a connection to one Docker engine.
+type Client struct {
+	host string
+	api  *client.Client
+}
+
+// Dial connects to the engine at host ("unix:///path" or "tcp://..."); it does
+// not talk to the engine until the first call.
+func Dial(host string) (*Client, error) {
+	api, err := client.NewClientWithOpts(client.WithHost(host), client.WithAPIVersionNegotiation())
+	if err != nil {
+		return nil, fmt.Errorf("docker endpoint %s: %w", host, err)
+	}
+	return &Client{host: host, api: api}, nil
+}
+
+// Host is the endpoint this client talks to.
+func (c *Client) Host() string { return c.host }
+
+// Close releases the client's connections.
+func (c *Client) Close() error { return c.api.Close() }
+
+// Ping checks the engine answers.
+func (c *Client) Ping(ctx context.Context) error {
+	_, err := c.api.Ping(ctx)
+	return err
+}
+
+// WaitPing waits until the engine answers or ctx ends.
+func (c *Client) WaitPing(ctx context.Context) error {
+	var last error
+	for {
+		pctx, cancel := context.WithTimeout(ctx, 2*time.Second)
+		last = c.Ping(pctx)
+		cancel()
+		if last == nil {
+			return nil
+		}
+		select {
+		case <-ctx.Done():
+			return fmt.Errorf("docker engine at %s did not answer: %w", c.host, last)
+		case <-time.After(100 * time.Millisecond):
+		}
+	}
+}
+
+// InitOptions are the settings of a new swarm.
+type InitOptions struct {
+	Addr            string // IP the manager advertises and listens on
+	HeartbeatPeriod time.Duration
+	Labels          map[string]string
+}
+
+// Init makes the engine the first manager of a new swarm and returns its node id.
+func (c *Client) Init(ctx context.Context, o InitOptions) (string, error) {
+	req := dswarm.InitRequest{
+		ListenAddr:      net.JoinHostPort(o.Addr, SwarmPort),
+		AdvertiseAddr:   net.JoinHostPort(o.Addr, SwarmPort),
+		DataPathAddr:    o.Addr,
+		ForceNewCluster: false,
+		Spec:            dswarm.Spec{Annotations: dswarm.Annotations{Labels: o.Labels}},
+	}
+	req.Spec.Dispatcher.HeartbeatPeriod = o.HeartbeatPeriod
+	id, err := c.api.SwarmInit(ctx, req)
+	if err != nil {
+		return "", fmt.Errorf("swarm init on %s: %w", o.Addr, err)
+	}
+	return id, nil
+}
+
+// Join makes the engine join the swarm managed at managers with token.
+// The token is never part of the returned error.
+func (c *Client) Join(ctx context.Context, addr string, managers []string, token string) error {
+	req := dswarm.JoinRequest{
+		ListenAddr:    net.JoinHostPort(addr, SwarmPort),
+		AdvertiseAddr: net.JoinHostPort(addr, SwarmPort),
+		DataPathAddr:  addr,
+		RemoteAddrs:   managers,
+		JoinToken:     token,
+	}
+	if err := c.api.SwarmJoin(ctx, req); err != nil {
+		return fmt.Errorf("swarm join from %s via %s: %s", addr, strings.Join(managers, ","), Redact(err.Error(), token))
+	}
+	return nil
+}
+
+// Leave makes the engine leave its swarm.
+func (c *Client) Leave(ctx context.Context, force bool) error {
+	return c.api.SwarmLeave(ctx, force)
+}
+
+// LocalNodeID is the swarm node id of the engine, empty when it is in no swarm.
+func (c *Client) LocalNodeID(ctx context.Context) (string, error) {
+	info, err := c.api.Info(ctx)
+	if err != nil {
+		return "", err
+	}
+	return info.Swarm.NodeID, nil
+}
+
+// Tokens are a swarm's join tokens. They are secrets.
+type Tokens struct {
+	Worker  string
+	Manager string
+}
+
+// JoinTokens reads the join tokens; the engine must be a manager.
+func (c *Client) JoinTokens(ctx context.Context) (Tokens, error) {
+	sw, err := c.api.SwarmInspect(ctx)
+	if err != nil {
+		return Tokens{}, fmt.Errorf("swarm inspect: %w", err)
+	}
+	return Tokens{Worker: sw.JoinTokens.Worker, Manager: sw.JoinTokens.Manager}, nil
+}
+
+// Update changes the swarm-wide settings Autarky manages.
+func (c *Client) Update(ctx context.Context, heartbeat time.Duration, labels map[string]string) error {
+	sw, err := c.api.SwarmInspect(ctx)
+	if err != nil {
+		return fmt.Errorf("swarm inspect: %w", err)
+	}
+	spec := sw.Spec
+	spec.Dispatcher.HeartbeatPeriod = heartbeat
+	spec.Labels = labels
+	if err := c.api.SwarmUpdate(ctx, sw.Version, spec, dswarm.UpdateFlags{}); err != nil {
+		return fmt.Errorf("swarm update: %w", err)
+	}
+	return nil
+}
+
+// Settings are the swarm-wide settings Autarky manages.
+type Settings struct {
+	HeartbeatPeriod time.Duration
+	Labels          map[string]string
+}
+
+// Settings reads the swarm-wide settings.
+func (c *Client) Settings(ctx context.Context) (Settings, error) {
+	sw, err := c.api.SwarmInspect(ctx)
+	if err != nil {
+		return Settings{}, fmt.Errorf("swarm inspect: %w", err)
+	}
+	return Settings{HeartbeatPeriod: sw.Spec.Dispatcher.HeartbeatPeriod, Labels: sw.Spec.Labels}, nil
+}
+
+// Node is what Autarky needs to know of a swarm node.
+type Node struct {
+	ID           string
+	Hostname     string
+	Role         string // "worker" or "manager"
+	State        string // "ready", "down", "unknown", "disconnected"
+	Availability string // "active", "pause", "drain"
+	Addr         string
+	Reachability string // managers only: "reachable", "unreachable", "unknown"
+	Leader       bool
+	Labels       map[string]string // node labels (spec)
+	EngineLabels map[string]string // labels the engine was started with
+	CreatedAt    time.Time
+	UpdatedAt    time.Time
+}
+
+func toNode(n dswarm.Node) Node {
+	out := Node{
+		ID:           n.ID,
+		Hostname:     n.Description.Hostname,
+		Role:         string(n.Spec.Role),
+		State:        string(n.Status.State),
+		Availability: string(n.Spec.Availability),
+		Addr:         n.Status.Addr,
+		Labels:       n.Spec.Labels,
+		EngineLabels: n.Description.Engine.Labels,
+		CreatedAt:    n.CreatedAt,
+		UpdatedAt:    n.UpdatedAt,
+	}
+	if n.ManagerStatus != nil {
+		out.Reachability = string(n.ManagerStatus.Reachability)
+		out.Leader = n.ManagerStatus.Leader
+		if host, _, err := net.SplitHostPort(n.ManagerStatus.Addr); err == nil {
+			out.Addr = host
+		}
+	}
+	return out
+}
+
+// Nodes lists every node of the swarm, sorted by hostname; the engine must be a manager.
+func (c *Client) Nodes(ctx context.Context) ([]Node, error) {
+	list, err := c.api.NodeList(ctx, dswarm.NodeListOptions{})
+	if err != nil {
+		return nil, fmt.Errorf("node list: %w", err)
+	}
+	out := make([]Node, 0, len(list))
+	for _, n := range list {
+		out = append(out, toNode(n))
+	}
+	sort.Slice(out, func(i, j int) bool {
+		if out[i].Hostname != out[j].Hostname {
+			return out[i].Hostname < out[j].Hostname
+		}
+		return out[i].ID < out[j].ID
+	})
+	return out, nil
+}
+
+// Node reads one node; found is false when the swarm has no such node.
+func (c *Client) Node(ctx context.Context, id string) (n Node, found bool, err error) {
+	raw, _, err := c.api.NodeInspectWithRaw(ctx, id)
+	if errdefs.IsNotFound(err) {
+		return Node{}, false, nil
+	}
+	if err != nil {
+		return Node{}, false, fmt.Errorf("node inspect %s: %w", id, err)
+	}
+	return toNode(raw), true, nil
+}
+
+// updateNode applies change to a node's spec, retrying on version conflicts
+// (another writer, such as Swarm itself, updated the node in between).
+func (c *Client) updateNode(ctx context.Context, id string, change func(*dswarm.NodeSpec)) error {
+	var err error
+	for attempt := 0; attempt < 5; attempt++ {
+		var raw dswarm.Node
+		raw, _, err = c.api.NodeInspectWithRaw(ctx, id)
+		if err != nil {
+			return fmt.Errorf("node inspect %s: %w", id, err)
+		}
+		spec := raw.Spec
+		change(&spec)
+		err = c.api.NodeUpdate(ctx, id, raw.Version, spec)
+		if err == nil {
+			return nil
+		}
+		if !strings.Contains(err.Error(), "update out of sequence") {
+			break
+		}
+	}
+	return fmt.Errorf("node update %s: %w", id, err)
+}
+
+// SetLabels replaces the node labels of a node.
+func (c *Client) SetLabels(ctx context.Context, id string, labels map[string]string) error {
+	return c.updateNode(ctx, id, func(s *dswarm.NodeSpec) {
+		s.Labels = make(map[string]string, len(labels))
+		for k, v := range labels {
+			s.Labels[k] = v
+		}
+	})
+}
+
+// SetAvailability sets a node to "active", "pause" or "drain".
+func (c *Client) SetAvailability(ctx context.Context, id, availability string) error {
+	return c.updateNode(ctx, id, func(s *dswarm.NodeSpec) {
+		s.Availability = dswarm.NodeAvailability(availability)
+	})
+}
+
+// Demote turns a manager into a worker.
+func (c *Client) Demote(ctx context.Context, id string) error {
+	return c.updateNode(ctx, id, func(s *dswarm.NodeSpec) { s.Role = dswarm.NodeRoleWorker })
+}
+
+// Remove deletes a node from the swarm. force removes a node that is not Down.
+// A node that is already gone is not an error.
+func (c *Client) Remove(ctx context.Context, id string, force bool) error {
+	err := c.api.NodeRemove(ctx, id, dswarm.NodeRemoveOptions{Force: force})
+	if err == nil || errdefs.IsNotFound(err) {
+		return nil
+	}
+	return fmt.Errorf("node rm %s: %w", id, err)
+}
+
+// RunningTasks counts the tasks whose desired and actual state is running on a node.
+func (c *Client) RunningTasks(ctx context.Context, nodeID string) (int, error) {
+	tasks, err := c.api.TaskList(ctx, dswarm.TaskListOptions{})
+	if err != nil {
+		return 0, fmt.Errorf("task list: %w", err)
+	}
+	n := 0
+	for _, t := range tasks {
+		if t.NodeID == nodeID && t.DesiredState == dswarm.TaskStateRunning && t.Status.State == dswarm.TaskStateRunning {
+			n++
+		}
+	}
+	return n, nil
+}
+
+// ImportImage loads a root filesystem tarball into the engine as image ref.
+func (c *Client) ImportImage(ctx context.Context, ref string, tarball io.Reader) error {
+	rc, err := c.api.ImageImport(ctx, image.ImportSource{Source: tarball, SourceName: "-"}, ref, image.ImportOptions{})
+	if err != nil {
+		return fmt.Errorf("image import %s: %w", ref, err)
+	}
+	defer rc.Close()
+	if _, err := io.Copy(io.Discard, rc); err != nil {
+		return fmt.Errorf("image import %s: %w", ref, err)
+	}
+	return nil
+}
+
+// WaitNodes polls the manager until ok accepts the node list or ctx ends.
+func (c *Client) WaitNodes(ctx context.Context, what string, ok func([]Node) bool) error {
+	var last error
+	for {
+		nodes, err := c.Nodes(ctx)
+		if err == nil && ok(nodes) {
+			return nil
+		}
+		last = err
+		select {
+		case <-ctx.Done():
+			if last != nil {
+				return fmt.Errorf("waiting for %s: %w (last error: %v)", what, ctx.Err(), last)
+			}
+			return fmt.Errorf("waiting for %s: %w", what, ctx.Err())
+		case <-time.After(200 * time.Millisecond):
+		}
+	}
+}
+
+// ErrNoManager is returned when no manager of a cluster answers.
+var ErrNoManager = errors.New("no manager of the cluster answers")
+
+// Redact replaces every secret in s with "[redacted]".
+func Redact(s string, secrets ...string) string {
+	for _, sec := range secrets {
+		if sec != "" {
+			s = strings.ReplaceAll(s, sec, "[redacted]")
+		}
+	}
+	return s
+}
