@@ -1,0 +1,322 @@
+package provider
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/hashicorp/terraform-plugin-framework-timeouts/resource/timeouts"
+	"github.com/hashicorp/terraform-plugin-framework/path"
+	"github.com/hashicorp/terraform-plugin-framework/resource"
+	"github.com/hashicorp/terraform-plugin-framework/resource/schema"
+	"github.com/hashicorp/terraform-plugin-framework/resource/schema/int64default"
+	"github.com/hashicorp/terraform-plugin-framework/resource/schema/planmodifier"
+	"github.com/hashicorp/terraform-plugin-framework/resource/schema/stringdefault"
+	"github.com/hashicorp/terraform-plugin-framework/resource/schema/stringplanmodifier"
+	"github.com/hashicorp/terraform-plugin-framework/schema/validator"
+	"github.com/hashicorp/terraform-plugin-framework/types"
+
+	"github.com/autarky/terraform-provider-autarky/internal/planmodifiers"
+	"github.com/autarky/terraform-provider-autarky/internal/platform"
+	"github.com/autarky/terraform-provider-autarky/internal/platform/local"
+	"github.com/autarky/terraform-provider-autarky/internal/policy"
+	"github.com/autarky/terraform-provider-autarky/internal/validators"
+)
+
+var (
+	_ resource.Resource                = &clusterResource{}
+	_ resource.ResourceWithConfigure   = &clusterResource{}
+	_ resource.ResourceWithImportState = &clusterResource{}
+	_ resource.ResourceWithModifyPlan  = &clusterResource{}
+)
+
+func newClusterResource() resource.Resource { return &clusterResource{} }
+
+type clusterResource struct {
+	data *providerData
+}
+
+type clusterModel struct {
+	ID               types.String   `tfsdk:"id"`
+	Name             types.String   `tfsdk:"name"`
+	Platform         types.String   `tfsdk:"platform"`
+	ManagerCount     types.Int64    `tfsdk:"manager_count"`
+	HeartbeatPeriod  types.String   `tfsdk:"heartbeat_period"`
+	Labels           types.Map      `tfsdk:"labels"`
+	ManagerPoolID    types.String   `tfsdk:"manager_pool_id"`
+	ManagerAddresses types.List     `tfsdk:"manager_addresses"`
+	DockerHost       types.String   `tfsdk:"docker_host"`
+	WorkerJoinToken  types.String   `tfsdk:"worker_join_token"`
+	ManagerJoinToken types.String   `tfsdk:"manager_join_token"`
+	Timeouts         timeouts.Value `tfsdk:"timeouts"`
+}
+
+func (r *clusterResource) Metadata(_ context.Context, req resource.MetadataRequest, resp *resource.MetadataResponse) {
+	resp.TypeName = req.ProviderTypeName + "_cluster"
+}
+
+func (r *clusterResource) Schema(ctx context.Context, _ resource.SchemaRequest, resp *resource.SchemaResponse) {
+	resp.Schema = schema.Schema{
+		MarkdownDescription: "A Docker Swarm cluster: its managers form the cluster's manager pool. " +
+			"On the `local` platform each manager is a dockerd process on this machine; the first initialises the swarm and the others join it as managers.",
+		Attributes: map[string]schema.Attribute{
+			"id": schema.StringAttribute{
+				Computed:            true,
+				MarkdownDescription: "The cluster's id: its name. Import a cluster by it.",
+				PlanModifiers:       []planmodifier.String{stringplanmodifier.UseStateForUnknown()},
+			},
+			"name": schema.StringAttribute{
+				Required:            true,
+				MarkdownDescription: "The cluster's name, a DNS label (lower-case letters, digits and `-`, at most 63 characters), unique within the platform's store. Changing it replaces the cluster.",
+				Validators:          []validator.String{validators.Name()},
+				PlanModifiers:       []planmodifier.String{stringplanmodifier.RequiresReplace()},
+			},
+			"platform": schema.StringAttribute{
+				Optional:            true,
+				Computed:            true,
+				Default:             stringdefault.StaticString(policy.PlatformLocal),
+				MarkdownDescription: "Where instances come from: `local` (dockerd processes on this machine). `aws` and `gcp` are not yet supported. Defaults to `local`. Changing it replaces the cluster.",
+				Validators:          []validator.String{validators.Platform()},
+				PlanModifiers:       []planmodifier.String{stringplanmodifier.RequiresReplace()},
+			},
+			"manager_count": schema.Int64Attribute{
+				Optional:            true,
+				Computed:            true,
+				Default:             int64default.StaticInt64(3),
+				MarkdownDescription: "How many managers the cluster has: 1, 3, 5 or 7 (an odd number keeps Raft quorum). Defaults to 3. Changed in place, one manager at a time.",
+				Validators:          []validator.Int64{validators.ManagerCount()},
+			},
+			"heartbeat_period": schema.StringAttribute{
+				Optional:            true,
+				Computed:            true,
+				Default:             stringdefault.StaticString(policy.DefaultHeartbeatPeriod.String()),
+				MarkdownDescription: "Swarm's dispatcher heartbeat period: how often nodes report to the managers, and so how fast a dead node is marked Down. A duration of at least `1s`; defaults to `5s`.",
+				Validators:          []validator.String{validators.Duration(time.Second)},
+			},
+			"labels": schema.MapAttribute{
+				Optional:            true,
+				ElementType:         types.StringType,
+				MarkdownDescription: "Labels set on the swarm itself.",
+			},
+			"manager_pool_id": schema.StringAttribute{
+				Computed:            true,
+				MarkdownDescription: "The id of the cluster's manager pool (`<name>/managers`), for attaching a healing policy to the managers.",
+				PlanModifiers:       []planmodifier.String{stringplanmodifier.UseStateForUnknown()},
+			},
+			"manager_addresses": schema.ListAttribute{
+				Computed:            true,
+				ElementType:         types.StringType,
+				MarkdownDescription: "The swarm addresses (`ip:2377`) of the managers that are running.",
+			},
+			"docker_host": schema.StringAttribute{
+				Computed:            true,
+				MarkdownDescription: "The Docker endpoint of a running manager, for `docker -H` or `DOCKER_HOST`.",
+			},
+			"worker_join_token": schema.StringAttribute{
+				Computed:            true,
+				Sensitive:           true,
+				MarkdownDescription: "The swarm's worker join token. Secret.",
+				PlanModifiers:       []planmodifier.String{stringplanmodifier.UseStateForUnknown()},
+			},
+			"manager_join_token": schema.StringAttribute{
+				Computed:            true,
+				Sensitive:           true,
+				MarkdownDescription: "The swarm's manager join token. Secret.",
+				PlanModifiers:       []planmodifier.String{stringplanmodifier.UseStateForUnknown()},
+			},
+		},
+		Blocks: map[string]schema.Block{
+			"timeouts": timeouts.Block(ctx, timeouts.Opts{Create: true, Update: true, Delete: true}),
+		},
+	}
+}
+
+func (r *clusterResource) Configure(_ context.Context, req resource.ConfigureRequest, resp *resource.ConfigureResponse) {
+	r.data = configureData(req.ProviderData, &resp.Diagnostics)
+}
+
+// ModifyPlan keeps the computed addresses from state unless the manager set changes.
+func (r *clusterResource) ModifyPlan(ctx context.Context, req resource.ModifyPlanRequest, resp *resource.ModifyPlanResponse) {
+	if req.Plan.Raw.IsNull() || req.State.Raw.IsNull() {
+		return
+	}
+	if planmodifiers.StateUnlessChanged(ctx, req.State, req.Plan, path.Root("manager_count")) {
+		var st clusterModel
+		resp.Diagnostics.Append(req.State.Get(ctx, &st)...)
+		if resp.Diagnostics.HasError() {
+			return
+		}
+		resp.Diagnostics.Append(resp.Plan.SetAttribute(ctx, path.Root("manager_addresses"), st.ManagerAddresses)...)
+		resp.Diagnostics.Append(resp.Plan.SetAttribute(ctx, path.Root("docker_host"), st.DockerHost)...)
+	}
+}
+
+func (m clusterModel) descriptor(ctx context.Context) (policy.Cluster, error) {
+	c := policy.Cluster{
+		Name:            m.Name.ValueString(),
+		Platform:        m.Platform.ValueString(),
+		ManagerCount:    m.ManagerCount.ValueInt64(),
+		HeartbeatPeriod: m.HeartbeatPeriod.ValueString(),
+	}
+	labels, err := mapFromModel(ctx, m.Labels)
+	c.Labels = labels
+	return c, err
+}
+
+func (m *clusterModel) fill(ctx context.Context, c policy.Cluster, st local.ClusterStatus) error {
+	m.ID = types.StringValue(c.Name)
+	m.Name = types.StringValue(c.Name)
+	m.Platform = types.StringValue(c.Platform)
+	m.ManagerCount = types.Int64Value(c.ManagerCount)
+	m.HeartbeatPeriod = types.StringValue(c.HeartbeatPeriod)
+	labels, err := mapToModel(ctx, c.Labels, m.Labels)
+	if err != nil {
+		return err
+	}
+	m.Labels = labels
+	m.ManagerPoolID = types.StringValue(c.ManagerPoolID())
+	addrs, diags := types.ListValueFrom(ctx, types.StringType, nonNil(st.ManagerAddresses))
+	if diags.HasError() {
+		return fmt.Errorf("manager_addresses: %v", diags)
+	}
+	m.ManagerAddresses = addrs
+	m.DockerHost = types.StringValue(st.DockerHost)
+	m.WorkerJoinToken = types.StringValue(st.Tokens.Worker)
+	m.ManagerJoinToken = types.StringValue(st.Tokens.Manager)
+	return nil
+}
+
+func (r *clusterResource) Create(ctx context.Context, req resource.CreateRequest, resp *resource.CreateResponse) {
+	var plan clusterModel
+	resp.Diagnostics.Append(req.Plan.Get(ctx, &plan)...)
+	if resp.Diagnostics.HasError() {
+		return
+	}
+	timeout, diags := plan.Timeouts.Create(ctx, 10*time.Minute)
+	resp.Diagnostics.Append(diags...)
+	if resp.Diagnostics.HasError() {
+		return
+	}
+	ctx, cancel := context.WithTimeout(ctx, timeout)
+	defer cancel()
+	c, err := plan.descriptor(ctx)
+	if err != nil {
+		resp.Diagnostics.AddAttributeError(path.Root("labels"), "invalid labels", err.Error())
+		return
+	}
+	p, err := r.data.localPlatform(ctx)
+	if err != nil {
+		resp.Diagnostics.AddError("creating cluster", err.Error())
+		return
+	}
+	st, err := p.CreateCluster(ctx, c)
+	if err != nil {
+		resp.Diagnostics.AddError("creating cluster "+c.Name, err.Error())
+		return
+	}
+	if err := plan.fill(ctx, c, st); err != nil {
+		resp.Diagnostics.AddError("creating cluster "+c.Name, err.Error())
+		return
+	}
+	resp.Diagnostics.Append(resp.State.Set(ctx, plan)...)
+}
+
+func (r *clusterResource) Read(ctx context.Context, req resource.ReadRequest, resp *resource.ReadResponse) {
+	var state clusterModel
+	resp.Diagnostics.Append(req.State.Get(ctx, &state)...)
+	if resp.Diagnostics.HasError() {
+		return
+	}
+	p, err := r.data.localPlatform(ctx)
+	if err != nil {
+		resp.Diagnostics.AddError("reading cluster", err.Error())
+		return
+	}
+	c, st, err := p.ReadCluster(ctx, state.ID.ValueString())
+	if errors.Is(err, platform.ErrNotFound) {
+		resp.Diagnostics.AddWarning("cluster not found", fmt.Sprintf("cluster %s is no longer in state dir %s; removing it from the Terraform state", state.ID.ValueString(), p.StateDir()))
+		resp.State.RemoveResource(ctx)
+		return
+	}
+	if err == nil && st.LiveManagers == 0 {
+		resp.Diagnostics.AddWarning("cluster lost", fmt.Sprintf("every manager of cluster %s is gone; removing it from the Terraform state so the next apply creates it anew", c.Name))
+		resp.State.RemoveResource(ctx)
+		return
+	}
+	if err != nil {
+		resp.Diagnostics.AddError("reading cluster "+state.ID.ValueString(), err.Error())
+		return
+	}
+	if err := state.fill(ctx, c, st); err != nil {
+		resp.Diagnostics.AddError("reading cluster "+c.Name, err.Error())
+		return
+	}
+	resp.Diagnostics.Append(resp.State.Set(ctx, state)...)
+}
+
+func (r *clusterResource) Update(ctx context.Context, req resource.UpdateRequest, resp *resource.UpdateResponse) {
+	var plan clusterModel
+	resp.Diagnostics.Append(req.Plan.Get(ctx, &plan)...)
+	if resp.Diagnostics.HasError() {
+		return
+	}
+	timeout, diags := plan.Timeouts.Update(ctx, 10*time.Minute)
+	resp.Diagnostics.Append(diags...)
+	if resp.Diagnostics.HasError() {
+		return
+	}
+	ctx, cancel := context.WithTimeout(ctx, timeout)
+	defer cancel()
+	c, err := plan.descriptor(ctx)
+	if err != nil {
+		resp.Diagnostics.AddAttributeError(path.Root("labels"), "invalid labels", err.Error())
+		return
+	}
+	p, err := r.data.localPlatform(ctx)
+	if err != nil {
+		resp.Diagnostics.AddError("updating cluster", err.Error())
+		return
+	}
+	st, err := p.UpdateCluster(ctx, c)
+	if err != nil {
+		resp.Diagnostics.AddError("updating cluster "+c.Name, err.Error())
+		return
+	}
+	if err := plan.fill(ctx, c, st); err != nil {
+		resp.Diagnostics.AddError("updating cluster "+c.Name, err.Error())
+		return
+	}
+	resp.Diagnostics.Append(resp.State.Set(ctx, plan)...)
+}
+
+func (r *clusterResource) Delete(ctx context.Context, req resource.DeleteRequest, resp *resource.DeleteResponse) {
+	var state clusterModel
+	resp.Diagnostics.Append(req.State.Get(ctx, &state)...)
+	if resp.Diagnostics.HasError() {
+		return
+	}
+	timeout, diags := state.Timeouts.Delete(ctx, 10*time.Minute)
+	resp.Diagnostics.Append(diags...)
+	if resp.Diagnostics.HasError() {
+		return
+	}
+	ctx, cancel := context.WithTimeout(ctx, timeout)
+	defer cancel()
+	p, err := r.data.localPlatform(ctx)
+	if err != nil {
+		resp.Diagnostics.AddError("deleting cluster", err.Error())
+		return
+	}
+	if err := p.DeleteCluster(ctx, state.ID.ValueString()); err != nil {
+		resp.Diagnostics.AddError("deleting cluster "+state.ID.ValueString(), err.Error())
+	}
+}
+
+func (r *clusterResource) ImportState(ctx context.Context, req resource.ImportStateRequest, resp *resource.ImportStateResponse) {
+	if err := policy.ValidateName(req.ID); err != nil {
+		resp.Diagnostics.AddError("importing cluster", fmt.Sprintf("import id must be the cluster's name: %s", err))
+		return
+	}
+	resource.ImportStatePassthroughID(ctx, path.Root("id"), req, resp)
+}

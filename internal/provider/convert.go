@@ -1,0 +1,45 @@
+package provider
+
+import (
+	"context"
+	"fmt"
+
+	"github.com/hashicorp/terraform-plugin-framework/types"
+)
+
+// mapFromModel turns a Terraform map of strings into a Go map; null and
+// empty both become nil.
+func mapFromModel(ctx context.Context, m types.Map) (map[string]string, error) {
+	if m.IsNull() || m.IsUnknown() || len(m.Elements()) == 0 {
+		return nil, nil
+	}
+	out := map[string]string{}
+	if diags := m.ElementsAs(ctx, &out, false); diags.HasError() {
+		return nil, fmt.Errorf("%v", diags)
+	}
+	return out, nil
+}
+
+// mapToModel turns a Go map into a Terraform map. Empty becomes null, which
+// is what a configuration without the attribute holds, unless prior holds an
+// empty map (the configuration says `{}`).
+func mapToModel(ctx context.Context, m map[string]string, prior types.Map) (types.Map, error) {
+	if len(m) == 0 {
+		if !prior.IsNull() && !prior.IsUnknown() && len(prior.Elements()) == 0 {
+			return prior, nil
+		}
+		return types.MapNull(types.StringType), nil
+	}
+	v, diags := types.MapValueFrom(ctx, types.StringType, m)
+	if diags.HasError() {
+		return v, fmt.Errorf("%v", diags)
+	}
+	return v, nil
+}
+
+func nonNil(s []string) []string {
+	if s == nil {
+		return []string{}
+	}
+	return s
+}

@@ -1,0 +1,409 @@
+package provider
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/hashicorp/terraform-plugin-framework-timeouts/resource/timeouts"
+	"github.com/hashicorp/terraform-plugin-framework-validators/int64validator"
+	"github.com/hashicorp/terraform-plugin-framework/path"
+	"github.com/hashicorp/terraform-plugin-framework/resource"
+	"github.com/hashicorp/terraform-plugin-framework/resource/schema"
+	"github.com/hashicorp/terraform-plugin-framework/resource/schema/int64default"
+	"github.com/hashicorp/terraform-plugin-framework/resource/schema/planmodifier"
+	"github.com/hashicorp/terraform-plugin-framework/resource/schema/stringdefault"
+	"github.com/hashicorp/terraform-plugin-framework/resource/schema/stringplanmodifier"
+	"github.com/hashicorp/terraform-plugin-framework/schema/validator"
+	"github.com/hashicorp/terraform-plugin-framework/types"
+
+	"github.com/autarky/terraform-provider-autarky/internal/planmodifiers"
+	"github.com/autarky/terraform-provider-autarky/internal/platform"
+	"github.com/autarky/terraform-provider-autarky/internal/platform/local"
+	"github.com/autarky/terraform-provider-autarky/internal/policy"
+	"github.com/autarky/terraform-provider-autarky/internal/validators"
+)
+
+var (
+	_ resource.Resource                   = &nodePoolResource{}
+	_ resource.ResourceWithConfigure      = &nodePoolResource{}
+	_ resource.ResourceWithImportState    = &nodePoolResource{}
+	_ resource.ResourceWithModifyPlan     = &nodePoolResource{}
+	_ resource.ResourceWithValidateConfig = &nodePoolResource{}
+)
+
+func newNodePoolResource() resource.Resource { return &nodePoolResource{} }
+
+type nodePoolResource struct {
+	data *providerData
+}
+
+type nodePoolModel struct {
+	ID                     types.String   `tfsdk:"id"`
+	ClusterID              types.String   `tfsdk:"cluster_id"`
+	Name                   types.String   `tfsdk:"name"`
+	Role                   types.String   `tfsdk:"role"`
+	MinSize                types.Int64    `tfsdk:"min_size"`
+	MaxSize                types.Int64    `tfsdk:"max_size"`
+	DesiredSize            types.Int64    `tfsdk:"desired_size"`
+	Labels                 types.Map      `tfsdk:"labels"`
+	WaitForCapacityTimeout types.String   `tfsdk:"wait_for_capacity_timeout"`
+	CurrentSize            types.Int64    `tfsdk:"current_size"`
+	NodeIDs                types.List     `tfsdk:"node_ids"`
+	Timeouts               timeouts.Value `tfsdk:"timeouts"`
+}
+
+func (r *nodePoolResource) Metadata(_ context.Context, req resource.MetadataRequest, resp *resource.MetadataResponse) {
+	resp.TypeName = req.ProviderTypeName + "_node_pool"
+}
+
+func (r *nodePoolResource) Schema(ctx context.Context, _ resource.SchemaRequest, resp *resource.SchemaResponse) {
+	resp.Schema = schema.Schema{
+		MarkdownDescription: "A pool of identical worker nodes of a cluster, with a minimum and maximum size. " +
+			"On the `local` platform each node is a dockerd process on this machine that joins the swarm with the pool's labels. " +
+			"While a scaling policy targets the pool, the agent owns its size and `desired_size` is only the initial size: Terraform does not fight the agent over it.",
+		Attributes: map[string]schema.Attribute{
+			"id": schema.StringAttribute{
+				Computed:            true,
+				MarkdownDescription: "The pool's id, `<cluster name>/<pool name>`. Import a pool by it.",
+				PlanModifiers:       []planmodifier.String{stringplanmodifier.UseStateForUnknown()},
+			},
+			"cluster_id": schema.StringAttribute{
+				Required:            true,
+				MarkdownDescription: "The id of the cluster the pool's nodes join. Changing it replaces the pool.",
+				Validators:          []validator.String{validators.Name()},
+				PlanModifiers:       []planmodifier.String{stringplanmodifier.RequiresReplace()},
+			},
+			"name": schema.StringAttribute{
+				Required:            true,
+				MarkdownDescription: "The pool's name, a DNS label unique within the cluster (`managers` is reserved). Changing it replaces the pool.",
+				Validators:          []validator.String{validators.PoolName()},
+				PlanModifiers:       []planmodifier.String{stringplanmodifier.RequiresReplace()},
+			},
+			"role": schema.StringAttribute{
+				Optional:            true,
+				Computed:            true,
+				Default:             stringdefault.StaticString(policy.RoleWorker),
+				MarkdownDescription: "The Swarm role of the pool's nodes: `worker` (the default). Managers belong to the cluster's manager pool, sized by `manager_count`.",
+				Validators:          []validator.String{validators.Role()},
+				PlanModifiers:       []planmodifier.String{stringplanmodifier.RequiresReplace()},
+			},
+			"min_size": schema.Int64Attribute{
+				Optional:            true,
+				Computed:            true,
+				Default:             int64default.StaticInt64(0),
+				MarkdownDescription: "The fewest nodes the pool may have; 0 or more, at most `max_size`. Defaults to 0.",
+				Validators:          []validator.Int64{int64validator.AtLeast(0)},
+			},
+			"max_size": schema.Int64Attribute{
+				Required:            true,
+				MarkdownDescription: "The most nodes the pool may have; 1 or more.",
+				Validators:          []validator.Int64{int64validator.AtLeast(1)},
+			},
+			"desired_size": schema.Int64Attribute{
+				Optional: true,
+				Computed: true,
+				MarkdownDescription: "How many nodes the pool should have, within `[min_size, max_size]`; defaults to `min_size`. " +
+					"Without a scaling policy Terraform keeps the pool at this size and a node that died shows as drift. " +
+					"While a scaling policy targets the pool this is only the initial size and the agent owns the size.",
+			},
+			"labels": schema.MapAttribute{
+				Optional:            true,
+				ElementType:         types.StringType,
+				MarkdownDescription: "Swarm node labels set on every node of the pool, for placement constraints such as `node.labels.tier == web`. Autarky adds `autarky.cluster`, `autarky.pool` and `autarky.instance`. Changed in place.",
+			},
+			"wait_for_capacity_timeout": schema.StringAttribute{
+				Optional:            true,
+				Computed:            true,
+				Default:             stringdefault.StaticString("5m"),
+				MarkdownDescription: "How long apply waits for new nodes to be Ready in Swarm; `0` does not wait. A duration; defaults to `5m`.",
+				Validators:          []validator.String{validators.Duration(0)},
+			},
+			"current_size": schema.Int64Attribute{
+				Computed:            true,
+				MarkdownDescription: "How many of the pool's nodes are running.",
+			},
+			"node_ids": schema.ListAttribute{
+				Computed:            true,
+				ElementType:         types.StringType,
+				MarkdownDescription: "The Swarm node ids of the pool's running nodes.",
+			},
+		},
+		Blocks: map[string]schema.Block{
+			"timeouts": timeouts.Block(ctx, timeouts.Opts{Create: true, Update: true, Delete: true}),
+		},
+	}
+}
+
+func (r *nodePoolResource) Configure(_ context.Context, req resource.ConfigureRequest, resp *resource.ConfigureResponse) {
+	r.data = configureData(req.ProviderData, &resp.Diagnostics)
+}
+
+// ValidateConfig checks the sizes against each other at plan time.
+func (r *nodePoolResource) ValidateConfig(ctx context.Context, req resource.ValidateConfigRequest, resp *resource.ValidateConfigResponse) {
+	var cfg nodePoolModel
+	resp.Diagnostics.Append(req.Config.Get(ctx, &cfg)...)
+	if resp.Diagnostics.HasError() {
+		return
+	}
+	if cfg.MaxSize.IsUnknown() || cfg.MaxSize.IsNull() || cfg.MinSize.IsUnknown() || cfg.DesiredSize.IsUnknown() {
+		return
+	}
+	min := int64(0)
+	if !cfg.MinSize.IsNull() {
+		min = cfg.MinSize.ValueInt64()
+	}
+	max := cfg.MaxSize.ValueInt64()
+	if min > max {
+		resp.Diagnostics.AddAttributeError(path.Root("min_size"), "invalid min_size",
+			fmt.Sprintf("min_size (%d) is greater than max_size (%d): min_size must be at most max_size", min, max))
+		return
+	}
+	if !cfg.DesiredSize.IsNull() {
+		if d := cfg.DesiredSize.ValueInt64(); d < min || d > max {
+			resp.Diagnostics.AddAttributeError(path.Root("desired_size"), "invalid desired_size",
+				fmt.Sprintf("desired_size (%d) is outside [min_size, max_size] = [%d, %d]", d, min, max))
+		}
+	}
+}
+
+// ModifyPlan fills desired_size when it is not configured and keeps the
+// computed node list from state unless the pool's nodes will change.
+func (r *nodePoolResource) ModifyPlan(ctx context.Context, req resource.ModifyPlanRequest, resp *resource.ModifyPlanResponse) {
+	if req.Plan.Raw.IsNull() {
+		return
+	}
+	var plan nodePoolModel
+	resp.Diagnostics.Append(req.Plan.Get(ctx, &plan)...)
+	if resp.Diagnostics.HasError() {
+		return
+	}
+	var state *nodePoolModel
+	if !req.State.Raw.IsNull() {
+		state = &nodePoolModel{}
+		resp.Diagnostics.Append(req.State.Get(ctx, state)...)
+		if resp.Diagnostics.HasError() {
+			return
+		}
+	}
+	if plan.DesiredSize.IsUnknown() && !plan.MinSize.IsUnknown() && !plan.MaxSize.IsUnknown() {
+		// Not configured: keep what the pool has, clamped to the new bounds.
+		d := plan.MinSize.ValueInt64()
+		if state != nil && !state.DesiredSize.IsNull() {
+			d = max(plan.MinSize.ValueInt64(), min(state.DesiredSize.ValueInt64(), plan.MaxSize.ValueInt64()))
+		}
+		resp.Diagnostics.Append(resp.Plan.SetAttribute(ctx, path.Root("desired_size"), d)...)
+	}
+	if state == nil {
+		return
+	}
+	var desired types.Int64
+	resp.Diagnostics.Append(resp.Plan.GetAttribute(ctx, path.Root("desired_size"), &desired)...)
+	// Nothing about the nodes changes: the computed node list stays as it is.
+	if planmodifiers.StateUnlessChanged(ctx, req.State, resp.Plan, path.Root("desired_size"), path.Root("labels")) && state.CurrentSize.Equal(desired) {
+		resp.Diagnostics.Append(resp.Plan.SetAttribute(ctx, path.Root("current_size"), state.CurrentSize)...)
+		resp.Diagnostics.Append(resp.Plan.SetAttribute(ctx, path.Root("node_ids"), state.NodeIDs)...)
+	}
+}
+
+func (m nodePoolModel) descriptor(ctx context.Context) (policy.Pool, time.Duration, error) {
+	p := policy.Pool{
+		Cluster:                m.ClusterID.ValueString(),
+		Name:                   m.Name.ValueString(),
+		Role:                   m.Role.ValueString(),
+		MinSize:                m.MinSize.ValueInt64(),
+		MaxSize:                m.MaxSize.ValueInt64(),
+		DesiredSize:            m.DesiredSize.ValueInt64(),
+		WaitForCapacityTimeout: m.WaitForCapacityTimeout.ValueString(),
+	}
+	labels, err := mapFromModel(ctx, m.Labels)
+	if err != nil {
+		return p, 0, fmt.Errorf("labels: %w", err)
+	}
+	p.Labels = labels
+	wait, err := policy.ParseDuration(p.WaitForCapacityTimeout)
+	if err != nil {
+		return p, 0, fmt.Errorf("wait_for_capacity_timeout: %w", err)
+	}
+	return p, wait, nil
+}
+
+// fill writes what the platform holds into the model. Without a scaling
+// policy the running nodes are the pool's size, so a dead node is drift;
+// with one the agent owns the size and the configured value is kept.
+func (m *nodePoolModel) fill(ctx context.Context, p policy.Pool, st local.PoolStatus, fromRead bool) error {
+	m.ID = types.StringValue(p.ID())
+	m.ClusterID = types.StringValue(p.Cluster)
+	m.Name = types.StringValue(p.Name)
+	m.Role = types.StringValue(p.Role)
+	m.MinSize = types.Int64Value(p.MinSize)
+	m.MaxSize = types.Int64Value(p.MaxSize)
+	switch {
+	case !fromRead:
+		m.DesiredSize = types.Int64Value(p.DesiredSize)
+	case p.SizeOwner == policy.SizeOwnerAgent && !m.DesiredSize.IsNull():
+		// The agent owns the size: keep the configured initial size.
+	case p.SizeOwner == policy.SizeOwnerAgent:
+		m.DesiredSize = types.Int64Value(p.DesiredSize)
+	default:
+		m.DesiredSize = types.Int64Value(int64(st.CurrentSize))
+	}
+	labels, err := mapToModel(ctx, p.Labels, m.Labels)
+	if err != nil {
+		return err
+	}
+	m.Labels = labels
+	m.WaitForCapacityTimeout = types.StringValue(p.WaitForCapacityTimeout)
+	m.CurrentSize = types.Int64Value(int64(st.CurrentSize))
+	ids, diags := types.ListValueFrom(ctx, types.StringType, nonNil(st.NodeIDs))
+	if diags.HasError() {
+		return fmt.Errorf("node_ids: %v", diags)
+	}
+	m.NodeIDs = ids
+	return nil
+}
+
+func (r *nodePoolResource) Create(ctx context.Context, req resource.CreateRequest, resp *resource.CreateResponse) {
+	var plan nodePoolModel
+	resp.Diagnostics.Append(req.Plan.Get(ctx, &plan)...)
+	if resp.Diagnostics.HasError() {
+		return
+	}
+	timeout, diags := plan.Timeouts.Create(ctx, 15*time.Minute)
+	resp.Diagnostics.Append(diags...)
+	if resp.Diagnostics.HasError() {
+		return
+	}
+	ctx, cancel := context.WithTimeout(ctx, timeout)
+	defer cancel()
+	pool, wait, err := plan.descriptor(ctx)
+	if err != nil {
+		resp.Diagnostics.AddError("creating node pool", err.Error())
+		return
+	}
+	p, err := r.data.localPlatform(ctx)
+	if err != nil {
+		resp.Diagnostics.AddError("creating node pool", err.Error())
+		return
+	}
+	st, err := p.CreatePool(ctx, pool, wait)
+	if err != nil {
+		resp.Diagnostics.AddError("creating node pool "+pool.ID(), err.Error())
+		return
+	}
+	if err := plan.fill(ctx, pool, st, false); err != nil {
+		resp.Diagnostics.AddError("creating node pool "+pool.ID(), err.Error())
+		return
+	}
+	resp.Diagnostics.Append(resp.State.Set(ctx, plan)...)
+}
+
+func (r *nodePoolResource) Read(ctx context.Context, req resource.ReadRequest, resp *resource.ReadResponse) {
+	var state nodePoolModel
+	resp.Diagnostics.Append(req.State.Get(ctx, &state)...)
+	if resp.Diagnostics.HasError() {
+		return
+	}
+	cluster, name, err := policy.SplitPoolID(state.ID.ValueString())
+	if err != nil {
+		resp.Diagnostics.AddError("reading node pool", err.Error())
+		return
+	}
+	p, err := r.data.localPlatform(ctx)
+	if err != nil {
+		resp.Diagnostics.AddError("reading node pool", err.Error())
+		return
+	}
+	pool, st, err := p.ReadPool(ctx, cluster, name)
+	if errors.Is(err, platform.ErrNotFound) {
+		resp.Diagnostics.AddWarning("node pool not found", fmt.Sprintf("node pool %s is no longer in state dir %s; removing it from the Terraform state", state.ID.ValueString(), p.StateDir()))
+		resp.State.RemoveResource(ctx)
+		return
+	}
+	if err != nil {
+		resp.Diagnostics.AddError("reading node pool "+state.ID.ValueString(), err.Error())
+		return
+	}
+	if _, cst, cerr := p.ReadCluster(ctx, cluster); cerr == nil && cst.LiveManagers == 0 {
+		resp.Diagnostics.AddWarning("node pool lost", fmt.Sprintf("every manager of cluster %s is gone, so node pool %s is too; removing it from the Terraform state", cluster, pool.ID()))
+		resp.State.RemoveResource(ctx)
+		return
+	}
+	if err := state.fill(ctx, pool, st, true); err != nil {
+		resp.Diagnostics.AddError("reading node pool "+pool.ID(), err.Error())
+		return
+	}
+	resp.Diagnostics.Append(resp.State.Set(ctx, state)...)
+}
+
+func (r *nodePoolResource) Update(ctx context.Context, req resource.UpdateRequest, resp *resource.UpdateResponse) {
+	var plan nodePoolModel
+	resp.Diagnostics.Append(req.Plan.Get(ctx, &plan)...)
+	if resp.Diagnostics.HasError() {
+		return
+	}
+	timeout, diags := plan.Timeouts.Update(ctx, 15*time.Minute)
+	resp.Diagnostics.Append(diags...)
+	if resp.Diagnostics.HasError() {
+		return
+	}
+	ctx, cancel := context.WithTimeout(ctx, timeout)
+	defer cancel()
+	pool, wait, err := plan.descriptor(ctx)
+	if err != nil {
+		resp.Diagnostics.AddError("updating node pool", err.Error())
+		return
+	}
+	p, err := r.data.localPlatform(ctx)
+	if err != nil {
+		resp.Diagnostics.AddError("updating node pool", err.Error())
+		return
+	}
+	st, err := p.UpdatePool(ctx, pool, wait)
+	if err != nil {
+		resp.Diagnostics.AddError("updating node pool "+pool.ID(), err.Error())
+		return
+	}
+	if err := plan.fill(ctx, pool, st, false); err != nil {
+		resp.Diagnostics.AddError("updating node pool "+pool.ID(), err.Error())
+		return
+	}
+	resp.Diagnostics.Append(resp.State.Set(ctx, plan)...)
+}
+
+func (r *nodePoolResource) Delete(ctx context.Context, req resource.DeleteRequest, resp *resource.DeleteResponse) {
+	var state nodePoolModel
+	resp.Diagnostics.Append(req.State.Get(ctx, &state)...)
+	if resp.Diagnostics.HasError() {
+		return
+	}
+	timeout, diags := state.Timeouts.Delete(ctx, 15*time.Minute)
+	resp.Diagnostics.Append(diags...)
+	if resp.Diagnostics.HasError() {
+		return
+	}
+	ctx, cancel := context.WithTimeout(ctx, timeout)
+	defer cancel()
+	cluster, name, err := policy.SplitPoolID(state.ID.ValueString())
+	if err != nil {
+		resp.Diagnostics.AddError("deleting node pool", err.Error())
+		return
+	}
+	p, err := r.data.localPlatform(ctx)
+	if err != nil {
+		resp.Diagnostics.AddError("deleting node pool", err.Error())
+		return
+	}
+	if err := p.DeletePool(ctx, cluster, name); err != nil {
+		resp.Diagnostics.AddError("deleting node pool "+state.ID.ValueString(), err.Error())
+	}
+}
+
+func (r *nodePoolResource) ImportState(ctx context.Context, req resource.ImportStateRequest, resp *resource.ImportStateResponse) {
+	if _, _, err := policy.SplitPoolID(req.ID); err != nil {
+		resp.Diagnostics.AddError("importing node pool", err.Error())
+		return
+	}
+	resource.ImportStatePassthroughID(ctx, path.Root("id"), req, resp)
+}

@@ -1,0 +1,138 @@
+// Package provider is the Terraform provider: resources and data sources that
+// map Terraform schemas to Autarky's domain types and call the platforms.
+// It stays thin; validation lives in package policy, platform work in
+// package platform.
+package provider
+
+import (
+	"context"
+	"fmt"
+
+	"github.com/hashicorp/terraform-plugin-framework/datasource"
+	"github.com/hashicorp/terraform-plugin-framework/path"
+	"github.com/hashicorp/terraform-plugin-framework/provider"
+	"github.com/hashicorp/terraform-plugin-framework/provider/schema"
+	"github.com/hashicorp/terraform-plugin-framework/resource"
+	"github.com/hashicorp/terraform-plugin-framework/types"
+	"github.com/hashicorp/terraform-plugin-log/tflog"
+
+	"github.com/autarky/terraform-provider-autarky/internal/platform/local"
+)
+
+var _ provider.Provider = &autarkyProvider{}
+var _ provider.ProviderWithValidateConfig = &autarkyProvider{}
+
+type autarkyProvider struct {
+	version string
+}
+
+type providerModel struct {
+	Local *localModel `tfsdk:"local"`
+}
+
+type localModel struct {
+	StateDir types.String `tfsdk:"state_dir"`
+}
+
+// providerData is what resources receive from Configure.
+type providerData struct {
+	stateDir string
+}
+
+// localPlatform opens the local platform with progress going to the
+// provider's log for this request.
+func (d *providerData) localPlatform(ctx context.Context) (*local.Platform, error) {
+	return local.New(d.stateDir, func(msg string, kv ...any) {
+		fields := map[string]any{}
+		for i := 0; i+1 < len(kv); i += 2 {
+			fields[fmt.Sprint(kv[i])] = kv[i+1]
+		}
+		tflog.Info(ctx, msg, fields)
+	})
+}
+
+// New returns the provider factory for a build of the given version.
+func New(version string) func() provider.Provider {
+	return func() provider.Provider { return &autarkyProvider{version: version} }
+}
+
+func (p *autarkyProvider) Metadata(_ context.Context, _ provider.MetadataRequest, resp *provider.MetadataResponse) {
+	resp.TypeName = "autarky"
+	resp.Version = p.version
+}
+
+func (p *autarkyProvider) Schema(_ context.Context, _ provider.SchemaRequest, resp *provider.SchemaResponse) {
+	resp.Schema = schema.Schema{
+		MarkdownDescription: "Autarky makes Docker Swarm clusters self-sufficient: it declares clusters, node pools and their healing and scaling policies, and an agent on the managers keeps the cluster in that shape.",
+		Blocks: map[string]schema.Block{
+			"local": schema.SingleNestedBlock{
+				MarkdownDescription: "Settings of the `local` platform, whose nodes are dockerd processes on this machine (needs root and Debian's `docker.io`).",
+				Attributes: map[string]schema.Attribute{
+					"state_dir": schema.StringAttribute{
+						Optional: true,
+						MarkdownDescription: fmt.Sprintf("Directory that holds the local platform's cluster descriptors, policies and node data. "+
+							"Defaults to the `%s` environment variable, else `%s`. An absolute path of at most 50 characters, since each node's unix sockets live under it.",
+							local.StateDirEnv, local.DefaultStateDir),
+					},
+				},
+			},
+		},
+	}
+}
+
+func (p *autarkyProvider) ValidateConfig(ctx context.Context, req provider.ValidateConfigRequest, resp *provider.ValidateConfigResponse) {
+	var cfg providerModel
+	resp.Diagnostics.Append(req.Config.Get(ctx, &cfg)...)
+	if resp.Diagnostics.HasError() || cfg.Local == nil || cfg.Local.StateDir.IsNull() || cfg.Local.StateDir.IsUnknown() {
+		return
+	}
+	if err := local.ValidateStateDir(cfg.Local.StateDir.ValueString()); err != nil {
+		resp.Diagnostics.AddAttributeError(path.Root("local").AtName("state_dir"), "invalid local.state_dir", err.Error())
+	}
+}
+
+func (p *autarkyProvider) Configure(ctx context.Context, req provider.ConfigureRequest, resp *provider.ConfigureResponse) {
+	var cfg providerModel
+	resp.Diagnostics.Append(req.Config.Get(ctx, &cfg)...)
+	if resp.Diagnostics.HasError() {
+		return
+	}
+	configured := ""
+	if cfg.Local != nil && !cfg.Local.StateDir.IsNull() && !cfg.Local.StateDir.IsUnknown() {
+		configured = cfg.Local.StateDir.ValueString()
+	}
+	dir := local.StateDirFrom(configured)
+	if err := local.ValidateStateDir(dir); err != nil {
+		resp.Diagnostics.AddAttributeError(path.Root("local").AtName("state_dir"), "invalid local.state_dir", err.Error())
+		return
+	}
+	data := &providerData{stateDir: dir}
+	resp.ResourceData = data
+	resp.DataSourceData = data
+}
+
+func (p *autarkyProvider) Resources(context.Context) []func() resource.Resource {
+	return []func() resource.Resource{
+		newClusterResource,
+		newNodePoolResource,
+	}
+}
+
+func (p *autarkyProvider) DataSources(context.Context) []func() datasource.DataSource {
+	return nil
+}
+
+// configureData extracts providerData in a resource's Configure.
+func configureData(raw any, diags interface {
+	AddError(string, string)
+}) *providerData {
+	if raw == nil {
+		return nil
+	}
+	d, ok := raw.(*providerData)
+	if !ok {
+		diags.AddError("unexpected provider data", fmt.Sprintf("expected *providerData, got %T: this is a bug in the provider", raw))
+		return nil
+	}
+	return d
+}
