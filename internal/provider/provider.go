@@ -31,12 +31,14 @@ type providerModel struct {
 }
 
 type localModel struct {
-	StateDir types.String `tfsdk:"state_dir"`
+	StateDir       types.String `tfsdk:"state_dir"`
+	WorkloadBinary types.String `tfsdk:"workload_binary"`
 }
 
 // providerData is what resources receive from Configure.
 type providerData struct {
-	stateDir string
+	stateDir       string
+	workloadBinary string
 }
 
 // localPlatform opens the local platform with progress going to the
@@ -48,7 +50,7 @@ func (d *providerData) localPlatform(ctx context.Context) (*local.Platform, erro
 			fields[fmt.Sprint(kv[i])] = kv[i+1]
 		}
 		tflog.Info(ctx, msg, fields)
-	})
+	}, local.Options{WorkloadBinary: d.workloadBinary})
 }
 
 // New returns the provider factory for a build of the given version.
@@ -74,6 +76,11 @@ func (p *autarkyProvider) Schema(_ context.Context, _ provider.SchemaRequest, re
 							"Defaults to the `%s` environment variable, else `%s`. An absolute path of at most 50 characters, since each node's unix sockets live under it.",
 							local.StateDirEnv, local.DefaultStateDir),
 					},
+					"workload_binary": schema.StringAttribute{
+						Optional: true,
+						MarkdownDescription: "Path of a static Linux executable loaded into every node of clusters created by this provider as the image `autarky/workload:latest` (a root filesystem holding only `/workload`), " +
+							"so services can run without a registry. `autarky-agent` itself serves: inside the image it runs its small HTTP workload.",
+					},
 				},
 			},
 		},
@@ -83,11 +90,18 @@ func (p *autarkyProvider) Schema(_ context.Context, _ provider.SchemaRequest, re
 func (p *autarkyProvider) ValidateConfig(ctx context.Context, req provider.ValidateConfigRequest, resp *provider.ValidateConfigResponse) {
 	var cfg providerModel
 	resp.Diagnostics.Append(req.Config.Get(ctx, &cfg)...)
-	if resp.Diagnostics.HasError() || cfg.Local == nil || cfg.Local.StateDir.IsNull() || cfg.Local.StateDir.IsUnknown() {
+	if resp.Diagnostics.HasError() || cfg.Local == nil {
 		return
 	}
-	if err := local.ValidateStateDir(cfg.Local.StateDir.ValueString()); err != nil {
-		resp.Diagnostics.AddAttributeError(path.Root("local").AtName("state_dir"), "invalid local.state_dir", err.Error())
+	if v := cfg.Local.StateDir; !v.IsNull() && !v.IsUnknown() {
+		if err := local.ValidateStateDir(v.ValueString()); err != nil {
+			resp.Diagnostics.AddAttributeError(path.Root("local").AtName("state_dir"), "invalid local.state_dir", err.Error())
+		}
+	}
+	if v := cfg.Local.WorkloadBinary; !v.IsNull() && !v.IsUnknown() {
+		if err := local.ValidateWorkloadBinary(v.ValueString()); err != nil {
+			resp.Diagnostics.AddAttributeError(path.Root("local").AtName("workload_binary"), "invalid local.workload_binary", err.Error())
+		}
 	}
 }
 
@@ -107,6 +121,9 @@ func (p *autarkyProvider) Configure(ctx context.Context, req provider.ConfigureR
 		return
 	}
 	data := &providerData{stateDir: dir}
+	if cfg.Local != nil && !cfg.Local.WorkloadBinary.IsNull() {
+		data.workloadBinary = cfg.Local.WorkloadBinary.ValueString()
+	}
 	resp.ResourceData = data
 	resp.DataSourceData = data
 }

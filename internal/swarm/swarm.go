@@ -308,9 +308,10 @@ func (c *Client) RunningTasks(ctx context.Context, nodeID string) (int, error) {
 	return n, nil
 }
 
-// ImportImage loads a root filesystem tarball into the engine as image ref.
-func (c *Client) ImportImage(ctx context.Context, ref string, tarball io.Reader) error {
-	rc, err := c.api.ImageImport(ctx, image.ImportSource{Source: tarball, SourceName: "-"}, ref, image.ImportOptions{})
+// ImportImage loads a root filesystem tarball into the engine as image ref,
+// with Dockerfile-style changes such as `ENTRYPOINT ["/x"]`.
+func (c *Client) ImportImage(ctx context.Context, ref string, tarball io.Reader, changes ...string) error {
+	rc, err := c.api.ImageImport(ctx, image.ImportSource{Source: tarball, SourceName: "-"}, ref, image.ImportOptions{Changes: changes})
 	if err != nil {
 		return fmt.Errorf("image import %s: %w", ref, err)
 	}

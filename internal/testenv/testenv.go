@@ -66,3 +66,28 @@ func Leftovers(dir string) []string {
 	}
 	return out
 }
+
+// AgentBinary builds autarky-agent as a static executable into a temporary
+// directory and returns its path; it is also the workload image's binary.
+func AgentBinary(t testing.TB) string {
+	t.Helper()
+	out := filepath.Join(t.TempDir(), "autarky-agent")
+	cmd := exec.Command("go", "build", "-o", out, "github.com/autarky/terraform-provider-autarky/cmd/autarky-agent")
+	cmd.Env = append(os.Environ(), "CGO_ENABLED=0")
+	if b, err := cmd.CombinedOutput(); err != nil {
+		t.Fatalf("go build autarky-agent: %v\n%s", err, b)
+	}
+	return out
+}
+
+// Docker runs the docker CLI against host, as a user would, and returns its
+// trimmed output.
+func Docker(t testing.TB, host string, args ...string) string {
+	t.Helper()
+	cmd := exec.Command("docker", append([]string{"-H", host}, args...)...)
+	b, err := cmd.CombinedOutput()
+	if err != nil {
+		t.Fatalf("docker %s: %v\n%s", strings.Join(args, " "), err, b)
+	}
+	return strings.TrimSpace(string(b))
+}

@@ -107,7 +107,7 @@ func (p *Platform) claimName(c policy.Cluster) error {
 	if err != nil {
 		return err
 	}
-	if err := writeJSON(filepath.Join(p.clusterDir(c.Name), "local.json"), clusterMeta{Slot: slot, NextIndex: 1}); err != nil {
+	if err := writeJSON(filepath.Join(p.clusterDir(c.Name), "local.json"), clusterMeta{Slot: slot, NextIndex: 1, WorkloadBinary: p.opts.WorkloadBinary}); err != nil {
 		return err
 	}
 	c.CreatedAt = time.Now().UTC()

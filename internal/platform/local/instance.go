@@ -36,6 +36,12 @@ func (p *Platform) startInstance(ctx context.Context, cluster, pool, role string
 		_ = p.removeInstance(context.Background(), f)
 		return f, fmt.Errorf("node %s did not start: %w\ndockerd log:\n%s", f.ID, err, tail)
 	}
+	if f.workload != "" {
+		if err := loadWorkload(ctx, f, f.workload); err != nil {
+			_ = p.removeInstance(context.Background(), f)
+			return f, err
+		}
+	}
 	p.progress("node started", "instance", f.ID, "addr", f.Addr)
 	return f, nil
 }
@@ -89,7 +95,8 @@ func (p *Platform) allocate(cluster, pool, role string) (instanceFile, error) {
 			Addr:      addr,
 			CreatedAt: time.Now().UTC(),
 		},
-		Dir: p.nodeDir(addr),
+		Dir:      p.nodeDir(addr),
+		workload: m.WorkloadBinary,
 	}
 	f.DockerHost = "unix://" + socketPath(f.Dir)
 	if err := os.MkdirAll(f.Dir, 0o700); err != nil {

@@ -18,7 +18,6 @@ import (
 	"path/filepath"
 	"sort"
 	"strconv"
-	"strings"
 
 	"golang.org/x/sys/unix"
 
@@ -48,6 +47,14 @@ type Platform struct {
 	stateDir string
 	dockerd  string
 	progress platform.Progress
+	opts     Options
+}
+
+// Options are optional settings of the platform.
+type Options struct {
+	// WorkloadBinary, when set, is a static executable loaded into every node
+	// of clusters created from now on as the image autarky/workload:latest.
+	WorkloadBinary string
 }
 
 // StateDirFrom picks the state directory: the configured one, else
@@ -75,15 +82,20 @@ func ValidateStateDir(dir string) error {
 
 // New opens the platform at stateDir. It fails early, naming the fix, when
 // the machine cannot run nodes.
-func New(stateDir string, progress platform.Progress) (*Platform, error) {
+func New(stateDir string, progress platform.Progress, opts Options) (*Platform, error) {
 	stateDir = filepath.Clean(stateDir)
 	if err := ValidateStateDir(stateDir); err != nil {
 		return nil, err
 	}
+	if opts.WorkloadBinary != "" {
+		if err := ValidateWorkloadBinary(opts.WorkloadBinary); err != nil {
+			return nil, err
+		}
+	}
 	if progress == nil {
 		progress = platform.NoProgress
 	}
-	return &Platform{stateDir: stateDir, progress: progress}, nil
+	return &Platform{stateDir: stateDir, progress: progress, opts: opts}, nil
 }
 
 // StateDir is the platform's state directory.
@@ -120,8 +132,9 @@ func (p *Platform) poolFile(cluster, pool string) string {
 
 // clusterMeta is the local platform's own record of a cluster.
 type clusterMeta struct {
-	Slot      int `json:"slot"`
-	NextIndex int `json:"next_index"`
+	Slot           int    `json:"slot"`
+	NextIndex      int    `json:"next_index"`
+	WorkloadBinary string `json:"workload_binary,omitempty"`
 }
 
 // addr is the loopback address of host index n in the cluster's range.
@@ -284,4 +297,3 @@ func engineLabels(inst platform.Instance) map[string]string {
 	}
 }
 
-var _ = strings.TrimSpace

@@ -20,7 +20,7 @@ func TestClusterLifecycle(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
 	defer cancel()
 	dir := testenv.StateDir(t)
-	p, err := New(dir, func(msg string, kv ...any) { t.Log(append([]any{msg}, kv...)...) })
+	p, err := New(dir, func(msg string, kv ...any) { t.Log(append([]any{msg}, kv...)...) }, Options{})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -23,6 +23,8 @@ type instanceFile struct {
 	PID     int    `json:"pid"`
 	MountNS string `json:"mount_ns"`
 	NodeID  string `json:"node_id,omitempty"`
+
+	workload string // binary to load as the workload image, from the cluster
 }
 
 func (p *Platform) nodeDir(addr string) string { return filepath.Join(p.stateDir, "nodes", addr) }

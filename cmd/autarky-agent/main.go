@@ -1,0 +1,64 @@
+// Command autarky-agent runs beside every Swarm manager of an Autarky
+// cluster; the agent on the Raft leader replaces failed nodes and resizes
+// node pools.
+package main
+
+import (
+	"fmt"
+	"io"
+	"os"
+	"path/filepath"
+
+	"github.com/autarky/terraform-provider-autarky/internal/workload"
+)
+
+// version is set at build time with -ldflags "-X main.version=...".
+var version = "dev"
+
+const usage = `Usage: autarky-agent <command> [flags]
+
+autarky-agent runs beside every Swarm manager of an Autarky cluster. Only the
+agent on the Raft leader acts: it replaces failed nodes and resizes node pools
+according to the healing and scaling policies declared with Terraform.
+
+Commands:
+  version    print the version
+  workload   run the small demo and test workload (the autarky/workload image)
+  help       print this help
+`
+
+func main() {
+	os.Exit(run(os.Args, os.Stdout, os.Stderr))
+}
+
+func run(args []string, stdout, stderr io.Writer) int {
+	// Inside the workload image the binary is /workload.
+	if filepath.Base(args[0]) == "workload" {
+		return exit(workload.Run(args[1:], stdout), stderr)
+	}
+	if len(args) < 2 {
+		fmt.Fprint(stderr, usage)
+		return 2
+	}
+	switch args[1] {
+	case "version", "--version", "-version":
+		fmt.Fprintf(stdout, "autarky-agent %s\n", version)
+		return 0
+	case "help", "--help", "-h", "-help":
+		fmt.Fprint(stdout, usage)
+		return 0
+	case "workload":
+		return exit(workload.Run(args[2:], stdout), stderr)
+	default:
+		fmt.Fprintf(stderr, "autarky-agent: unknown command %q\n\n%s", args[1], usage)
+		return 2
+	}
+}
+
+func exit(err error, stderr io.Writer) int {
+	if err != nil {
+		fmt.Fprintf(stderr, "autarky-agent: %v\n", err)
+		return 1
+	}
+	return 0
+}
