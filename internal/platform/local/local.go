@@ -296,4 +296,3 @@ func engineLabels(inst platform.Instance) map[string]string {
 		policy.LabelInstance: inst.ID,
 	}
 }
-
