@@ -1,0 +1,1056 @@
+package decide
+
+import (
+	"slices"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/autarky/terraform-provider-autarky/internal/policy"
+)
+
+func TestQuorumHeld(t *testing.T) {
+	tests := []struct {
+		q    Quorum
+		want bool
+	}{
+		{Quorum{Managers: 1, Reachable: 1, LeaderPresent: true}, true},
+		{Quorum{Managers: 3, Reachable: 2, LeaderPresent: true}, true},
+		{Quorum{Managers: 3, Reachable: 1, LeaderPresent: true}, false},
+		{Quorum{Managers: 4, Reachable: 2, LeaderPresent: true}, false},
+		{Quorum{Managers: 5, Reachable: 3, LeaderPresent: true}, true},
+		{Quorum{Managers: 3, Reachable: 3, LeaderPresent: false}, false},
+		{Quorum{Managers: 0, Reachable: 0, LeaderPresent: true}, false},
+	}
+	for _, tt := range tests {
+		if got := tt.q.Held(); got != tt.want {
+			t.Errorf("%+v.Held() = %v, want %v", tt.q, got, tt.want)
+		}
+	}
+}
+
+func TestBackoffDelay(t *testing.T) {
+	tests := []struct {
+		failures int
+		want     time.Duration
+	}{
+		{-1, 0}, {0, 0},
+		{1, 10 * time.Second}, {2, 20 * time.Second}, {3, 40 * time.Second},
+		{6, 320 * time.Second}, {7, 10 * time.Minute}, {8, 10 * time.Minute},
+		{1000, 10 * time.Minute},
+	}
+	for _, tt := range tests {
+		if got := BackoffDelay(tt.failures); got != tt.want {
+			t.Errorf("BackoffDelay(%d) = %v, want %v", tt.failures, got, tt.want)
+		}
+	}
+}
+
+// healCase is one table test: a cluster, an edit, and the expected plan.
+type healCase struct {
+	name string
+	m, w int // managers and workers of the base cluster (default 3 and 5)
+	edit func(s *Snapshot)
+	// want lists the keys of the planned actions, in order.
+	want []string
+	// reasons lists expected reason codes by pool (others are not checked).
+	reasons map[string]ReasonCode
+	// check inspects the plan further.
+	check func(t *testing.T, p Plan)
+}
+
+func runHealCases(t *testing.T, cases []healCase) {
+	t.Helper()
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			m, w := tc.m, tc.w
+			if m == 0 {
+				m = 3
+			}
+			if w == 0 {
+				w = 5
+			}
+			s := cluster(m, w)
+			if tc.edit != nil {
+				tc.edit(&s)
+			}
+			p := Heal(s)
+			if got := keys(p); !slices.Equal(got, tc.want) && (len(got) > 0 || len(tc.want) > 0) {
+				t.Fatalf("actions = %q\nwant      %q\nreasons: %+v", got, tc.want, p.Reasons)
+			}
+			got := codes(p)
+			for pool, code := range tc.reasons {
+				if got[pool] != code {
+					t.Errorf("reason of %s = %q, want %q (all: %+v)", pool, got[pool], code, p.Reasons)
+				}
+			}
+			if tc.check != nil {
+				tc.check(t, p)
+			}
+			checkInvariants(t, s, p)
+		})
+	}
+}
+
+func setRules(s *Snapshot, poolID string, edit func(r *policy.HealingRules)) {
+	edit(&findPool(s, poolID).Rules)
+}
+
+func reasonOf(p Plan, poolID string) Reason {
+	for _, r := range p.Reasons {
+		if r.PoolID == poolID {
+			return r
+		}
+	}
+	return Reason{}
+}
+
+func messageContains(poolID, want string) func(t *testing.T, p Plan) {
+	return func(t *testing.T, p Plan) {
+		t.Helper()
+		if r := reasonOf(p, poolID); !strings.Contains(r.Message, want) {
+			t.Errorf("reason of %s = %q, want it to contain %q", poolID, r.Message, want)
+		}
+	}
+}
+
+const (
+	replaceW1 = "replace_node/c/workers/node:w1"
+	replaceW2 = "replace_node/c/workers/node:w2"
+	replaceW3 = "replace_node/c/workers/node:w3"
+	removeW1  = "remove_node/c/workers/node:w1"
+)
+
+func TestHealWorkerFailure(t *testing.T) {
+	runHealCases(t, []healCase{
+		{
+			name:    "all healthy",
+			reasons: map[string]ReasonCode{managers: ReasonHealthy, workers: ReasonHealthy},
+		},
+		{
+			name:    "down for less than unhealthy_after waits",
+			edit:    func(s *Snapshot) { fail(s, "w1", NodeDown, 29*time.Second) },
+			reasons: map[string]ReasonCode{workers: ReasonWaiting},
+			check:   messageContains(workers, "node w1 has been down for 29s, less than unhealthy_after (30s)"),
+		},
+		{
+			name:    "down for exactly unhealthy_after is failed",
+			edit:    func(s *Snapshot) { fail(s, "w1", NodeDown, 30*time.Second) },
+			want:    []string{replaceW1},
+			reasons: map[string]ReasonCode{workers: ReasonHealing, managers: ReasonHealthy},
+			check: func(t *testing.T, p Plan) {
+				a := p.Actions[0]
+				want := Action{Kind: ReplaceNode, Key: replaceW1, PoolID: workers, Role: policy.RoleWorker,
+					NodeID: "w1", InstanceID: "i-w1",
+					Reason: "node w1 has been down for 30s (unhealthy_after 30s): start a replacement, then remove the node once it is ready"}
+				if a != want {
+					t.Errorf("action = %+v\nwant     %+v", a, want)
+				}
+			},
+		},
+		{
+			name: "unknown state is a failure",
+			edit: func(s *Snapshot) { fail(s, "w1", NodeUnknown, time.Minute) },
+			want: []string{replaceW1},
+		},
+		{
+			name: "disconnected state is a failure",
+			edit: func(s *Snapshot) { fail(s, "w1", NodeDisconnected, time.Minute) },
+			want: []string{replaceW1},
+		},
+		{
+			name:    "a state healing does not know is not a failure",
+			edit:    func(s *Snapshot) { fail(s, "w1", "error", time.Hour) },
+			reasons: map[string]ReasonCode{workers: ReasonWaiting},
+		},
+		{
+			name: "unknown StateSince is not judged",
+			edit: func(s *Snapshot) {
+				fail(s, "w1", NodeDown, 0)
+				findNode(s, "w1").StateSince = time.Time{}
+			},
+			reasons: map[string]ReasonCode{workers: ReasonWaiting},
+		},
+		{
+			name:    "StateSince in the future is not judged",
+			edit:    func(s *Snapshot) { fail(s, "w1", NodeDown, -time.Minute) },
+			reasons: map[string]ReasonCode{workers: ReasonWaiting},
+		},
+		{
+			name: "zero unhealthy_after fails at once",
+			edit: func(s *Snapshot) {
+				setRules(s, workers, func(r *policy.HealingRules) { r.UnhealthyAfter = 0 })
+				fail(s, "w1", NodeDown, 0)
+			},
+			want: []string{replaceW1},
+		},
+		{
+			name: "younger than min_node_age holds",
+			edit: func(s *Snapshot) {
+				setRules(s, workers, func(r *policy.HealingRules) { r.MinNodeAge = 2 * time.Hour })
+				fail(s, "w1", NodeDown, time.Minute)
+			},
+			reasons: map[string]ReasonCode{workers: ReasonMinNodeAge},
+			check:   messageContains(workers, "node w1 is down but younger than min_node_age (2h0m0s)"),
+		},
+		{
+			name: "exactly min_node_age old is judged",
+			edit: func(s *Snapshot) {
+				setRules(s, workers, func(r *policy.HealingRules) { r.MinNodeAge = time.Hour })
+				fail(s, "w1", NodeDown, time.Minute)
+			},
+			want: []string{replaceW1},
+		},
+		{
+			name: "min_node_age falls back to the instance's age",
+			edit: func(s *Snapshot) {
+				setRules(s, workers, func(r *policy.HealingRules) { r.MinNodeAge = 2 * time.Hour })
+				fail(s, "w1", NodeDown, time.Minute)
+				findNode(s, "w1").CreatedAt = time.Time{}
+				findInstance(s, "i-w1").CreatedAt = t0.Add(-3 * time.Hour)
+			},
+			want: []string{replaceW1},
+		},
+		{
+			name: "unknown age is young while min_node_age is set",
+			edit: func(s *Snapshot) {
+				setRules(s, workers, func(r *policy.HealingRules) { r.MinNodeAge = time.Minute })
+				fail(s, "w1", NodeDown, time.Minute)
+				findNode(s, "w1").CreatedAt = time.Time{}
+				findInstance(s, "i-w1").CreatedAt = time.Time{}
+			},
+			reasons: map[string]ReasonCode{workers: ReasonMinNodeAge},
+		},
+		{
+			name: "a node with running tasks is replaced; its removal drains",
+			edit: func(s *Snapshot) {
+				fail(s, "w1", NodeDown, time.Minute)
+				findNode(s, "w1").RunningTasks = 3
+			},
+			want: []string{replaceW1},
+		},
+		{
+			name: "nodes and instances of unknown pools are left alone",
+			edit: func(s *Snapshot) {
+				addInstance(s, "i-x", "c/gone", time.Hour, true, "x")
+				n := addNode(s, "x", "c/gone", policy.RoleWorker, "i-x")
+				n.State, n.StateSince = NodeDown, t0.Add(-time.Hour)
+				addInstance(s, "i-y", "", time.Hour, true, "")
+			},
+			reasons: map[string]ReasonCode{managers: ReasonHealthy, workers: ReasonHealthy},
+		},
+	})
+}
+
+func TestHealDisabled(t *testing.T) {
+	runHealCases(t, []healCase{
+		{
+			name: "no policy",
+			edit: func(s *Snapshot) {
+				findPool(s, workers).HasPolicy = false
+				fail(s, "w1", NodeDown, time.Hour)
+			},
+			reasons: map[string]ReasonCode{workers: ReasonDisabled, managers: ReasonHealthy},
+			check:   messageContains(workers, "no healing policy"),
+		},
+		{
+			name: "policy disabled",
+			edit: func(s *Snapshot) {
+				setRules(s, workers, func(r *policy.HealingRules) { r.Enabled = false })
+				fail(s, "w1", NodeDown, time.Hour)
+			},
+			reasons: map[string]ReasonCode{workers: ReasonDisabled},
+			check:   messageContains(workers, "disabled"),
+		},
+		{
+			name: "disabled pool does not conclude its units either",
+			edit: func(s *Snapshot) {
+				fail(s, "w1", NodeDown, time.Hour)
+				addInstance(s, "i-w6", workers, time.Minute, true, "w6")
+				addNode(s, "w6", workers, policy.RoleWorker, "i-w6")
+				inFlight(s, ReplaceNode, workers, "w1", "i-w1", "i-w6", "")
+				findPool(s, workers).HasPolicy = false
+			},
+			reasons: map[string]ReasonCode{workers: ReasonDisabled},
+		},
+		{
+			name: "bounds that are not a range",
+			edit: func(s *Snapshot) {
+				p := findPool(s, workers)
+				p.MinSize, p.MaxSize = 5, 3
+				fail(s, "w1", NodeDown, time.Hour)
+			},
+			reasons: map[string]ReasonCode{workers: ReasonInvalid},
+		},
+		{
+			name: "unknown role",
+			edit: func(s *Snapshot) {
+				findPool(s, workers).Role = "robot"
+				fail(s, "w1", NodeDown, time.Hour)
+			},
+			reasons: map[string]ReasonCode{workers: ReasonInvalid},
+		},
+		{
+			name: "rules that were never validated",
+			edit: func(s *Snapshot) {
+				findPool(s, workers).Rules = policy.HealingRules{Enabled: true}
+				fail(s, "w1", NodeDown, time.Hour)
+			},
+			reasons: map[string]ReasonCode{workers: ReasonInvalid},
+		},
+		{
+			name: "a repeated pool id is invalid, the first one heals",
+			edit: func(s *Snapshot) {
+				s.Pools = append(s.Pools, s.Pools[1])
+				fail(s, "w1", NodeDown, time.Hour)
+			},
+			want: []string{replaceW1},
+			check: func(t *testing.T, p Plan) {
+				if len(p.Reasons) != 3 || p.Reasons[1].Code != ReasonHealing || p.Reasons[2].Code != ReasonInvalid {
+					t.Errorf("reasons = %+v", p.Reasons)
+				}
+			},
+		},
+	})
+}
+
+func TestHealCircuitBreaker(t *testing.T) {
+	runHealCases(t, []healCase{
+		{
+			name: "one failed node never trips it, even in a pool of one",
+			w:    1,
+			edit: func(s *Snapshot) { fail(s, "w1", NodeDown, time.Minute) },
+			want: []string{replaceW1},
+		},
+		{
+			name: "exactly the share heals",
+			w:    10,
+			edit: func(s *Snapshot) {
+				setRules(s, workers, func(r *policy.HealingRules) { r.MaxConcurrentReplacements = 2 })
+				fail(s, "w1", NodeDown, time.Minute)
+				fail(s, "w2", NodeDown, time.Minute)
+			},
+			want: []string{replaceW1, replaceW2},
+		},
+		{
+			name: "more than the share of the pool stops healing",
+			w:    10,
+			edit: func(s *Snapshot) {
+				fail(s, "w1", NodeDown, time.Minute)
+				fail(s, "w2", NodeDown, time.Minute)
+				fail(s, "w3", NodeDown, 5*time.Second) // unhealthy, not failed yet: still counts
+			},
+			// 3 of the cluster's 13 nodes is more than 20% too.
+			reasons: map[string]ReasonCode{workers: ReasonCircuitBreaker, managers: ReasonCircuitBreaker},
+			check:   messageContains(workers, "3 of 10 nodes of the pool are unhealthy, more than max_unhealthy_percent (20%)"),
+		},
+		{
+			name: "the breaker also stops concluding units",
+			w:    10,
+			edit: func(s *Snapshot) {
+				fail(s, "w1", NodeDown, time.Minute)
+				fail(s, "w2", NodeDown, time.Minute)
+				fail(s, "w3", NodeDown, time.Minute)
+				inFlight(s, ReplaceNode, workers, "w1", "i-w1", "i-w4", "")
+			},
+			reasons: map[string]ReasonCode{workers: ReasonCircuitBreaker},
+		},
+		{
+			name: "more than the share of the cluster stops healing in every pool",
+			edit: func(s *Snapshot) {
+				addPool(s, "c/batch", policy.RoleWorker, 1, 10, 5)
+				addNodes(s, "c/batch", "b", 5)
+				// batch tolerates anything in itself, not the cluster's share.
+				setRules(s, "c/batch", func(r *policy.HealingRules) { r.MaxUnhealthyPercent = 100 })
+				for _, id := range []string{"b1", "b2", "b3", "b4"} {
+					fail(s, id, NodeDown, time.Minute)
+				}
+				fail(s, "w1", NodeDown, time.Minute)
+			},
+			want: []string{"replace_node/c/batch/node:b1"},
+			reasons: map[string]ReasonCode{
+				workers: ReasonCircuitBreaker, managers: ReasonCircuitBreaker, "c/batch": ReasonHealing,
+			},
+			check: messageContains(workers, "5 of 13 nodes of the cluster are unhealthy"),
+		},
+		{
+			name: "max_unhealthy_percent 100 never trips",
+			edit: func(s *Snapshot) {
+				setRules(s, workers, func(r *policy.HealingRules) {
+					r.MaxUnhealthyPercent = 100
+					r.MaxConcurrentReplacements = 10
+				})
+				setRules(s, managers, func(r *policy.HealingRules) { r.MaxUnhealthyPercent = 100 })
+				for _, id := range []string{"w1", "w2", "w3", "w4", "w5"} {
+					fail(s, id, NodeDown, time.Minute)
+				}
+			},
+			want: []string{replaceW1, replaceW2, replaceW3, "replace_node/c/workers/node:w4", "replace_node/c/workers/node:w5"},
+			check: func(t *testing.T, p Plan) {
+				if r := reasonOf(p, workers); !strings.Contains(r.Message, "; and 2 more") {
+					t.Errorf("reason = %q, want at most three actions listed", r.Message)
+				}
+			},
+		},
+	})
+}
+
+func TestHealBudgetAndBackoff(t *testing.T) {
+	runHealCases(t, []healCase{
+		{
+			name: "oldest failure first, the rest waits for the budget",
+			w:    10,
+			edit: func(s *Snapshot) {
+				fail(s, "w1", NodeDown, 2*time.Minute)
+				fail(s, "w2", NodeDown, 5*time.Minute)
+			},
+			want:    []string{replaceW2},
+			reasons: map[string]ReasonCode{workers: ReasonHealing},
+			check:   messageContains(workers, "holding: 1 replacements in flight or planned, max_concurrent_replacements is 1"),
+		},
+		{
+			name: "ties broken by node id",
+			w:    10,
+			edit: func(s *Snapshot) {
+				fail(s, "w2", NodeDown, time.Minute)
+				fail(s, "w1", NodeDown, time.Minute)
+			},
+			want: []string{replaceW1},
+		},
+		{
+			name: "replacements in flight count against the budget",
+			w:    10,
+			edit: func(s *Snapshot) {
+				fail(s, "w1", NodeDown, 5*time.Minute)
+				fail(s, "w2", NodeDown, time.Minute)
+				addInstance(s, "i-w11", workers, time.Minute, true, "")
+				inFlight(s, ReplaceNode, workers, "w1", "i-w1", "i-w11", "")
+			},
+			reasons: map[string]ReasonCode{workers: ReasonBudget},
+		},
+		{
+			name: "a larger budget starts more",
+			w:    10,
+			edit: func(s *Snapshot) {
+				setRules(s, workers, func(r *policy.HealingRules) { r.MaxConcurrentReplacements = 3 })
+				fail(s, "w1", NodeDown, 5*time.Minute)
+				fail(s, "w2", NodeDown, time.Minute)
+				addInstance(s, "i-w11", workers, time.Minute, true, "")
+				inFlight(s, ReplaceNode, workers, "w1", "i-w1", "i-w11", "")
+			},
+			want: []string{replaceW2},
+		},
+		{
+			name: "backoff holds new replacements",
+			edit: func(s *Snapshot) {
+				fail(s, "w1", NodeDown, time.Minute)
+				s.Backoff = map[string]Backoff{workers: {Failures: 1, LastFailure: t0.Add(-5 * time.Second)}}
+			},
+			reasons: map[string]ReasonCode{workers: ReasonBackoff},
+			check:   messageContains(workers, "1 failed replacements in a row: no new one before 2025-06-01T12:00:05Z (in 5s)"),
+		},
+		{
+			name: "backoff over",
+			edit: func(s *Snapshot) {
+				fail(s, "w1", NodeDown, time.Minute)
+				s.Backoff = map[string]Backoff{workers: {Failures: 1, LastFailure: t0.Add(-10 * time.Second)}}
+			},
+			want: []string{replaceW1},
+		},
+		{
+			name: "backoff doubles",
+			edit: func(s *Snapshot) {
+				fail(s, "w1", NodeDown, time.Minute)
+				s.Backoff = map[string]Backoff{workers: {Failures: 3, LastFailure: t0.Add(-39 * time.Second)}}
+			},
+			reasons: map[string]ReasonCode{workers: ReasonBackoff},
+		},
+		{
+			name: "backoff is capped at ten minutes",
+			edit: func(s *Snapshot) {
+				fail(s, "w1", NodeDown, time.Hour)
+				s.Backoff = map[string]Backoff{workers: {Failures: 50, LastFailure: t0.Add(-10 * time.Minute)}}
+			},
+			want: []string{replaceW1},
+		},
+		{
+			name: "backoff is per pool",
+			edit: func(s *Snapshot) {
+				fail(s, "w1", NodeDown, time.Minute)
+				s.Backoff = map[string]Backoff{managers: {Failures: 5, LastFailure: t0}}
+			},
+			want: []string{replaceW1},
+		},
+		{
+			name: "backoff does not hold concluding a unit",
+			edit: func(s *Snapshot) {
+				fail(s, "w1", NodeDown, time.Hour)
+				addInstance(s, "i-w6", workers, time.Minute, true, "w6")
+				addNode(s, "w6", workers, policy.RoleWorker, "i-w6")
+				inFlight(s, ReplaceNode, workers, "w1", "i-w1", "i-w6", "")
+				s.Backoff = map[string]Backoff{workers: {Failures: 2, LastFailure: t0}}
+			},
+			want: []string{removeW1},
+		},
+	})
+}
+
+func TestHealUnits(t *testing.T) {
+	// w1 is down for an hour and a replacement for it is in flight.
+	replacingW1 := func(s *Snapshot, rep string) string {
+		fail(s, "w1", NodeDown, time.Hour)
+		return inFlight(s, ReplaceNode, workers, "w1", "i-w1", rep, "")
+	}
+	runHealCases(t, []healCase{
+		{
+			name: "replacement ready: remove the dead node",
+			edit: func(s *Snapshot) {
+				replacingW1(s, "i-w6")
+				addInstance(s, "i-w6", workers, time.Minute, true, "w6")
+				addNode(s, "w6", workers, policy.RoleWorker, "i-w6")
+				findNode(s, "w1").RunningTasks = 2
+			},
+			want:    []string{removeW1},
+			reasons: map[string]ReasonCode{workers: ReasonHealing},
+			check: func(t *testing.T, p Plan) {
+				a := p.Actions[0]
+				want := Action{Kind: RemoveNode, Key: removeW1, PoolID: workers, Role: policy.RoleWorker,
+					NodeID: "w1", InstanceID: "i-w1", Completes: "replace_node/c/workers/node:w1", Outcome: OutcomeReplaced, Drain: true,
+					Reason: "replacement node w6 is ready: remove node w1"}
+				if a != want {
+					t.Errorf("action = %+v\nwant     %+v", a, want)
+				}
+			},
+		},
+		{
+			name: "replacement found through the node's instance link alone",
+			edit: func(s *Snapshot) {
+				replacingW1(s, "i-w6")
+				addInstance(s, "i-w6", workers, time.Minute, true, "")
+				addNode(s, "w6", workers, policy.RoleWorker, "i-w6")
+			},
+			want: []string{removeW1},
+		},
+		{
+			name: "dead node already gone: the unit is still concluded",
+			edit: func(s *Snapshot) {
+				replacingW1(s, "i-w6")
+				addInstance(s, "i-w6", workers, time.Minute, true, "w6")
+				addNode(s, "w6", workers, policy.RoleWorker, "i-w6")
+				s.Nodes = slices.DeleteFunc(s.Nodes, func(n Node) bool { return n.ID == "w1" })
+			},
+			want: []string{removeW1},
+		},
+		{
+			name:    "replacement not recorded yet",
+			edit:    func(s *Snapshot) { replacingW1(s, "") },
+			reasons: map[string]ReasonCode{workers: ReasonInFlight},
+			check:   messageContains(workers, "waiting for the journal to record the instance replacing node w1"),
+		},
+		{
+			name:    "replacement not observed yet",
+			edit:    func(s *Snapshot) { replacingW1(s, "i-w6") },
+			reasons: map[string]ReasonCode{workers: ReasonInFlight},
+			check:   messageContains(workers, "waiting for replacement instance i-w6 of node w1 to appear"),
+		},
+		{
+			name: "replacement joining",
+			edit: func(s *Snapshot) {
+				replacingW1(s, "i-w6")
+				addInstance(s, "i-w6", workers, 4*time.Minute, true, "")
+			},
+			reasons: map[string]ReasonCode{workers: ReasonInFlight},
+			check:   messageContains(workers, "replacement instance i-w6 for node w1 is joining (4m0s of join_timeout 5m0s)"),
+		},
+		{
+			name: "replacement joined, not ready yet",
+			edit: func(s *Snapshot) {
+				replacingW1(s, "i-w6")
+				addInstance(s, "i-w6", workers, time.Minute, true, "w6")
+				n := addNode(s, "w6", workers, policy.RoleWorker, "i-w6")
+				n.State, n.StateSince = NodeUnknown, t0.Add(-5*time.Second)
+			},
+			reasons: map[string]ReasonCode{workers: ReasonInFlight},
+		},
+		{
+			name: "replacement never joined: terminate it as a join failure",
+			edit: func(s *Snapshot) {
+				replacingW1(s, "i-w6")
+				addInstance(s, "i-w6", workers, 5*time.Minute, true, "")
+			},
+			want: []string{"terminate_instance/c/workers/instance:i-w6"},
+			check: func(t *testing.T, p Plan) {
+				a := p.Actions[0]
+				if a.Outcome != OutcomeJoinFailed || a.Completes != "replace_node/c/workers/node:w1" || a.NodeID != "" {
+					t.Errorf("action = %+v", a)
+				}
+			},
+		},
+		{
+			name: "replacement vanished before joining",
+			edit: func(s *Snapshot) {
+				replacingW1(s, "i-w6")
+				addInstance(s, "i-w6", workers, time.Minute, false, "")
+			},
+			want: []string{"terminate_instance/c/workers/instance:i-w6"},
+			check: func(t *testing.T, p Plan) {
+				if a := p.Actions[0]; a.Outcome != OutcomeJoinFailed {
+					t.Errorf("action = %+v, want a join failure", a)
+				}
+			},
+		},
+		{
+			name: "replacement joined and failed: remove it, not the dead node",
+			edit: func(s *Snapshot) {
+				replacingW1(s, "i-w6")
+				addInstance(s, "i-w6", workers, 10*time.Minute, true, "w6")
+				addNode(s, "w6", workers, policy.RoleWorker, "i-w6")
+				fail(s, "w6", NodeDown, time.Minute)
+			},
+			want: []string{"remove_node/c/workers/node:w6"},
+			check: func(t *testing.T, p Plan) {
+				if a := p.Actions[0]; a.Outcome != OutcomeReplacementFailed || a.Completes != "replace_node/c/workers/node:w1" {
+					t.Errorf("action = %+v", a)
+				}
+			},
+		},
+		{
+			name: "a unit being concluded is left alone",
+			edit: func(s *Snapshot) {
+				k := replacingW1(s, "i-w6")
+				addInstance(s, "i-w6", workers, time.Minute, true, "w6")
+				addNode(s, "w6", workers, policy.RoleWorker, "i-w6")
+				inFlight(s, RemoveNode, workers, "w1", "i-w1", "", k)
+			},
+			reasons: map[string]ReasonCode{workers: ReasonInFlight},
+			check:   messageContains(workers, "the replacement of node w1 is being concluded"),
+		},
+		{
+			name: "an action in flight is never repeated",
+			edit: func(s *Snapshot) {
+				fail(s, "w1", NodeDown, time.Hour)
+				inFlight(s, RemoveNode, workers, "w1", "i-w1", "", "")
+			},
+			reasons: map[string]ReasonCode{workers: ReasonHealthy},
+		},
+		{
+			name: "a unit journaled twice is concluded once",
+			edit: func(s *Snapshot) {
+				replacingW1(s, "i-w6")
+				inFlight(s, ReplaceNode, workers, "w1", "i-w1", "i-w7", "")
+				addInstance(s, "i-w6", workers, time.Minute, true, "w6")
+				addNode(s, "w6", workers, policy.RoleWorker, "i-w6")
+				addInstance(s, "i-w7", workers, time.Hour, true, "")
+			},
+			want: []string{removeW1},
+		},
+		{
+			name: "the dead node recovered: the unit still concludes, draining it",
+			edit: func(s *Snapshot) {
+				inFlight(s, ReplaceNode, workers, "w1", "i-w1", "i-w6", "")
+				addInstance(s, "i-w6", workers, time.Minute, true, "w6")
+				addNode(s, "w6", workers, policy.RoleWorker, "i-w6")
+				findNode(s, "w1").RunningTasks = 1
+			},
+			want: []string{removeW1},
+			check: func(t *testing.T, p Plan) {
+				if !p.Actions[0].Drain {
+					t.Errorf("action = %+v, want Drain", p.Actions[0])
+				}
+			},
+		},
+	})
+}
+
+func TestHealStuckInstances(t *testing.T) {
+	const replaceX = "replace_node/c/workers/instance:i-x"
+	runHealCases(t, []healCase{
+		{
+			name:    "an instance joining within join_timeout is fine",
+			edit:    func(s *Snapshot) { addInstance(s, "i-x", workers, 4*time.Minute, true, "") },
+			reasons: map[string]ReasonCode{workers: ReasonHealthy},
+		},
+		{
+			name: "an instance that has not joined within join_timeout is replaced",
+			edit: func(s *Snapshot) { addInstance(s, "i-x", workers, 5*time.Minute, true, "") },
+			want: []string{replaceX},
+			check: func(t *testing.T, p Plan) {
+				a := p.Actions[0]
+				if a.NodeID != "" || a.InstanceID != "i-x" ||
+					a.Reason != "instance i-x has not joined the swarm 5m0s after it was created (join_timeout 5m0s): start a replacement, then terminate it once the replacement is ready" {
+					t.Errorf("action = %+v", a)
+				}
+			},
+		},
+		{
+			name: "a stopped instance is not replaced",
+			edit: func(s *Snapshot) { addInstance(s, "i-x", workers, time.Hour, false, "") },
+		},
+		{
+			name: "an instance of unknown age is not judged",
+			edit: func(s *Snapshot) { addInstance(s, "i-x", workers, 0, true, "").CreatedAt = time.Time{} },
+		},
+		{
+			name: "an instance whose node lists it has joined",
+			edit: func(s *Snapshot) { findInstance(s, "i-w1").NodeID = "" },
+		},
+		{
+			name: "stuck instances wait for backoff",
+			edit: func(s *Snapshot) {
+				addInstance(s, "i-x", workers, time.Hour, true, "")
+				s.Backoff = map[string]Backoff{workers: {Failures: 4, LastFailure: t0.Add(-time.Minute)}}
+			},
+			reasons: map[string]ReasonCode{workers: ReasonBackoff},
+		},
+		{
+			name: "failed nodes go before stuck instances within the budget",
+			edit: func(s *Snapshot) {
+				addInstance(s, "i-x", workers, time.Hour, true, "")
+				fail(s, "w1", NodeDown, time.Minute)
+			},
+			want: []string{replaceW1},
+		},
+		{
+			name: "replacement ready: terminate the stuck instance",
+			edit: func(s *Snapshot) {
+				addInstance(s, "i-x", workers, time.Hour, true, "")
+				inFlight(s, ReplaceNode, workers, "", "i-x", "i-w6", "")
+				addInstance(s, "i-w6", workers, time.Minute, true, "w6")
+				addNode(s, "w6", workers, policy.RoleWorker, "i-w6")
+			},
+			want: []string{"terminate_instance/c/workers/instance:i-x"},
+			check: func(t *testing.T, p Plan) {
+				if a := p.Actions[0]; a.Completes != replaceX || a.Outcome != OutcomeReplaced {
+					t.Errorf("action = %+v", a)
+				}
+			},
+		},
+		{
+			name: "replacement ready, the stuck instance joined late: remove its node",
+			edit: func(s *Snapshot) {
+				addInstance(s, "i-x", workers, time.Hour, true, "x")
+				addNode(s, "x", workers, policy.RoleWorker, "i-x")
+				inFlight(s, ReplaceNode, workers, "", "i-x", "i-w6", "")
+				addInstance(s, "i-w6", workers, time.Minute, true, "w6")
+				addNode(s, "w6", workers, policy.RoleWorker, "i-w6")
+			},
+			want: []string{"remove_node/c/workers/node:x"},
+		},
+		{
+			name: "the replacement of a replacement is not a stuck instance of its own",
+			edit: func(s *Snapshot) {
+				addInstance(s, "i-x", workers, time.Hour, true, "")
+				inFlight(s, ReplaceNode, workers, "", "i-x", "i-y", "")
+				addInstance(s, "i-y", workers, 6*time.Minute, true, "")
+			},
+			want: []string{"terminate_instance/c/workers/instance:i-y"},
+		},
+	})
+}
+
+func TestHealSize(t *testing.T) {
+	runHealCases(t, []healCase{
+		{
+			name: "a replacement is allowed at max size",
+			edit: func(s *Snapshot) {
+				p := findPool(s, workers)
+				p.MaxSize, p.DesiredSize = 5, 5
+				fail(s, "w1", NodeDown, time.Minute)
+			},
+			want: []string{replaceW1},
+		},
+		{
+			name: "instance gone and the pool below its desired size: replace",
+			edit: func(s *Snapshot) {
+				fail(s, "w1", NodeDown, time.Minute)
+				findInstance(s, "i-w1").Running = false
+			},
+			want: []string{replaceW1},
+		},
+		{
+			name: "instance unknown to the platform: replace",
+			edit: func(s *Snapshot) {
+				fail(s, "w1", NodeDown, time.Minute)
+				s.Instances = slices.DeleteFunc(s.Instances, func(in Instance) bool { return in.ID == "i-w1" })
+			},
+			want: []string{replaceW1},
+		},
+		{
+			name: "instance gone, the platform replaced it already: only remove the node",
+			edit: func(s *Snapshot) {
+				fail(s, "w1", NodeDown, time.Minute)
+				findInstance(s, "i-w1").Running = false
+				addInstance(s, "i-w6", workers, time.Minute, true, "w6")
+				addNode(s, "w6", workers, policy.RoleWorker, "i-w6")
+			},
+			want: []string{removeW1},
+			check: func(t *testing.T, p Plan) {
+				if a := p.Actions[0]; a.Completes != "" ||
+					a.Reason != "node w1 has been down for 1m0s and its instance is gone, while the pool already has its desired 5 instances: remove the node" {
+					t.Errorf("action = %+v", a)
+				}
+			},
+		},
+		{
+			name: "cleanup removals do not wait for backoff or budget",
+			edit: func(s *Snapshot) {
+				fail(s, "w1", NodeDown, time.Minute)
+				findInstance(s, "i-w1").Running = false
+				findPool(s, workers).DesiredSize = 4
+				s.Backoff = map[string]Backoff{workers: {Failures: 4, LastFailure: t0}}
+			},
+			want: []string{removeW1},
+		},
+		{
+			name: "lost capacity is restored only up to the desired size",
+			w:    10,
+			edit: func(s *Snapshot) {
+				setRules(s, workers, func(r *policy.HealingRules) { r.MaxConcurrentReplacements = 2 })
+				findPool(s, workers).DesiredSize = 9
+				fail(s, "w1", NodeDown, 2*time.Minute)
+				fail(s, "w2", NodeDown, time.Minute)
+				findInstance(s, "i-w1").Running = false
+				findInstance(s, "i-w2").Running = false
+			},
+			want: []string{replaceW1, "remove_node/c/workers/node:w2"},
+		},
+		{
+			name: "desired size above max counts as max",
+			edit: func(s *Snapshot) {
+				p := findPool(s, workers)
+				p.MaxSize, p.DesiredSize = 4, 9
+				fail(s, "w1", NodeDown, time.Minute)
+				findInstance(s, "i-w1").Running = false
+			},
+			want: []string{removeW1},
+		},
+	})
+}
+
+func TestHealManagers(t *testing.T) {
+	const (
+		replaceM2 = "replace_node/c/managers/node:m2"
+		replaceM3 = "replace_node/c/managers/node:m3"
+		removeM2  = "remove_node/c/managers/node:m2"
+	)
+	quorum := func(s *Snapshot, total, reachable int, leader bool) {
+		s.Quorum = Quorum{Managers: total, Reachable: reachable, LeaderPresent: leader}
+	}
+	// m2 is down and a replacement manager m4 (on i-m4) is in flight for it.
+	replacingM2 := func(s *Snapshot) string {
+		fail(s, "m2", NodeDown, time.Hour)
+		addInstance(s, "i-m4", managers, time.Minute, true, "m4")
+		addNode(s, "m4", managers, policy.RoleManager, "i-m4")
+		quorum(s, 4, 3, true)
+		return inFlight(s, ReplaceNode, managers, "m2", "i-m2", "i-m4", "")
+	}
+	runHealCases(t, []healCase{
+		{
+			name: "a failed manager is replaced while quorum holds",
+			edit: func(s *Snapshot) {
+				fail(s, "m2", NodeDown, time.Minute)
+				quorum(s, 3, 2, true)
+			},
+			want:    []string{replaceM2},
+			reasons: map[string]ReasonCode{managers: ReasonHealing, workers: ReasonHealthy},
+			check: func(t *testing.T, p Plan) {
+				if a := p.Actions[0]; a.Role != policy.RoleManager {
+					t.Errorf("action = %+v", a)
+				}
+			},
+		},
+		{
+			name: "quorum lost: no manager action at all",
+			w:    20,
+			edit: func(s *Snapshot) {
+				fail(s, "m2", NodeDown, time.Hour)
+				fail(s, "m3", NodeDown, time.Hour)
+				quorum(s, 3, 1, true)
+			},
+			reasons: map[string]ReasonCode{managers: ReasonQuorum, workers: ReasonHealthy},
+			check:   messageContains(managers, "1 of 3 managers are reachable, a quorum needs 2"),
+		},
+		{
+			name: "quorum lost: not even concluding a unit",
+			edit: func(s *Snapshot) {
+				replacingM2(s)
+				quorum(s, 4, 2, true)
+			},
+			reasons: map[string]ReasonCode{managers: ReasonQuorum},
+		},
+		{
+			name: "no leader: no manager action",
+			edit: func(s *Snapshot) {
+				fail(s, "m2", NodeDown, time.Hour)
+				quorum(s, 3, 2, false)
+			},
+			reasons: map[string]ReasonCode{managers: ReasonQuorum},
+			check:   messageContains(managers, "no leader"),
+		},
+		{
+			name: "workers heal while the managers have no quorum",
+			w:    20,
+			edit: func(s *Snapshot) {
+				quorum(s, 3, 1, true)
+				fail(s, "w1", NodeDown, time.Hour)
+			},
+			want:    []string{replaceW1},
+			reasons: map[string]ReasonCode{managers: ReasonQuorum},
+		},
+		{
+			name: "two failed managers: one change per plan",
+			m:    5,
+			edit: func(s *Snapshot) {
+				setRules(s, managers, func(r *policy.HealingRules) {
+					r.MaxUnhealthyPercent = 50
+					r.MaxConcurrentReplacements = 3
+				})
+				setRules(s, workers, func(r *policy.HealingRules) { r.MaxUnhealthyPercent = 50 })
+				fail(s, "m3", NodeDown, time.Minute)
+				fail(s, "m2", NodeDown, 2*time.Minute)
+				quorum(s, 5, 3, true)
+			},
+			want:    []string{replaceM2},
+			reasons: map[string]ReasonCode{managers: ReasonHealing},
+			check:   messageContains(managers, "holding: this plan already holds a manager change: one at a time"),
+		},
+		{
+			name: "a manager replacement in flight blocks another",
+			m:    5,
+			edit: func(s *Snapshot) {
+				setRules(s, managers, func(r *policy.HealingRules) {
+					r.MaxUnhealthyPercent = 50
+					r.MaxConcurrentReplacements = 3
+				})
+				setRules(s, workers, func(r *policy.HealingRules) { r.MaxUnhealthyPercent = 50 })
+				fail(s, "m2", NodeDown, time.Hour)
+				fail(s, "m3", NodeDown, time.Hour)
+				addInstance(s, "i-m6", managers, time.Minute, true, "")
+				quorum(s, 5, 3, true)
+				inFlight(s, ReplaceNode, managers, "m2", "i-m2", "i-m6", "")
+			},
+			reasons: map[string]ReasonCode{managers: ReasonInFlight},
+			check:   messageContains(managers, "is joining (1m0s of join_timeout 5m0s) (and 1 more like it)"),
+		},
+		{
+			name: "replacement manager ready and reachable: demote and remove",
+			edit: func(s *Snapshot) { replacingM2(s) },
+			want: []string{removeM2},
+			check: func(t *testing.T, p Plan) {
+				a := p.Actions[0]
+				if !a.Demote || a.Completes != "replace_node/c/managers/node:m2" || a.Outcome != OutcomeReplaced ||
+					a.Reason != "replacement node m4 is ready: demote and remove node m2" {
+					t.Errorf("action = %+v", a)
+				}
+			},
+		},
+		{
+			name: "replacement manager ready but not reachable: wait",
+			edit: func(s *Snapshot) {
+				replacingM2(s)
+				findNode(s, "m4").ManagerReachability = ""
+			},
+			reasons: map[string]ReasonCode{managers: ReasonInFlight},
+			check:   messageContains(managers, "replacement node m4 for node m2 is ready but not a reachable manager, not ready yet"),
+		},
+		{
+			name: "replacement joined as a worker: wait",
+			edit: func(s *Snapshot) {
+				replacingM2(s)
+				findNode(s, "m4").Role = policy.RoleWorker
+			},
+			reasons: map[string]ReasonCode{managers: ReasonInFlight},
+		},
+		{
+			name: "a manager removal in flight blocks every manager action",
+			edit: func(s *Snapshot) {
+				k := replacingM2(s)
+				inFlight(s, RemoveNode, managers, "m2", "i-m2", "", k)
+				addInstance(s, "i-x", managers, time.Hour, true, "")
+			},
+			reasons: map[string]ReasonCode{managers: ReasonInFlight},
+		},
+		{
+			name: "a manager action in flight does not block workers",
+			w:    20,
+			edit: func(s *Snapshot) {
+				replacingM2(s)
+				fail(s, "w1", NodeDown, time.Minute)
+			},
+			want: []string{removeM2, replaceW1},
+		},
+		{
+			name: "two manager pools: still one manager change",
+			edit: func(s *Snapshot) {
+				addPool(s, "c/managers2", policy.RoleManager, 1, 3, 3)
+				addNodes(s, "c/managers2", "n", 3)
+				setRules(s, managers, func(r *policy.HealingRules) { r.MaxUnhealthyPercent = 50 })
+				setRules(s, "c/managers2", func(r *policy.HealingRules) { r.MaxUnhealthyPercent = 50 })
+				setRules(s, workers, func(r *policy.HealingRules) { r.MaxUnhealthyPercent = 50 })
+				fail(s, "m2", NodeDown, time.Minute)
+				fail(s, "n2", NodeDown, time.Minute)
+				quorum(s, 6, 4, true)
+			},
+			want:    []string{replaceM2},
+			reasons: map[string]ReasonCode{managers: ReasonHealing, "c/managers2": ReasonBudget},
+		},
+		{
+			name: "a manager that never joined is replaced like any stuck instance",
+			edit: func(s *Snapshot) { addInstance(s, "i-x", managers, time.Hour, true, "") },
+			want: []string{"replace_node/c/managers/instance:i-x"},
+		},
+		{
+			name: "the leader is never replaced, whatever its state says",
+			edit: func(s *Snapshot) {
+				fail(s, "m1", NodeDown, time.Hour)
+				findNode(s, "m1").ManagerReachability = Reachable
+				quorum(s, 3, 3, true)
+			},
+			reasons: map[string]ReasonCode{managers: ReasonInFlight},
+			check:   messageContains(managers, "node m1 leads the Raft group"),
+		},
+		{
+			name: "unreachable managers count toward the breaker",
+			edit: func(s *Snapshot) {
+				findNode(s, "m2").ManagerReachability = Unreachable
+				findNode(s, "m3").ManagerReachability = Unreachable
+				quorum(s, 3, 1, true)
+				fail(s, "w1", NodeDown, time.Minute)
+			},
+			reasons: map[string]ReasonCode{workers: ReasonCircuitBreaker, managers: ReasonQuorum},
+		},
+	})
+}
+
+func TestHealReasonForEveryPool(t *testing.T) {
+	s := cluster(3, 5)
+	for i := range 20 {
+		id := "c/p" + string(rune('a'+i))
+		addPool(&s, id, policy.RoleWorker, 0, 5, 0)
+	}
+	p := Heal(s)
+	if len(p.Reasons) != len(s.Pools) {
+		t.Fatalf("%d reasons for %d pools", len(p.Reasons), len(s.Pools))
+	}
+	for i, r := range p.Reasons {
+		if r.PoolID != s.Pools[i].ID || r.Code != ReasonHealthy || r.Message != "no failed node among 0 nodes" && i >= 2 {
+			t.Errorf("reason %d = %+v", i, r)
+		}
+	}
+	checkInvariants(t, s, p)
+}
+
+func TestHealDoesNotModifyTheSnapshot(t *testing.T) {
+	s := cluster(3, 5)
+	fail(&s, "w1", NodeDown, time.Hour)
+	fail(&s, "m2", NodeDown, time.Hour)
+	s.Quorum.Reachable = 2
+	before := cluster(3, 5)
+	fail(&before, "w1", NodeDown, time.Hour)
+	fail(&before, "m2", NodeDown, time.Hour)
+	before.Quorum.Reachable = 2
+	_ = Heal(s)
+	if !slices.Equal(s.Nodes, before.Nodes) || !slices.Equal(s.Instances, before.Instances) || !slices.Equal(s.Pools, before.Pools) {
+		t.Fatal("Heal modified its snapshot")
+	}
+}
