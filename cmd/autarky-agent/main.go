@@ -22,6 +22,8 @@ agent on the Raft leader acts: it replaces failed nodes and resizes node pools
 according to the healing and scaling policies declared with Terraform.
 
 Commands:
+  run        run the agent beside a manager (see autarky-agent run -h)
+  status     print a running agent's status for a person (--json for the raw document)
   version    print the version
   workload   run the small demo and test workload (the autarky/workload image)
   help       print this help
@@ -47,6 +49,10 @@ func run(args []string, stdout, stderr io.Writer) int {
 	case "help", "--help", "-h", "-help":
 		fmt.Fprint(stdout, usage)
 		return 0
+	case "run":
+		return exit(runAgent(args[2:], stderr), stderr)
+	case "status":
+		return exit(statusCmd(args[2:], stdout, stderr), stderr)
 	case "workload":
 		return exit(workload.Run(args[2:], stdout), stderr)
 	default:

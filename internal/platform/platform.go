@@ -7,6 +7,8 @@ import (
 	"context"
 	"errors"
 	"time"
+
+	"github.com/autarky/terraform-provider-autarky/internal/policy"
 )
 
 // ErrNotFound is returned when a cluster, pool or instance does not exist.
@@ -62,4 +64,27 @@ func WaitFor(ctx context.Context, interval time.Duration, cond func() (bool, err
 		case <-time.After(interval):
 		}
 	}
+}
+
+// Cluster is one cluster as the agent sees it: the store the provider wrote
+// (descriptor, pools, policies), the agent's own journal, and the instances
+// of every pool. Every platform implements it.
+type Cluster interface {
+	Name() string
+	Descriptor(ctx context.Context) (policy.Cluster, error)
+	Pools(ctx context.Context) ([]policy.Pool, error)
+	HealingPolicies(ctx context.Context) ([]policy.Healing, error)
+	// Instances lists every instance of every pool, managers included, dead
+	// ones with Running=false.
+	Instances(ctx context.Context) ([]Instance, error)
+	// StartInstance starts one instance of pool; it joins the swarm in the
+	// pool's role with the pool's labels, as user data does on a cloud.
+	StartInstance(ctx context.Context, pool policy.Pool) (Instance, error)
+	// TerminateInstance stops an instance and releases what it held; an
+	// instance that is already gone is not an error.
+	TerminateInstance(ctx context.Context, id string) error
+	// LoadJournal reads the agent's journal into v; no journal leaves v as is.
+	LoadJournal(ctx context.Context, v any) error
+	// SaveJournal replaces the agent's journal with v, atomically.
+	SaveJournal(ctx context.Context, v any) error
 }

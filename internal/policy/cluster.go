@@ -60,8 +60,25 @@ type Cluster struct {
 	ManagerCount    int64             `json:"manager_count"`
 	HeartbeatPeriod string            `json:"heartbeat_period"`
 	Labels          map[string]string `json:"labels,omitempty"`
+	Agent           *Agent            `json:"agent,omitempty"`
 	CreatedAt       time.Time         `json:"created_at"`
 }
+
+// Agent says how the platform starts autarky-agent beside every manager.
+type Agent struct {
+	Enabled bool `json:"enabled"`
+	// Binary is the agent executable the platform starts (local platform).
+	Binary string `json:"binary,omitempty"`
+	// EvaluationInterval is how often the agent evaluates without an event.
+	EvaluationInterval string `json:"evaluation_interval"`
+	DryRun             bool   `json:"dry_run,omitempty"`
+}
+
+// DefaultEvaluationInterval is the agent's default evaluation interval.
+const DefaultEvaluationInterval = 2 * time.Second
+
+// AgentPort is the port every agent listens on, on its manager's address.
+const AgentPort = 9910
 
 // ManagerPoolID is the id of the cluster's manager pool.
 func (c Cluster) ManagerPoolID() string { return PoolID(c.Name, ManagerPoolName) }
@@ -84,5 +101,22 @@ func (c Cluster) Validate() error {
 	if d < time.Second {
 		return fmt.Errorf("heartbeat_period: %q is too short: Swarm needs at least 1s", c.HeartbeatPeriod)
 	}
+	if c.Agent != nil && c.Agent.Enabled {
+		if _, err := ParseEvaluationInterval(c.Agent.EvaluationInterval); err != nil {
+			return fmt.Errorf("agent.evaluation_interval: %w", err)
+		}
+	}
 	return nil
+}
+
+// ParseEvaluationInterval parses an evaluation interval: 100ms to 1h.
+func ParseEvaluationInterval(s string) (time.Duration, error) {
+	d, err := ParseDuration(s)
+	if err != nil {
+		return 0, err
+	}
+	if d < 100*time.Millisecond || d > time.Hour {
+		return 0, fmt.Errorf("%q is out of range: use 100ms to 1h", s)
+	}
+	return d, nil
 }

@@ -29,7 +29,10 @@ type Pool struct {
 	Labels                 map[string]string `json:"labels,omitempty"`
 	WaitForCapacityTimeout string            `json:"wait_for_capacity_timeout"`
 	SizeOwner              string            `json:"size_owner,omitempty"`
-	CreatedAt              time.Time         `json:"created_at"`
+	// Deleting is set while the provider removes the pool, so the agent
+	// leaves the pool alone instead of replacing the nodes going away.
+	Deleting  bool      `json:"deleting,omitempty"`
+	CreatedAt time.Time `json:"created_at"`
 }
 
 // ID is the pool's id: "<cluster>/<pool>".

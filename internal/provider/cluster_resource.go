@@ -10,6 +10,7 @@ import (
 	"github.com/hashicorp/terraform-plugin-framework/path"
 	"github.com/hashicorp/terraform-plugin-framework/resource"
 	"github.com/hashicorp/terraform-plugin-framework/resource/schema"
+	"github.com/hashicorp/terraform-plugin-framework/resource/schema/booldefault"
 	"github.com/hashicorp/terraform-plugin-framework/resource/schema/int64default"
 	"github.com/hashicorp/terraform-plugin-framework/resource/schema/planmodifier"
 	"github.com/hashicorp/terraform-plugin-framework/resource/schema/stringdefault"
@@ -47,9 +48,17 @@ type clusterModel struct {
 	ManagerPoolID    types.String   `tfsdk:"manager_pool_id"`
 	ManagerAddresses types.List     `tfsdk:"manager_addresses"`
 	DockerHost       types.String   `tfsdk:"docker_host"`
+	Agent            *agentModel    `tfsdk:"agent"`
 	WorkerJoinToken  types.String   `tfsdk:"worker_join_token"`
 	ManagerJoinToken types.String   `tfsdk:"manager_join_token"`
 	Timeouts         timeouts.Value `tfsdk:"timeouts"`
+}
+
+type agentModel struct {
+	Enabled            types.Bool   `tfsdk:"enabled"`
+	Binary             types.String `tfsdk:"binary"`
+	EvaluationInterval types.String `tfsdk:"evaluation_interval"`
+	DryRun             types.Bool   `tfsdk:"dry_run"`
 }
 
 func (r *clusterResource) Metadata(_ context.Context, req resource.MetadataRequest, resp *resource.MetadataResponse) {
@@ -98,6 +107,34 @@ func (r *clusterResource) Schema(ctx context.Context, _ resource.SchemaRequest, 
 				Optional:            true,
 				ElementType:         types.StringType,
 				MarkdownDescription: "Labels set on the swarm itself.",
+			},
+			"agent": schema.SingleNestedAttribute{
+				Optional: true,
+				MarkdownDescription: "Runs `autarky-agent` beside every manager, the way user data does on a cloud: the agent on the Raft leader heals and scales the cluster by its policies, " +
+					"the others observe and take over when leadership moves. On the `local` platform each agent serves `/metrics`, `/healthz` and `/v1/status` on its manager's address, port 9910.",
+				Attributes: map[string]schema.Attribute{
+					"enabled": schema.BoolAttribute{
+						Required:            true,
+						MarkdownDescription: "Whether the agents run.",
+					},
+					"binary": schema.StringAttribute{
+						Optional:            true,
+						MarkdownDescription: "Path of the `autarky-agent` executable (local platform). Defaults to `autarky-agent` beside the provider's own binary, else on `PATH`.",
+					},
+					"evaluation_interval": schema.StringAttribute{
+						Optional:            true,
+						Computed:            true,
+						Default:             stringdefault.StaticString(policy.DefaultEvaluationInterval.String()),
+						MarkdownDescription: "How often an agent evaluates when no Swarm event wakes it: a duration from `100ms` to `1h`; defaults to `2s`.",
+						Validators:          []validator.String{validators.EvaluationInterval()},
+					},
+					"dry_run": schema.BoolAttribute{
+						Optional:            true,
+						Computed:            true,
+						Default:             booldefault.StaticBool(false),
+						MarkdownDescription: "When true the agents decide and report what they would do, and change nothing.",
+					},
+				},
 			},
 			"manager_pool_id": schema.StringAttribute{
 				Computed:            true,
@@ -159,6 +196,14 @@ func (m clusterModel) descriptor(ctx context.Context) (policy.Cluster, error) {
 		ManagerCount:    m.ManagerCount.ValueInt64(),
 		HeartbeatPeriod: m.HeartbeatPeriod.ValueString(),
 	}
+	if m.Agent != nil {
+		c.Agent = &policy.Agent{
+			Enabled:            m.Agent.Enabled.ValueBool(),
+			Binary:             m.Agent.Binary.ValueString(),
+			EvaluationInterval: m.Agent.EvaluationInterval.ValueString(),
+			DryRun:             m.Agent.DryRun.ValueBool(),
+		}
+	}
 	labels, err := mapFromModel(ctx, m.Labels)
 	c.Labels = labels
 	return c, err
@@ -175,6 +220,18 @@ func (m *clusterModel) fill(ctx context.Context, c policy.Cluster, st local.Clus
 		return err
 	}
 	m.Labels = labels
+	m.Agent = nil
+	if c.Agent != nil {
+		m.Agent = &agentModel{
+			Enabled:            types.BoolValue(c.Agent.Enabled),
+			Binary:             types.StringNull(),
+			EvaluationInterval: types.StringValue(c.Agent.EvaluationInterval),
+			DryRun:             types.BoolValue(c.Agent.DryRun),
+		}
+		if c.Agent.Binary != "" {
+			m.Agent.Binary = types.StringValue(c.Agent.Binary)
+		}
+	}
 	m.ManagerPoolID = types.StringValue(c.ManagerPoolID())
 	addrs, diags := types.ListValueFrom(ctx, types.StringType, nonNil(st.ManagerAddresses))
 	if diags.HasError() {

@@ -132,6 +132,7 @@ func (p *autarkyProvider) Resources(context.Context) []func() resource.Resource 
 	return []func() resource.Resource{
 		newClusterResource,
 		newNodePoolResource,
+		newHealingPolicyResource,
 	}
 }
 

@@ -88,3 +88,11 @@ func (v int64Check) ValidateInt64(_ context.Context, req validator.Int64Request,
 func ManagerCount() validator.Int64 {
 	return int64Check{desc: "must be 1, 3, 5 or 7", check: policy.ValidateManagerCount}
 }
+
+// EvaluationInterval accepts an agent's evaluation interval.
+func EvaluationInterval() validator.String {
+	return stringCheck{desc: "must be a duration from 100ms to 1h", check: func(s string) error {
+		_, err := policy.ParseEvaluationInterval(s)
+		return err
+	}}
+}

@@ -7,6 +7,7 @@ import (
 	"net"
 	"os"
 	"path/filepath"
+	"reflect"
 	"sort"
 	"time"
 
@@ -72,6 +73,9 @@ func (p *Platform) CreateCluster(ctx context.Context, c policy.Cluster) (st Clus
 		return st, err
 	}
 	if err := p.addManagers(ctx, c.Name, int(c.ManagerCount)-1); err != nil {
+		return st, err
+	}
+	if err := p.ensureAgents(ctx, c, false); err != nil {
 		return st, err
 	}
 	return p.clusterStatus(ctx, c.Name)
@@ -329,6 +333,9 @@ func (p *Platform) UpdateCluster(ctx context.Context, c policy.Cluster) (Cluster
 	if err := writeJSON(filepath.Join(p.clusterDir(c.Name), "cluster.json"), c); err != nil {
 		return ClusterStatus{}, err
 	}
+	if err := p.ensureAgents(ctx, c, !reflect.DeepEqual(old.Agent, c.Agent)); err != nil {
+		return ClusterStatus{}, err
+	}
 	return p.clusterStatus(ctx, c.Name)
 }
 
@@ -339,7 +346,13 @@ func (p *Platform) DeleteCluster(ctx context.Context, name string) error {
 	if err != nil {
 		return err
 	}
-	// Workers first, then managers, so no manager waits on a departing worker.
+	// Agents first, so none heals what is going away; then workers, then
+	// managers, so no manager waits on a departing worker.
+	for i := range insts {
+		if insts[i].Role == policy.RoleManager {
+			stopAgent(&insts[i])
+		}
+	}
 	sort.SliceStable(insts, func(i, j int) bool { return insts[i].Role == policy.RoleWorker && insts[j].Role != policy.RoleWorker })
 	var errs []error
 	for _, i := range insts {

@@ -23,6 +23,8 @@ type instanceFile struct {
 	PID     int    `json:"pid"`
 	MountNS string `json:"mount_ns"`
 	NodeID  string `json:"node_id,omitempty"`
+	// AgentPID is the autarky-agent beside a manager, when enabled.
+	AgentPID int `json:"agent_pid,omitempty"`
 
 	workload string // binary to load as the workload image, from the cluster
 }

@@ -273,6 +273,13 @@ func (p *Platform) drain(ctx context.Context, mgr *swarm.Client, inst instanceFi
 // DeletePool removes every node of the pool from Swarm and the machine, then
 // the pool's record.
 func (p *Platform) DeletePool(ctx context.Context, cluster, name string) error {
+	var pool policy.Pool
+	if err := readJSON(p.poolFile(cluster, name), &pool); err == nil {
+		pool.Deleting = true
+		if err := writeJSON(p.poolFile(cluster, name), pool); err != nil {
+			return err
+		}
+	}
 	insts, err := p.instances(cluster, name)
 	if err != nil {
 		return err

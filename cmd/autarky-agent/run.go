@@ -1,0 +1,111 @@
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"net/http"
+	"os/signal"
+	"strings"
+	"syscall"
+	"time"
+
+	"github.com/hashicorp/go-hclog"
+
+	"github.com/autarky/terraform-provider-autarky/internal/agent"
+	"github.com/autarky/terraform-provider-autarky/internal/platform/local"
+	"github.com/autarky/terraform-provider-autarky/internal/policy"
+)
+
+// runAgent is `autarky-agent run`.
+func runAgent(args []string, stderr io.Writer) error {
+	fs := flag.NewFlagSet("run", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	cluster := fs.String("cluster", "", "name of the cluster this agent serves (required)")
+	plat := fs.String("platform", policy.PlatformLocal, "platform of the cluster: local")
+	stateDir := fs.String("state-dir", "", "local platform: the provider's state dir (default $"+local.StateDirEnv+", else "+local.DefaultStateDir+")")
+	dockerHost := fs.String("docker-host", "unix:///var/run/docker.sock", "Docker endpoint of the manager this agent runs beside (unix socket; tcp:// without TLS is refused)")
+	listen := fs.String("listen", fmt.Sprintf("127.0.0.1:%d", policy.AgentPort), "address to serve /metrics, /healthz and /v1/status on")
+	dryRun := fs.Bool("dry-run", false, "decide and report, change nothing")
+	logFormat := fs.String("log-format", "text", "log format: json or text")
+	interval := fs.String("evaluation-interval", policy.DefaultEvaluationInterval.String(), "how often to evaluate when no event arrives")
+	drain := fs.Duration("drain-timeout", 2*time.Minute, "how long a node with tasks is drained before it is removed anyway")
+	if err := fs.Parse(args); err != nil {
+		return err
+	}
+	if *cluster == "" {
+		return errors.New("--cluster is required")
+	}
+	if err := policy.ValidateName(*cluster); err != nil {
+		return fmt.Errorf("--cluster: %w", err)
+	}
+	if err := policy.ValidatePlatform(*plat); err != nil {
+		return fmt.Errorf("--platform: %w", err)
+	}
+	if *logFormat != "json" && *logFormat != "text" {
+		return fmt.Errorf("--log-format %q: use json or text", *logFormat)
+	}
+	every, err := policy.ParseEvaluationInterval(*interval)
+	if err != nil {
+		return fmt.Errorf("--evaluation-interval: %w", err)
+	}
+	if err := agent.ValidateDockerHost(*dockerHost); err != nil {
+		return fmt.Errorf("--docker-host: %w", err)
+	}
+	logger := hclog.New(&hclog.LoggerOptions{Name: "autarky-agent", Output: stderr, JSONFormat: *logFormat == "json", Level: hclog.Info})
+	p, err := local.New(local.StateDirFrom(*stateDir), func(msg string, kv ...any) { logger.Info(msg, kv...) }, local.Options{})
+	if err != nil {
+		return err
+	}
+	a, err := agent.New(agent.Config{
+		DockerHost: *dockerHost, Listen: *listen, DryRun: *dryRun, EvaluationInterval: every, DrainTimeout: *drain, Logger: logger,
+	}, p.Cluster(*cluster))
+	if err != nil {
+		return err
+	}
+	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM, syscall.SIGINT)
+	defer stop()
+	return a.Run(ctx)
+}
+
+// statusCmd is `autarky-agent status`.
+func statusCmd(args []string, stdout, stderr io.Writer) error {
+	fs := flag.NewFlagSet("status", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	addr := fs.String("address", fmt.Sprintf("http://127.0.0.1:%d", policy.AgentPort), "the agent's HTTP address")
+	asJSON := fs.Bool("json", false, "print the raw JSON of /v1/status")
+	if err := fs.Parse(args); err != nil {
+		return err
+	}
+	base := *addr
+	if !strings.Contains(base, "://") {
+		base = "http://" + base
+	}
+	client := &http.Client{Timeout: 10 * time.Second}
+	resp, err := client.Get(strings.TrimRight(base, "/") + "/v1/status")
+	if err != nil {
+		return fmt.Errorf("agent at %s: %w", base, err)
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		return fmt.Errorf("agent at %s: %s", base, resp.Status)
+	}
+	body, err := io.ReadAll(resp.Body)
+	if err != nil {
+		return err
+	}
+	if *asJSON {
+		_, err := stdout.Write(body)
+		return err
+	}
+	var s agent.Status
+	if err := json.Unmarshal(body, &s); err != nil {
+		return fmt.Errorf("agent at %s: %w", base, err)
+	}
+	agent.PrintStatus(stdout, s)
+	return nil
+}
+

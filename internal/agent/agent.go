@@ -1,0 +1,159 @@
+// Package agent is autarky-agent's control loop: observe the cluster, decide
+// with the pure core in package decide, act through the platform, and
+// explain every decision over HTTP. Only the agent beside the Swarm Raft
+// leader acts; every other one observes and reports.
+package agent
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net"
+	"net/http"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/hashicorp/go-hclog"
+
+	"github.com/autarky/terraform-provider-autarky/internal/platform"
+	"github.com/autarky/terraform-provider-autarky/internal/swarm"
+)
+
+// Config is what an agent runs with.
+type Config struct {
+	// DockerHost is the endpoint of the manager the agent runs beside.
+	DockerHost string
+	// Listen is the HTTP address for /metrics, /healthz and /v1/status.
+	Listen string
+	// DryRun decides and reports, and changes nothing.
+	DryRun bool
+	// EvaluationInterval is how often the agent evaluates without an event.
+	EvaluationInterval time.Duration
+	// DrainTimeout bounds how long a node with tasks is drained before removal.
+	DrainTimeout time.Duration
+	Logger       hclog.Logger
+	// Now is the clock; time.Now when nil.
+	Now func() time.Time
+}
+
+// ValidateDockerHost accepts unix sockets, and refuses tcp:// without TLS:
+// the agent's engine endpoint controls the whole swarm.
+func ValidateDockerHost(host string) error {
+	switch {
+	case strings.HasPrefix(host, "unix://"):
+		return nil
+	case strings.HasPrefix(host, "tcp://"):
+		return fmt.Errorf("docker host %q: tcp:// without TLS is refused: use the manager's unix socket", host)
+	default:
+		return fmt.Errorf("docker host %q: use unix:///path/to/docker.sock", host)
+	}
+}
+
+// Agent is one running agent.
+type Agent struct {
+	cfg     Config
+	cluster platform.Cluster
+	docker  *swarm.Client
+	log     hclog.Logger
+	metrics *metrics
+
+	mu      sync.Mutex
+	status  Status
+	seen    map[string]seenState // node id -> state and when it was first seen
+	reasons map[string]string    // pool -> last logged reason, to log changes only
+}
+
+type seenState struct {
+	state string
+	since time.Time
+}
+
+// New makes an agent for cluster, talking to the manager at cfg.DockerHost.
+func New(cfg Config, cluster platform.Cluster) (*Agent, error) {
+	if err := ValidateDockerHost(cfg.DockerHost); err != nil {
+		return nil, err
+	}
+	if cfg.EvaluationInterval <= 0 {
+		cfg.EvaluationInterval = 2 * time.Second
+	}
+	if cfg.DrainTimeout <= 0 {
+		cfg.DrainTimeout = 2 * time.Minute
+	}
+	if cfg.Logger == nil {
+		cfg.Logger = hclog.NewNullLogger()
+	}
+	if cfg.Now == nil {
+		cfg.Now = time.Now
+	}
+	docker, err := swarm.Dial(cfg.DockerHost)
+	if err != nil {
+		return nil, err
+	}
+	a := &Agent{
+		cfg:     cfg,
+		cluster: cluster,
+		docker:  docker,
+		log:     cfg.Logger,
+		metrics: newMetrics(),
+		seen:    map[string]seenState{},
+		reasons: map[string]string{},
+	}
+	a.status = Status{Cluster: cluster.Name(), DryRun: cfg.DryRun, Decisions: []Decision{}}
+	return a, nil
+}
+
+// Run serves HTTP and evaluates on every node event and every interval
+// until ctx ends.
+func (a *Agent) Run(ctx context.Context) error {
+	ln, err := net.Listen("tcp", a.cfg.Listen)
+	if err != nil {
+		return fmt.Errorf("listen %s: %w", a.cfg.Listen, err)
+	}
+	srv := &http.Server{Handler: a.Handler(), ReadHeaderTimeout: 5 * time.Second}
+	go func() { _ = srv.Serve(ln) }()
+	defer func() {
+		sctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+		defer cancel()
+		_ = srv.Shutdown(sctx)
+	}()
+	a.log.Info("agent started", "cluster", a.cluster.Name(), "listen", ln.Addr().String(), "docker_host", a.cfg.DockerHost,
+		"dry_run", a.cfg.DryRun, "evaluation_interval", a.cfg.EvaluationInterval.String())
+
+	events := a.docker.NodeEvents(ctx)
+	ticker := time.NewTicker(a.cfg.EvaluationInterval)
+	defer ticker.Stop()
+	for {
+		a.Evaluate(ctx)
+		select {
+		case <-ctx.Done():
+			a.log.Info("agent stopping")
+			return nil
+		case <-ticker.C:
+		case <-events:
+		}
+	}
+}
+
+// Evaluate runs one observe -> decide -> act round.
+func (a *Agent) Evaluate(ctx context.Context) {
+	start := time.Now()
+	defer func() { a.metrics.evaluation.Observe(time.Since(start).Seconds()) }()
+	ectx, cancel := context.WithTimeout(ctx, 10*time.Minute)
+	defer cancel()
+	if err := a.evaluate(ectx); err != nil && !errors.Is(err, context.Canceled) {
+		a.log.Error("evaluation failed", "error", err)
+		a.mu.Lock()
+		a.status.Error = err.Error()
+		a.mu.Unlock()
+	}
+}
+
+// Status returns a copy of the agent's current status.
+func (a *Agent) Status() Status {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	s := a.status
+	s.Decisions = append([]Decision(nil), a.status.Decisions...)
+	return s
+}

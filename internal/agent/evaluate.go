@@ -1,0 +1,335 @@
+package agent
+
+import (
+	"context"
+	"fmt"
+	"sort"
+	"strings"
+	"time"
+
+	"github.com/autarky/terraform-provider-autarky/internal/decide"
+	"github.com/autarky/terraform-provider-autarky/internal/platform"
+	"github.com/autarky/terraform-provider-autarky/internal/policy"
+	"github.com/autarky/terraform-provider-autarky/internal/swarm"
+)
+
+// observation is one evaluation's view of the world.
+type observation struct {
+	now       time.Time
+	selfID    string
+	leader    bool
+	nodes     []swarm.Node
+	tasks     map[string]int
+	cluster   policy.Cluster
+	pools     map[string]policy.Pool // by pool id, managers included
+	poolOrder []string
+	healing   map[string]policy.Healing
+	instances []platform.Instance
+	journal   Journal
+}
+
+// quorumLost reports errors a manager answers with when Raft has no leader.
+func quorumLost(err error) bool {
+	s := err.Error()
+	return strings.Contains(s, "does not have a leader") || strings.Contains(s, "no leader") ||
+		strings.Contains(s, "too few managers are online")
+}
+
+func (a *Agent) evaluate(ctx context.Context) error {
+	o := observation{now: a.cfg.Now()}
+	var err error
+	if o.selfID, err = a.docker.LocalNodeID(ctx); err != nil {
+		return a.observeFailed(fmt.Errorf("own manager %s: %w", a.cfg.DockerHost, err))
+	}
+	o.nodes, err = a.docker.Nodes(ctx)
+	if err != nil {
+		if quorumLost(err) {
+			return a.quorumLost(o, err)
+		}
+		return a.observeFailed(err)
+	}
+	for _, n := range o.nodes {
+		if n.ID == o.selfID && n.Leader {
+			o.leader = true
+		}
+	}
+	if o.tasks, err = a.docker.RunningTasksByNode(ctx); err != nil {
+		return a.observeFailed(err)
+	}
+	if err := a.readStore(ctx, &o); err != nil {
+		return a.observeFailed(err)
+	}
+
+	if o.leader && !a.cfg.DryRun {
+		// Finish what a previous leader (or this agent before a crash) began.
+		if err := a.recover(ctx, &o); err != nil {
+			return err
+		}
+	}
+	snap := a.snapshot(&o)
+	plan := decide.Heal(snap)
+	a.report(&o, snap, plan)
+	if !o.leader || a.cfg.DryRun {
+		return nil
+	}
+	for _, act := range plan.Actions {
+		if err := a.execute(ctx, &o, act); err != nil {
+			a.log.Error("action failed", "kind", act.Kind, "pool", act.PoolID, "node", act.NodeID, "instance", act.InstanceID, "error", err)
+			a.addDecision(o.now, act.PoolID, string(act.Kind), "error", err.Error(), false)
+		}
+	}
+	return nil
+}
+
+func (a *Agent) observeFailed(err error) error {
+	a.metrics.leader.Set(0)
+	a.mu.Lock()
+	a.status.Leader = false
+	a.status.LastEvaluation = a.cfg.Now()
+	a.mu.Unlock()
+	return err
+}
+
+// quorumLost holds everything, loudly. Autarky never forces a new cluster.
+func (a *Agent) quorumLost(o observation, err error) error {
+	a.metrics.leader.Set(0)
+	a.metrics.quorum.Set(0)
+	msg := "the managers have lost Raft quorum: no action at all; bring a majority of managers back (Autarky never uses --force-new-cluster)"
+	a.log.Error("QUORUM LOST", "detail", err.Error(), "what_to_do", msg)
+	a.mu.Lock()
+	a.status.Leader = false
+	a.status.NodeID = o.selfID
+	a.status.Quorum = QuorumStatus{}
+	a.status.LastEvaluation = o.now
+	a.status.Error = "quorum lost: " + err.Error()
+	a.mu.Unlock()
+	a.addDecision(o.now, policy.PoolID(a.cluster.Name(), policy.ManagerPoolName), "hold", string(decide.ReasonQuorum), msg, a.cfg.DryRun)
+	return nil
+}
+
+func (a *Agent) readStore(ctx context.Context, o *observation) error {
+	var err error
+	if o.cluster, err = a.cluster.Descriptor(ctx); err != nil {
+		return err
+	}
+	pools, err := a.cluster.Pools(ctx)
+	if err != nil {
+		return err
+	}
+	mp := policy.Pool{Cluster: o.cluster.Name, Name: policy.ManagerPoolName, Role: policy.RoleManager,
+		MinSize: o.cluster.ManagerCount, MaxSize: o.cluster.ManagerCount, DesiredSize: o.cluster.ManagerCount}
+	o.pools = map[string]policy.Pool{mp.ID(): mp}
+	o.poolOrder = []string{mp.ID()}
+	for _, p := range pools {
+		if p.Deleting {
+			continue
+		}
+		o.pools[p.ID()] = p
+		o.poolOrder = append(o.poolOrder, p.ID())
+	}
+	hs, err := a.cluster.HealingPolicies(ctx)
+	if err != nil {
+		return err
+	}
+	o.healing = map[string]policy.Healing{}
+	for _, h := range hs {
+		o.healing[h.PoolID] = h
+	}
+	if o.instances, err = a.cluster.Instances(ctx); err != nil {
+		return err
+	}
+	return a.cluster.LoadJournal(ctx, &o.journal)
+}
+
+// nodePool maps a swarm node to its pool id by the labels its engine was
+// started with; nodes Autarky did not start belong to no pool.
+func nodePool(n swarm.Node, cluster string) string {
+	if n.EngineLabels[policy.LabelCluster] != cluster || n.EngineLabels[policy.LabelPool] == "" {
+		return ""
+	}
+	return policy.PoolID(cluster, n.EngineLabels[policy.LabelPool])
+}
+
+// snapshot turns the observation into the decision core's input.
+func (a *Agent) snapshot(o *observation) decide.Snapshot {
+	s := decide.Snapshot{Now: o.now, Backoff: o.journal.Backoff}
+	for _, id := range o.poolOrder {
+		p := o.pools[id]
+		ps := decide.PoolState{ID: id, Role: p.Role, MinSize: int(p.MinSize), MaxSize: int(p.MaxSize), DesiredSize: int(p.DesiredSize)}
+		if h, ok := o.healing[id]; ok {
+			if rules, err := h.Rules(); err == nil {
+				ps.Rules, ps.HasPolicy = rules, true
+			} else {
+				a.log.Warn("ignoring invalid healing policy", "pool", id, "error", err)
+			}
+		}
+		s.Pools = append(s.Pools, ps)
+	}
+	nodeOfInstance := map[string]string{}
+	seen := map[string]bool{}
+	for _, n := range o.nodes {
+		poolID := nodePool(n, o.cluster.Name)
+		if _, ok := o.pools[poolID]; !ok {
+			poolID = ""
+		}
+		inst := n.EngineLabels[policy.LabelInstance]
+		if inst != "" {
+			nodeOfInstance[inst] = n.ID
+		}
+		seen[n.ID] = true
+		st := a.trackState(n, o.now)
+		s.Nodes = append(s.Nodes, decide.Node{
+			ID: n.ID, PoolID: poolID, InstanceID: inst, Role: n.Role, State: n.State, Availability: n.Availability,
+			ManagerReachability: n.Reachability, Leader: n.Leader, CreatedAt: n.CreatedAt, StateSince: st,
+			RunningTasks: o.tasks[n.ID],
+		})
+		if n.Role == policy.RoleManager {
+			s.Quorum.Managers++
+			if n.Reachability == "reachable" {
+				s.Quorum.Reachable++
+			}
+			if n.Leader {
+				s.Quorum.LeaderPresent = true
+			}
+		}
+	}
+	a.forget(seen)
+	for _, in := range o.instances {
+		poolID := policy.PoolID(in.Cluster, in.Pool)
+		if _, ok := o.pools[poolID]; !ok {
+			continue
+		}
+		s.Instances = append(s.Instances, decide.Instance{ID: in.ID, PoolID: poolID, CreatedAt: in.CreatedAt, Running: in.Running, NodeID: nodeOfInstance[in.ID]})
+	}
+	for _, e := range o.journal.Entries {
+		s.InFlight = append(s.InFlight, e.Action)
+	}
+	return s
+}
+
+// trackState returns since when the node has been in its current state.
+// A node first seen in a state counts from Swarm's last update of it, so a
+// new leader does not restart every clock.
+func (a *Agent) trackState(n swarm.Node, now time.Time) time.Time {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	prev, ok := a.seen[n.ID]
+	if ok && prev.state == n.State {
+		return prev.since
+	}
+	since := now
+	if !ok && !n.UpdatedAt.IsZero() && n.UpdatedAt.Before(now) {
+		since = n.UpdatedAt
+	}
+	a.seen[n.ID] = seenState{state: n.State, since: since}
+	return since
+}
+
+func (a *Agent) forget(seen map[string]bool) {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	for id := range a.seen {
+		if !seen[id] {
+			delete(a.seen, id)
+		}
+	}
+}
+
+// report publishes the plan: status, metrics, and a log line whenever a
+// pool's reason changes.
+func (a *Agent) report(o *observation, s decide.Snapshot, plan decide.Plan) {
+	leader := 0.0
+	if o.leader {
+		leader = 1
+	}
+	a.metrics.leader.Set(leader)
+	if s.Quorum.Held() {
+		a.metrics.quorum.Set(1)
+	} else {
+		a.metrics.quorum.Set(0)
+	}
+	a.metrics.nodes.Reset()
+	byPool := map[string][]NodeStatus{}
+	for i, n := range s.Nodes {
+		pool := n.PoolID
+		if pool == "" {
+			pool = "none"
+		}
+		a.metrics.nodes.WithLabelValues(pool, n.State).Inc()
+		byPool[n.PoolID] = append(byPool[n.PoolID], NodeStatus{
+			ID: n.ID, Hostname: o.nodes[i].Hostname, Instance: n.InstanceID, Role: n.Role, State: n.State, Since: n.StateSince,
+			Availability: n.Availability, Reachability: n.ManagerReachability, Leader: n.Leader, Tasks: n.RunningTasks,
+		})
+	}
+	var pools []PoolStatus
+	for i, r := range plan.Reasons {
+		ps := s.Pools[i]
+		a.metrics.decisions.WithLabelValues(r.PoolID, string(r.Code)).Inc()
+		open := 0.0
+		if r.Code == decide.ReasonCircuitBreaker {
+			open = 1
+		}
+		a.metrics.breaker.WithLabelValues(r.PoolID).Set(open)
+		pools = append(pools, PoolStatus{ID: r.PoolID, Role: ps.Role, MinSize: ps.MinSize, MaxSize: ps.MaxSize, Desired: ps.DesiredSize,
+			Healing: ps.HasPolicy, Reason: string(r.Code), Message: r.Message, Nodes: byPool[r.PoolID]})
+		a.noteReason(o, r)
+	}
+	for _, act := range plan.Actions {
+		verb := "acting"
+		if !o.leader || a.cfg.DryRun {
+			verb = "would act (not leader or dry-run)"
+		}
+		if o.leader || a.cfg.DryRun {
+			a.log.Info(verb, "kind", act.Kind, "pool", act.PoolID, "node", act.NodeID, "instance", act.InstanceID, "reason", act.Reason, "dry_run", a.cfg.DryRun)
+			a.addDecision(o.now, act.PoolID, string(act.Kind), "act", act.Reason, a.cfg.DryRun)
+		}
+	}
+	var inflight []string
+	for _, e := range o.journal.Entries {
+		inflight = append(inflight, e.Action.Key)
+	}
+	sort.Strings(inflight)
+	a.mu.Lock()
+	a.status.NodeID = o.selfID
+	a.status.Leader = o.leader
+	a.status.Quorum = QuorumStatus{Managers: s.Quorum.Managers, Reachable: s.Quorum.Reachable, Leader: s.Quorum.LeaderPresent, Held: s.Quorum.Held()}
+	a.status.Pools = pools
+	a.status.InFlight = inflight
+	a.status.LastEvaluation = o.now
+	a.status.Error = ""
+	a.mu.Unlock()
+}
+
+// noteReason logs and records a pool's reason when it changes.
+func (a *Agent) noteReason(o *observation, r decide.Reason) {
+	key := string(r.Code) + ": " + r.Message
+	a.mu.Lock()
+	changed := a.reasons[r.PoolID] != key
+	a.reasons[r.PoolID] = key
+	a.mu.Unlock()
+	if !changed {
+		return
+	}
+	switch r.Code {
+	case decide.ReasonQuorum, decide.ReasonCircuitBreaker:
+		a.log.Error("holding", "pool", r.PoolID, "reason", r.Code, "message", r.Message)
+	case decide.ReasonHealthy, decide.ReasonDisabled:
+		a.log.Debug("pool", "pool", r.PoolID, "reason", r.Code, "message", r.Message)
+	default:
+		a.log.Info("pool", "pool", r.PoolID, "reason", r.Code, "message", r.Message)
+	}
+	kind := "hold"
+	if r.Code == decide.ReasonHealing {
+		kind = "heal"
+	}
+	a.addDecision(o.now, r.PoolID, kind, string(r.Code), r.Message, a.cfg.DryRun)
+}
+
+func (a *Agent) addDecision(t time.Time, pool, kind, code, msg string, dry bool) {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	a.status.Decisions = append(a.status.Decisions, Decision{Time: t, Pool: pool, Kind: kind, Code: code, Message: msg, DryRun: dry})
+	if n := len(a.status.Decisions); n > maxDecisions {
+		a.status.Decisions = a.status.Decisions[n-maxDecisions:]
+	}
+}

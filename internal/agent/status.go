@@ -1,0 +1,150 @@
+package agent
+
+import (
+	"encoding/json"
+	"fmt"
+	"io"
+	"net/http"
+	"sort"
+	"strings"
+	"text/tabwriter"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+)
+
+// Status is what /v1/status serves: every pool, its nodes and their health,
+// and the last decisions with their reasons.
+type Status struct {
+	Cluster        string       `json:"cluster"`
+	NodeID         string       `json:"node_id"`
+	Leader         bool         `json:"leader"`
+	DryRun         bool         `json:"dry_run"`
+	Quorum         QuorumStatus `json:"quorum"`
+	Pools          []PoolStatus `json:"pools"`
+	InFlight       []string     `json:"in_flight"`
+	Decisions      []Decision   `json:"decisions"`
+	LastEvaluation time.Time    `json:"last_evaluation"`
+	Error          string       `json:"error,omitempty"`
+}
+
+// QuorumStatus is the Raft view of the managers.
+type QuorumStatus struct {
+	Managers  int  `json:"managers"`
+	Reachable int  `json:"reachable"`
+	Leader    bool `json:"leader_present"`
+	Held      bool `json:"held"`
+}
+
+// PoolStatus is one pool, its nodes and why it acts or holds.
+type PoolStatus struct {
+	ID      string       `json:"id"`
+	Role    string       `json:"role"`
+	MinSize int          `json:"min_size"`
+	MaxSize int          `json:"max_size"`
+	Desired int          `json:"desired_size"`
+	Healing bool         `json:"healing_policy"`
+	Reason  string       `json:"reason"`
+	Message string       `json:"message"`
+	Nodes   []NodeStatus `json:"nodes"`
+}
+
+// NodeStatus is one node's health.
+type NodeStatus struct {
+	ID           string    `json:"id"`
+	Hostname     string    `json:"hostname"`
+	Instance     string    `json:"instance"`
+	Role         string    `json:"role"`
+	State        string    `json:"state"`
+	Since        time.Time `json:"since"`
+	Availability string    `json:"availability"`
+	Reachability string    `json:"reachability,omitempty"`
+	Leader       bool      `json:"leader,omitempty"`
+	Tasks        int       `json:"running_tasks"`
+}
+
+// Decision is one thing the agent did, or one reason it held.
+type Decision struct {
+	Time    time.Time `json:"time"`
+	Pool    string    `json:"pool"`
+	Kind    string    `json:"kind"` // an action kind, or "hold"
+	Code    string    `json:"code"`
+	Message string    `json:"message"`
+	DryRun  bool      `json:"dry_run,omitempty"`
+}
+
+const maxDecisions = 100
+
+// Handler serves /metrics, /healthz and /v1/status.
+func (a *Agent) Handler() http.Handler {
+	mux := http.NewServeMux()
+	mux.Handle("/metrics", promhttp.HandlerFor(a.metrics.registry, promhttp.HandlerOpts{}))
+	mux.HandleFunc("/healthz", func(w http.ResponseWriter, _ *http.Request) {
+		_, _ = io.WriteString(w, "ok\n")
+	})
+	mux.HandleFunc("/v1/status", func(w http.ResponseWriter, _ *http.Request) {
+		w.Header().Set("Content-Type", "application/json")
+		enc := json.NewEncoder(w)
+		enc.SetIndent("", "  ")
+		_ = enc.Encode(a.Status())
+	})
+	return mux
+}
+
+// PrintStatus writes a status for a person.
+func PrintStatus(w io.Writer, s Status) {
+	role := "follower (observes and reports)"
+	if s.Leader {
+		role = "leader (acts)"
+	}
+	if s.DryRun {
+		role += ", dry-run"
+	}
+	fmt.Fprintf(w, "cluster %s — agent on node %s is %s\n", s.Cluster, short(s.NodeID), role)
+	q := "held"
+	if !s.Quorum.Held {
+		q = "LOST"
+	}
+	fmt.Fprintf(w, "quorum %s: %d of %d managers reachable\n", q, s.Quorum.Reachable, s.Quorum.Managers)
+	if s.Error != "" {
+		fmt.Fprintf(w, "last error: %s\n", s.Error)
+	}
+	for _, p := range s.Pools {
+		fmt.Fprintf(w, "\npool %s (%s, size %d in [%d, %d]): %s — %s\n", p.ID, p.Role, p.Desired, p.MinSize, p.MaxSize, p.Reason, p.Message)
+		tw := tabwriter.NewWriter(w, 2, 4, 2, ' ', 0)
+		fmt.Fprintln(tw, "  NODE\tHOSTNAME\tSTATE\tSINCE\tAVAILABILITY\tMANAGER\tTASKS")
+		for _, n := range p.Nodes {
+			mgr := n.Reachability
+			if n.Leader {
+				mgr = "leader"
+			}
+			fmt.Fprintf(tw, "  %s\t%s\t%s\t%s\t%s\t%s\t%d\n", short(n.ID), n.Hostname, n.State, n.Since.Format(time.TimeOnly), n.Availability, mgr, n.Tasks)
+		}
+		tw.Flush()
+	}
+	if len(s.InFlight) > 0 {
+		fmt.Fprintf(w, "\nin flight: %s\n", strings.Join(s.InFlight, ", "))
+	}
+	if len(s.Decisions) > 0 {
+		fmt.Fprintln(w, "\nlast decisions:")
+		ds := append([]Decision(nil), s.Decisions...)
+		sort.SliceStable(ds, func(i, j int) bool { return ds[i].Time.After(ds[j].Time) })
+		if len(ds) > 15 {
+			ds = ds[:15]
+		}
+		for _, d := range ds {
+			dry := ""
+			if d.DryRun {
+				dry = " (dry-run)"
+			}
+			fmt.Fprintf(w, "  %s  %-12s %-18s %s: %s%s\n", d.Time.Format(time.TimeOnly), d.Pool, d.Kind, d.Code, d.Message, dry)
+		}
+	}
+}
+
+func short(id string) string {
+	if len(id) > 12 {
+		return id[:12]
+	}
+	return id
+}

@@ -1,0 +1,58 @@
+package swarm
+
+import (
+	"context"
+	"time"
+
+	"github.com/docker/docker/api/types/events"
+	"github.com/docker/docker/api/types/filters"
+	dswarm "github.com/docker/docker/api/types/swarm"
+)
+
+// NodeEvents sends on the returned channel whenever the swarm reports a node
+// event (a node joined, left, changed state or role), reconnecting until ctx
+// ends. Sends never block: a pending signal is enough to wake the reader.
+func (c *Client) NodeEvents(ctx context.Context) <-chan struct{} {
+	out := make(chan struct{}, 1)
+	go func() {
+		for ctx.Err() == nil {
+			msgs, errs := c.api.Events(ctx, events.ListOptions{Filters: filters.NewArgs(filters.Arg("type", string(events.NodeEventType)))})
+		read:
+			for {
+				select {
+				case <-ctx.Done():
+					return
+				case <-msgs:
+					select {
+					case out <- struct{}{}:
+					default:
+					}
+				case <-errs:
+					break read
+				}
+			}
+			select {
+			case <-ctx.Done():
+				return
+			case <-time.After(time.Second):
+			}
+		}
+	}()
+	return out
+}
+
+// RunningTasksByNode counts, per node, the tasks whose desired and actual
+// state is running, in one call.
+func (c *Client) RunningTasksByNode(ctx context.Context) (map[string]int, error) {
+	tasks, err := c.api.TaskList(ctx, dswarm.TaskListOptions{})
+	if err != nil {
+		return nil, err
+	}
+	out := map[string]int{}
+	for _, t := range tasks {
+		if t.DesiredState == dswarm.TaskStateRunning && t.Status.State == dswarm.TaskStateRunning {
+			out[t.NodeID]++
+		}
+	}
+	return out, nil
+}
