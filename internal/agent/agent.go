@@ -62,6 +62,7 @@ type Agent struct {
 	status  Status
 	seen    map[string]seenState // node id -> state and when it was first seen
 	reasons map[string]string    // pool -> last logged reason, to log changes only
+	would   map[string]bool      // dry-run: action keys already reported
 }
 
 type seenState struct {

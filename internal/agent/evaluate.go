@@ -274,16 +274,22 @@ func (a *Agent) report(o *observation, s decide.Snapshot, plan decide.Plan) {
 			Healing: ps.HasPolicy, Reason: string(r.Code), Message: r.Message, Nodes: byPool[r.PoolID]})
 		a.noteReason(o, r)
 	}
+	would := map[string]bool{}
 	for _, act := range plan.Actions {
-		verb := "acting"
-		if !o.leader || a.cfg.DryRun {
-			verb = "would act (not leader or dry-run)"
-		}
-		if o.leader || a.cfg.DryRun {
-			a.log.Info(verb, "kind", act.Kind, "pool", act.PoolID, "node", act.NodeID, "instance", act.InstanceID, "reason", act.Reason, "dry_run", a.cfg.DryRun)
-			a.addDecision(o.now, act.PoolID, string(act.Kind), "act", act.Reason, a.cfg.DryRun)
+		switch {
+		case o.leader && !a.cfg.DryRun:
+			a.log.Info("acting", "kind", act.Kind, "pool", act.PoolID, "node", act.NodeID, "instance", act.InstanceID, "reason", act.Reason)
+			a.addDecision(o.now, act.PoolID, string(act.Kind), "act", act.Reason, false)
+		case a.cfg.DryRun:
+			// Reported once while it stays the plan, not every evaluation.
+			would[act.Key] = true
+			if !a.would[act.Key] {
+				a.log.Info("dry-run: would act", "kind", act.Kind, "pool", act.PoolID, "node", act.NodeID, "instance", act.InstanceID, "reason", act.Reason)
+				a.addDecision(o.now, act.PoolID, string(act.Kind), "dry_run", act.Reason, true)
+			}
 		}
 	}
+	a.would = would
 	var inflight []string
 	for _, e := range o.journal.Entries {
 		inflight = append(inflight, e.Action.Key)

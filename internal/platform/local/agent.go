@@ -31,27 +31,54 @@ func (c *Cluster) Instances(context.Context) ([]platform.Instance, error) {
 	return out, nil
 }
 
-// StartInstance starts a node of pool and joins it; for managers it returns
-// once the new manager is Reachable, with its agent started beside it.
+// joinWindow bounds the background boot and join of an instance the agent
+// started; an instance that has not joined by then stays unjoined, and the
+// agent's join_timeout deals with it, as with a cloud instance whose user
+// data failed.
+const joinWindow = 5 * time.Minute
+
+// StartInstance launches a node of pool and returns at once, as a cloud's
+// RunInstances does; the node boots and joins the swarm in the background,
+// the local platform's user data. A new manager gets its agent once joined.
 func (c *Cluster) StartInstance(ctx context.Context, pool policy.Pool) (platform.Instance, error) {
 	if err := c.p.checkHost(); err != nil {
 		return platform.Instance{}, err
 	}
 	pool.Cluster = c.name
-	f, err := c.p.startAndJoin(ctx, c.name, pool)
+	f, err := c.p.launch(c.name, pool.Name, pool.Role)
 	if err != nil {
 		return platform.Instance{}, err
 	}
+	go c.bootAndJoin(f, pool)
 	f.Running = true
+	return f.Instance, nil
+}
+
+func (c *Cluster) bootAndJoin(f instanceFile, pool policy.Pool) {
+	ctx, cancel := context.WithTimeout(context.Background(), joinWindow)
+	defer cancel()
+	fail := func(err error) { c.p.progress("instance did not join; it stays unjoined", "instance", f.ID, "error", err.Error()) }
+	if err := c.p.boot(ctx, f); err != nil {
+		fail(err)
+		return
+	}
+	mgr, err := c.p.manager(ctx, c.name)
+	if err != nil {
+		fail(err)
+		return
+	}
+	defer mgr.Close()
+	if err := c.p.join(ctx, mgr, &f, pool); err != nil {
+		fail(err)
+		return
+	}
 	if pool.Role == policy.RoleManager {
-		// A new manager gets its agent, as user data gives one on a cloud.
 		if d, err := c.Descriptor(ctx); err == nil && d.Agent != nil && d.Agent.Enabled {
 			if err := c.p.startAgent(&f, d); err != nil {
-				return f.Instance, err
+				fail(err)
 			}
 		}
 	}
-	return f.Instance, nil
 }
 
 // TerminateInstance stops an instance's processes and removes its directory.
@@ -213,4 +240,29 @@ func (p *Platform) ensureAgents(_ context.Context, c policy.Cluster, restart boo
 		}
 	}
 	return nil
+}
+
+// Restart starts a stopped instance's dockerd again on its own data, as
+// powering a machine back on does: it rejoins the swarm as the same node.
+func (c *Cluster) Restart(ctx context.Context, id string) error {
+	if err := c.p.checkHost(); err != nil {
+		return err
+	}
+	files, err := c.p.instances(c.name, "")
+	if err != nil {
+		return err
+	}
+	for _, f := range files {
+		if f.ID != id {
+			continue
+		}
+		if f.Running {
+			return nil
+		}
+		if err := c.p.startProcess(&f, engineLabels(f.Instance)); err != nil {
+			return err
+		}
+		return c.p.boot(ctx, f)
+	}
+	return fmt.Errorf("instance %s: %w", id, platform.ErrNotFound)
 }

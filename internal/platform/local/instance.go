@@ -16,6 +16,20 @@ import (
 // startInstance allocates an address and starts a node's dockerd, returning
 // once its engine answers. The node is in no swarm yet.
 func (p *Platform) startInstance(ctx context.Context, cluster, pool, role string) (instanceFile, error) {
+	f, err := p.launch(cluster, pool, role)
+	if err != nil {
+		return f, err
+	}
+	if err := p.boot(ctx, f); err != nil {
+		_ = p.removeInstance(context.Background(), f)
+		return f, err
+	}
+	return f, nil
+}
+
+// launch allocates an address and starts the node's process, like a cloud's
+// RunInstances: it does not wait for the engine.
+func (p *Platform) launch(cluster, pool, role string) (instanceFile, error) {
 	f, err := p.allocate(cluster, pool, role)
 	if err != nil {
 		return f, err
@@ -24,6 +38,11 @@ func (p *Platform) startInstance(ctx context.Context, cluster, pool, role string
 		_ = p.removeInstance(context.Background(), f)
 		return f, err
 	}
+	return f, nil
+}
+
+// boot waits for a launched node's engine to answer and loads the workload image.
+func (p *Platform) boot(ctx context.Context, f instanceFile) error {
 	cli, err := swarm.Dial(f.DockerHost)
 	if err == nil {
 		bctx, cancel := context.WithTimeout(ctx, bootTimeout)
@@ -32,18 +51,15 @@ func (p *Platform) startInstance(ctx context.Context, cluster, pool, role string
 		cli.Close()
 	}
 	if err != nil {
-		tail := logTail(f.Dir, 8)
-		_ = p.removeInstance(context.Background(), f)
-		return f, fmt.Errorf("node %s did not start: %w\ndockerd log:\n%s", f.ID, err, tail)
+		return fmt.Errorf("node %s did not start: %w\ndockerd log:\n%s", f.ID, err, logTail(f.Dir, 8))
 	}
 	if f.workload != "" {
 		if err := loadWorkload(ctx, f, f.workload); err != nil {
-			_ = p.removeInstance(context.Background(), f)
-			return f, err
+			return err
 		}
 	}
 	p.progress("node started", "instance", f.ID, "addr", f.Addr)
-	return f, nil
+	return nil
 }
 
 // allocate reserves the next free host address of the cluster and writes the

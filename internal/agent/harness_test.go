@@ -1,0 +1,363 @@
+package agent_test
+
+import (
+	"bufio"
+	"context"
+	"encoding/json"
+	"fmt"
+	"net/http"
+	"os"
+	"path/filepath"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/hashicorp/go-hclog"
+
+	"github.com/autarky/terraform-provider-autarky/internal/agent"
+	"github.com/autarky/terraform-provider-autarky/internal/platform"
+	"github.com/autarky/terraform-provider-autarky/internal/platform/local"
+	"github.com/autarky/terraform-provider-autarky/internal/policy"
+	"github.com/autarky/terraform-provider-autarky/internal/swarm"
+	"github.com/autarky/terraform-provider-autarky/internal/testenv"
+)
+
+// harness is a real local cluster for agent tests: real dockerd nodes in a
+// real swarm, and either agent processes beside the managers or an agent
+// driven in-process, one evaluation at a time.
+type harness struct {
+	t        *testing.T
+	name     string
+	stateDir string
+	p        *local.Platform
+	c        *local.Cluster
+}
+
+var agentBin string
+
+func newHarness(t *testing.T, name string, managers int64, agentProcesses bool) *harness {
+	t.Helper()
+	testenv.RequireLocalPlatform(t)
+	if agentBin == "" {
+		agentBin = testenv.AgentBinary(t)
+		// The binary must outlive the test that built it.
+		dst := filepath.Join(os.TempDir(), fmt.Sprintf("autarky-agent-test-%d", os.Getpid()))
+		b, err := os.ReadFile(agentBin)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := os.WriteFile(dst, b, 0o755); err != nil {
+			t.Fatal(err)
+		}
+		agentBin = dst
+	}
+	h := &harness{t: t, name: name, stateDir: testenv.StateDir(t)}
+	var err error
+	h.p, err = local.New(h.stateDir, func(msg string, kv ...any) { t.Log(append([]any{msg}, kv...)...) }, local.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	h.c = h.p.Cluster(name)
+	c := policy.Cluster{Name: name, Platform: "local", ManagerCount: managers, HeartbeatPeriod: "1s"}
+	if agentProcesses {
+		c.Agent = &policy.Agent{Enabled: true, Binary: agentBin, EvaluationInterval: "500ms"}
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
+	defer cancel()
+	if _, err := h.p.CreateCluster(ctx, c); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		if t.Failed() {
+			h.dumpAgentLogs()
+		}
+		if err := h.p.DeleteCluster(context.Background(), name); err != nil {
+			t.Errorf("delete cluster: %v", err)
+		}
+		if left := testenv.Leftovers(h.stateDir); len(left) > 0 {
+			t.Errorf("left behind: %v", left)
+		}
+	})
+	return h
+}
+
+func (h *harness) pool(name string, size int64, heal *policy.Healing) policy.Pool {
+	h.t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
+	defer cancel()
+	p := policy.Pool{Cluster: h.name, Name: name, Role: "worker", MinSize: 0, MaxSize: 20, DesiredSize: size, WaitForCapacityTimeout: "2m"}
+	if _, err := h.p.CreatePool(ctx, p, 2*time.Minute); err != nil {
+		h.t.Fatal(err)
+	}
+	if heal != nil {
+		h.heal(*heal)
+	}
+	return p
+}
+
+func (h *harness) heal(hp policy.Healing) {
+	h.t.Helper()
+	if err := h.p.PutHealingPolicy(context.Background(), hp); err != nil {
+		h.t.Fatal(err)
+	}
+}
+
+// healing is a policy for tests: quick to judge a node failed.
+func healing(poolID string, unhealthyAfter string) *policy.Healing {
+	hp := policy.DefaultHealing(poolID)
+	hp.UnhealthyAfter = unhealthyAfter
+	return &hp
+}
+
+type instanceRecord struct {
+	ID, Cluster, Pool, Role, Addr, DockerHost string
+	PID, AgentPID                             int
+	NodeID                                    string `json:"node_id"`
+}
+
+// records reads the platform's instance records, as an operator would.
+func (h *harness) records(pool string) []instanceRecord {
+	entries, _ := os.ReadDir(filepath.Join(h.stateDir, "nodes"))
+	var out []instanceRecord
+	for _, e := range entries {
+		b, err := os.ReadFile(filepath.Join(h.stateDir, "nodes", e.Name(), "instance.json"))
+		if err != nil {
+			continue
+		}
+		var r instanceRecord
+		var raw map[string]any
+		if json.Unmarshal(b, &raw) != nil {
+			continue
+		}
+		_ = json.Unmarshal(b, &r)
+		if v, ok := raw["pid"].(float64); ok {
+			r.PID = int(v)
+		}
+		if v, ok := raw["agent_pid"].(float64); ok {
+			r.AgentPID = int(v)
+		}
+		if v, ok := raw["docker_host"].(string); ok {
+			r.DockerHost = v
+		}
+		if r.Cluster == h.name && (pool == "" || r.Pool == pool) {
+			out = append(out, r)
+		}
+	}
+	return out
+}
+
+func (h *harness) instances(pool string) []platform.Instance {
+	all, err := h.c.Instances(context.Background())
+	if err != nil {
+		h.t.Fatal(err)
+	}
+	var out []platform.Instance
+	for _, i := range all {
+		if pool == "" || i.Pool == pool {
+			out = append(out, i)
+		}
+	}
+	return out
+}
+
+// kill kill -9s an instance's dockerd, as a machine failure would.
+func (h *harness) kill(id string) {
+	h.t.Helper()
+	for _, r := range h.records("") {
+		if r.ID == id {
+			if err := syscall.Kill(r.PID, syscall.SIGKILL); err != nil {
+				h.t.Fatalf("kill %s: %v", id, err)
+			}
+			h.t.Logf("killed %s (pid %d)", id, r.PID)
+			return
+		}
+	}
+	h.t.Fatalf("no instance %s", id)
+}
+
+// nodes lists the swarm's nodes through any manager that answers.
+func (h *harness) nodes() ([]swarm.Node, error) {
+	var last error
+	for _, r := range h.records(policy.ManagerPoolName) {
+		cli, err := swarm.Dial(r.DockerHost)
+		if err != nil {
+			continue
+		}
+		ctx, cancel := context.WithTimeout(context.Background(), 3*time.Second)
+		ns, err := cli.Nodes(ctx)
+		cancel()
+		cli.Close()
+		if err == nil {
+			return ns, nil
+		}
+		last = err
+	}
+	return nil, fmt.Errorf("no manager answers: %v", last)
+}
+
+func (h *harness) waitFor(what string, timeout time.Duration, cond func() (bool, string)) {
+	h.t.Helper()
+	deadline := time.Now().Add(timeout)
+	last := ""
+	for time.Now().Before(deadline) {
+		ok, detail := cond()
+		if ok {
+			return
+		}
+		last = detail
+		time.Sleep(200 * time.Millisecond)
+	}
+	h.t.Fatalf("timed out after %s waiting for %s; last: %s", timeout, what, last)
+}
+
+// settled is true when the pool has want Ready nodes and the swarm lists no
+// other node of the pool (no ghost).
+func (h *harness) settled(pool, role string, want int) (bool, string) {
+	ns, err := h.nodes()
+	if err != nil {
+		return false, err.Error()
+	}
+	ready, other := 0, []string{}
+	for _, n := range ns {
+		if n.EngineLabels[policy.LabelPool] != pool {
+			continue
+		}
+		if n.State == "ready" && n.Role == role && (role != "manager" || n.Reachability == "reachable") {
+			ready++
+		} else {
+			other = append(other, n.Hostname+":"+n.State+"/"+n.Role+"/"+n.Reachability)
+		}
+	}
+	return ready == want && len(other) == 0, fmt.Sprintf("%d ready %s nodes in %s, others %v", ready, role, pool, other)
+}
+
+// agentURL is the HTTP address of the agent beside a manager record.
+func agentURL(r instanceRecord) string {
+	return fmt.Sprintf("http://%s:%d", r.Addr, policy.AgentPort)
+}
+
+func get(url string) (string, error) {
+	client := &http.Client{Timeout: 2 * time.Second}
+	resp, err := client.Get(url)
+	if err != nil {
+		return "", err
+	}
+	defer resp.Body.Close()
+	var sb strings.Builder
+	sc := bufio.NewScanner(resp.Body)
+	sc.Buffer(make([]byte, 1<<20), 1<<20)
+	for sc.Scan() {
+		sb.WriteString(sc.Text())
+		sb.WriteByte('\n')
+	}
+	return sb.String(), nil
+}
+
+// metric reads one sample's value from an agent's /metrics.
+func metric(url, series string) (float64, bool) {
+	body, err := get(url + "/metrics")
+	if err != nil {
+		return 0, false
+	}
+	for _, line := range strings.Split(body, "\n") {
+		if strings.HasPrefix(line, series+" ") {
+			var v float64
+			fmt.Sscanf(strings.TrimPrefix(line, series+" "), "%g", &v)
+			return v, true
+		}
+	}
+	return 0, false
+}
+
+// leaders counts the agents that report autarky_leader 1, and returns one
+// leader's URL.
+func (h *harness) leaders() (int, string) {
+	n, url := 0, ""
+	for _, r := range h.records(policy.ManagerPoolName) {
+		if v, ok := metric(agentURL(r), "autarky_leader"); ok && v == 1 {
+			n++
+			url = agentURL(r)
+		}
+	}
+	return n, url
+}
+
+func (h *harness) status(url string) agent.Status {
+	h.t.Helper()
+	body, err := get(url + "/v1/status")
+	if err != nil {
+		h.t.Fatal(err)
+	}
+	var s agent.Status
+	if err := json.Unmarshal([]byte(body), &s); err != nil {
+		h.t.Fatalf("status: %v\n%s", err, body)
+	}
+	return s
+}
+
+func (h *harness) dumpAgentLogs() {
+	for _, r := range h.records(policy.ManagerPoolName) {
+		for _, dir := range []string{filepath.Join(h.stateDir, "nodes", r.Addr)} {
+			b, err := os.ReadFile(filepath.Join(dir, "agent.log"))
+			if err == nil {
+				lines := strings.Split(string(b), "\n")
+				if len(lines) > 40 {
+					lines = lines[len(lines)-40:]
+				}
+				h.t.Logf("agent.log of %s:\n%s", r.ID, strings.Join(lines, "\n"))
+			}
+		}
+	}
+}
+
+// inProcess is an agent beside the first manager, driven by the test.
+func (h *harness) inProcess(dryRun bool) *agent.Agent {
+	h.t.Helper()
+	var host string
+	for _, r := range h.records(policy.ManagerPoolName) {
+		host = r.DockerHost
+		break
+	}
+	a, err := agent.New(agent.Config{
+		DockerHost: host, Listen: "127.0.0.1:0", DryRun: dryRun, EvaluationInterval: time.Second,
+		Logger: hclog.New(&hclog.LoggerOptions{Name: "agent", Output: testWriter{h.t}, Level: hclog.Debug}),
+	}, h.c)
+	if err != nil {
+		h.t.Fatal(err)
+	}
+	return a
+}
+
+type testWriter struct{ t *testing.T }
+
+func (w testWriter) Write(b []byte) (int, error) {
+	w.t.Log(strings.TrimRight(string(b), "\n"))
+	return len(b), nil
+}
+
+// journal reads the agent's journal from the store.
+func (h *harness) journal() agent.Journal {
+	var j agent.Journal
+	if err := h.c.LoadJournal(context.Background(), &j); err != nil {
+		h.t.Fatal(err)
+	}
+	return j
+}
+
+// nodeDown waits until the swarm reports the node of instance id as not ready.
+func (h *harness) nodeDown(id string, timeout time.Duration) {
+	h.t.Helper()
+	h.waitFor("node of "+id+" to be down", timeout, func() (bool, string) {
+		ns, err := h.nodes()
+		if err != nil {
+			return false, err.Error()
+		}
+		for _, n := range ns {
+			if n.EngineLabels[policy.LabelInstance] == id {
+				return n.State != "ready", n.State
+			}
+		}
+		return false, "not listed"
+	})
+}
