@@ -63,6 +63,8 @@ type Agent struct {
 	seen    map[string]seenState // node id -> state and when it was first seen
 	reasons map[string]string    // pool -> last logged reason, to log changes only
 	would   map[string]bool      // dry-run: action keys already reported
+	// nextWake is when the next rule's clock runs out; zero for none.
+	nextWake time.Time
 }
 
 type seenState struct {
@@ -122,16 +124,17 @@ func (a *Agent) Run(ctx context.Context) error {
 		"dry_run", a.cfg.DryRun, "evaluation_interval", a.cfg.EvaluationInterval.String())
 
 	events := a.docker.NodeEvents(ctx)
-	ticker := time.NewTicker(a.cfg.EvaluationInterval)
-	defer ticker.Stop()
 	for {
 		a.Evaluate(ctx)
+		timer := time.NewTimer(a.untilWake())
 		select {
 		case <-ctx.Done():
+			timer.Stop()
 			a.log.Info("agent stopping")
 			return nil
-		case <-ticker.C:
+		case <-timer.C:
 		case <-events:
+			timer.Stop()
 		}
 	}
 }

@@ -68,6 +68,7 @@ func (a *Agent) evaluate(ctx context.Context) error {
 	}
 	snap := a.snapshot(&o)
 	plan := decide.Heal(snap)
+	a.scheduleWake(snap)
 	a.report(&o, snap, plan)
 	if !o.leader || a.cfg.DryRun {
 		return nil
@@ -338,4 +339,49 @@ func (a *Agent) addDecision(t time.Time, pool, kind, code, msg string, dry bool)
 	if n := len(a.status.Decisions); n > maxDecisions {
 		a.status.Decisions = a.status.Decisions[n-maxDecisions:]
 	}
+}
+
+// scheduleWake notes the earliest moment a rule's clock runs out (a node's
+// unhealthy_after, a pool's backoff), so the loop evaluates right then
+// instead of at the next tick: the difference is the agent's reaction time.
+func (a *Agent) scheduleWake(s decide.Snapshot) {
+	var next time.Time
+	consider := func(t time.Time) {
+		if t.After(s.Now) && (next.IsZero() || t.Before(next)) {
+			next = t
+		}
+	}
+	rules := map[string]decide.PoolState{}
+	for _, p := range s.Pools {
+		if p.HasPolicy && p.Rules.Enabled {
+			rules[p.ID] = p
+			if b, ok := s.Backoff[p.ID]; ok && b.Failures > 0 {
+				consider(b.LastFailure.Add(decide.BackoffDelay(b.Failures)))
+			}
+		}
+	}
+	for _, n := range s.Nodes {
+		p, ok := rules[n.PoolID]
+		if !ok || n.State == decide.NodeReady || n.StateSince.IsZero() {
+			continue
+		}
+		consider(n.StateSince.Add(p.Rules.UnhealthyAfter))
+	}
+	a.mu.Lock()
+	a.nextWake = next
+	a.mu.Unlock()
+}
+
+// untilWake is how long to sleep before the scheduled wake, or the interval.
+func (a *Agent) untilWake() time.Duration {
+	a.mu.Lock()
+	next := a.nextWake
+	a.mu.Unlock()
+	d := a.cfg.EvaluationInterval
+	if !next.IsZero() {
+		if w := next.Sub(a.cfg.Now()) + 10*time.Millisecond; w < d {
+			d = max(w, 10*time.Millisecond)
+		}
+	}
+	return d
 }

@@ -27,7 +27,7 @@ import (
 // real swarm, and either agent processes beside the managers or an agent
 // driven in-process, one evaluation at a time.
 type harness struct {
-	t        *testing.T
+	t        testing.TB
 	name     string
 	stateDir string
 	p        *local.Platform
@@ -36,7 +36,13 @@ type harness struct {
 
 var agentBin string
 
-func newHarness(t *testing.T, name string, managers int64, agentProcesses bool) *harness {
+func newHarness(t testing.TB, name string, managers int64, agentProcesses bool) *harness {
+	t.Helper()
+	return newHarnessEvery(t, name, managers, agentProcesses, "500ms")
+}
+
+// newHarnessEvery is newHarness with the agents' evaluation interval.
+func newHarnessEvery(t testing.TB, name string, managers int64, agentProcesses bool, interval string) *harness {
 	t.Helper()
 	testenv.RequireLocalPlatform(t)
 	if agentBin == "" {
@@ -61,7 +67,7 @@ func newHarness(t *testing.T, name string, managers int64, agentProcesses bool) 
 	h.c = h.p.Cluster(name)
 	c := policy.Cluster{Name: name, Platform: "local", ManagerCount: managers, HeartbeatPeriod: "1s"}
 	if agentProcesses {
-		c.Agent = &policy.Agent{Enabled: true, Binary: agentBin, EvaluationInterval: "500ms"}
+		c.Agent = &policy.Agent{Enabled: true, Binary: agentBin, EvaluationInterval: interval}
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
 	defer cancel()
@@ -329,7 +335,7 @@ func (h *harness) inProcess(dryRun bool) *agent.Agent {
 	return a
 }
 
-type testWriter struct{ t *testing.T }
+type testWriter struct{ t testing.TB }
 
 func (w testWriter) Write(b []byte) (int, error) {
 	w.t.Log(strings.TrimRight(string(b), "\n"))

@@ -2,6 +2,7 @@ package decide
 
 import (
 	"fmt"
+	"syscall"
 	"testing"
 	"time"
 
@@ -61,9 +62,7 @@ func bigSnapshot() Snapshot {
 
 func TestBigSnapshot(t *testing.T) {
 	s := bigSnapshot()
-	start := time.Now()
 	p := Heal(s)
-	elapsed := time.Since(start)
 	checkInvariants(t, s, p)
 	kinds := map[ActionKind]int{}
 	for _, a := range p.Actions {
@@ -75,9 +74,6 @@ func TestBigSnapshot(t *testing.T) {
 	if kinds[RemoveNode] != 50 || kinds[ReplaceNode] != 90 {
 		t.Errorf("actions by kind = %v, want 50 removals and 90 replacements", kinds)
 	}
-	if elapsed > 200*time.Millisecond { // generous: the benchmark measures
-		t.Errorf("Heal took %v on %d nodes", elapsed, len(s.Nodes))
-	}
 }
 
 func BenchmarkHeal10kNodes(b *testing.B) {
@@ -86,8 +82,16 @@ func BenchmarkHeal10kNodes(b *testing.B) {
 		b.Fatalf("only %d nodes", len(s.Nodes))
 	}
 	b.ReportAllocs()
+	var before, after syscall.Rusage
+	_ = syscall.Getrusage(syscall.RUSAGE_SELF, &before)
 	b.ResetTimer()
 	for b.Loop() {
 		Heal(s)
 	}
+	b.StopTimer()
+	_ = syscall.Getrusage(syscall.RUSAGE_SELF, &after)
+	cpu := time.Duration(after.Utime.Nano()+after.Stime.Nano()-before.Utime.Nano()-before.Stime.Nano()) / time.Duration(b.N)
+	b.ReportMetric(float64(cpu.Microseconds())/1000, "cpu-ms/op")
+	// Peak resident set of the whole benchmark process, snapshot included.
+	b.ReportMetric(float64(after.Maxrss)/1024, "MB-peak-rss")
 }

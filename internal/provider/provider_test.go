@@ -4,6 +4,8 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"io"
+	"net/http"
 	"os"
 	"path/filepath"
 	"strings"
@@ -162,4 +164,25 @@ func killNode(t *testing.T, stateDir, cluster, pool string) string {
 	}
 	t.Fatalf("no running instance of %s/%s to kill", cluster, pool)
 	return ""
+}
+
+// waitHTTP polls url until its body contains want.
+func waitHTTP(url, want string, timeout time.Duration) error {
+	deadline := time.Now().Add(timeout)
+	var last string
+	for time.Now().Before(deadline) {
+		resp, err := http.Get(url)
+		if err == nil {
+			b, _ := io.ReadAll(resp.Body)
+			resp.Body.Close()
+			if strings.Contains(string(b), want) {
+				return nil
+			}
+			last = fmt.Sprintf("%d bytes without %q", len(b), want)
+		} else {
+			last = err.Error()
+		}
+		time.Sleep(300 * time.Millisecond)
+	}
+	return fmt.Errorf("%s: %s", url, last)
 }

@@ -57,7 +57,9 @@ func (c *Cluster) StartInstance(ctx context.Context, pool policy.Pool) (platform
 func (c *Cluster) bootAndJoin(f instanceFile, pool policy.Pool) {
 	ctx, cancel := context.WithTimeout(context.Background(), joinWindow)
 	defer cancel()
-	fail := func(err error) { c.p.progress("instance did not join; it stays unjoined", "instance", f.ID, "error", err.Error()) }
+	fail := func(err error) {
+		c.p.progress("instance did not join; it stays unjoined", "instance", f.ID, "error", err.Error())
+	}
 	if err := c.p.boot(ctx, f); err != nil {
 		fail(err)
 		return

@@ -21,7 +21,6 @@ type instanceFile struct {
 	platform.Instance
 	Dir     string `json:"dir"`
 	PID     int    `json:"pid"`
-	MountNS string `json:"mount_ns"`
 	NodeID  string `json:"node_id,omitempty"`
 	// AgentPID is the autarky-agent beside a manager, when enabled.
 	AgentPID int `json:"agent_pid,omitempty"`
@@ -78,6 +77,9 @@ func (p *Platform) startProcess(f *instanceFile, engineLabels map[string]string)
 		// Several engines on one host must not share containerd state.
 		"--containerd-namespace", "autarky-" + f.ID,
 		"--containerd-plugins-namespace", "autarky-plugins-" + f.ID,
+		// The node's containers live in cgroups of their own, so stopping
+		// the node finds them even once dockerd and its shims are gone.
+		"--cgroup-parent", cgroupParent(*f),
 	}
 	for _, k := range sortedKeys(engineLabels) {
 		args = append(args, "--label", k+"="+engineLabels[k])
@@ -96,7 +98,6 @@ func (p *Platform) startProcess(f *instanceFile, engineLabels map[string]string)
 		return fmt.Errorf("start dockerd for %s: %w", f.ID, err)
 	}
 	f.PID = cmd.Process.Pid
-	f.MountNS, _ = os.Readlink(fmt.Sprintf("/proc/%d/ns/mnt", f.PID))
 	// Reap the process if it dies while we are still alive; once we exit it
 	// is re-parented and keeps running.
 	go func() { _ = cmd.Wait() }()
@@ -131,28 +132,52 @@ func processRunning(pid int) bool {
 	return state != 'Z' && state != 'X'
 }
 
+// cgroupParent is the cgroup under which a node's containers run; the
+// address makes it unique on the machine.
+func cgroupParent(f instanceFile) string { return "autarky-" + f.Addr }
+
 // nodeProcesses finds every live process that belongs to a node: dockerd,
-// its containerd, shims and containers. They share the node's mount
-// namespace or name the node's directory on their command line.
+// its containerd and shims and the agent beside it name the node's
+// directory on their command line; its containers run in its cgroup.
 func nodeProcesses(f instanceFile) []int {
 	entries, _ := os.ReadDir("/proc")
 	var pids []int
+	cg := []byte("/" + cgroupParent(f) + "/")
 	for _, e := range entries {
 		pid, err := strconv.Atoi(e.Name())
 		if err != nil || pid == os.Getpid() || !processRunning(pid) {
 			continue
 		}
-		if f.MountNS != "" {
-			if ns, err := os.Readlink(fmt.Sprintf("/proc/%d/ns/mnt", pid)); err == nil && ns == f.MountNS {
-				pids = append(pids, pid)
-				continue
-			}
-		}
 		if cmdline, err := os.ReadFile(fmt.Sprintf("/proc/%d/cmdline", pid)); err == nil && bytes.Contains(cmdline, []byte(f.Dir+"/")) {
+			pids = append(pids, pid)
+			continue
+		}
+		if groups, err := os.ReadFile(fmt.Sprintf("/proc/%d/cgroup", pid)); err == nil && bytes.Contains(groups, cg) {
 			pids = append(pids, pid)
 		}
 	}
 	return pids
+}
+
+// removeCgroups removes the node's (empty) cgroup directories in every
+// hierarchy, deepest first.
+func removeCgroups(f instanceFile) {
+	roots, _ := filepath.Glob("/sys/fs/cgroup/*/" + cgroupParent(f))
+	if own, err := os.Stat("/sys/fs/cgroup/" + cgroupParent(f)); err == nil && own.IsDir() {
+		roots = append(roots, "/sys/fs/cgroup/"+cgroupParent(f))
+	}
+	for _, root := range roots {
+		var dirs []string
+		_ = filepath.WalkDir(root, func(path string, d os.DirEntry, err error) error {
+			if err == nil && d.IsDir() {
+				dirs = append(dirs, path)
+			}
+			return nil
+		})
+		for i := len(dirs) - 1; i >= 0; i-- {
+			_ = syscall.Rmdir(dirs[i])
+		}
+	}
 }
 
 // stopProcesses stops a node: SIGTERM to dockerd so it leaves cleanly, then
@@ -168,6 +193,7 @@ func stopProcesses(ctx context.Context, f instanceFile, grace time.Duration) err
 	for attempt := 0; attempt < 100; attempt++ {
 		pids := nodeProcesses(f)
 		if len(pids) == 0 {
+			removeCgroups(f)
 			return nil
 		}
 		for _, pid := range pids {

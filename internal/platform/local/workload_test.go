@@ -2,6 +2,7 @@ package local
 
 import (
 	"context"
+	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -50,5 +51,34 @@ func TestWorkloadServiceRuns(t *testing.T) {
 			t.Fatalf("service tasks not running on the pool's nodes:\n%s", out)
 		}
 		time.Sleep(500 * time.Millisecond)
+	}
+
+	// Destroying the cluster ends the containers too, and their cgroups.
+	insts, err := p.instances("wl", "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	withContainers := 0
+	for _, f := range insts {
+		if dirs, _ := filepath.Glob("/sys/fs/cgroup/*/" + cgroupParent(f) + "/*"); len(dirs) > 0 {
+			withContainers++
+		}
+	}
+	if withContainers != 2 {
+		t.Fatalf("%d nodes run containers in their own cgroup, want 2", withContainers)
+	}
+	if err := p.DeletePool(ctx, "wl", "web"); err != nil {
+		t.Fatal(err)
+	}
+	if err := p.DeleteCluster(ctx, "wl"); err != nil {
+		t.Fatal(err)
+	}
+	for _, f := range insts {
+		if left := nodeProcesses(f); len(left) > 0 {
+			t.Errorf("processes of %s left: %v", f.ID, left)
+		}
+		if dirs, _ := filepath.Glob("/sys/fs/cgroup/*/" + cgroupParent(f)); len(dirs) > 0 {
+			t.Errorf("cgroups of %s left: %v", f.ID, dirs)
+		}
 	}
 }
