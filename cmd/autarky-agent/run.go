@@ -108,4 +108,3 @@ func statusCmd(args []string, stdout, stderr io.Writer) error {
 	agent.PrintStatus(stdout, s)
 	return nil
 }
-
