@@ -19,9 +19,9 @@ import (
 // instanceFile is the record of one node process, written before it starts.
 type instanceFile struct {
 	platform.Instance
-	Dir     string `json:"dir"`
-	PID     int    `json:"pid"`
-	NodeID  string `json:"node_id,omitempty"`
+	Dir    string `json:"dir"`
+	PID    int    `json:"pid"`
+	NodeID string `json:"node_id,omitempty"`
 	// AgentPID is the autarky-agent beside a manager, when enabled.
 	AgentPID int `json:"agent_pid,omitempty"`
 
