@@ -32,6 +32,9 @@ type Config struct {
 	EvaluationInterval time.Duration
 	// DrainTimeout bounds how long a node with tasks is drained before removal.
 	DrainTimeout time.Duration
+	// AlertToken is the bearer token /v1/alerts requires; it must be set
+	// for alerts to be taken when Listen is beyond loopback.
+	AlertToken string
 	Logger       hclog.Logger
 	// Now is the clock; time.Now when nil.
 	Now func() time.Time
@@ -65,6 +68,16 @@ type Agent struct {
 	would   map[string]bool      // dry-run: action keys already reported
 	// nextWake is when the next rule's clock runs out; zero for none.
 	nextWake time.Time
+	alerts   map[string]alertState
+	wake     chan struct{}
+}
+
+// wakeNow asks the loop for an evaluation at once.
+func (a *Agent) wakeNow() {
+	select {
+	case a.wake <- struct{}{}:
+	default:
+	}
 }
 
 type seenState struct {
@@ -101,6 +114,8 @@ func New(cfg Config, cluster platform.Cluster) (*Agent, error) {
 		metrics: newMetrics(),
 		seen:    map[string]seenState{},
 		reasons: map[string]string{},
+		alerts:  map[string]alertState{},
+		wake:    make(chan struct{}, 1),
 	}
 	a.status = Status{Cluster: cluster.Name(), DryRun: cfg.DryRun, Decisions: []Decision{}}
 	return a, nil
@@ -120,6 +135,9 @@ func (a *Agent) Run(ctx context.Context) error {
 		defer cancel()
 		_ = srv.Shutdown(sctx)
 	}()
+	if !loopbackListen(a.cfg.Listen) && a.cfg.AlertToken == "" {
+		a.log.Warn("listening beyond loopback without an alert token: /v1/alerts refuses every request (401)", "listen", a.cfg.Listen)
+	}
 	a.log.Info("agent started", "cluster", a.cluster.Name(), "listen", ln.Addr().String(), "docker_host", a.cfg.DockerHost,
 		"dry_run", a.cfg.DryRun, "evaluation_interval", a.cfg.EvaluationInterval.String())
 
@@ -134,6 +152,8 @@ func (a *Agent) Run(ctx context.Context) error {
 			return nil
 		case <-timer.C:
 		case <-events:
+			timer.Stop()
+		case <-a.wake:
 			timer.Stop()
 		}
 	}

@@ -182,6 +182,8 @@ type Node struct {
 	EngineLabels map[string]string // labels the engine was started with
 	CreatedAt    time.Time
 	UpdatedAt    time.Time
+	// Capacity is what the node's engine reports it has.
+	Capacity Resources
 }
 
 func toNode(n dswarm.Node) Node {
@@ -196,6 +198,7 @@ func toNode(n dswarm.Node) Node {
 		EngineLabels: n.Description.Engine.Labels,
 		CreatedAt:    n.CreatedAt,
 		UpdatedAt:    n.UpdatedAt,
+		Capacity:     Resources{NanoCPUs: n.Description.Resources.NanoCPUs, MemoryBytes: n.Description.Resources.MemoryBytes},
 	}
 	if n.ManagerStatus != nil {
 		out.Reachability = string(n.ManagerStatus.Reachability)

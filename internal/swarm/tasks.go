@@ -1,0 +1,146 @@
+package swarm
+
+import (
+	"context"
+	"fmt"
+	"strings"
+
+	dswarm "github.com/docker/docker/api/types/swarm"
+)
+
+// Resources are CPU (in billionths of a CPU) and memory (bytes).
+type Resources struct {
+	NanoCPUs    int64
+	MemoryBytes int64
+}
+
+// PendingTask is a task the scheduler could not place.
+type PendingTask struct {
+	ID          string
+	ServiceID   string
+	Reservation Resources
+	Constraints []string
+	// Reason is the scheduler's message, such as "no suitable node
+	// (insufficient resources on 3 nodes)".
+	Reason string
+}
+
+// TaskLoad is what the running tasks of one node reserve.
+type TaskLoad struct {
+	Running  int
+	Reserved Resources
+}
+
+// Tasks reads every task once: pending tasks the scheduler could not place,
+// and per node the running tasks and their reservations.
+func (c *Client) Tasks(ctx context.Context) (pending []PendingTask, load map[string]TaskLoad, err error) {
+	tasks, err := c.api.TaskList(ctx, dswarm.TaskListOptions{})
+	if err != nil {
+		return nil, nil, fmt.Errorf("task list: %w", err)
+	}
+	load = map[string]TaskLoad{}
+	for _, t := range tasks {
+		if t.DesiredState != dswarm.TaskStateRunning {
+			continue
+		}
+		var res Resources
+		if r := t.Spec.Resources; r != nil && r.Reservations != nil {
+			res = Resources{NanoCPUs: r.Reservations.NanoCPUs, MemoryBytes: r.Reservations.MemoryBytes}
+		}
+		switch t.Status.State {
+		case dswarm.TaskStatePending:
+			if !strings.Contains(t.Status.Err, "no suitable node") {
+				continue
+			}
+			p := PendingTask{ID: t.ID, ServiceID: t.ServiceID, Reservation: res, Reason: t.Status.Err}
+			if t.Spec.Placement != nil {
+				p.Constraints = t.Spec.Placement.Constraints
+			}
+			pending = append(pending, p)
+		case dswarm.TaskStateRunning, dswarm.TaskStateStarting, dswarm.TaskStateAssigned, dswarm.TaskStateAccepted, dswarm.TaskStatePreparing, dswarm.TaskStateReady:
+			if t.NodeID == "" {
+				continue
+			}
+			l := load[t.NodeID]
+			if t.Status.State == dswarm.TaskStateRunning {
+				l.Running++
+			}
+			l.Reserved.NanoCPUs += res.NanoCPUs
+			l.Reserved.MemoryBytes += res.MemoryBytes
+			load[t.NodeID] = l
+		}
+	}
+	return pending, load, nil
+}
+
+// Fits reports whether a new node with these labels and role would satisfy
+// a task's placement constraints. Constraints on things a new node cannot
+// have in advance (a host name, a node id) do not fit.
+func Fits(constraints []string, role string, nodeLabels, engineLabels map[string]string) bool {
+	for _, c := range constraints {
+		key, want, eq, ok := parseConstraint(c)
+		if !ok {
+			return false
+		}
+		var have string
+		var known bool
+		switch {
+		case key == "node.role":
+			have, known = role, true
+		case strings.HasPrefix(key, "node.labels."):
+			have, known = nodeLabels[strings.TrimPrefix(key, "node.labels.")]
+		case strings.HasPrefix(key, "engine.labels."):
+			have, known = engineLabels[strings.TrimPrefix(key, "engine.labels.")]
+		case key == "node.platform.os":
+			have, known = "linux", true
+		default:
+			return false
+		}
+		match := known && strings.EqualFold(have, want)
+		if match != eq {
+			return false
+		}
+	}
+	return true
+}
+
+func parseConstraint(c string) (key, value string, eq, ok bool) {
+	if k, v, found := strings.Cut(c, "!="); found {
+		return strings.TrimSpace(k), strings.TrimSpace(v), false, true
+	}
+	if k, v, found := strings.Cut(c, "=="); found {
+		return strings.TrimSpace(k), strings.TrimSpace(v), true, true
+	}
+	return "", "", false, false
+}
+
+// RebalanceService makes Swarm reschedule a service's tasks (a forced
+// update), which spreads them onto nodes that joined since: Swarm does not
+// rebalance by itself.
+func (c *Client) RebalanceService(ctx context.Context, serviceID string) error {
+	svc, _, err := c.api.ServiceInspectWithRaw(ctx, serviceID, dswarm.ServiceInspectOptions{})
+	if err != nil {
+		return fmt.Errorf("service inspect %s: %w", serviceID, err)
+	}
+	spec := svc.Spec
+	spec.TaskTemplate.ForceUpdate++
+	if _, err := c.api.ServiceUpdate(ctx, serviceID, svc.Version, spec, dswarm.ServiceUpdateOptions{}); err != nil {
+		return fmt.Errorf("service update %s: %w", serviceID, err)
+	}
+	return nil
+}
+
+// LabelledServices lists the ids of services carrying label=value.
+func (c *Client) LabelledServices(ctx context.Context, label, value string) ([]string, error) {
+	svcs, err := c.api.ServiceList(ctx, dswarm.ServiceListOptions{})
+	if err != nil {
+		return nil, fmt.Errorf("service list: %w", err)
+	}
+	var out []string
+	for _, s := range svcs {
+		if s.Spec.Labels[label] == value {
+			out = append(out, s.ID)
+		}
+	}
+	return out, nil
+}
