@@ -35,7 +35,7 @@ type Config struct {
 	// AlertToken is the bearer token /v1/alerts requires; it must be set
 	// for alerts to be taken when Listen is beyond loopback.
 	AlertToken string
-	Logger       hclog.Logger
+	Logger     hclog.Logger
 	// Now is the clock; time.Now when nil.
 	Now func() time.Time
 }
