@@ -16,6 +16,9 @@ import (
 type Journal struct {
 	Entries []Entry                   `json:"entries"`
 	Backoff map[string]decide.Backoff `json:"backoff,omitempty"`
+	// LastScaleUp and LastScaleDown keep the cooldowns across leaders.
+	LastScaleUp   map[string]time.Time `json:"last_scale_up,omitempty"`
+	LastScaleDown map[string]time.Time `json:"last_scale_down,omitempty"`
 }
 
 // Entry is one action in flight.

@@ -16,6 +16,7 @@ import (
 
 	"github.com/hashicorp/go-hclog"
 
+	"github.com/autarky/terraform-provider-autarky/internal/metrics"
 	"github.com/autarky/terraform-provider-autarky/internal/platform"
 	"github.com/autarky/terraform-provider-autarky/internal/swarm"
 )
@@ -59,7 +60,7 @@ type Agent struct {
 	cluster platform.Cluster
 	docker  *swarm.Client
 	log     hclog.Logger
-	metrics *metrics
+	metrics *agentMetrics
 
 	mu      sync.Mutex
 	status  Status
@@ -70,6 +71,12 @@ type Agent struct {
 	nextWake time.Time
 	alerts   map[string]alertState
 	wake     chan struct{}
+
+	prom         *metrics.Client
+	unneeded     map[string]time.Time // node id -> since when it is unneeded
+	scaleReasons map[string]string    // pool -> last logged scaling decision
+	rebalanceDue map[string]bool      // pools that grew and whose services may rebalance
+	rebalanced   map[string]time.Time // service id -> last rebalance
 }
 
 // wakeNow asks the loop for an evaluation at once.
@@ -116,6 +123,12 @@ func New(cfg Config, cluster platform.Cluster) (*Agent, error) {
 		reasons: map[string]string{},
 		alerts:  map[string]alertState{},
 		wake:    make(chan struct{}, 1),
+
+		prom:         metrics.NewClient(5 * time.Second),
+		unneeded:     map[string]time.Time{},
+		scaleReasons: map[string]string{},
+		rebalanceDue: map[string]bool{},
+		rebalanced:   map[string]time.Time{},
 	}
 	a.status = Status{Cluster: cluster.Name(), DryRun: cfg.DryRun, Decisions: []Decision{}}
 	return a, nil

@@ -71,7 +71,7 @@ func (a *Agent) evaluate(ctx context.Context) error {
 	a.scheduleWake(snap)
 	a.report(&o, snap, plan)
 	if !o.leader || a.cfg.DryRun {
-		return nil
+		return a.evaluateScaling(ctx, &o)
 	}
 	for _, act := range plan.Actions {
 		if err := a.execute(ctx, &o, act); err != nil {
@@ -79,7 +79,11 @@ func (a *Agent) evaluate(ctx context.Context) error {
 			a.addDecision(o.now, act.PoolID, string(act.Kind), "error", err.Error(), false)
 		}
 	}
-	return nil
+	if len(plan.Actions) > 0 {
+		// Scaling decides on what healing left: read the world again.
+		return nil
+	}
+	return a.evaluateScaling(ctx, &o)
 }
 
 func (a *Agent) observeFailed(err error) error {

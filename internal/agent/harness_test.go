@@ -44,6 +44,12 @@ func newHarness(t testing.TB, name string, managers int64, agentProcesses bool) 
 // newHarnessEvery is newHarness with the agents' evaluation interval.
 func newHarnessEvery(t testing.TB, name string, managers int64, agentProcesses bool, interval string) *harness {
 	t.Helper()
+	return newHarnessWith(t, name, managers, agentProcesses, interval, false)
+}
+
+// newHarnessWith can also load the workload image into every node.
+func newHarnessWith(t testing.TB, name string, managers int64, agentProcesses bool, interval string, workload bool) *harness {
+	t.Helper()
 	testenv.RequireLocalPlatform(t)
 	if agentBin == "" {
 		agentBin = testenv.AgentBinary(t)
@@ -60,7 +66,11 @@ func newHarnessEvery(t testing.TB, name string, managers int64, agentProcesses b
 	}
 	h := &harness{t: t, name: name, stateDir: testenv.StateDir(t)}
 	var err error
-	h.p, err = local.New(h.stateDir, func(msg string, kv ...any) { t.Log(append([]any{msg}, kv...)...) }, local.Options{})
+	opts := local.Options{}
+	if workload {
+		opts.WorkloadBinary = agentBin
+	}
+	h.p, err = local.New(h.stateDir, func(msg string, kv ...any) { t.Log(append([]any{msg}, kv...)...) }, opts)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -7,7 +7,7 @@ import (
 
 // metrics are the agent's Prometheus metrics. Labels are pools, states,
 // results and reasons: bounded sets, never node ids.
-type metrics struct {
+type agentMetrics struct {
 	registry     *prometheus.Registry
 	leader       prometheus.Gauge
 	quorum       prometheus.Gauge
@@ -16,10 +16,16 @@ type metrics struct {
 	decisions    *prometheus.CounterVec
 	breaker      *prometheus.GaugeVec
 	evaluation   prometheus.Histogram
+
+	checkStale     *prometheus.GaugeVec
+	scaleDecisions *prometheus.CounterVec
+	scaleActions   *prometheus.CounterVec
+	scaleIns       *prometheus.CounterVec
+	poolSize       *prometheus.GaugeVec
 }
 
-func newMetrics() *metrics {
-	m := &metrics{
+func newMetrics() *agentMetrics {
+	m := &agentMetrics{
 		registry: prometheus.NewRegistry(),
 		leader: prometheus.NewGauge(prometheus.GaugeOpts{
 			Name: "autarky_leader", Help: "1 when this agent's manager is the Swarm Raft leader and the agent acts, else 0.",
@@ -44,6 +50,22 @@ func newMetrics() *metrics {
 			Buckets: []float64{0.001, 0.005, 0.01, 0.05, 0.1, 0.5, 1, 5, 30, 120},
 		}),
 	}
+	m.checkStale = prometheus.NewGaugeVec(prometheus.GaugeOpts{
+		Name: "autarky_check_stale", Help: "1 while a scaling check's data cannot be trusted (missing, empty, NaN, stale or unreachable): the pool holds, never shrinks.",
+	}, []string{"pool", "check"})
+	m.scaleDecisions = prometheus.NewCounterVec(prometheus.CounterOpts{
+		Name: "autarky_scaling_decisions_total", Help: "Scaling evaluations by pool, direction (up, down, hold) and reason code.",
+	}, []string{"pool", "direction", "code"})
+	m.scaleActions = prometheus.NewCounterVec(prometheus.CounterOpts{
+		Name: "autarky_scaled_nodes_total", Help: "Nodes added (up) or removed (down) by scaling.",
+	}, []string{"pool", "direction"})
+	m.scaleIns = prometheus.NewCounterVec(prometheus.CounterOpts{
+		Name: "autarky_scale_in_removals_total", Help: "Nodes removed by scale-in, by whether their drain finished (drained) or drain_timeout forced it (forced).",
+	}, []string{"pool", "result"})
+	m.poolSize = prometheus.NewGaugeVec(prometheus.GaugeOpts{
+		Name: "autarky_pool_instances", Help: "Running instances of a pool under a scaling policy.",
+	}, []string{"pool"})
+	m.registry.MustRegister(m.checkStale, m.scaleDecisions, m.scaleActions, m.scaleIns, m.poolSize)
 	m.registry.MustRegister(m.leader, m.quorum, m.nodes, m.replacements, m.decisions, m.breaker, m.evaluation,
 		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	return m

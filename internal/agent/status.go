@@ -47,6 +47,8 @@ type PoolStatus struct {
 	Reason  string       `json:"reason"`
 	Message string       `json:"message"`
 	Nodes   []NodeStatus `json:"nodes"`
+	// Scaling is the last scaling decision, for pools under a scaling policy.
+	Scaling *ScaleStatus `json:"scaling,omitempty"`
 }
 
 // NodeStatus is one node's health.
@@ -112,6 +114,16 @@ func PrintStatus(w io.Writer, s Status) {
 	}
 	for _, p := range s.Pools {
 		fmt.Fprintf(w, "\npool %s (%s, size %d in [%d, %d]): %s — %s\n", p.ID, p.Role, p.Desired, p.MinSize, p.MaxSize, p.Reason, p.Message)
+		if sc := p.Scaling; sc != nil {
+			fmt.Fprintf(w, "  scaling %s %d -> %d (%s): %s\n", sc.Direction, sc.From, sc.To, sc.Code, sc.Message)
+			for _, c := range sc.Checks {
+				trust := "trusted"
+				if !c.Trusted {
+					trust = "UNTRUSTED"
+				}
+				fmt.Fprintf(w, "    check %s (%s, %s) asks for %d: %s\n", c.Name, c.Kind, trust, c.Desired, c.Reason)
+			}
+		}
 		tw := tabwriter.NewWriter(w, 2, 4, 2, ' ', 0)
 		fmt.Fprintln(tw, "  NODE\tHOSTNAME\tSTATE\tSINCE\tAVAILABILITY\tMANAGER\tTASKS")
 		for _, n := range p.Nodes {

@@ -74,6 +74,9 @@ type Cluster interface {
 	Descriptor(ctx context.Context) (policy.Cluster, error)
 	Pools(ctx context.Context) ([]policy.Pool, error)
 	HealingPolicies(ctx context.Context) ([]policy.Healing, error)
+	ScalingPolicies(ctx context.Context) ([]policy.Scaling, error)
+	// SetDesiredSize records the size the agent gave a worker pool.
+	SetDesiredSize(ctx context.Context, pool string, size int64) error
 	// Instances lists every instance of every pool, managers included, dead
 	// ones with Running=false.
 	Instances(ctx context.Context) ([]Instance, error)

@@ -198,10 +198,9 @@ func (r *nodePoolResource) ModifyPlan(ctx context.Context, req resource.ModifyPl
 	if state == nil {
 		return
 	}
-	var desired types.Int64
-	resp.Diagnostics.Append(resp.Plan.GetAttribute(ctx, path.Root("desired_size"), &desired)...)
-	// Nothing about the nodes changes: the computed node list stays as it is.
-	if planmodifiers.StateUnlessChanged(ctx, req.State, resp.Plan, path.Root("desired_size"), path.Root("labels")) && state.CurrentSize.Equal(desired) {
+	// Nothing about the nodes changes: the computed node list stays as it
+	// is (also while the agent, owning the size, has resized the pool).
+	if planmodifiers.StateUnlessChanged(ctx, req.State, resp.Plan, path.Root("desired_size"), path.Root("labels")) {
 		resp.Diagnostics.Append(resp.Plan.SetAttribute(ctx, path.Root("current_size"), state.CurrentSize)...)
 		resp.Diagnostics.Append(resp.Plan.SetAttribute(ctx, path.Root("node_ids"), state.NodeIDs)...)
 	}
@@ -240,6 +239,8 @@ func (m *nodePoolModel) fill(ctx context.Context, p policy.Pool, st local.PoolSt
 	m.MinSize = types.Int64Value(p.MinSize)
 	m.MaxSize = types.Int64Value(p.MaxSize)
 	switch {
+	case !fromRead && p.SizeOwner == policy.SizeOwnerAgent && !m.DesiredSize.IsNull() && !m.DesiredSize.IsUnknown():
+		// The agent owns the size: state keeps the configured initial size.
 	case !fromRead:
 		m.DesiredSize = types.Int64Value(p.DesiredSize)
 	case p.SizeOwner == policy.SizeOwnerAgent && !m.DesiredSize.IsNull():
@@ -360,7 +361,7 @@ func (r *nodePoolResource) Update(ctx context.Context, req resource.UpdateReques
 		resp.Diagnostics.AddError("updating node pool", err.Error())
 		return
 	}
-	st, err := p.UpdatePool(ctx, pool, wait)
+	pool, st, err := p.UpdatePool(ctx, pool, wait)
 	if err != nil {
 		resp.Diagnostics.AddError("updating node pool "+pool.ID(), err.Error())
 		return

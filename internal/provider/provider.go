@@ -133,6 +133,7 @@ func (p *autarkyProvider) Resources(context.Context) []func() resource.Resource 
 		newClusterResource,
 		newNodePoolResource,
 		newHealingPolicyResource,
+		newScalingPolicyResource,
 	}
 }
 

@@ -20,7 +20,7 @@ func schemaOf(t *testing.T, r fwresource.Resource) schema.Schema {
 
 // Every attribute of every resource says what it is, in a sentence.
 func TestSchemasAreDescribed(t *testing.T) {
-	for _, r := range []fwresource.Resource{newClusterResource(), newNodePoolResource(), newHealingPolicyResource()} {
+	for _, r := range []fwresource.Resource{newClusterResource(), newNodePoolResource(), newHealingPolicyResource(), newScalingPolicyResource()} {
 		s := schemaOf(t, r)
 		if d := s.ValidateImplementation(context.Background()); d.HasError() {
 			t.Errorf("schema: %v", d)

@@ -144,3 +144,20 @@ func (c *Client) LabelledServices(ctx context.Context, label, value string) ([]s
 	}
 	return out, nil
 }
+
+// TasksStillRunning counts the tasks whose containers still run on a node,
+// whatever Swarm wants of them: a drained node's tasks are told to shut down
+// at once, but a drain is only over when they have stopped.
+func (c *Client) TasksStillRunning(ctx context.Context, nodeID string) (int, error) {
+	tasks, err := c.api.TaskList(ctx, dswarm.TaskListOptions{})
+	if err != nil {
+		return 0, fmt.Errorf("task list: %w", err)
+	}
+	n := 0
+	for _, t := range tasks {
+		if t.NodeID == nodeID && t.Status.State == dswarm.TaskStateRunning {
+			n++
+		}
+	}
+	return n, nil
+}

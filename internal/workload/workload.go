@@ -25,6 +25,7 @@ func Run(args []string, out io.Writer) error {
 	fs := flag.NewFlagSet("workload", flag.ContinueOnError)
 	fs.SetOutput(out)
 	listen := fs.String("listen", ":8080", "address to serve HTTP on")
+	stubborn := fs.Bool("ignore-sigterm", false, "keep running on SIGTERM, as a task that never finishes draining")
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
@@ -37,6 +38,11 @@ func Run(args []string, out io.Writer) error {
 	errc := make(chan error, 1)
 	go func() { errc <- srv.ListenAndServe() }()
 	fmt.Fprintf(out, "workload serving on %s\n", *listen)
+	if *stubborn {
+		signal.Ignore(syscall.SIGTERM, syscall.SIGINT)
+		fmt.Fprintln(out, "ignoring SIGTERM")
+		return <-errc
+	}
 	select {
 	case <-ctx.Done():
 		sctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)

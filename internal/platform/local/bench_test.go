@@ -24,7 +24,7 @@ func BenchmarkNodeBoot(b *testing.B) {
 		b.Fatal(err)
 	}
 	defer func() { _ = p.DeleteCluster(context.Background(), "boot") }()
-	if err := p.recordPool(policy.Pool{Cluster: "boot", Name: "w", Role: "worker", MaxSize: 100, WaitForCapacityTimeout: "1m"}, true); err != nil {
+	if _, err := p.recordPool(policy.Pool{Cluster: "boot", Name: "w", Role: "worker", MaxSize: 100, WaitForCapacityTimeout: "1m"}, true); err != nil {
 		b.Fatal(err)
 	}
 	mgr, err := swarm.Dial(st.DockerHost)

@@ -39,7 +39,7 @@ func (p *Platform) CreatePool(ctx context.Context, pool policy.Pool, wait time.D
 	if err := p.checkHost(); err != nil {
 		return st, err
 	}
-	if err := p.recordPool(pool, true); err != nil {
+	if _, err := p.recordPool(pool, true); err != nil {
 		return st, err
 	}
 	defer func() {
@@ -56,19 +56,19 @@ func (p *Platform) CreatePool(ctx context.Context, pool policy.Pool, wait time.D
 	return p.poolStatus(ctx, pool)
 }
 
-func (p *Platform) recordPool(pool policy.Pool, create bool) error {
+func (p *Platform) recordPool(pool policy.Pool, create bool) (policy.Pool, error) {
 	unlock, err := p.lock(pool.Cluster)
 	if err != nil {
-		return err
+		return pool, err
 	}
 	defer unlock()
 	if _, err := os.Stat(p.clusterDir(pool.Cluster) + "/cluster.json"); err != nil {
-		return fmt.Errorf("cluster %s: %w", pool.Cluster, platform.ErrNotFound)
+		return pool, fmt.Errorf("cluster %s: %w", pool.Cluster, platform.ErrNotFound)
 	}
 	path := p.poolFile(pool.Cluster, pool.Name)
 	if create {
 		if _, err := os.Stat(path); err == nil {
-			return fmt.Errorf("%w: cluster %s already has a node pool named %q: choose another name, or import it with `terraform import <address> %s`", ErrPoolExists, pool.Cluster, pool.Name, pool.ID())
+			return pool, fmt.Errorf("%w: cluster %s already has a node pool named %q: choose another name, or import it with `terraform import <address> %s`", ErrPoolExists, pool.Cluster, pool.Name, pool.ID())
 		}
 		pool.CreatedAt = time.Now().UTC()
 	} else {
@@ -78,9 +78,13 @@ func (p *Platform) recordPool(pool policy.Pool, create bool) error {
 			if pool.SizeOwner == "" {
 				pool.SizeOwner = old.SizeOwner
 			}
+			if pool.SizeOwner == policy.SizeOwnerAgent {
+				// The agent owns the size: keep its size, within the new bounds.
+				pool.DesiredSize = max(pool.MinSize, min(old.DesiredSize, pool.MaxSize))
+			}
 		}
 	}
-	return writeJSON(path, pool)
+	return pool, writeJSON(path, pool)
 }
 
 // ReadPool returns the descriptor and what runs; platform.ErrNotFound when
@@ -116,21 +120,25 @@ func (p *Platform) poolStatus(_ context.Context, pool policy.Pool) (PoolStatus, 
 	return st, nil
 }
 
-// UpdatePool applies a changed descriptor: sizes, labels and timeouts.
-func (p *Platform) UpdatePool(ctx context.Context, pool policy.Pool, wait time.Duration) (PoolStatus, error) {
+// UpdatePool applies a changed descriptor: sizes, labels and timeouts. It
+// returns the pool as recorded: while the agent owns the size, its size
+// (within the new bounds) stands, not the configured one.
+func (p *Platform) UpdatePool(ctx context.Context, pool policy.Pool, wait time.Duration) (policy.Pool, PoolStatus, error) {
 	if err := pool.Validate(); err != nil {
-		return PoolStatus{}, err
+		return pool, PoolStatus{}, err
 	}
 	if err := p.checkHost(); err != nil {
-		return PoolStatus{}, err
+		return pool, PoolStatus{}, err
 	}
-	if err := p.recordPool(pool, false); err != nil {
-		return PoolStatus{}, err
+	pool, err := p.recordPool(pool, false)
+	if err != nil {
+		return pool, PoolStatus{}, err
 	}
 	if err := p.reconcile(ctx, pool, wait); err != nil {
-		return PoolStatus{}, err
+		return pool, PoolStatus{}, err
 	}
-	return p.poolStatus(ctx, pool)
+	st, err := p.poolStatus(ctx, pool)
+	return pool, st, err
 }
 
 // reconcile makes the pool's nodes match the descriptor: dead instances are

@@ -1,0 +1,452 @@
+package agent
+
+import (
+	"context"
+	"fmt"
+	"sort"
+	"time"
+
+	"github.com/autarky/terraform-provider-autarky/internal/decide"
+	"github.com/autarky/terraform-provider-autarky/internal/policy"
+	"github.com/autarky/terraform-provider-autarky/internal/swarm"
+)
+
+// unneededShare: a node whose running tasks reserve less than this share of
+// its CPU and memory is not needed (its tasks fit elsewhere).
+const unneededShare = 0.5
+
+// rebalanceEvery bounds how often one service is rebalanced.
+const rebalanceEvery = 30 * time.Second
+
+// LabelRebalance marks services the agent spreads onto new nodes after a
+// scale-out; Swarm does not rebalance by itself (moby issue 24103).
+const LabelRebalance = "autarky.rebalance"
+
+// ScaleStatus is the last scaling decision of a pool, for /v1/status.
+type ScaleStatus struct {
+	From      int                  `json:"from"`
+	To        int                  `json:"to"`
+	Direction string               `json:"direction"`
+	Code      string               `json:"code"`
+	Message   string               `json:"message"`
+	Checks    []decide.CheckResult `json:"checks"`
+}
+
+// scaling is what scaling reads in one evaluation.
+type scaling struct {
+	policies map[string]policy.ScalingRules
+	invalid  map[string]string
+	pending  []swarm.PendingTask
+	load     map[string]swarm.TaskLoad
+}
+
+func (a *Agent) readScaling(ctx context.Context, o *observation) (*scaling, error) {
+	ps, err := a.cluster.ScalingPolicies(ctx)
+	if err != nil {
+		return nil, err
+	}
+	sc := &scaling{policies: map[string]policy.ScalingRules{}, invalid: map[string]string{}}
+	for _, p := range ps {
+		if _, ok := o.pools[p.PoolID]; !ok {
+			continue
+		}
+		rules, err := p.Rules()
+		if err != nil {
+			sc.invalid[p.PoolID] = err.Error()
+			continue
+		}
+		sc.policies[p.PoolID] = rules
+	}
+	if len(sc.policies) == 0 {
+		return sc, nil
+	}
+	sc.pending, sc.load, err = a.docker.Tasks(ctx)
+	return sc, err
+}
+
+// scaleSnapshot builds the scaling core's input from the observation.
+func (a *Agent) scaleSnapshot(ctx context.Context, o *observation, sc *scaling, inFlight map[string]bool) decide.ScaleSnapshot {
+	snap := decide.ScaleSnapshot{Now: o.now}
+	ids := make([]string, 0, len(sc.policies))
+	for id := range sc.policies {
+		ids = append(ids, id)
+	}
+	sort.Strings(ids)
+	seenNodes := map[string]bool{}
+	for _, id := range ids {
+		rules := sc.policies[id]
+		pool := o.pools[id]
+		sp := decide.ScalePool{ID: id, Rules: rules}
+		sp.MinSize, sp.MaxSize = rules.Bounds(int(pool.MinSize), int(pool.MaxSize))
+		if t, ok := o.journal.LastScaleUp[id]; ok {
+			sp.LastScaleUp = t
+		}
+		if t, ok := o.journal.LastScaleDown[id]; ok {
+			sp.LastScaleDown = t
+		}
+		readyInstance := map[string]bool{}
+		for _, n := range o.nodes {
+			if nodePool(n, o.cluster.Name) != id {
+				continue
+			}
+			inst := n.EngineLabels[policy.LabelInstance]
+			if n.State == "ready" {
+				readyInstance[inst] = true
+			}
+			if n.State != "ready" {
+				continue
+			}
+			l := sc.load[n.ID]
+			node := decide.ScaleNode{
+				ID: n.ID, InstanceID: inst, CreatedAt: n.CreatedAt, RunningTasks: l.Running,
+				Reserved: decide.Resources(l.Reserved), Capacity: decide.Resources(n.Capacity),
+				Draining: n.Availability == "drain" || inFlight[n.ID],
+			}
+			seenNodes[n.ID] = true
+			node.UnneededSince = a.trackUnneeded(n.ID, decide.Unneeded(node, unneededShare), o.now)
+			sp.Nodes = append(sp.Nodes, node)
+			if sp.NodeCapacity.NanoCPUs == 0 {
+				sp.NodeCapacity = decide.Resources(n.Capacity)
+			}
+		}
+		if sp.NodeCapacity.NanoCPUs == 0 {
+			// A pool with no node yet: its nodes are like the cluster's
+			// others on this platform (the same machine type).
+			for _, n := range o.nodes {
+				if n.State == "ready" && n.Capacity.NanoCPUs > 0 {
+					sp.NodeCapacity = decide.Resources(n.Capacity)
+					break
+				}
+			}
+		}
+		for _, in := range o.instances {
+			if policy.PoolID(in.Cluster, in.Pool) != id || !in.Running {
+				continue
+			}
+			sp.Current++
+			if !readyInstance[in.ID] {
+				sp.Pending++
+			}
+		}
+		if rules.PendingTasks {
+			sample := decide.CheckSample{Name: decide.CheckPendingTasks, Kind: decide.CheckPendingTasks}
+			labels := map[string]string{}
+			for k, v := range pool.Labels {
+				labels[k] = v
+			}
+			engine := map[string]string{policy.LabelCluster: o.cluster.Name, policy.LabelPool: pool.Name}
+			for k, v := range engine {
+				labels[k] = v
+			}
+			for _, t := range sc.pending {
+				fitsNode := sp.NodeCapacity.NanoCPUs == 0 ||
+					(t.Reservation.NanoCPUs <= sp.NodeCapacity.NanoCPUs && t.Reservation.MemoryBytes <= sp.NodeCapacity.MemoryBytes)
+				if fitsNode && swarm.Fits(t.Constraints, policy.RoleWorker, labels, engine) {
+					sample.PendingTasks = append(sample.PendingTasks, decide.PendingTask{NanoCPUs: t.Reservation.NanoCPUs, MemoryBytes: t.Reservation.MemoryBytes})
+				}
+			}
+			sp.Checks = append(sp.Checks, sample)
+		}
+		for _, pr := range rules.Prometheus {
+			sp.Checks = append(sp.Checks, a.prometheusSample(ctx, pr, o.now))
+		}
+		a.mu.Lock()
+		for _, al := range rules.Alert {
+			st := a.alerts[al.Name]
+			sp.Checks = append(sp.Checks, decide.CheckSample{Name: al.Name, Kind: decide.CheckAlert, Step: al.Step,
+				Firing: st.Firing && !st.Handled, ReceivedAt: st.ReceivedAt})
+		}
+		a.mu.Unlock()
+		snap.Pools = append(snap.Pools, sp)
+	}
+	a.forgetUnneeded(seenNodes)
+	return snap
+}
+
+// prometheusSample reads one check. The sample time is the newest raw
+// sample behind the query, so a frozen exporter shows as stale even while
+// Prometheus still answers with its last value.
+func (a *Agent) prometheusSample(ctx context.Context, pr policy.PrometheusRule, now time.Time) decide.CheckSample {
+	s := decide.CheckSample{Name: pr.Name, Kind: decide.CheckPrometheus, Target: pr.TargetValue, Upper: pr.Upper, Lower: pr.Lower, Step: pr.Step}
+	m := a.prom.Query(ctx, pr.Address, pr.Query, now)
+	s.Value, s.Err, s.Empty, s.SampleTime = m.Value, m.Err, m.Empty, m.Time
+	if m.Err == "" && !m.Empty {
+		if last, err := a.prom.LastSampleTime(ctx, pr.Address, pr.Query, now); err == nil && !last.IsZero() && last.Before(s.SampleTime) {
+			s.SampleTime = last
+		}
+	}
+	return s
+}
+
+func (a *Agent) trackUnneeded(nodeID string, unneeded bool, now time.Time) time.Time {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	if !unneeded {
+		delete(a.unneeded, nodeID)
+		return time.Time{}
+	}
+	if t, ok := a.unneeded[nodeID]; ok {
+		return t
+	}
+	a.unneeded[nodeID] = now
+	return now
+}
+
+func (a *Agent) forgetUnneeded(seen map[string]bool) {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	for id := range a.unneeded {
+		if !seen[id] {
+			delete(a.unneeded, id)
+		}
+	}
+}
+
+// evaluateScaling decides and, on the leader, acts for every pool under a
+// scaling policy. Healing goes first: a pool with a healing action in
+// flight does not scale in (they share one disruption budget).
+func (a *Agent) evaluateScaling(ctx context.Context, o *observation) error {
+	sc, err := a.readScaling(ctx, o)
+	if err != nil {
+		return err
+	}
+	a.reportInvalidScaling(o, sc)
+	if len(sc.policies) == 0 {
+		a.setScaleStatus(map[string]ScaleStatus{})
+		return nil
+	}
+	inFlight := map[string]bool{}
+	busyPool := map[string]bool{}
+	for _, e := range o.journal.Entries {
+		inFlight[e.Action.NodeID] = true
+		busyPool[e.Action.PoolID] = true
+	}
+	snap := a.scaleSnapshot(ctx, o, sc, inFlight)
+	plan := decide.Scale(snap)
+	statuses := map[string]ScaleStatus{}
+	for i, d := range plan.Decisions {
+		sp := snap.Pools[i]
+		statuses[d.PoolID] = ScaleStatus{From: d.From, To: d.To, Direction: string(d.Direction), Code: string(d.Code), Message: d.Message, Checks: d.PerCheck}
+		for _, c := range d.PerCheck {
+			stale := 0.0
+			if !c.Trusted {
+				stale = 1
+			}
+			a.metrics.checkStale.WithLabelValues(d.PoolID, c.Name).Set(stale)
+		}
+		a.metrics.scaleDecisions.WithLabelValues(d.PoolID, string(d.Direction), string(d.Code)).Inc()
+		a.metrics.poolSize.WithLabelValues(d.PoolID).Set(float64(sp.Current))
+		a.noteScale(o, d)
+		if !o.leader || a.cfg.DryRun || !sp.Rules.Enabled || d.Direction == decide.ScaleHold {
+			continue
+		}
+		if d.Direction == decide.ScaleDown && busyPool[d.PoolID] {
+			a.addDecision(o.now, d.PoolID, "hold", "healing_in_flight", "a healing action is in flight in this pool: scale-in waits (one disruption budget)", false)
+			continue
+		}
+		if err := a.executeScale(ctx, o, sp, d); err != nil {
+			a.log.Error("scaling failed", "pool", d.PoolID, "error", err)
+			a.addDecision(o.now, d.PoolID, "scale_"+string(d.Direction), "error", err.Error(), false)
+		}
+	}
+	a.setScaleStatus(statuses)
+	if o.leader && !a.cfg.DryRun {
+		a.rebalance(ctx, o)
+	}
+	return nil
+}
+
+func (a *Agent) reportInvalidScaling(o *observation, sc *scaling) {
+	for pool, msg := range sc.invalid {
+		a.noteScale(o, decide.ScaleDecision{PoolID: pool, Direction: decide.ScaleHold, Code: decide.CodeInvalid, Message: "the scaling policy is invalid: " + msg})
+	}
+}
+
+func (a *Agent) setScaleStatus(s map[string]ScaleStatus) {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	for i := range a.status.Pools {
+		if st, ok := s[a.status.Pools[i].ID]; ok {
+			st := st
+			a.status.Pools[i].Scaling = &st
+		}
+	}
+}
+
+// noteScale logs and records a pool's scaling decision when it changes.
+func (a *Agent) noteScale(o *observation, d decide.ScaleDecision) {
+	key := fmt.Sprintf("%s %s %d->%d: %s", d.Direction, d.Code, d.From, d.To, d.Message)
+	a.mu.Lock()
+	changed := a.scaleReasons[d.PoolID] != key
+	a.scaleReasons[d.PoolID] = key
+	a.mu.Unlock()
+	if !changed {
+		return
+	}
+	kind := "scale_" + string(d.Direction)
+	if d.Direction == decide.ScaleHold {
+		kind = "scale_hold"
+	}
+	a.log.Info("scaling", "pool", d.PoolID, "direction", d.Direction, "from", d.From, "to", d.To, "code", d.Code, "message", d.Message, "dry_run", a.cfg.DryRun)
+	a.addDecision(o.now, d.PoolID, kind, string(d.Code), d.Message, a.cfg.DryRun)
+}
+
+// executeScale grows or shrinks a pool. The new size is recorded first, so
+// healing never replaces a node scale-in removes on purpose.
+func (a *Agent) executeScale(ctx context.Context, o *observation, sp decide.ScalePool, d decide.ScaleDecision) error {
+	pool := o.pools[d.PoolID]
+	if err := a.cluster.SetDesiredSize(ctx, pool.Name, int64(d.To)); err != nil {
+		return err
+	}
+	if o.journal.LastScaleUp == nil {
+		o.journal.LastScaleUp = map[string]time.Time{}
+	}
+	if o.journal.LastScaleDown == nil {
+		o.journal.LastScaleDown = map[string]time.Time{}
+	}
+	switch d.Direction {
+	case decide.ScaleUp:
+		o.journal.LastScaleUp[d.PoolID] = o.now
+		if err := a.save(ctx, o); err != nil {
+			return err
+		}
+		for i := d.From; i < d.To; i++ {
+			inst, err := a.cluster.StartInstance(ctx, pool)
+			if err != nil {
+				return fmt.Errorf("scale out %s: %w", d.PoolID, err)
+			}
+			a.log.Info("scaled out", "pool", d.PoolID, "instance", inst.ID)
+		}
+		a.metrics.scaleActions.WithLabelValues(d.PoolID, "up").Add(float64(d.To - d.From))
+		if d.Code == decide.CodeAlert {
+			a.consumeAlerts(sp)
+		}
+		a.mu.Lock()
+		a.rebalanceDue[d.PoolID] = true
+		a.mu.Unlock()
+	case decide.ScaleDown:
+		o.journal.LastScaleDown[d.PoolID] = o.now
+		for _, nodeID := range d.RemoveNodes {
+			inst := ""
+			for _, n := range sp.Nodes {
+				if n.ID == nodeID {
+					inst = n.InstanceID
+				}
+			}
+			act := decide.Action{Kind: decide.RemoveNode, Key: "scale_in/" + d.PoolID + "/node:" + nodeID, PoolID: d.PoolID, Role: policy.RoleWorker,
+				NodeID: nodeID, InstanceID: inst, Drain: true, Reason: "scale-in: " + d.Message}
+			o.journal.Entries = append(o.journal.Entries, Entry{Action: act, StartedAt: a.cfg.Now(), By: o.selfID})
+			if err := a.save(ctx, o); err != nil {
+				return err
+			}
+			forced := !a.drainFor(ctx, nodeID, sp.Rules.DrainTimeout)
+			if err := a.remove(ctx, decide.Action{Kind: decide.RemoveNode, NodeID: nodeID, InstanceID: inst}); err != nil {
+				return err
+			}
+			result := "drained"
+			if forced {
+				result = "forced"
+				a.log.Warn("scale-in: drain_timeout reached, node removed with tasks still running (forced)", "pool", d.PoolID, "node", nodeID)
+				a.addDecision(o.now, d.PoolID, "scale_down", "forced", fmt.Sprintf("node %s removed after drain_timeout %s with tasks still running", nodeID, sp.Rules.DrainTimeout), false)
+			}
+			a.metrics.scaleIns.WithLabelValues(d.PoolID, result).Inc()
+			if err := a.finish(ctx, o, act); err != nil {
+				return err
+			}
+		}
+		a.metrics.scaleActions.WithLabelValues(d.PoolID, "down").Add(float64(len(d.RemoveNodes)))
+	}
+	return a.save(ctx, o)
+}
+
+// drainFor drains a node and waits until its tasks run elsewhere; false
+// when timeout came first.
+func (a *Agent) drainFor(ctx context.Context, nodeID string, timeout time.Duration) bool {
+	if err := a.docker.SetAvailability(ctx, nodeID, "drain"); err != nil {
+		a.log.Warn("drain failed", "node", nodeID, "error", err)
+		return false
+	}
+	deadline := time.Now().Add(timeout)
+	for {
+		n, err := a.docker.TasksStillRunning(ctx, nodeID)
+		if err == nil && n == 0 {
+			return true
+		}
+		if time.Now().After(deadline) {
+			return false
+		}
+		select {
+		case <-ctx.Done():
+			return false
+		case <-time.After(250 * time.Millisecond):
+		}
+	}
+}
+
+func (a *Agent) consumeAlerts(sp decide.ScalePool) {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	for _, c := range sp.Checks {
+		if c.Kind == decide.CheckAlert && c.Firing {
+			st := a.alerts[c.Name]
+			st.Handled = true
+			a.alerts[c.Name] = st
+		}
+	}
+}
+
+// rebalance spreads services labelled autarky.rebalance=true onto a pool's
+// new nodes once they are all Ready, one service per evaluation and each at
+// most once per rebalanceEvery.
+func (a *Agent) rebalance(ctx context.Context, o *observation) {
+	a.mu.Lock()
+	due := make([]string, 0, len(a.rebalanceDue))
+	for p := range a.rebalanceDue {
+		due = append(due, p)
+	}
+	a.mu.Unlock()
+	for _, poolID := range due {
+		ready := true
+		for _, in := range o.instances {
+			if policy.PoolID(in.Cluster, in.Pool) != poolID || !in.Running {
+				continue
+			}
+			joined := false
+			for _, n := range o.nodes {
+				if n.EngineLabels[policy.LabelInstance] == in.ID && n.State == "ready" {
+					joined = true
+				}
+			}
+			ready = ready && joined
+		}
+		if !ready {
+			continue
+		}
+		svcs, err := a.docker.LabelledServices(ctx, LabelRebalance, "true")
+		if err != nil {
+			a.log.Warn("rebalance: listing services failed", "error", err)
+			return
+		}
+		a.mu.Lock()
+		delete(a.rebalanceDue, poolID)
+		a.mu.Unlock()
+		for _, id := range svcs {
+			a.mu.Lock()
+			last := a.rebalanced[id]
+			a.mu.Unlock()
+			if time.Since(last) < rebalanceEvery {
+				continue
+			}
+			if err := a.docker.RebalanceService(ctx, id); err != nil {
+				a.log.Warn("rebalance failed", "service", id, "error", err)
+				continue
+			}
+			a.mu.Lock()
+			a.rebalanced[id] = time.Now()
+			a.mu.Unlock()
+			a.log.Info("rebalanced service onto new nodes", "service", id, "pool", poolID)
+			a.addDecision(o.now, poolID, "rebalance", "rebalance", "service "+id+" rescheduled to spread onto the new nodes", false)
+			return // one service per evaluation: a bounded rate
+		}
+	}
+}
