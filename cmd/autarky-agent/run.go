@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"io"
 	"net/http"
+	"os"
 	"os/signal"
 	"strings"
 	"syscall"
@@ -33,6 +34,7 @@ func runAgent(args []string, stderr io.Writer) error {
 	logFormat := fs.String("log-format", "text", "log format: json or text")
 	interval := fs.String("evaluation-interval", policy.DefaultEvaluationInterval.String(), "how often to evaluate when no event arrives")
 	drain := fs.Duration("drain-timeout", 2*time.Minute, "how long a node with tasks is drained before it is removed anyway")
+	tokenFile := fs.String("alert-token-file", "", "file holding the bearer token /v1/alerts requires (also $AUTARKY_ALERT_TOKEN); required for alerts when --listen is beyond loopback")
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
@@ -55,13 +57,21 @@ func runAgent(args []string, stderr io.Writer) error {
 	if err := agent.ValidateDockerHost(*dockerHost); err != nil {
 		return fmt.Errorf("--docker-host: %w", err)
 	}
+	token := os.Getenv("AUTARKY_ALERT_TOKEN")
+	if *tokenFile != "" {
+		b, err := os.ReadFile(*tokenFile)
+		if err != nil {
+			return fmt.Errorf("--alert-token-file: %w", err)
+		}
+		token = strings.TrimSpace(string(b))
+	}
 	logger := hclog.New(&hclog.LoggerOptions{Name: "autarky-agent", Output: stderr, JSONFormat: *logFormat == "json", Level: hclog.Info})
 	p, err := local.New(local.StateDirFrom(*stateDir), func(msg string, kv ...any) { logger.Info(msg, kv...) }, local.Options{})
 	if err != nil {
 		return err
 	}
 	a, err := agent.New(agent.Config{
-		DockerHost: *dockerHost, Listen: *listen, DryRun: *dryRun, EvaluationInterval: every, DrainTimeout: *drain, Logger: logger,
+		DockerHost: *dockerHost, Listen: *listen, DryRun: *dryRun, EvaluationInterval: every, DrainTimeout: *drain, Logger: logger, AlertToken: token,
 	}, p.Cluster(*cluster))
 	if err != nil {
 		return err

@@ -77,6 +77,7 @@ type Agent struct {
 	scaleReasons map[string]string    // pool -> last logged scaling decision
 	rebalanceDue map[string]bool      // pools that grew and whose services may rebalance
 	rebalanced   map[string]time.Time // service id -> last rebalance
+	recheck      bool                 // keep nextWake past the next evaluation
 }
 
 // wakeNow asks the loop for an evaluation at once.
@@ -154,7 +155,7 @@ func (a *Agent) Run(ctx context.Context) error {
 	a.log.Info("agent started", "cluster", a.cluster.Name(), "listen", ln.Addr().String(), "docker_host", a.cfg.DockerHost,
 		"dry_run", a.cfg.DryRun, "evaluation_interval", a.cfg.EvaluationInterval.String())
 
-	events := a.docker.NodeEvents(ctx)
+	events := a.docker.ClusterEvents(ctx)
 	for {
 		a.Evaluate(ctx)
 		timer := time.NewTimer(a.untilWake())
@@ -164,8 +165,16 @@ func (a *Agent) Run(ctx context.Context) error {
 			a.log.Info("agent stopping")
 			return nil
 		case <-timer.C:
-		case <-events:
+		case kind := <-events:
 			timer.Stop()
+			if kind == swarm.EventService {
+				// The scheduler marks tasks it cannot place within moments
+				// of a service change: look again shortly after this round.
+				a.mu.Lock()
+				a.nextWake = a.cfg.Now().Add(300 * time.Millisecond)
+				a.recheck = true
+				a.mu.Unlock()
+			}
 		case <-a.wake:
 			timer.Stop()
 		}

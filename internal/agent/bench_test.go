@@ -1,11 +1,15 @@
 package agent_test
 
 import (
+	"context"
+	"fmt"
 	"sort"
+	"strings"
 	"testing"
 	"time"
 
 	"github.com/autarky/terraform-provider-autarky/internal/policy"
+	"github.com/autarky/terraform-provider-autarky/internal/testenv"
 )
 
 // mttr is one measured repair: kill -9 to the replacement Ready, beside its
@@ -114,4 +118,92 @@ func BenchmarkManagerMTTR(b *testing.B) {
 		h.waitFor("the dead manager removed", 2*time.Minute, func() (bool, string) { return h.settled(policy.ManagerPoolName, "manager", 3) })
 	}
 	report(b, runs, unhealthyAfter)
+}
+
+// BenchmarkScaleOutReaction: agents beside the managers at their default
+// 2s evaluation interval, a scaling policy with pending_tasks at its default
+// 10s; each op creates a service whose task fits no node. Measured: service
+// change to the scale-out request (the new instance exists), and to the task
+// running.
+func BenchmarkScaleOutReaction(b *testing.B) {
+	h := newHarnessWith(b, "br", 1, true, policy.DefaultEvaluationInterval.String(), true)
+	h.pool("web", 0, nil)
+	ctx := context.Background()
+	pool, _, err := h.p.ReadPool(ctx, "br", "web")
+	if err != nil {
+		b.Fatal(err)
+	}
+	pool.Labels = map[string]string{"tier": "web"}
+	if _, _, err := h.p.UpdatePool(ctx, pool, time.Minute); err != nil {
+		b.Fatal(err)
+	}
+	sp := policy.DefaultScaling("br/web")
+	sp.PendingTasks = &policy.PendingTasksCheck{}
+	sp.CooldownUp = "0s"
+	if err := h.p.PutScalingPolicy(ctx, sp); err != nil {
+		b.Fatal(err)
+	}
+	host := h.records(policy.ManagerPoolName)[0].DockerHost
+	cpus := strings.TrimSpace(testenv.Docker(b, host, "info", "--format", "{{.NCPU}}"))
+	var n int
+	fmt.Sscanf(cpus, "%d", &n)
+	reserve := fmt.Sprintf("%.1f", float64(n)-0.5)
+	var request, running []time.Duration
+	for i := 0; i < b.N; i++ {
+		before := len(h.records("web"))
+		name := fmt.Sprintf("svc%d", i)
+		start := time.Now()
+		testenv.Docker(b, host, "service", "create", "--detach", "--name", name, "--reserve-cpu", reserve,
+			"--constraint", "node.labels.tier==web", "autarky/workload:latest")
+		var asked time.Duration
+		for time.Since(start) < 2*time.Minute {
+			if asked == 0 && len(h.records("web")) > before {
+				asked = time.Since(start)
+			}
+			if asked > 0 {
+				out := testenv.Docker(b, host, "service", "ps", name, "--filter", "desired-state=running", "--format", "{{.CurrentState}}")
+				if strings.Contains(out, "Running") {
+					request = append(request, asked)
+					running = append(running, time.Since(start))
+					break
+				}
+			}
+			time.Sleep(20 * time.Millisecond)
+		}
+		if len(running) != i+1 {
+			b.Fatalf("service %s: no scale-out and running task within 2m", name)
+		}
+	}
+	b.ReportMetric(float64(median(request).Milliseconds()), "ms-to-request")
+	b.ReportMetric(float64(median(running).Milliseconds()), "ms-to-running")
+	b.ReportMetric(policy.DefaultEvaluationInterval.Seconds()*1000, "ms-eval-interval")
+	b.ReportMetric(0, "ns/op")
+}
+
+// BenchmarkScaleIn: a Prometheus gauge drops below target; measured: the drop
+// to the node removed, beside scale_in_after (5s) plus the drain.
+func BenchmarkScaleIn(b *testing.B) {
+	h := newHarnessWith(b, "bi", 1, true, "1s", false)
+	g := testenv.NewGauge(b, 1.0)
+	prom := testenv.StartPrometheus(b, g.Addr)
+	h.pool("web", 1, nil)
+	target := 0.5
+	sp := policy.DefaultScaling("bi/web")
+	sp.Prometheus = []policy.PrometheusCheck{{Name: "load", Address: prom.Addr, Query: "app_load", TargetValue: &target}}
+	sp.EvaluationInterval, sp.CooldownUp, sp.CooldownDown, sp.ScaleInAfter = "1s", "0s", "0s", "5s"
+	if err := h.p.PutScalingPolicy(context.Background(), sp); err != nil {
+		b.Fatal(err)
+	}
+	var total []time.Duration
+	for i := 0; i < b.N; i++ {
+		g.Set(1.0) // two nodes
+		h.waitFor("scale out to 2", 2*time.Minute, func() (bool, string) { return h.settled("web", "worker", 2) })
+		start := time.Now()
+		g.Set(0.2)
+		h.waitFor("scale in to 1", 2*time.Minute, func() (bool, string) { return len(h.records("web")) == 1, "" })
+		total = append(total, time.Since(start))
+	}
+	b.ReportMetric(float64(median(total).Milliseconds()), "ms-drop-to-removed")
+	b.ReportMetric(5000, "ms-scale-in-after")
+	b.ReportMetric(0, "ns/op")
 }

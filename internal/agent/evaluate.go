@@ -372,6 +372,10 @@ func (a *Agent) scheduleWake(s decide.Snapshot) {
 		consider(n.StateSince.Add(p.Rules.UnhealthyAfter))
 	}
 	a.mu.Lock()
+	if a.recheck && a.nextWake.After(s.Now) && (next.IsZero() || a.nextWake.Before(next)) {
+		next = a.nextWake
+	}
+	a.recheck = false
 	a.nextWake = next
 	a.mu.Unlock()
 }
