@@ -15,6 +15,11 @@ import (
 // its CPU and memory is not needed (its tasks fit elsewhere).
 const unneededShare = 0.5
 
+// settleWindow: a node that joined this recently and runs nothing yet is
+// still being filled by the scheduler, so it counts as capacity on its way
+// and the same pending tasks do not ask for another node.
+const settleWindow = 10 * time.Second
+
 // rebalanceEvery bounds how often one service is rebalanced.
 const rebalanceEvery = 30 * time.Second
 
@@ -103,6 +108,9 @@ func (a *Agent) scaleSnapshot(ctx context.Context, o *observation, sc *scaling, 
 				Draining: n.Availability == "drain" || inFlight[n.ID],
 			}
 			seenNodes[n.ID] = true
+			if l.Running == 0 && o.now.Sub(n.CreatedAt) < settleWindow {
+				sp.Pending++
+			}
 			node.UnneededSince = a.trackUnneeded(n.ID, decide.Unneeded(node, unneededShare), o.now)
 			sp.Nodes = append(sp.Nodes, node)
 			if sp.NodeCapacity.NanoCPUs == 0 {
