@@ -174,6 +174,11 @@ func BenchmarkScaleOutReaction(b *testing.B) {
 			b.Fatalf("service %s: no scale-out and running task within 2m", name)
 		}
 	}
+	// The same pending work never asked twice: one node per service.
+	time.Sleep(3 * time.Second)
+	if got := len(h.records("web")); got != b.N {
+		b.Fatalf("%d nodes for %d services of one task each: a pending task asked twice", got, b.N)
+	}
 	b.ReportMetric(float64(median(request).Milliseconds()), "ms-to-request")
 	b.ReportMetric(float64(median(running).Milliseconds()), "ms-to-running")
 	b.ReportMetric(policy.DefaultEvaluationInterval.Seconds()*1000, "ms-eval-interval")

@@ -20,6 +20,22 @@ const unneededShare = 0.5
 // and the same pending tasks do not ask for another node.
 const settleWindow = 10 * time.Second
 
+// freeCapacity is what a settling node still has room for.
+type freeCapacity struct{ cpu, mem int64 }
+
+// placeOnSettling reserves room for a pending task on a node that is still
+// being filled; true when one has room, so the task does not ask for a node.
+func placeOnSettling(nodes []freeCapacity, r swarm.Resources) bool {
+	for i := range nodes {
+		if nodes[i].cpu >= r.NanoCPUs && nodes[i].mem >= r.MemoryBytes {
+			nodes[i].cpu -= r.NanoCPUs
+			nodes[i].mem -= r.MemoryBytes
+			return true
+		}
+	}
+	return false
+}
+
 // rebalanceEvery bounds how often one service is rebalanced.
 const rebalanceEvery = 30 * time.Second
 
@@ -90,6 +106,7 @@ func (a *Agent) scaleSnapshot(ctx context.Context, o *observation, sc *scaling, 
 			sp.LastScaleDown = t
 		}
 		readyInstance := map[string]bool{}
+		var settling []freeCapacity
 		for _, n := range o.nodes {
 			if nodePool(n, o.cluster.Name) != id {
 				continue
@@ -109,7 +126,7 @@ func (a *Agent) scaleSnapshot(ctx context.Context, o *observation, sc *scaling, 
 			}
 			seenNodes[n.ID] = true
 			if l.Running == 0 && o.now.Sub(n.CreatedAt) < settleWindow {
-				sp.Pending++
+				settling = append(settling, freeCapacity{cpu: n.Capacity.NanoCPUs - l.Reserved.NanoCPUs, mem: n.Capacity.MemoryBytes - l.Reserved.MemoryBytes})
 			}
 			node.UnneededSince = a.trackUnneeded(n.ID, decide.Unneeded(node, unneededShare), o.now)
 			sp.Nodes = append(sp.Nodes, node)
@@ -149,7 +166,7 @@ func (a *Agent) scaleSnapshot(ctx context.Context, o *observation, sc *scaling, 
 			for _, t := range sc.pending {
 				fitsNode := sp.NodeCapacity.NanoCPUs == 0 ||
 					(t.Reservation.NanoCPUs <= sp.NodeCapacity.NanoCPUs && t.Reservation.MemoryBytes <= sp.NodeCapacity.MemoryBytes)
-				if fitsNode && swarm.Fits(t.Constraints, policy.RoleWorker, labels, engine) {
+				if fitsNode && swarm.Fits(t.Constraints, policy.RoleWorker, labels, engine) && !placeOnSettling(settling, t.Reservation) {
 					sample.PendingTasks = append(sample.PendingTasks, decide.PendingTask{NanoCPUs: t.Reservation.NanoCPUs, MemoryBytes: t.Reservation.MemoryBytes})
 				}
 			}
