@@ -2,12 +2,10 @@ package main
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
 	"flag"
 	"fmt"
 	"io"
-	"net/http"
 	"os"
 	"os/signal"
 	"strings"
@@ -90,31 +88,13 @@ func statusCmd(args []string, stdout, stderr io.Writer) error {
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
-	base := *addr
-	if !strings.Contains(base, "://") {
-		base = "http://" + base
-	}
-	client := &http.Client{Timeout: 10 * time.Second}
-	resp, err := client.Get(strings.TrimRight(base, "/") + "/v1/status")
-	if err != nil {
-		return fmt.Errorf("agent at %s: %w", base, err)
-	}
-	defer resp.Body.Close()
-	if resp.StatusCode != http.StatusOK {
-		return fmt.Errorf("agent at %s: %s", base, resp.Status)
-	}
-	body, err := io.ReadAll(resp.Body)
-	if err != nil {
-		return err
-	}
 	if *asJSON {
-		_, err := stdout.Write(body)
+		body, err := agent.FetchStatus(*addr)
+		if err != nil {
+			return err
+		}
+		_, err = stdout.Write(body)
 		return err
 	}
-	var s agent.Status
-	if err := json.Unmarshal(body, &s); err != nil {
-		return fmt.Errorf("agent at %s: %w", base, err)
-	}
-	agent.PrintStatus(stdout, s)
-	return nil
+	return agent.PrintRemoteStatus(stdout, *addr)
 }

@@ -90,9 +90,18 @@ func BenchmarkWorkerMTTR(b *testing.B) {
 	h.pool("web", 2, healing("bw/web", unhealthyAfter.String()))
 	var runs []mttr
 	for i := 0; i < b.N; i++ {
-		victim := h.instances("web")[0].ID
+		victim := ""
+		for _, in := range h.instances("web") {
+			if in.Running {
+				victim = in.ID
+				break
+			}
+		}
 		runs = append(runs, measureRepair(b, h, "web", "worker", victim, unhealthyAfter))
-		h.waitFor("the dead worker removed", time.Minute, func() (bool, string) { return h.settled("web", "worker", 2) })
+		h.waitFor("the dead worker removed", time.Minute, func() (bool, string) {
+			ok, detail := h.settled("web", "worker", 2)
+			return ok && len(h.instances("web")) == 2, detail
+		})
 	}
 	report(b, runs, unhealthyAfter)
 }
@@ -115,7 +124,10 @@ func BenchmarkManagerMTTR(b *testing.B) {
 			}
 		}
 		runs = append(runs, measureRepair(b, h, policy.ManagerPoolName, "manager", victim, unhealthyAfter))
-		h.waitFor("the dead manager removed", 2*time.Minute, func() (bool, string) { return h.settled(policy.ManagerPoolName, "manager", 3) })
+		h.waitFor("the dead manager removed", 2*time.Minute, func() (bool, string) {
+			ok, detail := h.settled(policy.ManagerPoolName, "manager", 3)
+			return ok && len(h.instances(policy.ManagerPoolName)) == 3, detail
+		})
 	}
 	report(b, runs, unhealthyAfter)
 }

@@ -326,3 +326,46 @@ func TestScaleInForcedAfterDrainTimeout(t *testing.T) {
 		t.Fatalf("the removal is not recorded as forced: %+v", a.Status().Decisions)
 	}
 }
+
+// After a scale-out, services labelled autarky.rebalance=true are spread
+// onto the new nodes (Swarm does not rebalance by itself).
+func TestScaleOutRebalances(t *testing.T) {
+	h := newHarnessWith(t, "rb", 1, false, "1s", true)
+	h.pool("web", 1, nil)
+	h.docker("service", "create", "--detach", "--name", "spread", "--replicas", "2", "--label", "autarky.rebalance=true",
+		"--constraint", "node.role==worker", "autarky/workload:latest")
+	h.docker("service", "create", "--detach", "--name", "stay", "--replicas", "2",
+		"--constraint", "node.role==worker", "autarky/workload:latest")
+	h.waitFor("tasks running on the one worker", time.Minute, func() (bool, string) {
+		return h.runningTasks("spread") == 2 && h.runningTasks("stay") == 2, ""
+	})
+	h.scale(scalingPolicy("rb/web", func(s *policy.Scaling) {
+		s.Alert = []policy.AlertCheck{{Name: "Busy"}}
+		s.ScaleInAfter = "1h"
+	}))
+	a := h.inProcess(false)
+	srv := httptest.NewServer(a.Handler())
+	defer srv.Close()
+	resp, err := http.Post(srv.URL+"/v1/alerts", "application/json", strings.NewReader(`{"version":"4","status":"firing","alerts":[{"status":"firing","labels":{"alertname":"Busy"}}]}`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	nodesOf := func(service string) map[string]bool {
+		out := h.docker("service", "ps", service, "--filter", "desired-state=running", "--format", "{{.Node}} {{.CurrentState}}")
+		nodes := map[string]bool{}
+		for _, l := range strings.Split(out, "\n") {
+			if f := strings.Fields(l); len(f) > 1 && f[1] == "Running" {
+				nodes[f[0]] = true
+			}
+		}
+		return nodes
+	}
+	h.evaluateUntil(a, "the labelled service spread over two nodes", 90*time.Second, func() (bool, string) {
+		n := nodesOf("spread")
+		return len(n) == 2 && h.runningTasks("spread") == 2, fmt.Sprintf("spread on %v", n)
+	})
+	if n := nodesOf("stay"); len(n) != 1 {
+		t.Fatalf("an unlabelled service was rebalanced: on %v", n)
+	}
+}

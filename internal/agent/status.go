@@ -161,3 +161,36 @@ func short(id string) string {
 	}
 	return id
 }
+
+// FetchStatus reads an agent's /v1/status document from its address
+// ("http://host:port" or "host:port").
+func FetchStatus(addr string) ([]byte, error) {
+	base := addr
+	if !strings.Contains(base, "://") {
+		base = "http://" + base
+	}
+	client := &http.Client{Timeout: 10 * time.Second}
+	resp, err := client.Get(strings.TrimRight(base, "/") + "/v1/status")
+	if err != nil {
+		return nil, fmt.Errorf("agent at %s: %w", base, err)
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		return nil, fmt.Errorf("agent at %s: %s", base, resp.Status)
+	}
+	return io.ReadAll(resp.Body)
+}
+
+// PrintRemoteStatus prints a running agent's status for a person.
+func PrintRemoteStatus(w io.Writer, addr string) error {
+	body, err := FetchStatus(addr)
+	if err != nil {
+		return err
+	}
+	var s Status
+	if err := json.Unmarshal(body, &s); err != nil {
+		return fmt.Errorf("agent at %s: %w", addr, err)
+	}
+	PrintStatus(w, s)
+	return nil
+}
