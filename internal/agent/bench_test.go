@@ -208,6 +208,9 @@ func BenchmarkScaleIn(b *testing.B) {
 	sp := policy.DefaultScaling("bi/web")
 	sp.Prometheus = []policy.PrometheusCheck{{Name: "load", Address: prom.Addr, Query: "app_load", TargetValue: &target}}
 	sp.EvaluationInterval, sp.CooldownUp, sp.CooldownDown, sp.ScaleInAfter = "1s", "0s", "0s", "5s"
+	// Prometheus scrapes every second here; the default (twice the 1s
+	// evaluation interval) would flap on scrape jitter.
+	sp.MaxSampleAge = "5s"
 	if err := h.p.PutScalingPolicy(context.Background(), sp); err != nil {
 		b.Fatal(err)
 	}

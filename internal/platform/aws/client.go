@@ -1,0 +1,320 @@
+package aws
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"math/rand/v2"
+	"net"
+	"time"
+
+	awsv2 "github.com/aws/aws-sdk-go-v2/aws"
+	awsmiddleware "github.com/aws/aws-sdk-go-v2/aws/middleware"
+	"github.com/aws/aws-sdk-go-v2/aws/ratelimit"
+	"github.com/aws/aws-sdk-go-v2/aws/retry"
+	awshttp "github.com/aws/aws-sdk-go-v2/aws/transport/http"
+	"github.com/aws/aws-sdk-go-v2/config"
+	"github.com/aws/aws-sdk-go-v2/service/autoscaling"
+	"github.com/aws/aws-sdk-go-v2/service/ec2"
+	"github.com/aws/aws-sdk-go-v2/service/ssm"
+	"github.com/aws/smithy-go"
+	"github.com/prometheus/client_golang/prometheus"
+)
+
+// Config says which AWS account and region the platform talks to, as the
+// provider's aws block declares it. Credentials always come from the
+// standard chain (environment, shared config and credentials files, SSO,
+// container and instance roles); Profile picks a shared-config profile.
+type Config struct {
+	Region    string
+	Profile   string
+	Endpoints Endpoints
+	Retry     RetryConfig
+}
+
+// Endpoints override the endpoint of one service each, to reach an
+// emulator or a private (VPC) endpoint. Empty means the SDK's default for
+// the region.
+type Endpoints struct {
+	EC2         string
+	AutoScaling string
+	SSM         string
+}
+
+// RetryConfig tunes the retryer; zero fields take the defaults.
+type RetryConfig struct {
+	// MaxAttempts bounds the attempts of one call, the first included.
+	MaxAttempts int
+	// BaseDelay is the backoff before the first retry; each retry doubles
+	// it, up to MaxDelay, and the actual wait is drawn uniformly from
+	// [0, backoff) ("full jitter"), so agents throttled together do not
+	// retry together.
+	BaseDelay time.Duration
+	MaxDelay  time.Duration
+}
+
+// Retry defaults: about a minute of waiting at most, enough for a burst of
+// throttling or a short scaling activity; longer waits are the next
+// evaluation's business.
+const (
+	DefaultMaxAttempts = 8
+	DefaultBaseDelay   = time.Second
+	DefaultMaxDelay    = 20 * time.Second
+)
+
+func (r RetryConfig) withDefaults() RetryConfig {
+	if r.MaxAttempts <= 0 {
+		r.MaxAttempts = DefaultMaxAttempts
+	}
+	if r.BaseDelay <= 0 {
+		r.BaseDelay = DefaultBaseDelay
+	}
+	if r.MaxDelay <= 0 {
+		r.MaxDelay = DefaultMaxDelay
+	}
+	if r.MaxDelay < r.BaseDelay {
+		r.MaxDelay = r.BaseDelay
+	}
+	return r
+}
+
+// Error codes that mean "not now" rather than "failed".
+const (
+	CodeThrottling                = "Throttling"
+	CodeThrottlingException       = "ThrottlingException"  // SSM's spelling
+	CodeRequestLimitExceeded      = "RequestLimitExceeded" // EC2's spelling
+	CodeScalingActivityInProgress = "ScalingActivityInProgress"
+)
+
+// transientCodes are retried by the retryer and never count as a pool's
+// failure: the API said "not now", not "no".
+var transientCodes = map[string]struct{}{
+	CodeThrottling:                {},
+	CodeThrottlingException:       {},
+	CodeRequestLimitExceeded:      {},
+	CodeScalingActivityInProgress: {},
+}
+
+// IsTransient reports whether err only means "not now": throttling
+// (Throttling, ThrottlingException, RequestLimitExceeded) that outlasted
+// the retries, a scaling activity in progress, or a group busy with its
+// own work (a *BusyError). The agent holds the pool and tries again at the
+// next evaluation; such an error never counts as a failure of the pool.
+func IsTransient(err error) bool {
+	if err == nil {
+		return false
+	}
+	var busy *BusyError
+	if errors.As(err, &busy) {
+		return true
+	}
+	_, ok := transientCodes[errorCode(err)]
+	return ok
+}
+
+// errorCode is the AWS error code of err, "" when it has none.
+func errorCode(err error) string {
+	var api smithy.APIError
+	if errors.As(err, &api) {
+		return api.ErrorCode()
+	}
+	return ""
+}
+
+// retryLabel names why a call was retried, for the metric: the AWS error
+// code, else the HTTP status, else the kind of transport failure. The set
+// is bounded by what AWS and the network can say, never by node count.
+func retryLabel(err error) string {
+	if c := errorCode(err); c != "" {
+		return c
+	}
+	var re *awshttp.ResponseError
+	if errors.As(err, &re) {
+		return fmt.Sprintf("HTTP%d", re.HTTPStatusCode())
+	}
+	var ne net.Error
+	if errors.As(err, &ne) && ne.Timeout() {
+		return "timeout"
+	}
+	return "connection"
+}
+
+// Metrics are the AWS platform's Prometheus metrics.
+type Metrics struct {
+	// Retries counts calls the retryer made again, by operation and by
+	// the error code that caused it: autarky_aws_retries_total.
+	Retries *prometheus.CounterVec
+}
+
+// NewMetrics creates the platform's metrics and registers them on reg; a
+// nil reg leaves them unregistered. Registering on a registry that already
+// has them reuses the registered ones, so several clients of one agent
+// share one counter.
+func NewMetrics(reg prometheus.Registerer) (*Metrics, error) {
+	retries := prometheus.NewCounterVec(prometheus.CounterOpts{
+		Name: "autarky_aws_retries_total",
+		Help: "AWS API calls retried by the agent, by operation and error code (throttling and scaling activities in progress are waited out, never counted as pool failures).",
+	}, []string{"operation", "code"})
+	if reg != nil {
+		if err := reg.Register(retries); err != nil {
+			var are prometheus.AlreadyRegisteredError
+			if !errors.As(err, &are) {
+				return nil, err
+			}
+			existing, ok := are.ExistingCollector.(*prometheus.CounterVec)
+			if !ok {
+				return nil, err
+			}
+			retries = existing
+		}
+	}
+	return &Metrics{Retries: retries}, nil
+}
+
+// Clients are the SDK clients of the services the platform uses.
+type Clients struct {
+	Config      awsv2.Config
+	EC2         *ec2.Client
+	AutoScaling *autoscaling.Client
+	SSM         *ssm.Client
+}
+
+// LoadConfig resolves the SDK configuration the way the AWS CLI and the
+// Terraform AWS provider do: the standard credential chain, Region and
+// Profile when given, else AWS_REGION / AWS_PROFILE and the shared config.
+// It fails when no region can be found; missing credentials show up at the
+// first call, or earlier with CheckCredentials.
+func LoadConfig(ctx context.Context, c Config) (awsv2.Config, error) {
+	var opts []func(*config.LoadOptions) error
+	if c.Region != "" {
+		opts = append(opts, config.WithRegion(c.Region))
+	}
+	if c.Profile != "" {
+		opts = append(opts, config.WithSharedConfigProfile(c.Profile))
+	}
+	cfg, err := config.LoadDefaultConfig(ctx, opts...)
+	if err != nil {
+		return awsv2.Config{}, fmt.Errorf("loading AWS configuration: %w", err)
+	}
+	if cfg.Region == "" {
+		return awsv2.Config{}, errors.New("no AWS region: set region in the provider's aws block, or AWS_REGION, or a region in the shared config profile")
+	}
+	return cfg, nil
+}
+
+// CheckCredentials resolves credentials once, so a user without any gets
+// the error at plan time, worded as the AWS provider words it, rather than
+// from the first API call.
+func CheckCredentials(ctx context.Context, cfg awsv2.Config) error {
+	if cfg.Credentials == nil {
+		return errors.New("no valid credential sources found for AWS: set AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY, a profile, or run with an instance role")
+	}
+	if _, err := cfg.Credentials.Retrieve(ctx); err != nil {
+		return fmt.Errorf("no valid credential sources found for AWS: set AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY, a profile, or run with an instance role: %w", err)
+	}
+	return nil
+}
+
+// Connect loads the configuration (LoadConfig) and makes the clients.
+func Connect(ctx context.Context, c Config, m *Metrics) (*Clients, error) {
+	cfg, err := LoadConfig(ctx, c)
+	if err != nil {
+		return nil, err
+	}
+	return NewClients(cfg, c, m), nil
+}
+
+// NewClients makes the service clients from a resolved SDK configuration:
+// each service uses its endpoint from c.Endpoints when given (else cfg's
+// own, such as a BaseEndpoint a test set), and every client retries with
+// the platform's retryer, counting retries in m (nil: not counted).
+func NewClients(cfg awsv2.Config, c Config, m *Metrics) *Clients {
+	cfg = cfg.Copy()
+	cfg.Retryer = NewRetryer(c.Retry, m)
+	endpoint := func(ep string) *string {
+		if ep == "" {
+			return nil
+		}
+		return awsv2.String(ep)
+	}
+	out := &Clients{Config: cfg}
+	out.EC2 = ec2.NewFromConfig(cfg, func(o *ec2.Options) {
+		if ep := endpoint(c.Endpoints.EC2); ep != nil {
+			o.BaseEndpoint = ep
+		}
+	})
+	out.AutoScaling = autoscaling.NewFromConfig(cfg, func(o *autoscaling.Options) {
+		if ep := endpoint(c.Endpoints.AutoScaling); ep != nil {
+			o.BaseEndpoint = ep
+		}
+	})
+	out.SSM = ssm.NewFromConfig(cfg, func(o *ssm.Options) {
+		if ep := endpoint(c.Endpoints.SSM); ep != nil {
+			o.BaseEndpoint = ep
+		}
+	})
+	return out
+}
+
+// NewRetryer returns the platform's retryer factory: the SDK's standard
+// retryer (it already retries Throttling, RequestLimitExceeded, 5xx and
+// connection errors), also retrying ScalingActivityInProgress, with full
+// jitter exponential backoff, and counting each retry in m.
+//
+// The SDK's client-side retry quota is off: the agent makes a handful of
+// calls per evaluation, and an exhausted quota would turn throttling into
+// an error that no longer carries its code (so it would no longer read as
+// transient). Attempts and backoff bound the retrying instead.
+//
+// Retrying a mutating call is safe here: SetDesiredCapacity is absolute,
+// and a TerminateInstanceInAutoScalingGroup that AWS already carried out
+// fails on the retry (the instance is no longer in service), it does not
+// decrement twice.
+func NewRetryer(rc RetryConfig, m *Metrics) func() awsv2.Retryer {
+	rc = rc.withDefaults()
+	return func() awsv2.Retryer {
+		std := retry.NewStandard(func(o *retry.StandardOptions) {
+			o.MaxAttempts = rc.MaxAttempts
+			o.MaxBackoff = rc.MaxDelay
+			o.Backoff = fullJitter{base: rc.BaseDelay, max: rc.MaxDelay}
+			o.Retryables = append(o.Retryables, retry.RetryableErrorCode{
+				Codes: map[string]struct{}{CodeScalingActivityInProgress: {}},
+			})
+			o.RateLimiter = ratelimit.None
+		})
+		return &countingRetryer{RetryerV2: std, metrics: m}
+	}
+}
+
+// fullJitter waits a uniform random time in [0, min(max, base*2^(n-1)))
+// before retry n: AWS's "full jitter" backoff.
+type fullJitter struct{ base, max time.Duration }
+
+func (j fullJitter) BackoffDelay(attempt int, _ error) (time.Duration, error) {
+	if attempt < 1 {
+		attempt = 1
+	}
+	ceiling := j.max
+	if attempt < 32 {
+		if d := j.base << (attempt - 1); d > 0 && d < ceiling {
+			ceiling = d
+		}
+	}
+	return time.Duration(rand.Int64N(int64(ceiling) + 1)), nil
+}
+
+// countingRetryer counts retries. The SDK asks for a retry token exactly
+// when it has decided to retry (the error is retryable and attempts are
+// left), with the operation's context, so that is where a retry is counted.
+type countingRetryer struct {
+	awsv2.RetryerV2
+	metrics *Metrics
+}
+
+func (r *countingRetryer) GetRetryToken(ctx context.Context, opErr error) (func(error) error, error) {
+	release, err := r.RetryerV2.GetRetryToken(ctx, opErr)
+	if err == nil && r.metrics != nil {
+		r.metrics.Retries.WithLabelValues(awsmiddleware.GetOperationName(ctx), retryLabel(opErr)).Inc()
+	}
+	return release, err
+}
