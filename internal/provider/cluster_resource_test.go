@@ -106,3 +106,26 @@ resource "autarky_cluster" "b" {
 		},
 	})
 }
+
+// A cluster whose managers are all gone is removed from state with a
+// warning, so the next plan creates it anew.
+func TestAccCluster_lost(t *testing.T) {
+	stateDir := testenv.StateDir(t)
+	cfg := clusterConfig(stateDir, "lost", 1, "")
+	resource.ParallelTest(t, resource.TestCase{
+		PreCheck:                 func() { preCheck(t) },
+		ProtoV6ProviderFactories: protoV6ProviderFactories,
+		CheckDestroy:             checkNothingLeft(stateDir),
+		Steps: []resource.TestStep{
+			{Config: cfg},
+			{
+				PreConfig: func() { killNode(t, stateDir, "lost", "managers") },
+				Config:    cfg,
+				ConfigPlanChecks: resource.ConfigPlanChecks{
+					PreApply: []plancheck.PlanCheck{plancheck.ExpectResourceAction("autarky_cluster.test", plancheck.ResourceActionCreate)},
+				},
+				Check: checkSwarm("autarky_cluster.test", 1, 0, nil),
+			},
+		},
+	})
+}
