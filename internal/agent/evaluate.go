@@ -173,6 +173,12 @@ func (a *Agent) snapshot(o *observation) decide.Snapshot {
 	nodeOfInstance := map[string]string{}
 	seen := map[string]bool{}
 	for _, n := range o.nodes {
+		if n.Hostname == "" && len(n.EngineLabels) == 0 && n.State != "ready" {
+			// A node that has just joined and not yet described itself
+			// cannot be attributed to a pool; judging it would count a
+			// joining replacement as a failure.
+			continue
+		}
 		poolID := nodePool(n, o.cluster.Name)
 		if _, ok := o.pools[poolID]; !ok {
 			poolID = ""
@@ -254,15 +260,19 @@ func (a *Agent) report(o *observation, s decide.Snapshot, plan decide.Plan) {
 		a.metrics.quorum.Set(0)
 	}
 	a.metrics.nodes.Reset()
+	hostname := make(map[string]string, len(o.nodes))
+	for _, n := range o.nodes {
+		hostname[n.ID] = n.Hostname
+	}
 	byPool := map[string][]NodeStatus{}
-	for i, n := range s.Nodes {
+	for _, n := range s.Nodes {
 		pool := n.PoolID
 		if pool == "" {
 			pool = "none"
 		}
 		a.metrics.nodes.WithLabelValues(pool, n.State).Inc()
 		byPool[n.PoolID] = append(byPool[n.PoolID], NodeStatus{
-			ID: n.ID, Hostname: o.nodes[i].Hostname, Instance: n.InstanceID, Role: n.Role, State: n.State, Since: n.StateSince,
+			ID: n.ID, Hostname: hostname[n.ID], Instance: n.InstanceID, Role: n.Role, State: n.State, Since: n.StateSince,
 			Availability: n.Availability, Reachability: n.ManagerReachability, Leader: n.Leader, Tasks: n.RunningTasks,
 		})
 	}
