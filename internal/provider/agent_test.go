@@ -3,6 +3,7 @@ package provider
 import (
 	"context"
 	"fmt"
+	"net/http"
 	"strings"
 	"testing"
 	"time"
@@ -125,4 +126,72 @@ func waitHealedByAgent(t *testing.T, stateDir, cluster, pool string, want int, v
 		last = fmt.Sprintf("instances %d (victim gone %v), ready workers %d, ghost %v, err %v", ps.CurrentSize, gone, ready, ghost, err)
 	}
 	t.Fatalf("the agent did not heal pool %s/%s: %s", cluster, pool, last)
+}
+
+// The agent, not Terraform, resizes a pool under a scaling policy (here on an
+// Alertmanager alert); the next plan is empty: Terraform does not fight it.
+func TestAccAgent_scalingOwnsTheSize(t *testing.T) {
+	stateDir := testenv.StateDir(t)
+	bin := testenv.AgentBinary(t)
+	cfg := providerBlock(stateDir) + fmt.Sprintf(`
+resource "autarky_cluster" "test" {
+  name             = "owned"
+  manager_count    = 1
+  heartbeat_period = "1s"
+  agent            = { enabled = true, binary = %q, evaluation_interval = "500ms" }
+}
+resource "autarky_node_pool" "web" {
+  cluster_id   = autarky_cluster.test.id
+  name         = "web"
+  max_size     = 5
+  desired_size = 1
+}
+resource "autarky_scaling_policy" "web" {
+  node_pool_id = autarky_node_pool.web.id
+  alert        = [{ name = "WebOverloaded", step = 2 }]
+}
+`, bin)
+	resource.ParallelTest(t, resource.TestCase{
+		PreCheck:                 func() { preCheck(t) },
+		ProtoV6ProviderFactories: protoV6ProviderFactories,
+		CheckDestroy:             checkNothingLeft(stateDir),
+		Steps: []resource.TestStep{
+			{Config: cfg, Check: checkSwarm("autarky_cluster.test", 1, 1, nil)},
+			{
+				PreConfig: func() {
+					p, err := local.New(stateDir, nil, local.Options{})
+					if err != nil {
+						t.Fatal(err)
+					}
+					_, cs, err := p.ReadCluster(context.Background(), "owned")
+					if err != nil {
+						t.Fatal(err)
+					}
+					agentURL := "http://" + strings.Split(cs.ManagerAddresses[0], ":")[0] + ":9910"
+					if err := waitHTTP(agentURL+"/metrics", "autarky_leader 1", 30*time.Second); err != nil {
+						t.Fatal(err)
+					}
+					body := `{"version":"4","status":"firing","alerts":[{"status":"firing","labels":{"alertname":"WebOverloaded"}}]}`
+					resp, err := http.Post(agentURL+"/v1/alerts", "application/json", strings.NewReader(body))
+					if err != nil {
+						t.Fatal(err)
+					}
+					resp.Body.Close()
+					deadline := time.Now().Add(90 * time.Second)
+					for {
+						_, ps, err := p.ReadPool(context.Background(), "owned", "web")
+						if err == nil && ps.CurrentSize == 3 {
+							break
+						}
+						if time.Now().After(deadline) {
+							t.Fatalf("the agent did not grow the pool to 3: %+v %v", ps, err)
+						}
+						time.Sleep(300 * time.Millisecond)
+					}
+				},
+				Config:   cfg,
+				PlanOnly: true,
+			},
+		},
+	})
 }
