@@ -98,8 +98,8 @@ func (a *Agent) replace(ctx context.Context, o *observation, act decide.Action) 
 // a journaled one is safely carried out again after a crash.
 func (a *Agent) remove(ctx context.Context, act decide.Action) error {
 	if act.Kind == decide.RemoveNode && act.NodeID != "" {
-		if act.Drain {
-			a.drain(ctx, act.NodeID)
+		if act.Drain && !a.drain(ctx, act.NodeID, a.cfg.DrainTimeout) {
+			a.log.Warn("drain timeout reached: removing the node with tasks still running (forced)", "node", act.NodeID, "drain_timeout", a.cfg.DrainTimeout)
 		}
 		if act.Demote {
 			if err := a.demote(ctx, act.NodeID); err != nil {
@@ -119,25 +119,28 @@ func (a *Agent) remove(ctx context.Context, act decide.Action) error {
 	return nil
 }
 
-// drain moves a node's tasks elsewhere, bounded by the drain timeout.
-func (a *Agent) drain(ctx context.Context, nodeID string) {
+// drain moves a node's tasks elsewhere and waits until none still runs
+// there; false when timeout came first (or the drain could not start).
+func (a *Agent) drain(ctx context.Context, nodeID string, timeout time.Duration) bool {
 	if err := a.docker.SetAvailability(ctx, nodeID, "drain"); err != nil {
-		a.log.Warn("drain failed; removing anyway", "node", nodeID, "error", err)
-		return
+		a.log.Warn("drain failed", "node", nodeID, "error", err)
+		return false
 	}
-	deadline := time.Now().Add(a.cfg.DrainTimeout)
-	for time.Now().Before(deadline) {
-		n, err := a.docker.RunningTasks(ctx, nodeID)
+	deadline := time.Now().Add(timeout)
+	for {
+		n, err := a.docker.TasksStillRunning(ctx, nodeID)
 		if err == nil && n == 0 {
-			return
+			return true
+		}
+		if time.Now().After(deadline) {
+			return false
 		}
 		select {
 		case <-ctx.Done():
-			return
-		case <-time.After(500 * time.Millisecond):
+			return false
+		case <-time.After(250 * time.Millisecond):
 		}
 	}
-	a.log.Warn("drain timeout reached: removing the node with tasks still running (forced)", "node", nodeID, "drain_timeout", a.cfg.DrainTimeout)
 }
 
 // demote turns a manager into a worker and waits until Raft has let it go.

@@ -19,7 +19,8 @@ type observation struct {
 	selfID    string
 	leader    bool
 	nodes     []swarm.Node
-	tasks     map[string]int
+	pending   []swarm.PendingTask       // tasks the scheduler could not place
+	load      map[string]swarm.TaskLoad // by node: running tasks and their reservations
 	cluster   policy.Cluster
 	pools     map[string]policy.Pool // by pool id, managers included
 	poolOrder []string
@@ -53,7 +54,7 @@ func (a *Agent) evaluate(ctx context.Context) error {
 			o.leader = true
 		}
 	}
-	if o.tasks, err = a.docker.RunningTasksByNode(ctx); err != nil {
+	if o.pending, o.load, err = a.docker.Tasks(ctx); err != nil {
 		return a.observeFailed(err)
 	}
 	if err := a.readStore(ctx, &o); err != nil {
@@ -192,7 +193,7 @@ func (a *Agent) snapshot(o *observation) decide.Snapshot {
 		s.Nodes = append(s.Nodes, decide.Node{
 			ID: n.ID, PoolID: poolID, InstanceID: inst, Role: n.Role, State: n.State, Availability: n.Availability,
 			ManagerReachability: n.Reachability, Leader: n.Leader, CreatedAt: n.CreatedAt, StateSince: st,
-			RunningTasks: o.tasks[n.ID],
+			RunningTasks: o.load[n.ID].Running,
 		})
 		if n.Role == policy.RoleManager {
 			s.Quorum.Managers++

@@ -53,12 +53,10 @@ type ScaleStatus struct {
 	Checks    []decide.CheckResult `json:"checks"`
 }
 
-// scaling is what scaling reads in one evaluation.
+// scaling is what scaling reads in one evaluation besides the observation.
 type scaling struct {
 	policies map[string]policy.ScalingRules
 	invalid  map[string]string
-	pending  []swarm.PendingTask
-	load     map[string]swarm.TaskLoad
 }
 
 func (a *Agent) readScaling(ctx context.Context, o *observation) (*scaling, error) {
@@ -78,11 +76,7 @@ func (a *Agent) readScaling(ctx context.Context, o *observation) (*scaling, erro
 		}
 		sc.policies[p.PoolID] = rules
 	}
-	if len(sc.policies) == 0 {
-		return sc, nil
-	}
-	sc.pending, sc.load, err = a.docker.Tasks(ctx)
-	return sc, err
+	return sc, nil
 }
 
 // scaleSnapshot builds the scaling core's input from the observation.
@@ -118,7 +112,7 @@ func (a *Agent) scaleSnapshot(ctx context.Context, o *observation, sc *scaling, 
 			if n.State != "ready" {
 				continue
 			}
-			l := sc.load[n.ID]
+			l := o.load[n.ID]
 			node := decide.ScaleNode{
 				ID: n.ID, InstanceID: inst, CreatedAt: n.CreatedAt, RunningTasks: l.Running,
 				Reserved: decide.Resources(l.Reserved), Capacity: decide.Resources(n.Capacity),
@@ -163,7 +157,7 @@ func (a *Agent) scaleSnapshot(ctx context.Context, o *observation, sc *scaling, 
 			for k, v := range engine {
 				labels[k] = v
 			}
-			for _, t := range sc.pending {
+			for _, t := range o.pending {
 				fitsNode := sp.NodeCapacity.NanoCPUs == 0 ||
 					(t.Reservation.NanoCPUs <= sp.NodeCapacity.NanoCPUs && t.Reservation.MemoryBytes <= sp.NodeCapacity.MemoryBytes)
 				if fitsNode && swarm.Fits(t.Constraints, policy.RoleWorker, labels, engine) && !placeOnSettling(settling, t.Reservation) {
@@ -364,7 +358,7 @@ func (a *Agent) executeScale(ctx context.Context, o *observation, sp decide.Scal
 			if err := a.save(ctx, o); err != nil {
 				return err
 			}
-			forced := !a.drainFor(ctx, nodeID, sp.Rules.DrainTimeout)
+			forced := !a.drain(ctx, nodeID, sp.Rules.DrainTimeout)
 			if err := a.remove(ctx, decide.Action{Kind: decide.RemoveNode, NodeID: nodeID, InstanceID: inst}); err != nil {
 				return err
 			}
@@ -382,30 +376,6 @@ func (a *Agent) executeScale(ctx context.Context, o *observation, sp decide.Scal
 		a.metrics.scaleActions.WithLabelValues(d.PoolID, "down").Add(float64(len(d.RemoveNodes)))
 	}
 	return a.save(ctx, o)
-}
-
-// drainFor drains a node and waits until its tasks run elsewhere; false
-// when timeout came first.
-func (a *Agent) drainFor(ctx context.Context, nodeID string, timeout time.Duration) bool {
-	if err := a.docker.SetAvailability(ctx, nodeID, "drain"); err != nil {
-		a.log.Warn("drain failed", "node", nodeID, "error", err)
-		return false
-	}
-	deadline := time.Now().Add(timeout)
-	for {
-		n, err := a.docker.TasksStillRunning(ctx, nodeID)
-		if err == nil && n == 0 {
-			return true
-		}
-		if time.Now().After(deadline) {
-			return false
-		}
-		select {
-		case <-ctx.Done():
-			return false
-		case <-time.After(250 * time.Millisecond):
-		}
-	}
 }
 
 func (a *Agent) consumeAlerts(sp decide.ScalePool) {

@@ -6,7 +6,6 @@ import (
 
 	"github.com/docker/docker/api/types/events"
 	"github.com/docker/docker/api/types/filters"
-	dswarm "github.com/docker/docker/api/types/swarm"
 )
 
 // Event kinds the agent wakes on.
@@ -47,20 +46,4 @@ func (c *Client) ClusterEvents(ctx context.Context) <-chan string {
 		}
 	}()
 	return out
-}
-
-// RunningTasksByNode counts, per node, the tasks whose desired and actual
-// state is running, in one call.
-func (c *Client) RunningTasksByNode(ctx context.Context) (map[string]int, error) {
-	tasks, err := c.api.TaskList(ctx, dswarm.TaskListOptions{})
-	if err != nil {
-		return nil, err
-	}
-	out := map[string]int{}
-	for _, t := range tasks {
-		if t.DesiredState == dswarm.TaskStateRunning && t.Status.State == dswarm.TaskStateRunning {
-			out[t.NodeID]++
-		}
-	}
-	return out, nil
 }

@@ -296,21 +296,6 @@ func (c *Client) Remove(ctx context.Context, id string, force bool) error {
 	return fmt.Errorf("node rm %s: %w", id, err)
 }
 
-// RunningTasks counts the tasks whose desired and actual state is running on a node.
-func (c *Client) RunningTasks(ctx context.Context, nodeID string) (int, error) {
-	tasks, err := c.api.TaskList(ctx, dswarm.TaskListOptions{})
-	if err != nil {
-		return 0, fmt.Errorf("task list: %w", err)
-	}
-	n := 0
-	for _, t := range tasks {
-		if t.NodeID == nodeID && t.DesiredState == dswarm.TaskStateRunning && t.Status.State == dswarm.TaskStateRunning {
-			n++
-		}
-	}
-	return n, nil
-}
-
 // ImportImage loads a root filesystem tarball into the engine as image ref,
 // with Dockerfile-style changes such as `ENTRYPOINT ["/x"]`.
 func (c *Client) ImportImage(ctx context.Context, ref string, tarball io.Reader, changes ...string) error {

@@ -269,7 +269,7 @@ func (p *Platform) drain(ctx context.Context, mgr *swarm.Client, inst instanceFi
 	dctx, cancel := context.WithTimeout(ctx, drainWait)
 	defer cancel()
 	err := platform.WaitFor(dctx, 250*time.Millisecond, func() (bool, error) {
-		n, err := mgr.RunningTasks(dctx, inst.NodeID)
+		n, err := mgr.TasksStillRunning(dctx, inst.NodeID)
 		return err == nil && n == 0, nil
 	})
 	if err != nil {
