@@ -126,41 +126,12 @@ func healing(poolID string, unhealthyAfter string) *policy.Healing {
 	return &hp
 }
 
-type instanceRecord struct {
-	ID, Cluster, Pool, Role, Addr, DockerHost string
-	PID, AgentPID                             int
-	NodeID                                    string `json:"node_id"`
-}
+// instanceRecord is an instance record of the state dir.
+type instanceRecord = testenv.Record
 
 // records reads the platform's instance records, as an operator would.
 func (h *harness) records(pool string) []instanceRecord {
-	entries, _ := os.ReadDir(filepath.Join(h.stateDir, "nodes"))
-	var out []instanceRecord
-	for _, e := range entries {
-		b, err := os.ReadFile(filepath.Join(h.stateDir, "nodes", e.Name(), "instance.json"))
-		if err != nil {
-			continue
-		}
-		var r instanceRecord
-		var raw map[string]any
-		if json.Unmarshal(b, &raw) != nil {
-			continue
-		}
-		_ = json.Unmarshal(b, &r)
-		if v, ok := raw["pid"].(float64); ok {
-			r.PID = int(v)
-		}
-		if v, ok := raw["agent_pid"].(float64); ok {
-			r.AgentPID = int(v)
-		}
-		if v, ok := raw["docker_host"].(string); ok {
-			r.DockerHost = v
-		}
-		if r.Cluster == h.name && (pool == "" || r.Pool == pool) {
-			out = append(out, r)
-		}
-	}
-	return out
+	return testenv.Records(h.stateDir, h.name, pool)
 }
 
 func (h *harness) instances(pool string) []platform.Instance {

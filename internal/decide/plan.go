@@ -98,8 +98,6 @@ const (
 	ReasonMinNodeAge ReasonCode = "min_node_age"
 	// ReasonWaiting: a node is unhealthy, but not for unhealthy_after yet.
 	ReasonWaiting ReasonCode = "waiting"
-	// ReasonCooldown is not produced by Heal; scaling decisions use it.
-	ReasonCooldown ReasonCode = "cooldown"
 )
 
 // Reason says what one pool does in a plan, or why it holds.

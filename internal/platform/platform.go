@@ -34,20 +34,6 @@ type Progress func(msg string, keyvals ...any)
 // NoProgress discards progress.
 func NoProgress(string, ...any) {}
 
-// NodeGroup is one node pool as the platform sees it, after the cluster
-// autoscaler's cloudprovider.NodeGroup: sizes are the caller's business, the
-// group only knows its instances.
-type NodeGroup interface {
-	// ID is "<cluster>/<pool>".
-	ID() string
-	// Instances lists the group's instances, dead ones included (Running=false).
-	Instances(ctx context.Context) ([]Instance, error)
-	// StartInstances starts n new instances; they join the swarm by themselves.
-	StartInstances(ctx context.Context, n int) ([]Instance, error)
-	// TerminateInstance stops an instance and releases everything it held.
-	TerminateInstance(ctx context.Context, id string) error
-}
-
 // WaitFor polls cond every interval until it is true, returns an error, or ctx ends.
 func WaitFor(ctx context.Context, interval time.Duration, cond func() (bool, error)) error {
 	for {

@@ -2,7 +2,6 @@ package provider
 
 import (
 	"context"
-	"encoding/json"
 	"fmt"
 	"io"
 	"net/http"
@@ -138,23 +137,8 @@ func checkSwarm(cluster string, managers, workers int, each func(swarm.Node) err
 // machine failure would, and returns its instance id.
 func killNode(t *testing.T, stateDir, cluster, pool string) string {
 	t.Helper()
-	entries, err := os.ReadDir(filepath.Join(stateDir, "nodes"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	for _, e := range entries {
-		var inst struct {
-			ID, Cluster, Pool string
-			PID               int
-		}
-		b, err := os.ReadFile(filepath.Join(stateDir, "nodes", e.Name(), "instance.json"))
-		if err != nil {
-			continue
-		}
-		if err := json.Unmarshal(b, &inst); err != nil {
-			t.Fatal(err)
-		}
-		if inst.Cluster == cluster && inst.Pool == pool && inst.PID > 0 {
+	for _, inst := range testenv.Records(stateDir, cluster, pool) {
+		if inst.PID > 0 {
 			if err := syscall.Kill(inst.PID, syscall.SIGKILL); err != nil {
 				continue
 			}

@@ -153,21 +153,6 @@ func (c *Client) Update(ctx context.Context, heartbeat time.Duration, labels map
 	return nil
 }
 
-// Settings are the swarm-wide settings Autarky manages.
-type Settings struct {
-	HeartbeatPeriod time.Duration
-	Labels          map[string]string
-}
-
-// Settings reads the swarm-wide settings.
-func (c *Client) Settings(ctx context.Context) (Settings, error) {
-	sw, err := c.api.SwarmInspect(ctx)
-	if err != nil {
-		return Settings{}, fmt.Errorf("swarm inspect: %w", err)
-	}
-	return Settings{HeartbeatPeriod: sw.Spec.Dispatcher.HeartbeatPeriod, Labels: sw.Spec.Labels}, nil
-}
-
 // Node is what Autarky needs to know of a swarm node.
 type Node struct {
 	ID           string

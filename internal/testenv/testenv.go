@@ -4,6 +4,7 @@
 package testenv
 
 import (
+	"encoding/json"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -90,4 +91,39 @@ func Docker(t testing.TB, host string, args ...string) string {
 		t.Fatalf("docker %s: %v\n%s", strings.Join(args, " "), err, b)
 	}
 	return strings.TrimSpace(string(b))
+}
+
+// Record is the part of the local platform's instance.json tests read, as an
+// operator would read the state dir.
+type Record struct {
+	ID         string `json:"id"`
+	Cluster    string `json:"cluster"`
+	Pool       string `json:"pool"`
+	Role       string `json:"role"`
+	Addr       string `json:"addr"`
+	DockerHost string `json:"docker_host"`
+	PID        int    `json:"pid"`
+	AgentPID   int    `json:"agent_pid"`
+	NodeID     string `json:"node_id"`
+}
+
+// Records lists the instance records of a cluster's pool ("" = every pool)
+// in a local platform state dir.
+func Records(stateDir, cluster, pool string) []Record {
+	entries, _ := os.ReadDir(filepath.Join(stateDir, "nodes"))
+	var out []Record
+	for _, e := range entries {
+		b, err := os.ReadFile(filepath.Join(stateDir, "nodes", e.Name(), "instance.json"))
+		if err != nil {
+			continue
+		}
+		var r Record
+		if json.Unmarshal(b, &r) != nil {
+			continue
+		}
+		if r.Cluster == cluster && (pool == "" || r.Pool == pool) {
+			out = append(out, r)
+		}
+	}
+	return out
 }

@@ -134,9 +134,6 @@ func agentBinary(configured string) (string, error) {
 	return "", errors.New("autarky-agent not found: set agent.binary, put it beside terraform-provider-autarky, or on PATH (make install)")
 }
 
-// ResolveAgentBinary returns the agent executable a cluster's settings name.
-func ResolveAgentBinary(configured string) (string, error) { return agentBinary(configured) }
-
 // agentRunning reports whether the agent beside a manager runs.
 func agentRunning(f instanceFile) bool {
 	if f.AgentPID <= 0 || !processRunning(f.AgentPID) {

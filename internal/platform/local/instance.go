@@ -130,22 +130,26 @@ func (p *Platform) recordNode(f *instanceFile, nodeID string) error {
 // with the pool's labels. It returns once the node is Ready (and Reachable,
 // for managers).
 func (p *Platform) startAndJoin(ctx context.Context, cluster string, pool policy.Pool) (instanceFile, error) {
-	f, err := p.startInstance(ctx, cluster, pool.Name, pool.Role)
+	mgr, err := p.manager(ctx, cluster)
+	if err != nil {
+		return instanceFile{}, err
+	}
+	defer mgr.Close()
+	pool.Cluster = cluster
+	return p.startAndJoinVia(ctx, mgr, pool)
+}
+
+// startAndJoinVia starts a node of pool and joins it through mgr; a node
+// that does not join is removed again.
+func (p *Platform) startAndJoinVia(ctx context.Context, mgr *swarm.Client, pool policy.Pool) (instanceFile, error) {
+	f, err := p.startInstance(ctx, pool.Cluster, pool.Name, pool.Role)
 	if err != nil {
 		return f, err
 	}
-	fail := func(err error) (instanceFile, error) {
+	if err := p.join(ctx, mgr, &f, pool); err != nil {
 		tail := logTail(f.Dir, 5)
 		_ = p.removeInstance(context.Background(), f)
 		return f, fmt.Errorf("node %s: %w\ndockerd log:\n%s", f.ID, err, tail)
-	}
-	mgr, err := p.manager(ctx, cluster)
-	if err != nil {
-		return fail(err)
-	}
-	defer mgr.Close()
-	if err := p.join(ctx, mgr, &f, pool); err != nil {
-		return fail(err)
 	}
 	return f, nil
 }

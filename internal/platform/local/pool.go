@@ -214,14 +214,7 @@ func (p *Platform) startNodes(ctx context.Context, mgr *swarm.Client, pool polic
 			defer wg.Done()
 			sem <- struct{}{}
 			defer func() { <-sem }()
-			f, err := p.startInstance(ctx, pool.Cluster, pool.Name, pool.Role)
-			if err == nil {
-				if err = p.join(ctx, mgr, &f, pool); err != nil {
-					tail := logTail(f.Dir, 5)
-					_ = p.removeInstance(context.Background(), f)
-					err = fmt.Errorf("node %s: %w\ndockerd log:\n%s", f.ID, err, tail)
-				}
-			}
+			f, err := p.startAndJoinVia(ctx, mgr, pool)
 			mu.Lock()
 			defer mu.Unlock()
 			if err != nil {
