@@ -20,3 +20,28 @@ func TestVersionAndUsage(t *testing.T) {
 		t.Fatalf("unknown command: code %d, stderr %q", code, errb.String())
 	}
 }
+
+// Bad flags to `run` are refused before anything starts, naming the flag.
+func TestRunRefusesBadFlags(t *testing.T) {
+	cases := []struct {
+		args []string
+		want string
+	}{
+		{[]string{}, "--cluster is required"},
+		{[]string{"--cluster", "Bad_Name"}, "--cluster:"},
+		{[]string{"--cluster", "c", "--platform", "azure"}, `--platform: platform "azure" is unknown`},
+		{[]string{"--cluster", "c", "--platform", "aws"}, "not yet supported"},
+		{[]string{"--cluster", "c", "--log-format", "xml"}, `--log-format "xml": use json or text`},
+		{[]string{"--cluster", "c", "--evaluation-interval", "1ms"}, "--evaluation-interval:"},
+		{[]string{"--cluster", "c", "--docker-host", "tcp://10.0.0.1:2375"}, "tcp:// without TLS is refused"},
+		{[]string{"--cluster", "c", "--docker-host", "/var/run/docker.sock"}, "use unix:///path/to/docker.sock"},
+		{[]string{"--cluster", "c", "--alert-token-file", "/nonexistent/token"}, "--alert-token-file:"},
+	}
+	for _, c := range cases {
+		var out, errb bytes.Buffer
+		code := run(append([]string{"autarky-agent", "run"}, c.args...), &out, &errb)
+		if code == 0 || !strings.Contains(errb.String(), c.want) {
+			t.Errorf("run %q: code %d, stderr %q, want it to name %q", c.args, code, errb.String(), c.want)
+		}
+	}
+}

@@ -129,3 +129,23 @@ func TestAccCluster_lost(t *testing.T) {
 		},
 	})
 }
+
+// An agent binary that does not exist fails the apply, naming agent.binary,
+// and the half-made cluster is removed: nothing is left.
+func TestAccCluster_agentBinaryMissing(t *testing.T) {
+	stateDir := testenv.StateDir(t)
+	resource.ParallelTest(t, resource.TestCase{
+		PreCheck:                 func() { preCheck(t) },
+		ProtoV6ProviderFactories: protoV6ProviderFactories,
+		CheckDestroy:             checkNothingLeft(stateDir),
+		Steps: []resource.TestStep{
+			{
+				Config:      clusterConfig(stateDir, "noagent", 1, `agent = { enabled = true, binary = "/nonexistent/autarky-agent" }`),
+				ExpectError: regexp.MustCompile(`agent.binary "/nonexistent/autarky-agent"`),
+			},
+		},
+	})
+	if left := testenv.Leftovers(stateDir); len(left) > 0 {
+		t.Fatalf("left behind: %v", left)
+	}
+}

@@ -157,6 +157,14 @@ func TestAccBadInput(t *testing.T) {
 		{pool(`name = "web"` + "\n" + `max_size = 2` + "\n" + `role = "manager"`), `role: "manager" is not allowed: use "worker"`},
 		{pool(`name = "web"` + "\n" + `max_size = 0`), `max_size value must be at least 1`},
 		{providerBlock("relative/dir") + `resource "autarky_cluster" "c" { name = "c" }`, `state_dir "relative/dir" must be an absolute path`},
+		{`provider "autarky" {
+  local {
+    state_dir       = "` + stateDir + `"
+    workload_binary = "/bin/sh"
+  }
+}
+resource "autarky_cluster" "c" { name = "c" }`, `workload_binary "/bin/sh" is dynamically linked`},
+		{cluster(`name = "c"` + "\n" + `agent = { enabled = true, evaluation_interval = "1ms" }`), `agent.evaluation_interval: "1ms" is out of range: use 100ms to 1h`},
 	}
 	var steps []resource.TestStep
 	for _, c := range cases {
