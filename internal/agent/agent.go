@@ -65,7 +65,7 @@ type Agent struct {
 	mu      sync.Mutex
 	status  Status
 	seen    map[string]seenState // node id -> state and when it was first seen
-	reasons map[string]string    // pool -> last logged reason, to log changes only
+	reasons map[string]string    // "heal/<pool>", "scale/<pool>" -> last noted decision
 	would   map[string]bool      // dry-run: action keys already reported
 	// nextWake is when the next rule's clock runs out; zero for none.
 	nextWake time.Time
@@ -74,10 +74,10 @@ type Agent struct {
 
 	prom         *metrics.Client
 	unneeded     map[string]time.Time // node id -> since when it is unneeded
-	scaleReasons map[string]string    // pool -> last logged scaling decision
 	rebalanceDue map[string]bool      // pools that grew and whose services may rebalance
 	rebalanced   map[string]time.Time // service id -> last rebalance
 	recheck      bool                 // keep nextWake past the next evaluation
+	selfID       string               // the swarm node id of the agent's own engine
 }
 
 // wakeNow asks the loop for an evaluation at once.
@@ -127,7 +127,6 @@ func New(cfg Config, cluster platform.Cluster) (*Agent, error) {
 
 		prom:         metrics.NewClient(5 * time.Second),
 		unneeded:     map[string]time.Time{},
-		scaleReasons: map[string]string{},
 		rebalanceDue: map[string]bool{},
 		rebalanced:   map[string]time.Time{},
 	}

@@ -39,9 +39,14 @@ func quorumLost(err error) bool {
 func (a *Agent) evaluate(ctx context.Context) error {
 	o := observation{now: a.cfg.Now()}
 	var err error
-	if o.selfID, err = a.docker.LocalNodeID(ctx); err != nil {
-		return a.observeFailed(fmt.Errorf("own manager %s: %w", a.cfg.DockerHost, err))
+	// The engine's node id only changes if it leaves and rejoins; it is
+	// asked for again when the node list no longer holds it.
+	if a.selfID == "" {
+		if a.selfID, err = a.docker.LocalNodeID(ctx); err != nil {
+			return a.observeFailed(fmt.Errorf("own manager %s: %w", a.cfg.DockerHost, err))
+		}
 	}
+	o.selfID = a.selfID
 	o.nodes, err = a.docker.Nodes(ctx)
 	if err != nil {
 		if quorumLost(err) {
@@ -49,10 +54,15 @@ func (a *Agent) evaluate(ctx context.Context) error {
 		}
 		return a.observeFailed(err)
 	}
+	listed := false
 	for _, n := range o.nodes {
-		if n.ID == o.selfID && n.Leader {
-			o.leader = true
+		if n.ID == o.selfID {
+			listed = true
+			o.leader = n.Leader
 		}
+	}
+	if !listed {
+		a.selfID = ""
 	}
 	if o.pending, o.load, err = a.docker.Tasks(ctx); err != nil {
 		return a.observeFailed(err)
@@ -324,12 +334,7 @@ func (a *Agent) report(o *observation, s decide.Snapshot, plan decide.Plan) {
 
 // noteReason logs and records a pool's reason when it changes.
 func (a *Agent) noteReason(o *observation, r decide.Reason) {
-	key := string(r.Code) + ": " + r.Message
-	a.mu.Lock()
-	changed := a.reasons[r.PoolID] != key
-	a.reasons[r.PoolID] = key
-	a.mu.Unlock()
-	if !changed {
+	if !a.changed("heal/"+r.PoolID, string(r.Code)+": "+r.Message) {
 		return
 	}
 	switch r.Code {
@@ -345,6 +350,18 @@ func (a *Agent) noteReason(o *observation, r decide.Reason) {
 		kind = "heal"
 	}
 	a.addDecision(o.now, r.PoolID, kind, string(r.Code), r.Message, a.cfg.DryRun)
+}
+
+// changed records what a pool's decision says now and reports whether it
+// differs from the last time, so logs and decisions note changes only.
+func (a *Agent) changed(topic, now string) bool {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	if a.reasons[topic] == now {
+		return false
+	}
+	a.reasons[topic] = now
+	return true
 }
 
 func (a *Agent) addDecision(t time.Time, pool, kind, code, msg string, dry bool) {

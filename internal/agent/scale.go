@@ -294,12 +294,7 @@ func (a *Agent) setScaleStatus(s map[string]ScaleStatus) {
 
 // noteScale logs and records a pool's scaling decision when it changes.
 func (a *Agent) noteScale(o *observation, d decide.ScaleDecision) {
-	key := fmt.Sprintf("%s %s %d->%d: %s", d.Direction, d.Code, d.From, d.To, d.Message)
-	a.mu.Lock()
-	changed := a.scaleReasons[d.PoolID] != key
-	a.scaleReasons[d.PoolID] = key
-	a.mu.Unlock()
-	if !changed {
+	if !a.changed("scale/"+d.PoolID, fmt.Sprintf("%s %s %d->%d: %s", d.Direction, d.Code, d.From, d.To, d.Message)) {
 		return
 	}
 	kind := "scale_" + string(d.Direction)
