@@ -9,7 +9,28 @@ import (
 	"time"
 
 	"github.com/autarky/terraform-provider-autarky/internal/policy"
+	"github.com/autarky/terraform-provider-autarky/internal/swarm"
 )
+
+// ClusterStatus is what the provider reports of a cluster beside its
+// descriptor.
+type ClusterStatus struct {
+	ManagerAddresses []string // "ip:2377" of every live manager
+	DockerHost       string   // endpoint of a live manager, where one is reachable
+	Tokens           swarm.Tokens
+	LiveManagers     int
+}
+
+// PoolStatus is what the provider reports of a node pool beside its
+// descriptor.
+type PoolStatus struct {
+	CurrentSize int      // live instances
+	NodeIDs     []string // swarm node ids of live instances, where known
+	Instances   []Instance
+}
+
+// ErrExists is returned when a cluster or pool of that name already exists.
+var ErrExists = errors.New("already exists")
 
 // ErrNotFound is returned when a cluster, pool or instance does not exist.
 var ErrNotFound = errors.New("not found")

@@ -16,7 +16,7 @@ const (
 var Platforms = []string{PlatformLocal, PlatformAWS, PlatformGCP}
 
 // SupportedPlatforms lists the platforms this build can create clusters on.
-var SupportedPlatforms = []string{PlatformLocal}
+var SupportedPlatforms = []string{PlatformLocal, PlatformAWS}
 
 // ValidatePlatform refuses unknown platforms and those not supported yet.
 func ValidatePlatform(p string) error {
@@ -27,7 +27,7 @@ func ValidatePlatform(p string) error {
 	}
 	for _, s := range Platforms {
 		if p == s {
-			return fmt.Errorf("platform %q is not yet supported: use %q", p, PlatformLocal)
+			return fmt.Errorf("platform %q is not yet supported: use one of %q", p, SupportedPlatforms)
 		}
 	}
 	return fmt.Errorf("platform %q is unknown: use one of %q", p, Platforms)
@@ -61,7 +61,9 @@ type Cluster struct {
 	HeartbeatPeriod string            `json:"heartbeat_period"`
 	Labels          map[string]string `json:"labels,omitempty"`
 	Agent           *Agent            `json:"agent,omitempty"`
-	CreatedAt       time.Time         `json:"created_at"`
+	// AWS holds the platform's settings when Platform is "aws".
+	AWS       *AWS      `json:"aws,omitempty"`
+	CreatedAt time.Time `json:"created_at"`
 }
 
 // Agent says how the platform starts autarky-agent beside every manager.
@@ -72,6 +74,11 @@ type Agent struct {
 	// EvaluationInterval is how often the agent evaluates without an event.
 	EvaluationInterval string `json:"evaluation_interval"`
 	DryRun             bool   `json:"dry_run,omitempty"`
+	// BinaryURL and BinarySHA256 say where managers on a cloud download
+	// the agent (a static linux binary) and its digest, checked before it
+	// runs.
+	BinaryURL    string `json:"binary_url,omitempty"`
+	BinarySHA256 string `json:"binary_sha256,omitempty"`
 }
 
 // DefaultEvaluationInterval is the agent's default evaluation interval.
@@ -105,6 +112,19 @@ func (c Cluster) Validate() error {
 		if _, err := ParseEvaluationInterval(c.Agent.EvaluationInterval); err != nil {
 			return fmt.Errorf("agent.evaluation_interval: %w", err)
 		}
+		if c.Platform == PlatformAWS {
+			if err := ValidateAgentDownload(c.Agent.BinaryURL, c.Agent.BinarySHA256); err != nil {
+				return fmt.Errorf("%w (managers on aws download the agent at boot)", err)
+			}
+		}
+	}
+	switch {
+	case c.Platform == PlatformAWS && c.AWS == nil:
+		return fmt.Errorf("aws: platform \"aws\" needs an aws block (ami, instance_type, subnets)")
+	case c.Platform != PlatformAWS && c.AWS != nil:
+		return fmt.Errorf("aws: the aws block is for platform \"aws\" only, not %q", c.Platform)
+	case c.AWS != nil:
+		return c.AWS.Validate()
 	}
 	return nil
 }

@@ -31,7 +31,9 @@ type Pool struct {
 	SizeOwner              string            `json:"size_owner,omitempty"`
 	// Deleting is set while the provider removes the pool, so the agent
 	// leaves the pool alone instead of replacing the nodes going away.
-	Deleting  bool      `json:"deleting,omitempty"`
+	Deleting bool `json:"deleting,omitempty"`
+	// AWS overrides the cluster's AWS settings for this pool (aws only).
+	AWS       *AWSPool  `json:"aws,omitempty"`
 	CreatedAt time.Time `json:"created_at"`
 }
 
@@ -92,6 +94,9 @@ func (p Pool) Validate() error {
 	}
 	if _, err := ParseDuration(p.WaitForCapacityTimeout); err != nil {
 		return fmt.Errorf("wait_for_capacity_timeout: %w", err)
+	}
+	if p.AWS != nil {
+		return p.AWS.Validate()
 	}
 	return nil
 }

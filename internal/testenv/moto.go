@@ -2,14 +2,20 @@ package testenv
 
 import (
 	"bytes"
+	"context"
 	"net"
 	"net/http"
 	"os/exec"
+	"regexp"
 	"strconv"
 	"sync"
 	"syscall"
 	"testing"
 	"time"
+
+	awsv2 "github.com/aws/aws-sdk-go-v2/aws"
+	"github.com/aws/aws-sdk-go-v2/credentials"
+	"github.com/aws/aws-sdk-go-v2/service/ec2"
 )
 
 // StartMoto starts a moto server (PyPI moto[server], a real emulator of
@@ -94,3 +100,49 @@ func (b *lockedBuffer) String() string {
 	defer b.mu.Unlock()
 	return b.buf.String()
 }
+
+// MotoNetwork creates, in the moto at endpoint, what a user brings to an
+// AWS cluster: a VPC with one subnet and a security group. It returns an
+// AMI moto can launch, the subnet and the security group.
+func MotoNetwork(t testing.TB, endpoint string) (ami, subnet, securityGroup string) {
+	t.Helper()
+	ctx := context.Background()
+	c := ec2.NewFromConfig(awsv2.Config{
+		Region:       MotoRegion,
+		Credentials:  credentials.NewStaticCredentialsProvider("testing", "testing", ""),
+		BaseEndpoint: awsv2.String(endpoint),
+	})
+	imgs, err := c.DescribeImages(ctx, &ec2.DescribeImagesInput{Owners: []string{"amazon"}})
+	if err != nil || len(imgs.Images) == 0 {
+		t.Fatalf("moto has no images to launch from: %v", err)
+	}
+	for _, im := range imgs.Images {
+		if id := awsv2.ToString(im.ImageId); amiRE.MatchString(id) {
+			ami = id
+			break
+		}
+	}
+	if ami == "" {
+		t.Fatalf("moto has no image with an ami-<hex> id")
+	}
+	vpc, err := c.CreateVpc(ctx, &ec2.CreateVpcInput{CidrBlock: awsv2.String("10.0.0.0/16")})
+	if err != nil {
+		t.Fatalf("create VPC in moto: %v", err)
+	}
+	sn, err := c.CreateSubnet(ctx, &ec2.CreateSubnetInput{VpcId: vpc.Vpc.VpcId, CidrBlock: awsv2.String("10.0.1.0/24"),
+		AvailabilityZone: awsv2.String(MotoRegion + "a")})
+	if err != nil {
+		t.Fatalf("create subnet in moto: %v", err)
+	}
+	sg, err := c.CreateSecurityGroup(ctx, &ec2.CreateSecurityGroupInput{VpcId: vpc.Vpc.VpcId,
+		GroupName: awsv2.String("swarm"), Description: awsv2.String("swarm nodes")})
+	if err != nil {
+		t.Fatalf("create security group in moto: %v", err)
+	}
+	return ami, awsv2.ToString(sn.Subnet.SubnetId), awsv2.ToString(sg.GroupId)
+}
+
+// MotoRegion is the region tests use with moto.
+const MotoRegion = "us-east-1"
+
+var amiRE = regexp.MustCompile(`^ami-[0-9a-f]{8,17}$`)

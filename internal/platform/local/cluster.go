@@ -20,12 +20,7 @@ import (
 const bootTimeout = 90 * time.Second
 
 // ClusterStatus is what the platform observes of a cluster.
-type ClusterStatus struct {
-	ManagerAddresses []string // "ip:2377" of every live manager
-	DockerHost       string   // endpoint of a live manager
-	Tokens           swarm.Tokens
-	LiveManagers     int
-}
+type ClusterStatus = platform.ClusterStatus
 
 // ErrClusterExists is returned when a cluster of that name is already in the state dir.
 var ErrClusterExists = errors.New("cluster exists")

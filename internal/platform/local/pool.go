@@ -21,11 +21,7 @@ const drainWait = 30 * time.Second
 const startParallel = 4
 
 // PoolStatus is what the platform observes of a pool.
-type PoolStatus struct {
-	CurrentSize int      // live instances
-	NodeIDs     []string // swarm node ids of live instances
-	Instances   []platform.Instance
-}
+type PoolStatus = platform.PoolStatus
 
 // ErrPoolExists is returned when the cluster already has a pool of that name.
 var ErrPoolExists = errors.New("node pool exists")
