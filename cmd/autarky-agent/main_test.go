@@ -30,7 +30,7 @@ func TestRunRefusesBadFlags(t *testing.T) {
 		{[]string{}, "--cluster is required"},
 		{[]string{"--cluster", "Bad_Name"}, "--cluster:"},
 		{[]string{"--cluster", "c", "--platform", "azure"}, `--platform: platform "azure" is unknown`},
-		{[]string{"--cluster", "c", "--platform", "aws"}, "not yet supported"},
+		{[]string{"--cluster", "c", "--platform", "gcp"}, "not yet supported"},
 		{[]string{"--cluster", "c", "--log-format", "xml"}, `--log-format "xml": use json or text`},
 		{[]string{"--cluster", "c", "--evaluation-interval", "1ms"}, "--evaluation-interval:"},
 		{[]string{"--cluster", "c", "--docker-host", "tcp://10.0.0.1:2375"}, "tcp:// without TLS is refused"},

@@ -7,6 +7,8 @@ import (
 	"time"
 
 	"github.com/hashicorp/terraform-plugin-framework-timeouts/resource/timeouts"
+	"github.com/hashicorp/terraform-plugin-framework-validators/listvalidator"
+	"github.com/hashicorp/terraform-plugin-framework/attr"
 	"github.com/hashicorp/terraform-plugin-framework/path"
 	"github.com/hashicorp/terraform-plugin-framework/resource"
 	"github.com/hashicorp/terraform-plugin-framework/resource/schema"
@@ -20,17 +22,61 @@ import (
 
 	"github.com/autarky/terraform-provider-autarky/internal/planmodifiers"
 	"github.com/autarky/terraform-provider-autarky/internal/platform"
-	"github.com/autarky/terraform-provider-autarky/internal/platform/local"
 	"github.com/autarky/terraform-provider-autarky/internal/policy"
 	"github.com/autarky/terraform-provider-autarky/internal/validators"
 )
 
 var (
-	_ resource.Resource                = &clusterResource{}
-	_ resource.ResourceWithConfigure   = &clusterResource{}
-	_ resource.ResourceWithImportState = &clusterResource{}
-	_ resource.ResourceWithModifyPlan  = &clusterResource{}
+	_ resource.Resource                   = &clusterResource{}
+	_ resource.ResourceWithConfigure      = &clusterResource{}
+	_ resource.ResourceWithImportState    = &clusterResource{}
+	_ resource.ResourceWithModifyPlan     = &clusterResource{}
+	_ resource.ResourceWithValidateConfig = &clusterResource{}
 )
+
+// ValidateConfig checks what single attributes cannot: the aws block
+// belongs to platform aws and has what it needs there, and so does the
+// agent's download on aws.
+func (r *clusterResource) ValidateConfig(ctx context.Context, req resource.ValidateConfigRequest, resp *resource.ValidateConfigResponse) {
+	var m clusterModel
+	resp.Diagnostics.Append(req.Config.Get(ctx, &m)...)
+	if resp.Diagnostics.HasError() || m.Platform.IsUnknown() {
+		return
+	}
+	platformName := m.Platform.ValueString()
+	if m.Platform.IsNull() {
+		platformName = policy.PlatformLocal
+	}
+	hasAWS := m.AWS != nil && !allNull(m.AWS.AMI, m.AWS.InstanceType, m.AWS.Subnets, m.AWS.SecurityGroups, m.AWS.InstanceProfile, m.AWS.KeyName, m.AWS.Tags)
+	switch {
+	case platformName != policy.PlatformAWS && hasAWS:
+		resp.Diagnostics.AddAttributeError(path.Root("aws"), "aws block on a "+platformName+" cluster",
+			fmt.Sprintf("aws: the aws block is for platform \"aws\" only; this cluster's platform is %q", platformName))
+	case platformName == policy.PlatformAWS:
+		required := map[string]attr.Value{}
+		if m.AWS != nil {
+			required["ami"], required["instance_type"], required["subnets"] = m.AWS.AMI, m.AWS.InstanceType, m.AWS.Subnets
+		}
+		for _, name := range []string{"ami", "instance_type", "subnets"} {
+			if v, ok := required[name]; !ok || v.IsNull() {
+				resp.Diagnostics.AddAttributeError(path.Root("aws").AtName(name), "missing aws."+name,
+					fmt.Sprintf("aws.%s: platform \"aws\" needs it in the cluster's aws block", name))
+			}
+		}
+		if m.AWS != nil && !m.AWS.Tags.IsUnknown() {
+			if tags, err := mapFromModel(ctx, m.AWS.Tags); err == nil {
+				if err := policy.ValidateAWSTags(tags); err != nil {
+					resp.Diagnostics.AddAttributeError(path.Root("aws").AtName("tags"), "invalid aws.tags", "aws.tags: "+err.Error())
+				}
+			}
+		}
+		if a := m.Agent; a != nil && a.Enabled.ValueBool() && !a.BinaryURL.IsUnknown() && !a.BinarySHA256.IsUnknown() {
+			if err := policy.ValidateAgentDownload(a.BinaryURL.ValueString(), a.BinarySHA256.ValueString()); err != nil {
+				resp.Diagnostics.AddAttributeError(path.Root("agent"), "invalid agent download", err.Error()+" (managers on aws download the agent at boot)")
+			}
+		}
+	}
+}
 
 func newClusterResource() resource.Resource { return &clusterResource{} }
 
@@ -39,19 +85,20 @@ type clusterResource struct {
 }
 
 type clusterModel struct {
-	ID               types.String   `tfsdk:"id"`
-	Name             types.String   `tfsdk:"name"`
-	Platform         types.String   `tfsdk:"platform"`
-	ManagerCount     types.Int64    `tfsdk:"manager_count"`
-	HeartbeatPeriod  types.String   `tfsdk:"heartbeat_period"`
-	Labels           types.Map      `tfsdk:"labels"`
-	ManagerPoolID    types.String   `tfsdk:"manager_pool_id"`
-	ManagerAddresses types.List     `tfsdk:"manager_addresses"`
-	DockerHost       types.String   `tfsdk:"docker_host"`
-	Agent            *agentModel    `tfsdk:"agent"`
-	WorkerJoinToken  types.String   `tfsdk:"worker_join_token"`
-	ManagerJoinToken types.String   `tfsdk:"manager_join_token"`
-	Timeouts         timeouts.Value `tfsdk:"timeouts"`
+	ID               types.String     `tfsdk:"id"`
+	Name             types.String     `tfsdk:"name"`
+	Platform         types.String     `tfsdk:"platform"`
+	ManagerCount     types.Int64      `tfsdk:"manager_count"`
+	HeartbeatPeriod  types.String     `tfsdk:"heartbeat_period"`
+	Labels           types.Map        `tfsdk:"labels"`
+	ManagerPoolID    types.String     `tfsdk:"manager_pool_id"`
+	ManagerAddresses types.List       `tfsdk:"manager_addresses"`
+	DockerHost       types.String     `tfsdk:"docker_host"`
+	Agent            *agentModel      `tfsdk:"agent"`
+	AWS              *clusterAWSModel `tfsdk:"aws"`
+	WorkerJoinToken  types.String     `tfsdk:"worker_join_token"`
+	ManagerJoinToken types.String     `tfsdk:"manager_join_token"`
+	Timeouts         timeouts.Value   `tfsdk:"timeouts"`
 }
 
 type agentModel struct {
@@ -59,6 +106,18 @@ type agentModel struct {
 	Binary             types.String `tfsdk:"binary"`
 	EvaluationInterval types.String `tfsdk:"evaluation_interval"`
 	DryRun             types.Bool   `tfsdk:"dry_run"`
+	BinaryURL          types.String `tfsdk:"binary_url"`
+	BinarySHA256       types.String `tfsdk:"binary_sha256"`
+}
+
+type clusterAWSModel struct {
+	AMI             types.String `tfsdk:"ami"`
+	InstanceType    types.String `tfsdk:"instance_type"`
+	Subnets         types.List   `tfsdk:"subnets"`
+	SecurityGroups  types.List   `tfsdk:"security_groups"`
+	InstanceProfile types.String `tfsdk:"instance_profile"`
+	KeyName         types.String `tfsdk:"key_name"`
+	Tags            types.Map    `tfsdk:"tags"`
 }
 
 func (r *clusterResource) Metadata(_ context.Context, req resource.MetadataRequest, resp *resource.MetadataResponse) {
@@ -85,7 +144,7 @@ func (r *clusterResource) Schema(ctx context.Context, _ resource.SchemaRequest, 
 				Optional:            true,
 				Computed:            true,
 				Default:             stringdefault.StaticString(policy.PlatformLocal),
-				MarkdownDescription: "Where instances come from: `local` (dockerd processes on this machine). `aws` and `gcp` are not yet supported. Defaults to `local`. Changing it replaces the cluster.",
+				MarkdownDescription: "Where instances come from: `local` (dockerd processes on this machine) or `aws` (Auto Scaling Groups; needs the provider's `aws` block and this resource's `aws` block). `gcp` is not yet supported. Defaults to `local`. Changing it replaces the cluster.",
 				Validators:          []validator.String{validators.Platform()},
 				PlanModifiers:       []planmodifier.String{stringplanmodifier.RequiresReplace()},
 			},
@@ -134,6 +193,14 @@ func (r *clusterResource) Schema(ctx context.Context, _ resource.SchemaRequest, 
 						Default:             booldefault.StaticBool(false),
 						MarkdownDescription: "When true the agents decide and report what they would do, and change nothing.",
 					},
+					"binary_url": schema.StringAttribute{
+						Optional:            true,
+						MarkdownDescription: "On `aws`: the http(s) URL each manager downloads the static linux `autarky-agent` from at boot. Required there when `enabled`.",
+					},
+					"binary_sha256": schema.StringAttribute{
+						Optional:            true,
+						MarkdownDescription: "On `aws`: the SHA-256 (64 lower-case hex digits) of the binary at `binary_url`; a manager refuses to run a download that does not match.",
+					},
 				},
 			},
 			"manager_pool_id": schema.StringAttribute{
@@ -165,6 +232,40 @@ func (r *clusterResource) Schema(ctx context.Context, _ resource.SchemaRequest, 
 		},
 		Blocks: map[string]schema.Block{
 			"timeouts": timeouts.Block(ctx, timeouts.Opts{Create: true, Update: true, Delete: true}),
+			"aws": schema.SingleNestedBlock{
+				MarkdownDescription: "Where the cluster's instances run when `platform = \"aws\"`: every node pool of the cluster is an Auto Scaling Group launched from these settings. " +
+					"The managers' group is `<name>-managers`; its user data installs Docker if needed, lets exactly one manager `swarm init` (a lock parameter in SSM), and joins the others with the token read from SSM at boot.",
+				Attributes: map[string]schema.Attribute{
+					"ami": schema.StringAttribute{
+						Optional: true, MarkdownDescription: "The AMI every instance boots (`ami-...`). Required on `aws`.",
+						Validators: []validator.String{validators.Check("must be an AMI id", policy.ValidateAMI)},
+					},
+					"instance_type": schema.StringAttribute{
+						Optional: true, MarkdownDescription: "The EC2 instance type of the managers and, unless a pool says otherwise, of every pool. Required on `aws`.",
+						Validators: []validator.String{validators.Check("must be an EC2 instance type", policy.ValidateInstanceType)},
+					},
+					"subnets": schema.ListAttribute{
+						Optional: true, ElementType: types.StringType,
+						MarkdownDescription: "The VPC subnets (`subnet-...`) the groups launch into; spread them over availability zones. At least one on `aws`.",
+						Validators:          []validator.List{listvalidator.SizeAtLeast(1), listvalidator.ValueStringsAre(validators.Check("must be a subnet id", policy.ValidateSubnet))},
+					},
+					"security_groups": schema.ListAttribute{
+						Optional: true, ElementType: types.StringType,
+						MarkdownDescription: "Security groups (`sg-...`) of every instance. They must let the nodes reach each other on TCP 2377 and 7946, UDP 7946 and 4789.",
+						Validators:          []validator.List{listvalidator.ValueStringsAre(validators.Check("must be a security group id", policy.ValidateSecurityGroup))},
+					},
+					"instance_profile": schema.StringAttribute{
+						Optional: true, MarkdownDescription: "The IAM instance profile (name or ARN) of every instance; its role needs the policy the `autarky_aws_agent_policy` data source renders.",
+					},
+					"key_name": schema.StringAttribute{
+						Optional: true, MarkdownDescription: "An EC2 key pair name for SSH access to the instances.",
+					},
+					"tags": schema.MapAttribute{
+						Optional: true, ElementType: types.StringType,
+						MarkdownDescription: "Tags of every group, launch template and instance (propagated at launch). Keys starting with `aws:` or `autarky:` are reserved.",
+					},
+				},
+			},
 		},
 	}
 }
@@ -202,6 +303,22 @@ func (m clusterModel) descriptor(ctx context.Context) (policy.Cluster, error) {
 			Binary:             m.Agent.Binary.ValueString(),
 			EvaluationInterval: m.Agent.EvaluationInterval.ValueString(),
 			DryRun:             m.Agent.DryRun.ValueBool(),
+			BinaryURL:          m.Agent.BinaryURL.ValueString(),
+			BinarySHA256:       m.Agent.BinarySHA256.ValueString(),
+		}
+	}
+	if a := m.AWS; a != nil && !allNull(a.AMI, a.InstanceType, a.Subnets, a.SecurityGroups, a.InstanceProfile, a.KeyName, a.Tags) {
+		c.AWS = &policy.AWS{AMI: a.AMI.ValueString(), InstanceType: a.InstanceType.ValueString(),
+			InstanceProfile: a.InstanceProfile.ValueString(), KeyName: a.KeyName.ValueString()}
+		var err error
+		if c.AWS.Subnets, err = listFromModel(ctx, a.Subnets); err != nil {
+			return c, err
+		}
+		if c.AWS.SecurityGroups, err = listFromModel(ctx, a.SecurityGroups); err != nil {
+			return c, err
+		}
+		if c.AWS.Tags, err = mapFromModel(ctx, a.Tags); err != nil {
+			return c, err
 		}
 	}
 	labels, err := mapFromModel(ctx, m.Labels)
@@ -209,7 +326,7 @@ func (m clusterModel) descriptor(ctx context.Context) (policy.Cluster, error) {
 	return c, err
 }
 
-func (m *clusterModel) fill(ctx context.Context, c policy.Cluster, st local.ClusterStatus) error {
+func (m *clusterModel) fill(ctx context.Context, c policy.Cluster, st platform.ClusterStatus) error {
 	m.ID = types.StringValue(c.Name)
 	m.Name = types.StringValue(c.Name)
 	m.Platform = types.StringValue(c.Platform)
@@ -231,6 +348,28 @@ func (m *clusterModel) fill(ctx context.Context, c policy.Cluster, st local.Clus
 		if c.Agent.Binary != "" {
 			m.Agent.Binary = types.StringValue(c.Agent.Binary)
 		}
+		m.Agent.BinaryURL, m.Agent.BinarySHA256 = optionalString(c.Agent.BinaryURL), optionalString(c.Agent.BinarySHA256)
+	}
+	if c.AWS != nil {
+		prev := m.AWS
+		if prev == nil {
+			prev = &clusterAWSModel{Tags: types.MapNull(types.StringType), SecurityGroups: types.ListNull(types.StringType)}
+		}
+		a := &clusterAWSModel{AMI: types.StringValue(c.AWS.AMI), InstanceType: types.StringValue(c.AWS.InstanceType),
+			InstanceProfile: optionalString(c.AWS.InstanceProfile), KeyName: optionalString(c.AWS.KeyName)}
+		var err error
+		if a.Subnets, err = listToModel(ctx, c.AWS.Subnets, types.ListNull(types.StringType)); err != nil {
+			return err
+		}
+		if a.SecurityGroups, err = listToModel(ctx, c.AWS.SecurityGroups, prev.SecurityGroups); err != nil {
+			return err
+		}
+		if a.Tags, err = mapToModel(ctx, c.AWS.Tags, prev.Tags); err != nil {
+			return err
+		}
+		m.AWS = a
+	} else {
+		m.AWS = nil
 	}
 	m.ManagerPoolID = types.StringValue(c.ManagerPoolID())
 	addrs, diags := types.ListValueFrom(ctx, types.StringType, nonNil(st.ManagerAddresses))
@@ -262,7 +401,7 @@ func (r *clusterResource) Create(ctx context.Context, req resource.CreateRequest
 		resp.Diagnostics.AddAttributeError(path.Root("labels"), "invalid labels", err.Error())
 		return
 	}
-	p, err := r.data.localPlatform(ctx)
+	p, err := r.data.backendFor(ctx, c.Platform)
 	if err != nil {
 		resp.Diagnostics.AddError("creating cluster", err.Error())
 		return
@@ -285,14 +424,20 @@ func (r *clusterResource) Read(ctx context.Context, req resource.ReadRequest, re
 	if resp.Diagnostics.HasError() {
 		return
 	}
-	p, err := r.data.localPlatform(ctx)
+	var p backend
+	var err error
+	if state.Platform.IsNull() || state.Platform.IsUnknown() { // import
+		p, err = r.data.backendOfCluster(ctx, state.ID.ValueString())
+	} else {
+		p, err = r.data.backendFor(ctx, state.Platform.ValueString())
+	}
 	if err != nil {
 		resp.Diagnostics.AddError("reading cluster", err.Error())
 		return
 	}
 	c, st, err := p.ReadCluster(ctx, state.ID.ValueString())
 	if errors.Is(err, platform.ErrNotFound) {
-		resp.Diagnostics.AddWarning("cluster not found", fmt.Sprintf("cluster %s is no longer in state dir %s; removing it from the Terraform state", state.ID.ValueString(), p.StateDir()))
+		resp.Diagnostics.AddWarning("cluster not found", fmt.Sprintf("cluster %s is no longer in %s; removing it from the Terraform state", state.ID.ValueString(), p.Where()))
 		resp.State.RemoveResource(ctx)
 		return
 	}
@@ -330,7 +475,7 @@ func (r *clusterResource) Update(ctx context.Context, req resource.UpdateRequest
 		resp.Diagnostics.AddAttributeError(path.Root("labels"), "invalid labels", err.Error())
 		return
 	}
-	p, err := r.data.localPlatform(ctx)
+	p, err := r.data.backendFor(ctx, c.Platform)
 	if err != nil {
 		resp.Diagnostics.AddError("updating cluster", err.Error())
 		return
@@ -360,7 +505,7 @@ func (r *clusterResource) Delete(ctx context.Context, req resource.DeleteRequest
 	}
 	ctx, cancel := context.WithTimeout(ctx, timeout)
 	defer cancel()
-	p, err := r.data.localPlatform(ctx)
+	p, err := r.data.backendFor(ctx, state.Platform.ValueString())
 	if err != nil {
 		resp.Diagnostics.AddError("deleting cluster", err.Error())
 		return

@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 
+	"github.com/hashicorp/terraform-plugin-framework/attr"
 	"github.com/hashicorp/terraform-plugin-framework/types"
 )
 
@@ -42,4 +43,51 @@ func nonNil(s []string) []string {
 		return []string{}
 	}
 	return s
+}
+
+// listFromModel turns a Terraform list of strings into a Go slice; null
+// and empty both become nil.
+func listFromModel(ctx context.Context, l types.List) ([]string, error) {
+	if l.IsNull() || l.IsUnknown() || len(l.Elements()) == 0 {
+		return nil, nil
+	}
+	var out []string
+	if diags := l.ElementsAs(ctx, &out, false); diags.HasError() {
+		return nil, fmt.Errorf("%v", diags)
+	}
+	return out, nil
+}
+
+// listToModel turns a Go slice into a Terraform list; empty becomes null
+// unless prior holds an empty list.
+func listToModel(ctx context.Context, s []string, prior types.List) (types.List, error) {
+	if len(s) == 0 {
+		if !prior.IsNull() && !prior.IsUnknown() && len(prior.Elements()) == 0 {
+			return prior, nil
+		}
+		return types.ListNull(types.StringType), nil
+	}
+	v, diags := types.ListValueFrom(ctx, types.StringType, s)
+	if diags.HasError() {
+		return v, fmt.Errorf("%v", diags)
+	}
+	return v, nil
+}
+
+// optionalString is null for "", the value otherwise.
+func optionalString(s string) types.String {
+	if s == "" {
+		return types.StringNull()
+	}
+	return types.StringValue(s)
+}
+
+// allNull reports whether every value is null (an absent block's attributes).
+func allNull(vs ...attr.Value) bool {
+	for _, v := range vs {
+		if !v.IsNull() {
+			return false
+		}
+	}
+	return true
 }

@@ -150,13 +150,13 @@ func (m *healingPolicyModel) fill(h policy.Healing) {
 // and fills the model from what was written.
 func (r *healingPolicyResource) put(ctx context.Context, plan *healingPolicyModel) error {
 	h := plan.policy()
-	p, err := r.data.localPlatform(ctx)
+	p, err := r.data.backendOfPoolID(ctx, h.PoolID)
 	if err != nil {
 		return err
 	}
 	if err := p.PutHealingPolicy(ctx, h); err != nil {
 		if errors.Is(err, platform.ErrNotFound) {
-			return fmt.Errorf("%w: node_pool_id must name an existing worker pool (an autarky_node_pool's id) or a cluster's manager_pool_id in state dir %s", err, p.StateDir())
+			return fmt.Errorf("%w: node_pool_id must name an existing worker pool (an autarky_node_pool's id) or a cluster's manager_pool_id in %s", err, p.Where())
 		}
 		return err
 	}
@@ -183,14 +183,14 @@ func (r *healingPolicyResource) Read(ctx context.Context, req resource.ReadReque
 	if resp.Diagnostics.HasError() {
 		return
 	}
-	p, err := r.data.localPlatform(ctx)
+	p, err := r.data.backendOfPoolID(ctx, state.ID.ValueString())
 	if err != nil {
 		resp.Diagnostics.AddError("reading healing policy", err.Error())
 		return
 	}
 	h, err := p.GetHealingPolicy(ctx, state.ID.ValueString())
 	if errors.Is(err, platform.ErrNotFound) {
-		resp.Diagnostics.AddWarning("healing policy not found", fmt.Sprintf("the healing policy for node pool %s is no longer in state dir %s; removing it from the Terraform state", state.ID.ValueString(), p.StateDir()))
+		resp.Diagnostics.AddWarning("healing policy not found", fmt.Sprintf("the healing policy for node pool %s is no longer in %s; removing it from the Terraform state", state.ID.ValueString(), p.Where()))
 		resp.State.RemoveResource(ctx)
 		return
 	}
@@ -221,7 +221,7 @@ func (r *healingPolicyResource) Delete(ctx context.Context, req resource.DeleteR
 	if resp.Diagnostics.HasError() {
 		return
 	}
-	p, err := r.data.localPlatform(ctx)
+	p, err := r.data.backendOfPoolID(ctx, state.ID.ValueString())
 	if err != nil {
 		resp.Diagnostics.AddError("deleting healing policy", err.Error())
 		return

@@ -20,7 +20,6 @@ import (
 
 	"github.com/autarky/terraform-provider-autarky/internal/planmodifiers"
 	"github.com/autarky/terraform-provider-autarky/internal/platform"
-	"github.com/autarky/terraform-provider-autarky/internal/platform/local"
 	"github.com/autarky/terraform-provider-autarky/internal/policy"
 	"github.com/autarky/terraform-provider-autarky/internal/validators"
 )
@@ -51,7 +50,13 @@ type nodePoolModel struct {
 	WaitForCapacityTimeout types.String   `tfsdk:"wait_for_capacity_timeout"`
 	CurrentSize            types.Int64    `tfsdk:"current_size"`
 	NodeIDs                types.List     `tfsdk:"node_ids"`
+	AWS                    *poolAWSModel  `tfsdk:"aws"`
 	Timeouts               timeouts.Value `tfsdk:"timeouts"`
+}
+
+type poolAWSModel struct {
+	InstanceType types.String `tfsdk:"instance_type"`
+	Tags         types.Map    `tfsdk:"tags"`
 }
 
 func (r *nodePoolResource) Metadata(_ context.Context, req resource.MetadataRequest, resp *resource.MetadataResponse) {
@@ -132,6 +137,19 @@ func (r *nodePoolResource) Schema(ctx context.Context, _ resource.SchemaRequest,
 		},
 		Blocks: map[string]schema.Block{
 			"timeouts": timeouts.Block(ctx, timeouts.Opts{Create: true, Update: true, Delete: true}),
+			"aws": schema.SingleNestedBlock{
+				MarkdownDescription: "On an `aws` cluster, what this pool changes of the cluster's `aws` settings. The pool is the Auto Scaling Group `<cluster>-<pool>`, whose maximum is `max_size + 1`: room for one replacement to join before the node it replaces leaves.",
+				Attributes: map[string]schema.Attribute{
+					"instance_type": schema.StringAttribute{
+						Optional: true, MarkdownDescription: "The EC2 instance type of this pool's instances; defaults to the cluster's.",
+						Validators: []validator.String{validators.Check("must be an EC2 instance type", policy.ValidateInstanceType)},
+					},
+					"tags": schema.MapAttribute{
+						Optional: true, ElementType: types.StringType,
+						MarkdownDescription: "Tags added to the cluster's on this pool's group, launch template and instances (propagated at launch).",
+					},
+				},
+			},
 		},
 	}
 }
@@ -221,6 +239,12 @@ func (m nodePoolModel) descriptor(ctx context.Context) (policy.Pool, time.Durati
 		return p, 0, fmt.Errorf("labels: %w", err)
 	}
 	p.Labels = labels
+	if a := m.AWS; a != nil && !allNull(a.InstanceType, a.Tags) {
+		p.AWS = &policy.AWSPool{InstanceType: a.InstanceType.ValueString()}
+		if p.AWS.Tags, err = mapFromModel(ctx, a.Tags); err != nil {
+			return p, 0, fmt.Errorf("aws.tags: %w", err)
+		}
+	}
 	wait, err := policy.ParseDuration(p.WaitForCapacityTimeout)
 	if err != nil {
 		return p, 0, fmt.Errorf("wait_for_capacity_timeout: %w", err)
@@ -231,7 +255,7 @@ func (m nodePoolModel) descriptor(ctx context.Context) (policy.Pool, time.Durati
 // fill writes what the platform holds into the model. Without a scaling
 // policy the running nodes are the pool's size, so a dead node is drift;
 // with one the agent owns the size and the configured value is kept.
-func (m *nodePoolModel) fill(ctx context.Context, p policy.Pool, st local.PoolStatus, fromRead bool) error {
+func (m *nodePoolModel) fill(ctx context.Context, p policy.Pool, st platform.PoolStatus, fromRead bool) error {
 	m.ID = types.StringValue(p.ID())
 	m.ClusterID = types.StringValue(p.Cluster)
 	m.Name = types.StringValue(p.Name)
@@ -262,6 +286,19 @@ func (m *nodePoolModel) fill(ctx context.Context, p policy.Pool, st local.PoolSt
 		return fmt.Errorf("node_ids: %v", diags)
 	}
 	m.NodeIDs = ids
+	if p.AWS != nil {
+		prev := types.MapNull(types.StringType)
+		if m.AWS != nil {
+			prev = m.AWS.Tags
+		}
+		tags, err := mapToModel(ctx, p.AWS.Tags, prev)
+		if err != nil {
+			return err
+		}
+		m.AWS = &poolAWSModel{InstanceType: optionalString(p.AWS.InstanceType), Tags: tags}
+	} else {
+		m.AWS = nil
+	}
 	return nil
 }
 
@@ -283,7 +320,7 @@ func (r *nodePoolResource) Create(ctx context.Context, req resource.CreateReques
 		resp.Diagnostics.AddError("creating node pool", err.Error())
 		return
 	}
-	p, err := r.data.localPlatform(ctx)
+	p, err := r.data.backendOfCluster(ctx, pool.Cluster)
 	if err != nil {
 		resp.Diagnostics.AddError("creating node pool", err.Error())
 		return
@@ -311,14 +348,14 @@ func (r *nodePoolResource) Read(ctx context.Context, req resource.ReadRequest, r
 		resp.Diagnostics.AddError("reading node pool", err.Error())
 		return
 	}
-	p, err := r.data.localPlatform(ctx)
+	p, err := r.data.backendOfCluster(ctx, cluster)
 	if err != nil {
 		resp.Diagnostics.AddError("reading node pool", err.Error())
 		return
 	}
 	pool, st, err := p.ReadPool(ctx, cluster, name)
 	if errors.Is(err, platform.ErrNotFound) {
-		resp.Diagnostics.AddWarning("node pool not found", fmt.Sprintf("node pool %s is no longer in state dir %s; removing it from the Terraform state", state.ID.ValueString(), p.StateDir()))
+		resp.Diagnostics.AddWarning("node pool not found", fmt.Sprintf("node pool %s is no longer in %s; removing it from the Terraform state", state.ID.ValueString(), p.Where()))
 		resp.State.RemoveResource(ctx)
 		return
 	}
@@ -356,7 +393,7 @@ func (r *nodePoolResource) Update(ctx context.Context, req resource.UpdateReques
 		resp.Diagnostics.AddError("updating node pool", err.Error())
 		return
 	}
-	p, err := r.data.localPlatform(ctx)
+	p, err := r.data.backendOfCluster(ctx, pool.Cluster)
 	if err != nil {
 		resp.Diagnostics.AddError("updating node pool", err.Error())
 		return
@@ -391,7 +428,7 @@ func (r *nodePoolResource) Delete(ctx context.Context, req resource.DeleteReques
 		resp.Diagnostics.AddError("deleting node pool", err.Error())
 		return
 	}
-	p, err := r.data.localPlatform(ctx)
+	p, err := r.data.backendOfCluster(ctx, cluster)
 	if err != nil {
 		resp.Diagnostics.AddError("deleting node pool", err.Error())
 		return

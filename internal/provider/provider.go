@@ -7,16 +7,26 @@ package provider
 import (
 	"context"
 	"fmt"
+	"regexp"
+	"sync"
 
 	"github.com/hashicorp/terraform-plugin-framework/datasource"
 	"github.com/hashicorp/terraform-plugin-framework/path"
 	"github.com/hashicorp/terraform-plugin-framework/provider"
 	"github.com/hashicorp/terraform-plugin-framework/provider/schema"
 	"github.com/hashicorp/terraform-plugin-framework/resource"
+	"github.com/hashicorp/terraform-plugin-framework/schema/validator"
 	"github.com/hashicorp/terraform-plugin-framework/types"
 	"github.com/hashicorp/terraform-plugin-log/tflog"
 
+	"github.com/autarky/terraform-provider-autarky/internal/platform/aws"
 	"github.com/autarky/terraform-provider-autarky/internal/platform/local"
+	"github.com/autarky/terraform-provider-autarky/internal/validators"
+)
+
+var (
+	awsRegionRE = regexp.MustCompile(`^[a-z]{2}(-[a-z]+)+-[0-9]+$`)
+	endpointRE  = regexp.MustCompile(`^https?://[^\s]+$`)
 )
 
 var _ provider.Provider = &autarkyProvider{}
@@ -27,7 +37,20 @@ type autarkyProvider struct {
 }
 
 type providerModel struct {
-	Local *localModel `tfsdk:"local"`
+	Local *localModel       `tfsdk:"local"`
+	AWS   *awsProviderModel `tfsdk:"aws"`
+}
+
+type awsProviderModel struct {
+	Region    types.String    `tfsdk:"region"`
+	Profile   types.String    `tfsdk:"profile"`
+	Endpoints *endpointsModel `tfsdk:"endpoints"`
+}
+
+type endpointsModel struct {
+	EC2         types.String `tfsdk:"ec2"`
+	AutoScaling types.String `tfsdk:"autoscaling"`
+	SSM         types.String `tfsdk:"ssm"`
 }
 
 type localModel struct {
@@ -39,18 +62,53 @@ type localModel struct {
 type providerData struct {
 	stateDir       string
 	workloadBinary string
+	// aws is the aws block's configuration; nil without one.
+	aws *aws.Config
+
+	awsOnce sync.Once
+	awsP    *aws.Platform
+	awsErr  error
 }
 
-// localPlatform opens the local platform with progress going to the
-// provider's log for this request.
-func (d *providerData) localPlatform(ctx context.Context) (*local.Platform, error) {
-	return local.New(d.stateDir, func(msg string, kv ...any) {
+// awsPlatform connects to AWS once per provider process: the region and
+// credentials from the standard chain, checked so that missing
+// credentials fail with the error an AWS provider user expects.
+func (d *providerData) awsPlatform(ctx context.Context) (*aws.Platform, error) {
+	if d.aws == nil {
+		return nil, errNoAWS
+	}
+	d.awsOnce.Do(func() {
+		cfg, err := aws.LoadConfig(ctx, *d.aws)
+		if err == nil {
+			err = aws.CheckCredentials(ctx, cfg)
+		}
+		if err != nil {
+			d.awsErr = err
+			return
+		}
+		d.awsP = aws.NewPlatform(aws.NewClients(cfg, *d.aws, nil), nil)
+	})
+	if d.awsErr != nil {
+		return nil, d.awsErr
+	}
+	return d.awsP.WithProgress(progressTo(ctx)), nil
+}
+
+// progressTo sends platform progress to the provider's log for this request.
+func progressTo(ctx context.Context) func(msg string, kv ...any) {
+	return func(msg string, kv ...any) {
 		fields := map[string]any{}
 		for i := 0; i+1 < len(kv); i += 2 {
 			fields[fmt.Sprint(kv[i])] = kv[i+1]
 		}
 		tflog.Info(ctx, msg, fields)
-	}, local.Options{WorkloadBinary: d.workloadBinary})
+	}
+}
+
+// localPlatform opens the local platform with progress going to the
+// provider's log for this request.
+func (d *providerData) localPlatform(ctx context.Context) (*local.Platform, error) {
+	return local.New(d.stateDir, progressTo(ctx), local.Options{WorkloadBinary: d.workloadBinary})
 }
 
 // New returns the provider factory for a build of the given version.
@@ -67,6 +125,33 @@ func (p *autarkyProvider) Schema(_ context.Context, _ provider.SchemaRequest, re
 	resp.Schema = schema.Schema{
 		MarkdownDescription: "Autarky makes Docker Swarm clusters self-sufficient: it declares clusters, node pools and their healing and scaling policies, and an agent on the managers keeps the cluster in that shape.",
 		Blocks: map[string]schema.Block{
+			"aws": schema.SingleNestedBlock{
+				MarkdownDescription: "Settings of the `aws` platform, whose node pools are Auto Scaling Groups. Credentials come from the standard AWS chain: " +
+					"`AWS_ACCESS_KEY_ID`/`AWS_SECRET_ACCESS_KEY`, the shared config and credentials files (`profile`), SSO, or the instance or container role.",
+				Attributes: map[string]schema.Attribute{
+					"region": schema.StringAttribute{
+						Optional:            true,
+						MarkdownDescription: "The AWS region, such as `eu-west-1`. Defaults to `AWS_REGION`, else the profile's region.",
+						Validators:          []validator.String{validators.Regex(awsRegionRE, "an AWS region name, such as \"eu-west-1\"")},
+					},
+					"profile": schema.StringAttribute{
+						Optional:            true,
+						MarkdownDescription: "The shared config profile to take credentials and region from. Defaults to `AWS_PROFILE`, else `default`.",
+					},
+					"endpoints": schema.SingleNestedAttribute{
+						Optional:            true,
+						MarkdownDescription: "Custom service endpoints, only to reach an emulator or private (VPC) endpoints. Each is an http(s) URL.",
+						Attributes: map[string]schema.Attribute{
+							"ec2": schema.StringAttribute{Optional: true, MarkdownDescription: "The EC2 endpoint URL.",
+								Validators: []validator.String{validators.Regex(endpointRE, "an http(s) URL")}},
+							"autoscaling": schema.StringAttribute{Optional: true, MarkdownDescription: "The Auto Scaling endpoint URL.",
+								Validators: []validator.String{validators.Regex(endpointRE, "an http(s) URL")}},
+							"ssm": schema.StringAttribute{Optional: true, MarkdownDescription: "The SSM (Parameter Store) endpoint URL.",
+								Validators: []validator.String{validators.Regex(endpointRE, "an http(s) URL")}},
+						},
+					},
+				},
+			},
 			"local": schema.SingleNestedBlock{
 				MarkdownDescription: "Settings of the `local` platform, whose nodes are dockerd processes on this machine (needs root and Debian's `docker.io`).",
 				Attributes: map[string]schema.Attribute{
@@ -121,6 +206,12 @@ func (p *autarkyProvider) Configure(ctx context.Context, req provider.ConfigureR
 		return
 	}
 	data := &providerData{stateDir: dir}
+	if a := cfg.AWS; a != nil {
+		data.aws = &aws.Config{Region: a.Region.ValueString(), Profile: a.Profile.ValueString()}
+		if e := a.Endpoints; e != nil {
+			data.aws.Endpoints = aws.Endpoints{EC2: e.EC2.ValueString(), AutoScaling: e.AutoScaling.ValueString(), SSM: e.SSM.ValueString()}
+		}
+	}
 	if cfg.Local != nil && !cfg.Local.WorkloadBinary.IsNull() {
 		data.workloadBinary = cfg.Local.WorkloadBinary.ValueString()
 	}
@@ -138,7 +229,7 @@ func (p *autarkyProvider) Resources(context.Context) []func() resource.Resource 
 }
 
 func (p *autarkyProvider) DataSources(context.Context) []func() datasource.DataSource {
-	return nil
+	return []func() datasource.DataSource{newAgentPolicyDataSource}
 }
 
 // configureData extracts providerData in a resource's Configure.

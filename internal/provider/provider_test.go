@@ -44,6 +44,13 @@ func TestMain(m *testing.M) {
 func preCheck(t *testing.T) {
 	t.Helper()
 	testenv.RequireLocalPlatform(t)
+	preCheckTerraform(t)
+}
+
+// preCheckTerraform fails the test, naming the setup command, when the
+// Terraform CLI is missing.
+func preCheckTerraform(t *testing.T) {
+	t.Helper()
 	tf := os.Getenv("TF_ACC_TERRAFORM_PATH")
 	if _, err := os.Stat(tf); err != nil {
 		t.Fatalf("the Terraform CLI is not at TF_ACC_TERRAFORM_PATH=%s: run `%s`", tf, testenv.Setup)

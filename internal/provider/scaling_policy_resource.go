@@ -341,7 +341,7 @@ func (r *scalingPolicyResource) ValidateConfig(ctx context.Context, req resource
 
 func (r *scalingPolicyResource) put(ctx context.Context, plan *scalingPolicyModel, verb string, diags interface{ AddError(string, string) }) bool {
 	s := plan.descriptor()
-	p, err := r.data.localPlatform(ctx)
+	p, err := r.data.backendOfPoolID(ctx, s.PoolID)
 	if err != nil {
 		diags.AddError(verb+" scaling policy", err.Error())
 		return false
@@ -382,14 +382,14 @@ func (r *scalingPolicyResource) Read(ctx context.Context, req resource.ReadReque
 	if resp.Diagnostics.HasError() {
 		return
 	}
-	p, err := r.data.localPlatform(ctx)
+	p, err := r.data.backendOfPoolID(ctx, state.ID.ValueString())
 	if err != nil {
 		resp.Diagnostics.AddError("reading scaling policy", err.Error())
 		return
 	}
 	s, err := p.GetScalingPolicy(ctx, state.ID.ValueString())
 	if errors.Is(err, platform.ErrNotFound) {
-		resp.Diagnostics.AddWarning("scaling policy not found", fmt.Sprintf("the scaling policy of %s is no longer in state dir %s; removing it from the Terraform state", state.ID.ValueString(), p.StateDir()))
+		resp.Diagnostics.AddWarning("scaling policy not found", fmt.Sprintf("the scaling policy of %s is no longer in %s; removing it from the Terraform state", state.ID.ValueString(), p.Where()))
 		resp.State.RemoveResource(ctx)
 		return
 	}
@@ -407,7 +407,7 @@ func (r *scalingPolicyResource) Delete(ctx context.Context, req resource.DeleteR
 	if resp.Diagnostics.HasError() {
 		return
 	}
-	p, err := r.data.localPlatform(ctx)
+	p, err := r.data.backendOfPoolID(ctx, state.ID.ValueString())
 	if err != nil {
 		resp.Diagnostics.AddError("deleting scaling policy", err.Error())
 		return

@@ -6,6 +6,7 @@ package validators
 import (
 	"context"
 	"fmt"
+	"regexp"
 	"time"
 
 	"github.com/hashicorp/terraform-plugin-framework/schema/validator"
@@ -95,4 +96,19 @@ func EvaluationInterval() validator.String {
 		_, err := policy.ParseEvaluationInterval(s)
 		return err
 	}}
+}
+
+// Regex accepts strings matching re; what names the allowed form.
+func Regex(re *regexp.Regexp, what string) validator.String {
+	return stringCheck{desc: "must be " + what, check: func(s string) error {
+		if !re.MatchString(s) {
+			return fmt.Errorf("%q is not %s", s, what)
+		}
+		return nil
+	}}
+}
+
+// Check accepts what check accepts; desc says what that is.
+func Check(desc string, check func(string) error) validator.String {
+	return stringCheck{desc: desc, check: check}
 }

@@ -263,7 +263,9 @@ func (c *Cluster) group(ctx context.Context, pool string) (*Group, error) {
 		return nil, fmt.Errorf("Auto Scaling group %s of node pool %s: %w", name, policy.PoolID(c.name, pool), platform.ErrNotFound)
 	}
 	// A failed check is recorded in g and makes Busy report it.
-	_ = c.groups.CheckProgress(ctx, g)
+	if !c.groups.NoProgress {
+		_ = c.groups.CheckProgress(ctx, g)
+	}
 	return g, nil
 }
 

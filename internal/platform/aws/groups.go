@@ -39,6 +39,9 @@ const (
 // Scaling API: one Auto Scaling Group per pool.
 type NodeGroups struct {
 	api *autoscaling.Client
+	// NoProgress skips the progress checks of DescribeGroups: for callers
+	// that only read (the provider), not for the agent.
+	NoProgress bool
 }
 
 // NewNodeGroups uses api (from NewClients, so calls are retried).
@@ -145,6 +148,9 @@ func (n *NodeGroups) DescribeGroups(ctx context.Context, names []string) (map[st
 		}
 	}
 	for _, name := range uniq {
+		if n.NoProgress {
+			break
+		}
 		if g, ok := out[name]; ok && !g.Settled() {
 			// A failed check leaves the group's progress unknown, which
 			// Busy reports with the error, rather than hiding every other

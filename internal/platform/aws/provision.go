@@ -58,6 +58,23 @@ func (p *Platform) store(cluster string) (*Store, error) { return NewStore(p.cli
 // Cluster opens the agent's view of cluster name.
 func (p *Platform) Cluster(name string) (*Cluster, error) { return NewCluster(p.clients, name, nil) }
 
+// reader opens cluster name for reading only: no progress checks.
+func (p *Platform) reader(name string) (*Cluster, error) {
+	cl, err := NewCluster(p.clients, name, nil)
+	if err != nil {
+		return nil, err
+	}
+	cl.groups.NoProgress = true
+	return cl, nil
+}
+
+// groups is the platform's own NodeGroups: reads without progress checks.
+func (p *Platform) groups() *NodeGroups {
+	g := NewNodeGroups(p.clients.AutoScaling)
+	g.NoProgress = true
+	return g
+}
+
 // surge is the room above a pool's maximum for one replacement.
 const surge = 1
 
@@ -128,7 +145,7 @@ func (p *Platform) ReadCluster(ctx context.Context, name string) (policy.Cluster
 	if err != nil {
 		return c, st, err
 	}
-	cl, err := NewCluster(p.clients, name, nil)
+	cl, err := p.reader(name)
 	if err != nil {
 		return c, st, err
 	}
@@ -283,7 +300,7 @@ func (p *Platform) ReadPool(ctx context.Context, cluster, name string) (policy.P
 	if err != nil {
 		return pool, st, err
 	}
-	cl, err := NewCluster(p.clients, cluster, nil)
+	cl, err := p.reader(cluster)
 	if err != nil {
 		return pool, st, err
 	}
@@ -514,7 +531,7 @@ func (p *Platform) putGroup(ctx context.Context, c policy.Cluster, pool policy.P
 			PropagateAtLaunch: awsv2.Bool(true), ResourceId: awsv2.String(name), ResourceType: awsv2.String("auto-scaling-group")})
 	}
 	ltSpec := &astypes.LaunchTemplateSpecification{LaunchTemplateName: awsv2.String(name), Version: awsv2.String("$Latest")}
-	groups, err := NewNodeGroups(p.clients.AutoScaling).DescribeGroups(ctx, []string{name})
+	groups, err := p.groups().DescribeGroups(ctx, []string{name})
 	if err != nil {
 		return err
 	}
@@ -598,7 +615,7 @@ func isLaunchTemplateNotFound(err error) bool {
 // waits until AWS has let it go, then deletes its launch template.
 func (p *Platform) deleteGroup(ctx context.Context, cluster, pool string) error {
 	name := GroupName(cluster, pool)
-	groups := NewNodeGroups(p.clients.AutoScaling)
+	groups := p.groups()
 	found, err := groups.DescribeGroups(ctx, []string{name})
 	if err != nil {
 		return err
@@ -635,7 +652,7 @@ func isGroupNotFound(err error) bool {
 
 // waitInService waits until group has want instances in service.
 func (p *Platform) waitInService(ctx context.Context, group string, want int) error {
-	groups := NewNodeGroups(p.clients.AutoScaling)
+	groups := p.groups()
 	last := -1
 	err := platform.WaitFor(ctx, p.poll(), func() (bool, error) {
 		found, err := groups.DescribeGroups(ctx, []string{group})
@@ -662,4 +679,92 @@ func (p *Platform) waitInService(ctx context.Context, group string, want int) er
 		return fmt.Errorf("waiting for %d instances of %s to be in service (%d are): %w", want, group, max(last, 0), err)
 	}
 	return nil
+}
+
+// storeOfPool opens the store of the cluster a pool id names.
+func (p *Platform) storeOfPool(poolID string) (*Store, error) {
+	cluster, _, err := policy.SplitPoolID(poolID)
+	if err != nil {
+		return nil, err
+	}
+	return p.store(cluster)
+}
+
+// PutHealingPolicy writes a healing policy to its cluster's store.
+func (p *Platform) PutHealingPolicy(ctx context.Context, h policy.Healing) error {
+	s, err := p.storeOfPool(h.PoolID)
+	if err != nil {
+		return err
+	}
+	return s.PutHealingPolicy(ctx, h)
+}
+
+// GetHealingPolicy reads a pool's healing policy.
+func (p *Platform) GetHealingPolicy(ctx context.Context, poolID string) (policy.Healing, error) {
+	s, err := p.storeOfPool(poolID)
+	if err != nil {
+		return policy.Healing{}, err
+	}
+	return s.GetHealingPolicy(ctx, poolID)
+}
+
+// DeleteHealingPolicy removes a pool's healing policy.
+func (p *Platform) DeleteHealingPolicy(ctx context.Context, poolID string) error {
+	s, err := p.storeOfPool(poolID)
+	if err != nil {
+		return err
+	}
+	return s.DeleteHealingPolicy(ctx, poolID)
+}
+
+// PutScalingPolicy writes a scaling policy to its cluster's store.
+func (p *Platform) PutScalingPolicy(ctx context.Context, sp policy.Scaling) error {
+	s, err := p.storeOfPool(sp.PoolID)
+	if err != nil {
+		return err
+	}
+	return s.PutScalingPolicy(ctx, sp)
+}
+
+// GetScalingPolicy reads a pool's scaling policy.
+func (p *Platform) GetScalingPolicy(ctx context.Context, poolID string) (policy.Scaling, error) {
+	s, err := p.storeOfPool(poolID)
+	if err != nil {
+		return policy.Scaling{}, err
+	}
+	return s.GetScalingPolicy(ctx, poolID)
+}
+
+// DeleteScalingPolicy removes a pool's scaling policy.
+func (p *Platform) DeleteScalingPolicy(ctx context.Context, poolID string) error {
+	s, err := p.storeOfPool(poolID)
+	if err != nil {
+		return err
+	}
+	return s.DeleteScalingPolicy(ctx, poolID)
+}
+
+// HasCluster reports whether the store has cluster's descriptor.
+func (p *Platform) HasCluster(ctx context.Context, cluster string) (bool, error) {
+	s, err := p.store(cluster)
+	if err != nil {
+		return false, err
+	}
+	_, err = s.Descriptor(ctx)
+	if errors.Is(err, platform.ErrNotFound) {
+		return false, nil
+	}
+	return err == nil, err
+}
+
+// Where says where the platform keeps clusters, for messages.
+func (p *Platform) Where() string {
+	return fmt.Sprintf("SSM Parameter Store (%s, region %s)", PathPrefix, p.region)
+}
+
+// WithProgress is a copy of p whose progress goes to progress.
+func (p *Platform) WithProgress(progress platform.Progress) *Platform {
+	q := *p
+	q.progress = progress
+	return &q
 }

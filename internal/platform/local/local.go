@@ -296,3 +296,6 @@ func engineLabels(inst platform.Instance) map[string]string {
 		policy.LabelInstance: inst.ID,
 	}
 }
+
+// Where says where the platform keeps clusters, for messages.
+func (p *Platform) Where() string { return "state dir " + p.stateDir }

@@ -1,0 +1,87 @@
+package provider
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/autarky/terraform-provider-autarky/internal/platform"
+	"github.com/autarky/terraform-provider-autarky/internal/platform/aws"
+	"github.com/autarky/terraform-provider-autarky/internal/platform/local"
+	"github.com/autarky/terraform-provider-autarky/internal/policy"
+)
+
+// backend is what the resources need from a platform: clusters, node
+// pools and policies. local.Platform and aws.Platform implement it.
+type backend interface {
+	Where() string
+	CreateCluster(ctx context.Context, c policy.Cluster) (platform.ClusterStatus, error)
+	ReadCluster(ctx context.Context, name string) (policy.Cluster, platform.ClusterStatus, error)
+	UpdateCluster(ctx context.Context, c policy.Cluster) (platform.ClusterStatus, error)
+	DeleteCluster(ctx context.Context, name string) error
+	CreatePool(ctx context.Context, pool policy.Pool, wait time.Duration) (platform.PoolStatus, error)
+	ReadPool(ctx context.Context, cluster, name string) (policy.Pool, platform.PoolStatus, error)
+	UpdatePool(ctx context.Context, pool policy.Pool, wait time.Duration) (policy.Pool, platform.PoolStatus, error)
+	DeletePool(ctx context.Context, cluster, name string) error
+	PutHealingPolicy(ctx context.Context, h policy.Healing) error
+	GetHealingPolicy(ctx context.Context, poolID string) (policy.Healing, error)
+	DeleteHealingPolicy(ctx context.Context, poolID string) error
+	PutScalingPolicy(ctx context.Context, s policy.Scaling) error
+	GetScalingPolicy(ctx context.Context, poolID string) (policy.Scaling, error)
+	DeleteScalingPolicy(ctx context.Context, poolID string) error
+}
+
+var (
+	_ backend = (*local.Platform)(nil)
+	_ backend = (*aws.Platform)(nil)
+)
+
+// errNoAWS is the error of an aws cluster under a provider without an aws block.
+var errNoAWS = errors.New("platform \"aws\" needs the provider's aws block: add `aws { region = \"...\" }` to the autarky provider configuration")
+
+// backendFor opens the platform a cluster declares.
+func (d *providerData) backendFor(ctx context.Context, platformName string) (backend, error) {
+	switch platformName {
+	case policy.PlatformAWS:
+		return d.awsPlatform(ctx)
+	case policy.PlatformLocal, "":
+		return d.localPlatform(ctx)
+	default:
+		return nil, policy.ValidatePlatform(platformName)
+	}
+}
+
+// backendOfCluster finds the platform an existing cluster lives on, for
+// the resources that name a cluster without a platform (node pools and
+// policies): the local state dir when it holds the cluster, else AWS when
+// the provider has an aws block and SSM holds it, else the local platform
+// (whose answer is "not found").
+func (d *providerData) backendOfCluster(ctx context.Context, cluster string) (backend, error) {
+	lp, err := d.localPlatform(ctx)
+	if err != nil {
+		return nil, err
+	}
+	if _, err := lp.Cluster(cluster).Descriptor(ctx); err == nil || d.aws == nil {
+		return lp, nil
+	}
+	ap, err := d.awsPlatform(ctx)
+	if err != nil {
+		return nil, err
+	}
+	if ok, err := ap.HasCluster(ctx, cluster); err != nil {
+		return nil, fmt.Errorf("looking for cluster %s in %s: %w", cluster, ap.Where(), err)
+	} else if ok {
+		return ap, nil
+	}
+	return lp, nil
+}
+
+// backendOfPoolID is backendOfCluster for a "<cluster>/<pool>" id.
+func (d *providerData) backendOfPoolID(ctx context.Context, poolID string) (backend, error) {
+	cluster, _, err := policy.SplitPoolID(poolID)
+	if err != nil {
+		return nil, err
+	}
+	return d.backendOfCluster(ctx, cluster)
+}
