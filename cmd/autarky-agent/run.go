@@ -15,6 +15,8 @@ import (
 	"github.com/hashicorp/go-hclog"
 
 	"github.com/autarky/terraform-provider-autarky/internal/agent"
+	"github.com/autarky/terraform-provider-autarky/internal/platform"
+	"github.com/autarky/terraform-provider-autarky/internal/platform/aws"
 	"github.com/autarky/terraform-provider-autarky/internal/platform/local"
 	"github.com/autarky/terraform-provider-autarky/internal/policy"
 )
@@ -24,7 +26,8 @@ func runAgent(args []string, stderr io.Writer) error {
 	fs := flag.NewFlagSet("run", flag.ContinueOnError)
 	fs.SetOutput(stderr)
 	cluster := fs.String("cluster", "", "name of the cluster this agent serves (required)")
-	plat := fs.String("platform", policy.PlatformLocal, "platform of the cluster: local")
+	plat := fs.String("platform", policy.PlatformLocal, "platform of the cluster: local or aws")
+	region := fs.String("region", "", "aws: the region (default $AWS_REGION, else the shared config's); credentials come from the standard chain, the instance role on a manager, and $AWS_ENDPOINT_URL points at an emulator or private endpoint")
 	stateDir := fs.String("state-dir", "", "local platform: the provider's state dir (default $"+local.StateDirEnv+", else "+local.DefaultStateDir+")")
 	dockerHost := fs.String("docker-host", "unix:///var/run/docker.sock", "Docker endpoint of the manager this agent runs beside (unix socket; tcp:// without TLS is refused)")
 	listen := fs.String("listen", fmt.Sprintf("127.0.0.1:%d", policy.AgentPort), "address to serve /metrics, /healthz and /v1/status on")
@@ -64,18 +67,43 @@ func runAgent(args []string, stderr io.Writer) error {
 		token = strings.TrimSpace(string(b))
 	}
 	logger := hclog.New(&hclog.LoggerOptions{Name: "autarky-agent", Output: stderr, JSONFormat: *logFormat == "json", Level: hclog.Info})
-	p, err := local.New(local.StateDirFrom(*stateDir), func(msg string, kv ...any) { logger.Info(msg, kv...) }, local.Options{})
-	if err != nil {
-		return err
-	}
-	a, err := agent.New(agent.Config{
-		DockerHost: *dockerHost, Listen: *listen, DryRun: *dryRun, EvaluationInterval: every, DrainTimeout: *drain, Logger: logger, AlertToken: token,
-	}, p.Cluster(*cluster))
-	if err != nil {
-		return err
-	}
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM, syscall.SIGINT)
 	defer stop()
+	cfg := agent.Config{
+		DockerHost: *dockerHost, Listen: *listen, DryRun: *dryRun, EvaluationInterval: every, DrainTimeout: *drain, Logger: logger, AlertToken: token,
+	}
+	var cl platform.Cluster
+	switch *plat {
+	case policy.PlatformAWS:
+		m, err := aws.NewMetrics(nil)
+		if err != nil {
+			return err
+		}
+		clients, err := aws.Connect(ctx, aws.Config{Region: *region}, m)
+		if err != nil {
+			return fmt.Errorf("--platform aws: %w", err)
+		}
+		if err := aws.CheckCredentials(ctx, clients.Config); err != nil {
+			return fmt.Errorf("--platform aws: %w", err)
+		}
+		if cl, err = aws.NewCluster(clients, *cluster, nil); err != nil {
+			return err
+		}
+		cfg.Collectors = append(cfg.Collectors, m.Retries)
+	default:
+		if *region != "" {
+			return fmt.Errorf("--region is for --platform aws, not %s", *plat)
+		}
+		p, err := local.New(local.StateDirFrom(*stateDir), func(msg string, kv ...any) { logger.Info(msg, kv...) }, local.Options{})
+		if err != nil {
+			return err
+		}
+		cl = p.Cluster(*cluster)
+	}
+	a, err := agent.New(cfg, cl)
+	if err != nil {
+		return err
+	}
 	return a.Run(ctx)
 }
 

@@ -6,6 +6,7 @@ import (
 	"time"
 
 	"github.com/autarky/terraform-provider-autarky/internal/decide"
+	"github.com/autarky/terraform-provider-autarky/internal/platform"
 	"github.com/autarky/terraform-provider-autarky/internal/policy"
 	"github.com/autarky/terraform-provider-autarky/internal/swarm"
 )
@@ -53,6 +54,14 @@ func (a *Agent) save(ctx context.Context, o *observation) error {
 
 // execute journals an action, carries it out and finishes it.
 func (a *Agent) execute(ctx context.Context, o *observation, act decide.Action) error {
+	if a.group != nil && act.Kind != decide.ReplaceNode && act.InstanceID != "" {
+		// On a group: a manager's termination undoes the surge its
+		// replacement started with, and a failed replacement gives its
+		// capacity back until the next attempt; a healed worker's instance
+		// was terminated without shrinking, and is gone already.
+		act.Shrink = act.Role == policy.RoleManager ||
+			act.Outcome == decide.OutcomeJoinFailed || act.Outcome == decide.OutcomeReplacementFailed
+	}
 	o.journal.Entries = append(o.journal.Entries, Entry{Action: act, StartedAt: a.cfg.Now(), By: o.selfID})
 	if err := a.save(ctx, o); err != nil {
 		return err
@@ -75,8 +84,17 @@ func (a *Agent) replace(ctx context.Context, o *observation, act decide.Action) 
 		o.journal.remove(act.Key)
 		return a.save(ctx, o)
 	}
+	inst, err := a.startReplacement(ctx, o, pool, act)
+	if err != nil && platform.IsTransient(err) {
+		// Not now (throttled, or the group is busy with its own work):
+		// nothing started, no failure; the next evaluation tries again.
+		o.journal.remove(act.Key)
+		if serr := a.save(ctx, o); serr != nil {
+			return serr
+		}
+		return fmt.Errorf("start replacement in %s: %w", act.PoolID, err)
+	}
 	a.metrics.replacements.WithLabelValues(act.PoolID, "started").Inc()
-	inst, err := a.cluster.StartInstance(ctx, pool)
 	if err != nil {
 		// The platform cleaned up the instance that did not come up.
 		o.journal.remove(act.Key)
@@ -92,6 +110,25 @@ func (a *Agent) replace(ctx context.Context, o *observation, act decide.Action) 
 	}
 	a.log.Info("replacement started", "pool", act.PoolID, "instance", inst.ID, "for_node", act.NodeID, "for_instance", act.InstanceID)
 	return a.save(ctx, o)
+}
+
+// startReplacement starts the instance that replaces act's subject. On a
+// group (platform.GroupCluster) a worker whose instance still runs is
+// terminated without shrinking, and the group launches the replacement;
+// otherwise the pool grows by one (a manager's replacement joins before
+// the dead one leaves, and a worker whose instance is gone is made up
+// for). A group's new instance has no id yet: adoptReplacements records it
+// once it is listed.
+func (a *Agent) startReplacement(ctx context.Context, o *observation, pool policy.Pool, act decide.Action) (platform.Instance, error) {
+	if a.group != nil && act.Role == policy.RoleWorker && act.InstanceID != "" {
+		for _, in := range o.instances {
+			if in.ID == act.InstanceID && in.Running {
+				err := a.cluster.TerminateInstance(ctx, act.InstanceID)
+				return platform.Instance{Cluster: in.Cluster, Pool: in.Pool, Role: in.Role}, err
+			}
+		}
+	}
+	return a.cluster.StartInstance(ctx, pool)
 }
 
 // remove carries out a removal or termination. Every step is idempotent, so
@@ -111,7 +148,11 @@ func (a *Agent) remove(ctx context.Context, act decide.Action) error {
 		}
 	}
 	if act.InstanceID != "" {
-		if err := a.cluster.TerminateInstance(ctx, act.InstanceID); err != nil {
+		terminate := a.cluster.TerminateInstance
+		if act.Shrink && a.group != nil {
+			terminate = a.group.TerminateAndShrink
+		}
+		if err := terminate(ctx, act.InstanceID); err != nil {
 			return fmt.Errorf("terminate instance %s: %w", act.InstanceID, err)
 		}
 	}
@@ -204,12 +245,6 @@ func (a *Agent) recover(ctx context.Context, o *observation) error {
 	if len(o.journal.Entries) == 0 {
 		return nil
 	}
-	claimed := map[string]bool{}
-	for _, e := range o.journal.Entries {
-		if e.Action.Replacement != "" {
-			claimed[e.Action.Replacement] = true
-		}
-	}
 	entries := append([]Entry(nil), o.journal.Entries...)
 	for _, e := range entries {
 		act := e.Action
@@ -222,28 +257,53 @@ func (a *Agent) recover(ctx context.Context, o *observation) error {
 			if err := a.finish(ctx, o, act); err != nil {
 				return err
 			}
-		case act.Replacement == "":
-			adopted := ""
-			for _, in := range o.instances {
-				if in.Running && policy.PoolID(in.Cluster, in.Pool) == act.PoolID && !claimed[in.ID] &&
-					!in.CreatedAt.Before(e.StartedAt.Add(-time.Second)) && in.ID != act.InstanceID {
-					adopted = in.ID
-					break
-				}
-			}
-			i := o.journal.find(act.Key)
-			if adopted != "" {
-				claimed[adopted] = true
-				o.journal.Entries[i].Action.Replacement = adopted
-				a.log.Info("adopting the replacement started before a restart", "key", act.Key, "instance", adopted)
-			} else {
-				o.journal.remove(act.Key)
-				a.log.Info("dropping a replacement that never started", "key", act.Key)
-			}
-			if err := a.save(ctx, o); err != nil {
-				return err
-			}
 		}
 	}
-	return nil
+	return a.adoptReplacements(ctx, o, true)
+}
+
+// adoptReplacements records, for each replacement in flight whose new
+// instance has no id yet, the pool's instance that appeared since it
+// started and no other unit claims. After a restart (drop) a replacement
+// with no such instance never started and is dropped; otherwise (a
+// group's launch in progress) it waits for the next evaluation.
+func (a *Agent) adoptReplacements(ctx context.Context, o *observation, drop bool) error {
+	claimed := map[string]bool{}
+	for _, e := range o.journal.Entries {
+		if e.Action.Replacement != "" {
+			claimed[e.Action.Replacement] = true
+		}
+	}
+	changed := false
+	for _, e := range append([]Entry(nil), o.journal.Entries...) {
+		act := e.Action
+		if act.Kind != decide.ReplaceNode || act.Replacement != "" {
+			continue
+		}
+		adopted := ""
+		for _, in := range o.instances {
+			if in.Running && policy.PoolID(in.Cluster, in.Pool) == act.PoolID && !claimed[in.ID] &&
+				!in.CreatedAt.Before(e.StartedAt.Add(-time.Second)) && in.ID != act.InstanceID {
+				adopted = in.ID
+				break
+			}
+		}
+		i := o.journal.find(act.Key)
+		switch {
+		case adopted != "":
+			claimed[adopted] = true
+			o.journal.Entries[i].Action.Replacement = adopted
+			a.log.Info("adopting the replacement instance", "key", act.Key, "instance", adopted)
+		case drop:
+			o.journal.remove(act.Key)
+			a.log.Info("dropping a replacement that never started", "key", act.Key)
+		default:
+			continue
+		}
+		changed = true
+	}
+	if !changed {
+		return nil
+	}
+	return a.save(ctx, o)
 }

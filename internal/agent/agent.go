@@ -15,6 +15,7 @@ import (
 	"time"
 
 	"github.com/hashicorp/go-hclog"
+	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/autarky/terraform-provider-autarky/internal/metrics"
 	"github.com/autarky/terraform-provider-autarky/internal/platform"
@@ -39,6 +40,8 @@ type Config struct {
 	Logger     hclog.Logger
 	// Now is the clock; time.Now when nil.
 	Now func() time.Time
+	// Collectors are the platform's own metrics, served on /metrics too.
+	Collectors []prometheus.Collector
 }
 
 // ValidateDockerHost accepts unix sockets, and refuses tcp:// without TLS:
@@ -58,7 +61,9 @@ func ValidateDockerHost(host string) error {
 type Agent struct {
 	cfg     Config
 	cluster platform.Cluster
-	docker  *swarm.Client
+	// group is cluster when its pools are cloud groups, else nil.
+	group  platform.GroupCluster
+	docker *swarm.Client
 	log     hclog.Logger
 	metrics *agentMetrics
 
@@ -93,6 +98,13 @@ type seenState struct {
 	since time.Time
 }
 
+func asGroup(c platform.Cluster) platform.GroupCluster {
+	if g, ok := c.(platform.GroupCluster); ok {
+		return g
+	}
+	return nil
+}
+
 // New makes an agent for cluster, talking to the manager at cfg.DockerHost.
 func New(cfg Config, cluster platform.Cluster) (*Agent, error) {
 	if err := ValidateDockerHost(cfg.DockerHost); err != nil {
@@ -120,6 +132,7 @@ func New(cfg Config, cluster platform.Cluster) (*Agent, error) {
 		docker:  docker,
 		log:     cfg.Logger,
 		metrics: newMetrics(),
+		group:   asGroup(cluster),
 		seen:    map[string]seenState{},
 		reasons: map[string]string{},
 		alerts:  map[string]alertState{},
@@ -129,6 +142,11 @@ func New(cfg Config, cluster platform.Cluster) (*Agent, error) {
 		unneeded:     map[string]time.Time{},
 		rebalanceDue: map[string]bool{},
 		rebalanced:   map[string]time.Time{},
+	}
+	for _, c := range cfg.Collectors {
+		if err := a.metrics.registry.Register(c); err != nil {
+			return nil, fmt.Errorf("platform metrics: %w", err)
+		}
 	}
 	a.status = Status{Cluster: cluster.Name(), DryRun: cfg.DryRun, Decisions: []Decision{}}
 	return a, nil

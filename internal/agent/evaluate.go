@@ -76,6 +76,9 @@ func (a *Agent) evaluate(ctx context.Context) error {
 		if err := a.recover(ctx, &o); err != nil {
 			return err
 		}
+		if err := a.adoptReplacements(ctx, &o, false); err != nil {
+			return err
+		}
 	}
 	snap := a.snapshot(&o)
 	plan := decide.Heal(snap)
@@ -86,6 +89,11 @@ func (a *Agent) evaluate(ctx context.Context) error {
 	}
 	for _, act := range plan.Actions {
 		if err := a.execute(ctx, &o, act); err != nil {
+			if platform.IsTransient(err) {
+				a.log.Info("waiting: the platform said not now", "kind", act.Kind, "pool", act.PoolID, "reason", err)
+				a.addDecision(o.now, act.PoolID, string(act.Kind), "wait", err.Error(), false)
+				continue
+			}
 			a.log.Error("action failed", "kind", act.Kind, "pool", act.PoolID, "node", act.NodeID, "instance", act.InstanceID, "error", err)
 			a.addDecision(o.now, act.PoolID, string(act.Kind), "error", err.Error(), false)
 		}
@@ -168,7 +176,7 @@ func nodePool(n swarm.Node, cluster string) string {
 
 // snapshot turns the observation into the decision core's input.
 func (a *Agent) snapshot(o *observation) decide.Snapshot {
-	s := decide.Snapshot{Now: o.now, Backoff: o.journal.Backoff}
+	s := decide.Snapshot{Now: o.now, Backoff: o.journal.Backoff, InstancesAuthoritative: a.group != nil}
 	for _, id := range o.poolOrder {
 		p := o.pools[id]
 		ps := decide.PoolState{ID: id, Role: p.Role, MinSize: int(p.MinSize), MaxSize: int(p.MaxSize), DesiredSize: int(p.DesiredSize)}

@@ -324,7 +324,11 @@ func (a *Agent) executeScale(ctx context.Context, o *observation, sp decide.Scal
 		if err := a.save(ctx, o); err != nil {
 			return err
 		}
-		for i := d.From; i < d.To; i++ {
+		if a.group != nil {
+			// The group launches the instances; they join by their user data.
+			a.log.Info("scaled out", "pool", d.PoolID, "desired", d.To)
+		}
+		for i := d.From; i < d.To && a.group == nil; i++ {
 			inst, err := a.cluster.StartInstance(ctx, pool)
 			if err != nil {
 				return fmt.Errorf("scale out %s: %w", d.PoolID, err)
@@ -348,13 +352,13 @@ func (a *Agent) executeScale(ctx context.Context, o *observation, sp decide.Scal
 				}
 			}
 			act := decide.Action{Kind: decide.RemoveNode, Key: "scale_in/" + d.PoolID + "/node:" + nodeID, PoolID: d.PoolID, Role: policy.RoleWorker,
-				NodeID: nodeID, InstanceID: inst, Drain: true, Reason: "scale-in: " + d.Message}
+				NodeID: nodeID, InstanceID: inst, Drain: true, Shrink: true, Reason: "scale-in: " + d.Message}
 			o.journal.Entries = append(o.journal.Entries, Entry{Action: act, StartedAt: a.cfg.Now(), By: o.selfID})
 			if err := a.save(ctx, o); err != nil {
 				return err
 			}
 			forced := !a.drain(ctx, nodeID, sp.Rules.DrainTimeout)
-			if err := a.remove(ctx, decide.Action{Kind: decide.RemoveNode, NodeID: nodeID, InstanceID: inst}); err != nil {
+			if err := a.remove(ctx, decide.Action{Kind: decide.RemoveNode, NodeID: nodeID, InstanceID: inst, Shrink: true}); err != nil {
 				return err
 			}
 			result := "drained"

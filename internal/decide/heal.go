@@ -729,6 +729,11 @@ func (r *poolRun) judge(n *Node) health {
 	default:
 		return strange
 	}
+	if r.h.s.InstancesAuthoritative && n.InstanceID != "" {
+		if in := r.h.instanceForNode(n.ID); in == nil || !in.Running {
+			return failed // Swarm and the cloud agree: the instance is gone
+		}
+	}
 	// An unknown StateSince means the agent has not watched the node long
 	// enough to tell for how long it has been down.
 	if n.StateSince.IsZero() || r.now.Sub(n.StateSince) < r.p.Rules.UnhealthyAfter {

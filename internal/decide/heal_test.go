@@ -149,6 +149,45 @@ func TestHealWorkerFailure(t *testing.T) {
 			},
 		},
 		{
+			name: "authoritative instances: down and instance terminated is failed at once",
+			edit: func(s *Snapshot) {
+				s.InstancesAuthoritative = true
+				fail(s, "w1", NodeDown, time.Second)
+				findInstance(s, "i-w1").Running = false
+			},
+			want: []string{replaceW1},
+		},
+		{
+			name: "authoritative instances: down and instance no longer listed is failed at once",
+			edit: func(s *Snapshot) {
+				s.InstancesAuthoritative = true
+				fail(s, "w1", NodeDown, time.Second)
+				for i := range s.Instances {
+					if s.Instances[i].ID == "i-w1" {
+						s.Instances = append(s.Instances[:i], s.Instances[i+1:]...)
+						break
+					}
+				}
+			},
+			want: []string{replaceW1},
+		},
+		{
+			name: "authoritative instances: down while the instance runs waits for unhealthy_after",
+			edit: func(s *Snapshot) {
+				s.InstancesAuthoritative = true
+				fail(s, "w1", NodeDown, time.Second)
+			},
+			reasons: map[string]ReasonCode{workers: ReasonWaiting},
+		},
+		{
+			name: "instances not authoritative: a terminated instance still waits for unhealthy_after",
+			edit: func(s *Snapshot) {
+				fail(s, "w1", NodeDown, time.Second)
+				findInstance(s, "i-w1").Running = false
+			},
+			reasons: map[string]ReasonCode{workers: ReasonWaiting},
+		},
+		{
 			name: "unknown state is a failure",
 			edit: func(s *Snapshot) { fail(s, "w1", NodeUnknown, time.Minute) },
 			want: []string{replaceW1},

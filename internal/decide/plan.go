@@ -49,6 +49,10 @@ type Action struct {
 	Drain bool
 	// Demote asks to demote the node before it is removed (managers).
 	Demote bool
+	// Shrink asks to lower the pool's desired capacity with the
+	// termination, on platforms whose groups replace what is terminated
+	// (platform.GroupCluster). The agent sets it; Heal never does.
+	Shrink bool `json:",omitempty"`
 	// Reason says why, in one sentence, for logs and plan output.
 	Reason string
 }

@@ -34,6 +34,13 @@ type Snapshot struct {
 	InFlight []Action
 	// Backoff holds the join-failure record of each pool, by pool ID.
 	Backoff map[string]Backoff
+	// InstancesAuthoritative says the platform's instance list is the
+	// cloud's own record (an Auto Scaling group): a Down node whose
+	// instance is terminated (listed as not running, or no longer listed
+	// at all) has failed at once, since two signals agree, without
+	// waiting for unhealthy_after. A Down node whose instance still runs
+	// waits as usual.
+	InstancesAuthoritative bool
 }
 
 // Quorum is the Raft view of the cluster's managers.

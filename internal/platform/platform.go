@@ -98,3 +98,34 @@ type Cluster interface {
 	// SaveJournal replaces the agent's journal with v, atomically.
 	SaveJournal(ctx context.Context, v any) error
 }
+
+// GroupCluster is a Cluster whose pools are cloud groups (Auto Scaling
+// Groups) that launch and replace instances by themselves to meet a
+// desired capacity. The agent then works with the group instead of
+// starting instances one by one:
+//
+//   - SetDesiredSize grows the group (the group launches the instances);
+//     lowering it only records the size, and each instance the agent chose
+//     and drained leaves with TerminateAndShrink, so the group never picks
+//     a busy node itself;
+//   - TerminateInstance leaves the desired capacity as it is, so the group
+//     launches a replacement (healing a worker);
+//   - StartInstance raises the desired capacity by one and returns an
+//     Instance without an ID: the agent adopts the new instance when it
+//     appears in Instances;
+//   - the instance list is the cloud's own record, so an instance that is
+//     gone from it is terminated.
+type GroupCluster interface {
+	Cluster
+	TerminateAndShrink(ctx context.Context, id string) error
+}
+
+// Transient is implemented by errors that mean "not now" (throttling, a
+// group busy with its own work) rather than a failure.
+type Transient interface{ Transient() bool }
+
+// IsTransient reports whether err, or an error it wraps, is transient.
+func IsTransient(err error) bool {
+	var t Transient
+	return errors.As(err, &t) && t.Transient()
+}

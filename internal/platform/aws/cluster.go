@@ -17,7 +17,23 @@ import (
 	"github.com/autarky/terraform-provider-autarky/internal/policy"
 )
 
-var _ platform.Cluster = (*Cluster)(nil)
+var _ platform.GroupCluster = (*Cluster)(nil)
+
+// transientError marks an AWS error that only means "not now" (IsTransient)
+// so the agent, which knows no AWS error codes, reads it as
+// platform.Transient.
+type transientError struct{ error }
+
+func (e transientError) Transient() bool { return true }
+func (e transientError) Unwrap() error   { return e.error }
+
+// mark wraps a transient err in transientError.
+func mark(err error) error {
+	if err != nil && IsTransient(err) && !platform.IsTransient(err) {
+		return transientError{err}
+	}
+	return err
+}
 
 // MaxInstancesPerDescribe is the most instance ids one DescribeInstances
 // call filters on (the limit of values in one EC2 filter).
@@ -269,7 +285,7 @@ func (c *Cluster) group(ctx context.Context, pool string) (*Group, error) {
 	return g, nil
 }
 
-// StartInstance grows pool's Auto Scaling Group by one: SetDesiredCapacity
+// startInstance grows pool's Auto Scaling Group by one: SetDesiredCapacity
 // to the current desired capacity plus one, once CheckProgress says Auto
 // Scaling is not busy with the group. A busy group returns the
 // *BusyError (transient: IsTransient) and changes nothing; a group already
@@ -281,7 +297,7 @@ func (c *Cluster) group(ctx context.Context, pool string) (*Group, error) {
 // adopts the new instance when it shows up in Instances (a Pending or
 // InService instance of the pool it did not know before), and the
 // instance joins the swarm by itself through its user data.
-func (c *Cluster) StartInstance(ctx context.Context, pool policy.Pool) (platform.Instance, error) {
+func (c *Cluster) startInstance(ctx context.Context, pool policy.Pool) (platform.Instance, error) {
 	g, err := c.group(ctx, pool.Name)
 	if err != nil {
 		return platform.Instance{}, err
@@ -298,13 +314,19 @@ func (c *Cluster) StartInstance(ctx context.Context, pool policy.Pool) (platform
 	return platform.Instance{Cluster: c.name, Pool: pool.Name, Role: roleOf(pool.Name), Running: true}, nil
 }
 
+// StartInstance: see startInstance; transient errors are marked.
+func (c *Cluster) StartInstance(ctx context.Context, pool policy.Pool) (platform.Instance, error) {
+	in, err := c.startInstance(ctx, pool)
+	return in, mark(err)
+}
+
 // TerminateInstance terminates an instance without decrementing its
 // group's desired capacity, so Auto Scaling launches a replacement (heal).
 // An instance that is already gone, or no longer in a group, is not an
 // error. It does not check whether the group is busy: healing a failed
 // instance should not wait for Auto Scaling's own work.
 func (c *Cluster) TerminateInstance(ctx context.Context, id string) error {
-	return ignoreGone(c.groups.TerminateInstance(ctx, id, false))
+	return mark(ignoreGone(c.groups.TerminateInstance(ctx, id, false)))
 }
 
 // TerminateAndShrink terminates an instance the agent chose (and drained)
@@ -312,7 +334,7 @@ func (c *Cluster) TerminateInstance(ctx context.Context, id string) error {
 // Scaling does not replace it. An instance that is already gone is not an
 // error.
 func (c *Cluster) TerminateAndShrink(ctx context.Context, id string) error {
-	return ignoreGone(c.groups.TerminateInstance(ctx, id, true))
+	return mark(ignoreGone(c.groups.TerminateInstance(ctx, id, true)))
 }
 
 func ignoreGone(err error) error {
@@ -322,13 +344,15 @@ func ignoreGone(err error) error {
 	return err
 }
 
-// SetDesiredSize gives a worker pool size instances: SetDesiredCapacity
-// on its group (absolute, so a repeated call resizes once), then the
-// stored pool descriptor's DesiredSize. A size outside the descriptor's
-// [min, max] is refused before any change, and so is the manager pool,
-// which the cluster's manager_count owns. It does not wait for Auto
-// Scaling to be idle: an absolute desired capacity is safe to set while a
-// scaling activity runs.
+// SetDesiredSize gives a worker pool size instances and records it in the
+// stored pool descriptor. Growing sets the group's desired capacity
+// (absolute, so a repeated call resizes once). Shrinking only records the
+// size: the agent terminates the instances it chose and drained with
+// TerminateAndShrink, one by one, so Auto Scaling never picks a busy one.
+// A size outside the descriptor's [min, max] is refused before any
+// change, and so is the manager pool, which the cluster's manager_count
+// owns. A group busy with its own work (a refresh, suspended launches, an
+// activity in progress) is not grown: the transient *BusyError says wait.
 func (c *Cluster) SetDesiredSize(ctx context.Context, pool string, size int64) error {
 	if pool == policy.ManagerPoolName {
 		return fmt.Errorf("node pool %s is the manager pool: its size is the cluster's manager_count", policy.PoolID(c.name, pool))
@@ -340,8 +364,17 @@ func (c *Cluster) SetDesiredSize(ctx context.Context, pool string, size int64) e
 	if size < d.MinSize || size > d.MaxSize {
 		return fmt.Errorf("size %d of pool %s is outside [%d, %d]", size, d.ID(), d.MinSize, d.MaxSize)
 	}
-	if err := c.groups.SetDesiredCapacity(ctx, c.GroupOf(pool), int32(size)); err != nil {
-		return err
+	g, err := c.group(ctx, pool)
+	if err != nil {
+		return mark(err)
+	}
+	if int32(size) > g.Desired {
+		if err := g.Busy(Grow, ""); err != nil {
+			return err
+		}
+		if err := c.groups.SetDesiredCapacity(ctx, g.Name, int32(size)); err != nil {
+			return mark(err)
+		}
 	}
 	if d.DesiredSize == size {
 		return nil

@@ -344,6 +344,9 @@ type BusyError struct {
 	Reasons []string
 }
 
+// Transient: a busy group is "not now", never a failure (platform.Transient).
+func (e *BusyError) Transient() bool { return true }
+
 func (e *BusyError) Error() string {
 	return fmt.Sprintf("Auto Scaling group %s is busy, not going to %s it now: %s", e.Group, e.Action, strings.Join(e.Reasons, "; "))
 }
