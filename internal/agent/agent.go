@@ -62,8 +62,8 @@ type Agent struct {
 	cfg     Config
 	cluster platform.Cluster
 	// group is cluster when its pools are cloud groups, else nil.
-	group  platform.GroupCluster
-	docker *swarm.Client
+	group   platform.GroupCluster
+	docker  *swarm.Client
 	log     hclog.Logger
 	metrics *agentMetrics
 
