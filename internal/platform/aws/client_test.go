@@ -173,7 +173,7 @@ func TestLoadConfigChain(t *testing.T) {
 		t.Fatal(err)
 	}
 	if proxy.Calls("GetParametersByPath") != 1 || proxy.Calls("DescribeAutoScalingGroups") != 0 || proxy.Calls("DescribeInstances") != 0 {
-		t.Errorf("per-service endpoints not honoured: %v", proxy.calls)
+		t.Errorf("per-service endpoints not honoured: %v", proxy.CallCounts())
 	}
 
 	// An explicit region wins over the environment.

@@ -225,14 +225,14 @@ func progressAnswers(refreshes, activities map[string]string) func(call) *fault 
 			if s, ok := refreshes[group]; ok {
 				members = fmt.Sprintf(`<member><InstanceRefreshId>0f1a2b3c-refresh</InstanceRefreshId><AutoScalingGroupName>%s</AutoScalingGroupName><Status>%s</Status><StatusReason>Waiting for instances to warm up before continuing.</StatusReason><PercentageComplete>50</PercentageComplete><InstancesToUpdate>1</InstancesToUpdate><StartTime>2025-01-01T00:00:00Z</StartTime></member>`, group, s)
 			}
-			return &fault{status: 200, contentType: "text/xml", body: `<DescribeInstanceRefreshesResponse xmlns="http://autoscaling.amazonaws.com/doc/2011-01-01/"><DescribeInstanceRefreshesResult><InstanceRefreshes>` +
+			return &fault{Status: 200, ContentType: "text/xml", Body: `<DescribeInstanceRefreshesResponse xmlns="http://autoscaling.amazonaws.com/doc/2011-01-01/"><DescribeInstanceRefreshesResult><InstanceRefreshes>` +
 				members + `</InstanceRefreshes></DescribeInstanceRefreshesResult><ResponseMetadata><RequestId>req-refresh</RequestId></ResponseMetadata></DescribeInstanceRefreshesResponse>`}
 		case "DescribeScalingActivities":
 			s, ok := activities[group]
 			if !ok {
 				return nil // moto answers: no activities
 			}
-			return &fault{status: 200, contentType: "text/xml", body: fmt.Sprintf(`<DescribeScalingActivitiesResponse xmlns="http://autoscaling.amazonaws.com/doc/2011-01-01/"><DescribeScalingActivitiesResult><Activities>`+
+			return &fault{Status: 200, ContentType: "text/xml", Body: fmt.Sprintf(`<DescribeScalingActivitiesResponse xmlns="http://autoscaling.amazonaws.com/doc/2011-01-01/"><DescribeScalingActivitiesResult><Activities>`+
 				`<member><ActivityId>5e6f-activity</ActivityId><AutoScalingGroupName>%s</AutoScalingGroupName><Description>Launching a new EC2 instance: i-0123456789abcdef0</Description><Cause>At 2025-01-01T00:00:00Z a user request update of AutoScalingGroup constraints changed the desired capacity.</Cause><StartTime>2025-01-01T00:00:00Z</StartTime><StatusCode>%s</StatusCode><Progress>30</Progress></member>`+
 				`<member><ActivityId>4d5e-activity</ActivityId><AutoScalingGroupName>%s</AutoScalingGroupName><Description>Launching a new EC2 instance: i-0fedcba9876543210</Description><Cause>earlier</Cause><StartTime>2024-12-31T00:00:00Z</StartTime><StatusCode>Successful</StatusCode><Progress>100</Progress></member>`+
 				`</Activities></DescribeScalingActivitiesResult><ResponseMetadata><RequestId>req-activities</RequestId></ResponseMetadata></DescribeScalingActivitiesResponse>`, group, s, group)}

@@ -1,15 +1,7 @@
 package aws
 
 import (
-	"bytes"
 	"context"
-	"fmt"
-	"io"
-	"net/http"
-	"net/http/httptest"
-	"net/http/httputil"
-	"net/url"
-	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -47,147 +39,18 @@ func testClients(t *testing.T, m *Metrics) (*Clients, *awsProxy) {
 	return NewClients(testConfig(p.URL), Config{Retry: fastRetry}, m), p
 }
 
-// fault is a canned answer the proxy gives instead of forwarding.
-type fault struct {
-	status      int
-	contentType string
-	header      map[string]string
-	body        string
-}
+// The proxy in front of moto lives in testenv, shared with the agent's tests.
+type (
+	fault    = testenv.AWSFault
+	awsProxy = testenv.AWSProxy
+	call     = testenv.AWSCall
+)
 
-// awsProxy is a loopback HTTP proxy in front of moto: it counts the calls
-// that reach the wire, by API action, and answers with a fault when the
-// test's fault function returns one.
-type awsProxy struct {
-	URL    string
-	target string
-	mu     sync.Mutex
-	calls  map[string]int
-	faultf func(call) *fault
-}
-
-// call is one request as the proxy sees it.
-type call struct {
-	Service string // autoscaling, ec2, ssm (from the signature's scope)
-	Action  string // DescribeAutoScalingGroups, PutParameter, ...
-	Body    []byte
-}
-
-func newProxy(t *testing.T, target string) *awsProxy {
-	t.Helper()
-	u, err := url.Parse(target)
-	if err != nil {
-		t.Fatal(err)
-	}
-	p := &awsProxy{target: target, calls: map[string]int{}}
-	rp := httputil.NewSingleHostReverseProxy(u)
-	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		body, err := io.ReadAll(r.Body)
-		if err != nil {
-			http.Error(w, err.Error(), http.StatusBadGateway)
-			return
-		}
-		r.Body = io.NopCloser(bytes.NewReader(body))
-		c := call{Service: serviceOf(r), Action: actionOf(r, body), Body: body}
-		p.mu.Lock()
-		p.calls[c.Action]++
-		f := p.faultf
-		p.mu.Unlock()
-		if f != nil {
-			if ft := f(c); ft != nil {
-				for k, v := range ft.header {
-					w.Header().Set(k, v)
-				}
-				w.Header().Set("Content-Type", ft.contentType)
-				w.WriteHeader(ft.status)
-				_, _ = io.WriteString(w, ft.body)
-				return
-			}
-		}
-		rp.ServeHTTP(w, r)
-	}))
-	t.Cleanup(srv.Close)
-	p.URL = srv.URL
-	return p
-}
-
-// Calls is how many requests for action reached the proxy.
-func (p *awsProxy) Calls(action string) int {
-	p.mu.Lock()
-	defer p.mu.Unlock()
-	return p.calls[action]
-}
-
-// Reset forgets the counts.
-func (p *awsProxy) Reset() {
-	p.mu.Lock()
-	defer p.mu.Unlock()
-	p.calls = map[string]int{}
-}
-
-// SetFault installs f (nil: forward everything).
-func (p *awsProxy) SetFault(f func(call) *fault) {
-	p.mu.Lock()
-	defer p.mu.Unlock()
-	p.faultf = f
-}
-
-func serviceOf(r *http.Request) string {
-	// Authorization: AWS4-HMAC-SHA256 Credential=AKID/20240101/us-east-1/ssm/aws4_request, ...
-	auth := r.Header.Get("Authorization")
-	if i := strings.Index(auth, "Credential="); i >= 0 {
-		parts := strings.Split(strings.SplitN(auth[i+len("Credential="):], ",", 2)[0], "/")
-		if len(parts) >= 4 {
-			return parts[3]
-		}
-	}
-	return ""
-}
-
-func actionOf(r *http.Request, body []byte) string {
-	if t := r.Header.Get("X-Amz-Target"); t != "" { // JSON protocols (SSM)
-		return t[strings.LastIndexByte(t, '.')+1:]
-	}
-	if v, err := url.ParseQuery(string(body)); err == nil { // query protocols
-		return v.Get("Action")
-	}
-	return ""
-}
-
-// formValue is a field of a query-protocol request body.
-func formValue(body []byte, key string) string {
-	v, err := url.ParseQuery(string(body))
-	if err != nil {
-		return ""
-	}
-	return v.Get(key)
-}
-
-// apiError is the error AWS answers for c's protocol with code and message.
-func apiError(c call, code, message string) *fault {
-	switch c.Service {
-	case "ssm":
-		return &fault{
-			status:      http.StatusBadRequest,
-			contentType: "application/x-amz-json-1.1",
-			header:      map[string]string{"X-Amzn-ErrorType": code},
-			body:        fmt.Sprintf(`{"__type":%q,"message":%q}`, code, message),
-		}
-	case "ec2":
-		return &fault{
-			status:      http.StatusBadRequest,
-			contentType: "text/xml",
-			body:        fmt.Sprintf(`<Response><Errors><Error><Code>%s</Code><Message>%s</Message></Error></Errors><RequestID>req-fault</RequestID></Response>`, code, message),
-		}
-	default:
-		return &fault{
-			status:      http.StatusBadRequest,
-			contentType: "text/xml",
-			body: fmt.Sprintf(`<ErrorResponse xmlns="http://autoscaling.amazonaws.com/doc/2011-01-01/"><Error><Type>Sender</Type><Code>%s</Code><Message>%s</Message></Error><RequestId>req-fault</RequestId></ErrorResponse>`,
-				code, message),
-		}
-	}
-}
+var (
+	newProxy  = testenv.NewAWSProxy
+	formValue = testenv.AWSFormValue
+	apiError  = testenv.AWSAPIError
+)
 
 // firstN answers the first n calls of action with an error code, then
 // forwards.
