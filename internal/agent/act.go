@@ -54,6 +54,11 @@ func (a *Agent) save(ctx context.Context, o *observation) error {
 
 // execute journals an action, carries it out and finishes it.
 func (a *Agent) execute(ctx context.Context, o *observation, act decide.Action) error {
+	if a.group != nil && act.InstanceID != "" && !listed(o, act.InstanceID) {
+		// The group's own record no longer has the instance: it is
+		// terminated already (a healed worker's), nothing to terminate.
+		act.InstanceID = ""
+	}
 	if a.group != nil && act.Kind != decide.ReplaceNode && act.InstanceID != "" {
 		// On a group: a manager's termination undoes the surge its
 		// replacement started with, and a failed replacement gives its
@@ -110,6 +115,16 @@ func (a *Agent) replace(ctx context.Context, o *observation, act decide.Action) 
 	}
 	a.log.Info("replacement started", "pool", act.PoolID, "instance", inst.ID, "for_node", act.NodeID, "for_instance", act.InstanceID)
 	return a.save(ctx, o)
+}
+
+// listed reports whether the platform listed instance id this evaluation.
+func listed(o *observation, id string) bool {
+	for _, in := range o.instances {
+		if in.ID == id {
+			return true
+		}
+	}
+	return false
 }
 
 // startReplacement starts the instance that replaces act's subject. On a

@@ -205,7 +205,13 @@ func (a *Agent) Evaluate(ctx context.Context) {
 	ectx, cancel := context.WithTimeout(ctx, 10*time.Minute)
 	defer cancel()
 	if err := a.evaluate(ectx); err != nil && !errors.Is(err, context.Canceled) {
-		a.log.Error("evaluation failed", "error", err)
+		if platform.IsTransient(err) {
+			// Throttled, or the platform is busy: nothing is wrong, the
+			// next evaluation observes again.
+			a.log.Warn("evaluation skipped: the platform said not now", "error", err)
+		} else {
+			a.log.Error("evaluation failed", "error", err)
+		}
 		a.mu.Lock()
 		a.status.Error = err.Error()
 		a.mu.Unlock()

@@ -11,6 +11,7 @@ import (
 	"strings"
 	"sync"
 	"testing"
+	"time"
 )
 
 // AWSFault is a canned answer the proxy gives instead of forwarding.
@@ -19,6 +20,9 @@ type AWSFault struct {
 	ContentType string
 	Header      map[string]string
 	Body        string
+	// Delay holds the answer back; with Status 0 the call then goes on to
+	// moto (a slow response rather than a fault).
+	Delay time.Duration
 }
 
 // AWSProxy is a loopback HTTP proxy in front of moto: it counts the calls
@@ -61,7 +65,10 @@ func NewAWSProxy(t testing.TB, target string) *AWSProxy {
 		f := p.faultf
 		p.mu.Unlock()
 		if f != nil {
-			if ft := f(c); ft != nil {
+			if ft := f(c); ft != nil && ft.Status == 0 {
+				time.Sleep(ft.Delay)
+			} else if ft != nil {
+				time.Sleep(ft.Delay)
 				for k, v := range ft.Header {
 					w.Header().Set(k, v)
 				}

@@ -181,6 +181,11 @@ func running(state string) bool {
 // A pool whose group does not exist (yet, or any more) has no instances.
 // An instance EC2 no longer knows keeps a zero CreatedAt.
 func (c *Cluster) Instances(ctx context.Context) ([]platform.Instance, error) {
+	out, err := c.instances(ctx)
+	return out, mark(err)
+}
+
+func (c *Cluster) instances(ctx context.Context) ([]platform.Instance, error) {
 	pools, err := c.poolNames(ctx)
 	if err != nil {
 		return nil, err

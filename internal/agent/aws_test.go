@@ -1,0 +1,385 @@
+package agent_test
+
+import (
+	"context"
+	"fmt"
+	"strconv"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	awsv2 "github.com/aws/aws-sdk-go-v2/aws"
+	"github.com/aws/aws-sdk-go-v2/credentials"
+	"github.com/aws/aws-sdk-go-v2/service/autoscaling"
+	"github.com/hashicorp/go-hclog"
+	"github.com/prometheus/client_golang/prometheus/testutil"
+
+	"github.com/autarky/terraform-provider-autarky/internal/agent"
+	"github.com/autarky/terraform-provider-autarky/internal/platform/aws"
+	"github.com/autarky/terraform-provider-autarky/internal/policy"
+	"github.com/autarky/terraform-provider-autarky/internal/testenv"
+)
+
+// cloud is an AWS cluster in moto whose instances are real swarm nodes:
+// the test plays cloud-init. For every in-service instance of the worker
+// pool's Auto Scaling group in moto it starts a local dockerd guest that
+// joins the swarm with autarky.instance set to the instance id, and it
+// removes the guest when the instance leaves the group. The swarm's
+// manager is a local manager (the managers' group in moto has no healing
+// policy, so the agent leaves it alone). The agent talks to moto through
+// a loopback proxy the test controls (call counts, faults); the one
+// answer that is not moto's own is DescribeInstanceRefreshes, which moto
+// lacks: the proxy answers "no refresh".
+type cloud struct {
+	t      testing.TB
+	h      *harness
+	proxy  *testenv.AWSProxy
+	direct *autoscaling.Client // to moto, bypassing the proxy: the harness's own view
+	agentC *aws.Clients        // through the proxy: the agent's
+	pool   policy.Pool
+
+	mu     sync.Mutex
+	guests map[string]string // instance id -> local guest id
+}
+
+func clientConfig(endpoint string) awsv2.Config {
+	return awsv2.Config{Region: testenv.MotoRegion, BaseEndpoint: awsv2.String(endpoint),
+		Credentials: credentials.NewStaticCredentialsProvider("testing", "testing", "")}
+}
+
+// newCloud makes cluster name with a worker pool "web" of size workers.
+func newCloud(t testing.TB, name string, workers int64) *cloud {
+	t.Helper()
+	return newCloudWith(t, newHarness(t, name, 1, false), workers)
+}
+
+// newCloudWorkload is newCloud with the workload image on every node.
+func newCloudWorkload(t testing.TB, name string, workers int64) *cloud {
+	t.Helper()
+	return newCloudWith(t, newHarnessWith(t, name, 1, false, "1s", true), workers)
+}
+
+func newCloudWith(t testing.TB, h *harness, workers int64) *cloud {
+	t.Helper()
+	name := h.name
+	moto := testenv.StartMoto(t)
+	c := &cloud{t: t, h: h, proxy: testenv.NewAWSProxy(t, moto), guests: map[string]string{},
+		direct: autoscaling.NewFromConfig(clientConfig(moto))}
+	c.proxy.SetFault(testenv.NoRefreshes(nil))
+	c.agentC = aws.NewClients(clientConfig(c.proxy.URL), aws.Config{Retry: aws.RetryConfig{MaxAttempts: 6, BaseDelay: 20 * time.Millisecond, MaxDelay: 200 * time.Millisecond}}, nil)
+	ami, subnet, sg := testenv.MotoNetwork(t, moto)
+	p := aws.NewPlatform(aws.NewClients(clientConfig(moto), aws.Config{}, nil), nil)
+	p.Poll = 50 * time.Millisecond
+	ctx := context.Background()
+	if _, err := p.CreateCluster(ctx, policy.Cluster{Name: name, Platform: policy.PlatformAWS, ManagerCount: 1, HeartbeatPeriod: "1s",
+		AWS: &policy.AWS{AMI: ami, InstanceType: "t3.micro", Subnets: []string{subnet}, SecurityGroups: []string{sg}}}); err != nil {
+		t.Fatal(err)
+	}
+	c.pool = policy.Pool{Cluster: name, Name: "web", Role: policy.RoleWorker, MinSize: 1, MaxSize: 4, DesiredSize: workers,
+		Labels: map[string]string{"tier": "web"}, WaitForCapacityTimeout: "0s"}
+	if _, err := p.CreatePool(ctx, c.pool, 0); err != nil {
+		t.Fatal(err)
+	}
+	hp := policy.DefaultHealing(c.pool.ID())
+	hp.UnhealthyAfter = "2s"
+	if err := p.PutHealingPolicy(ctx, hp); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = p.DeleteCluster(context.Background(), name) })
+	cctx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	go func() { defer close(done); c.cloudInit(cctx) }()
+	t.Cleanup(func() { cancel(); <-done })
+	c.waitWorkers(int(workers), 2*time.Minute)
+	return c
+}
+
+// inService lists the worker group's in-service instances, from moto.
+func (c *cloud) inService(ctx context.Context) (map[string]bool, int32, error) {
+	out, err := c.direct.DescribeAutoScalingGroups(ctx, &autoscaling.DescribeAutoScalingGroupsInput{
+		AutoScalingGroupNames: []string{aws.GroupName(c.pool.Cluster, c.pool.Name)}})
+	if err != nil || len(out.AutoScalingGroups) == 0 {
+		return nil, 0, err
+	}
+	ids := map[string]bool{}
+	for _, in := range out.AutoScalingGroups[0].Instances {
+		if in.LifecycleState == "InService" {
+			ids[awsv2.ToString(in.InstanceId)] = true
+		}
+	}
+	return ids, awsv2.ToInt32(out.AutoScalingGroups[0].DesiredCapacity), nil
+}
+
+// cloudInit keeps one guest node per in-service instance until ctx ends.
+func (c *cloud) cloudInit(ctx context.Context) {
+	for ctx.Err() == nil {
+		ids, _, err := c.inService(ctx)
+		if err == nil {
+			for id := range ids {
+				c.mu.Lock()
+				_, has := c.guests[id]
+				c.mu.Unlock()
+				if has {
+					continue
+				}
+				g, err := c.h.p.StartGuest(ctx, c.h.name, c.pool, id)
+				if err != nil {
+					c.t.Logf("cloud-init of %s failed: %v", id, err)
+					continue
+				}
+				c.t.Logf("cloud-init: instance %s booted as node %s", id, g.ID)
+				c.mu.Lock()
+				c.guests[id] = g.ID
+				c.mu.Unlock()
+			}
+			c.mu.Lock()
+			for id, g := range c.guests {
+				if !ids[id] {
+					_ = c.h.p.RemoveGuest(context.Background(), c.h.name, g)
+					delete(c.guests, id)
+					c.t.Logf("cloud-init: instance %s terminated, node %s gone", id, g)
+				}
+			}
+			c.mu.Unlock()
+		}
+		select {
+		case <-ctx.Done():
+		case <-time.After(100 * time.Millisecond):
+		}
+	}
+}
+
+// waitWorkers waits until the pool has n Ready nodes, each the node of an
+// in-service instance, and no other node of the pool is listed.
+func (c *cloud) waitWorkers(n int, timeout time.Duration) {
+	c.t.Helper()
+	c.h.waitFor("the pool to have its nodes", timeout, func() (bool, string) {
+		ids, _, err := c.inService(context.Background())
+		if err != nil {
+			return false, err.Error()
+		}
+		ns, err := c.h.nodes()
+		if err != nil {
+			return false, err.Error()
+		}
+		ready, other := 0, 0
+		for _, nd := range ns {
+			if nd.Role != policy.RoleWorker {
+				continue
+			}
+			if ids[nd.EngineLabels[policy.LabelInstance]] && nd.State == "ready" {
+				ready++
+			} else {
+				other++
+			}
+		}
+		return len(ids) == n && ready == n && other == 0, "in service " + itoa(len(ids)) + ", ready " + itoa(ready) + ", other nodes " + itoa(other)
+	})
+}
+
+// waitJournalEmpty waits until the agent has finished every action.
+func (c *cloud) waitJournalEmpty(timeout time.Duration) {
+	c.t.Helper()
+	cl, err := aws.NewCluster(c.agentC, c.h.name, nil)
+	if err != nil {
+		c.t.Fatal(err)
+	}
+	c.h.waitFor("the agent's journal to be empty", timeout, func() (bool, string) {
+		var j agent.Journal
+		if err := cl.LoadJournal(context.Background(), &j); err != nil {
+			return false, err.Error()
+		}
+		return len(j.Entries) == 0, itoa(len(j.Entries)) + " entries"
+	})
+}
+
+// guestOf is the local guest id of instance id.
+func (c *cloud) guestOf(id string) string {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.guests[id]
+}
+
+// runAgent runs an agent for the cluster on AWS, through the proxy.
+func (c *cloud) runAgent() *agent.Agent {
+	c.t.Helper()
+	cl, err := aws.NewCluster(c.agentC, c.h.name, nil)
+	if err != nil {
+		c.t.Fatal(err)
+	}
+	var host string
+	for _, r := range c.h.records(policy.ManagerPoolName) {
+		host = r.DockerHost
+	}
+	a, err := agent.New(agent.Config{DockerHost: host, Listen: "127.0.0.1:0", EvaluationInterval: 500 * time.Millisecond, DrainTimeout: 10 * time.Second,
+		Logger: hclog.New(&hclog.LoggerOptions{Name: "agent", Output: testWriter{c.t}, Level: hclog.Info})}, cl)
+	if err != nil {
+		c.t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	go func() { defer close(done); _ = a.Run(ctx) }()
+	c.t.Cleanup(func() { cancel(); <-done })
+	return a
+}
+
+func itoa(n int) string { return strconv.Itoa(n) }
+
+// A worker whose node dies is replaced through the Auto Scaling group:
+// its instance is terminated without shrinking, the group launches the
+// replacement, cloud-init joins it, the dead node leaves the swarm, and
+// the group never changes size.
+func TestAWSHealWorkerThroughGroup(t *testing.T) {
+	c := newCloud(t, "sky", 2)
+	ids, _, _ := c.inService(context.Background())
+	var victim string
+	for id := range ids {
+		victim = id
+		break
+	}
+	c.runAgent()
+	c.proxy.Reset()
+	c.h.kill(c.guestOf(victim))
+	c.h.nodeDown(victim, 30*time.Second)
+	c.waitWorkers(2, 90*time.Second)
+	c.waitJournalEmpty(30 * time.Second)
+	after, desired, err := c.inService(context.Background())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if after[victim] || desired != 2 {
+		t.Fatalf("after healing: victim %s still in service %t, desired capacity %d (want 2)", victim, after[victim], desired)
+	}
+	if n := c.proxy.Calls("TerminateInstanceInAutoScalingGroup"); n != 1 {
+		t.Errorf("%d TerminateInstanceInAutoScalingGroup calls, want 1", n)
+	}
+	if n := c.proxy.Calls("SetDesiredCapacity"); n != 0 {
+		t.Errorf("%d SetDesiredCapacity calls: healing a worker must not resize the group", n)
+	}
+}
+
+// faults answers the first n calls of action with fault, then forwards.
+type faults struct {
+	mu   sync.Mutex
+	left map[string]int
+	make map[string]func(testenv.AWSCall) *testenv.AWSFault
+}
+
+func (f *faults) add(action string, n int, fault func(testenv.AWSCall) *testenv.AWSFault) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if f.left == nil {
+		f.left, f.make = map[string]int{}, map[string]func(testenv.AWSCall) *testenv.AWSFault{}
+	}
+	f.left[action], f.make[action] = n, fault
+}
+
+func (f *faults) answer(c testenv.AWSCall) *testenv.AWSFault {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if f.left[c.Action] == 0 {
+		return nil
+	}
+	f.left[c.Action]--
+	return f.make[c.Action](c)
+}
+
+func apiErr(code string) func(testenv.AWSCall) *testenv.AWSFault {
+	return func(c testenv.AWSCall) *testenv.AWSFault { return testenv.AWSAPIError(c, code, code+" (injected)") }
+}
+
+// Throttling bursts, a scaling activity in progress, 5xx and slow answers
+// between the agent and AWS while it heals: no crash, one termination, no
+// resize, and the pool converges once the faults end; the retries are
+// counted in autarky_aws_retries_total.
+func TestAWSFaultsWhileHealing(t *testing.T) {
+	c := newCloud(t, "storm", 2)
+	ids, _, _ := c.inService(context.Background())
+	var victim string
+	for id := range ids {
+		victim = id
+		break
+	}
+	m, err := aws.NewMetrics(nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	c.agentC = aws.NewClients(clientConfig(c.proxy.URL), aws.Config{Retry: aws.RetryConfig{MaxAttempts: 4, BaseDelay: 20 * time.Millisecond, MaxDelay: 200 * time.Millisecond}}, m)
+	var f faults
+	f.add("DescribeAutoScalingGroups", 12, apiErr("Throttling"))
+	f.add("TerminateInstanceInAutoScalingGroup", 5, apiErr("ScalingActivityInProgress"))
+	f.add("DescribeInstances", 6, func(testenv.AWSCall) *testenv.AWSFault {
+		return &testenv.AWSFault{Status: 503, ContentType: "text/xml", Body: "<Response><Errors><Error><Code>Unavailable</Code><Message>injected</Message></Error></Errors></Response>"}
+	})
+	f.add("GetParametersByPath", 4, func(testenv.AWSCall) *testenv.AWSFault { return &testenv.AWSFault{Delay: 1500 * time.Millisecond} })
+	c.proxy.SetFault(testenv.NoRefreshes(f.answer))
+	c.runAgent()
+	c.h.kill(c.guestOf(victim))
+	c.h.nodeDown(victim, 30*time.Second)
+	c.waitWorkers(2, 2*time.Minute)
+	c.waitJournalEmpty(time.Minute)
+	after, desired, err := c.inService(context.Background())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if after[victim] || desired != 2 || len(after) != 2 {
+		t.Fatalf("after healing through faults: victim in service %t, %d in service, desired %d (want false, 2, 2)", after[victim], len(after), desired)
+	}
+	if n := c.proxy.Calls("SetDesiredCapacity"); n != 0 {
+		t.Errorf("%d SetDesiredCapacity calls while healing a worker, want none", n)
+	}
+	retries := testutil.ToFloat64(m.Retries.WithLabelValues("DescribeAutoScalingGroups", "Throttling")) +
+		testutil.ToFloat64(m.Retries.WithLabelValues("TerminateInstanceInAutoScalingGroup", "ScalingActivityInProgress"))
+	if retries < 5 {
+		t.Errorf("autarky_aws_retries_total counted %v throttling and scaling-activity retries, want at least 5", retries)
+	}
+}
+
+// Pending tasks grow the group (one SetDesiredCapacity, the group
+// launches, cloud-init joins); when the work is gone the agent drains the
+// node it chose and terminates it with decrement, so the group never
+// picks a node itself.
+func TestAWSScaleThroughGroup(t *testing.T) {
+	c := newCloudWorkload(t, "tide", 1)
+	sp := scalingPolicy(c.pool.ID(), func(s *policy.Scaling) { s.PendingTasks = &policy.PendingTasksCheck{} })
+	p := aws.NewPlatform(c.agentC, nil)
+	if err := p.PutScalingPolicy(context.Background(), sp); err != nil {
+		t.Fatal(err)
+	}
+	var decrements []string
+	var mu sync.Mutex
+	c.proxy.SetFault(testenv.NoRefreshes(func(call testenv.AWSCall) *testenv.AWSFault {
+		if call.Action == "TerminateInstanceInAutoScalingGroup" {
+			mu.Lock()
+			decrements = append(decrements, testenv.AWSFormValue(call.Body, "ShouldDecrementDesiredCapacity"))
+			mu.Unlock()
+		}
+		return nil
+	}))
+	c.runAgent()
+	cpus := mustAtoi(t, strings.TrimSpace(c.h.docker("info", "--format", "{{.NCPU}}")))
+	reserve := fmt.Sprintf("%.1f", float64(cpus)-0.5)
+	c.h.docker("service", "create", "--detach", "--name", "big", "--replicas", "2", "--reserve-cpu", reserve,
+		"--constraint", "node.labels.tier==web", "autarky/workload:latest")
+	c.waitWorkers(2, 2*time.Minute)
+	c.h.waitFor("both tasks to run", 2*time.Minute, func() (bool, string) {
+		n := c.h.runningTasks("big")
+		return n == 2, itoa(n) + " running"
+	})
+	if n := c.proxy.Calls("SetDesiredCapacity"); n != 1 {
+		t.Errorf("%d SetDesiredCapacity calls to grow by one, want 1", n)
+	}
+	c.h.docker("service", "rm", "big")
+	c.waitWorkers(1, 2*time.Minute)
+	c.waitJournalEmpty(time.Minute)
+	_, desired, err := c.inService(context.Background())
+	if err != nil {
+		t.Fatal(err)
+	}
+	mu.Lock()
+	defer mu.Unlock()
+	if desired != 1 || len(decrements) != 1 || decrements[0] != "true" {
+		t.Fatalf("after scale-in: desired %d, terminations with ShouldDecrementDesiredCapacity %v (want 1 and [true])", desired, decrements)
+	}
+}
