@@ -41,6 +41,8 @@ type cloud struct {
 
 	mu     sync.Mutex
 	guests map[string]string // instance id -> local guest id
+	// boots is how long each instance's guest took from start to Ready.
+	boots map[string]time.Duration
 }
 
 func clientConfig(endpoint string) awsv2.Config {
@@ -64,7 +66,7 @@ func newCloudWith(t testing.TB, h *harness, workers int64) *cloud {
 	t.Helper()
 	name := h.name
 	moto := testenv.StartMoto(t)
-	c := &cloud{t: t, h: h, proxy: testenv.NewAWSProxy(t, moto), guests: map[string]string{},
+	c := &cloud{t: t, h: h, proxy: testenv.NewAWSProxy(t, moto), guests: map[string]string{}, boots: map[string]time.Duration{},
 		direct: autoscaling.NewFromConfig(clientConfig(moto))}
 	c.proxy.SetFault(testenv.NoRefreshes(nil))
 	c.agentC = aws.NewClients(clientConfig(c.proxy.URL), aws.Config{Retry: aws.RetryConfig{MaxAttempts: 6, BaseDelay: 20 * time.Millisecond, MaxDelay: 200 * time.Millisecond}}, nil)
@@ -123,6 +125,7 @@ func (c *cloud) cloudInit(ctx context.Context) {
 				if has {
 					continue
 				}
+				started := time.Now()
 				g, err := c.h.p.StartGuest(ctx, c.h.name, c.pool, id)
 				if err != nil {
 					c.t.Logf("cloud-init of %s failed: %v", id, err)
@@ -131,6 +134,7 @@ func (c *cloud) cloudInit(ctx context.Context) {
 				c.t.Logf("cloud-init: instance %s booted as node %s", id, g.ID)
 				c.mu.Lock()
 				c.guests[id] = g.ID
+				c.boots[id] = time.Since(started)
 				c.mu.Unlock()
 			}
 			c.mu.Lock()
@@ -194,6 +198,20 @@ func (c *cloud) waitJournalEmpty(timeout time.Duration) {
 	})
 }
 
+// anyWorker is the id of one in-service worker instance.
+func (c *cloud) anyWorker() string {
+	c.t.Helper()
+	ids, _, err := c.inService(context.Background())
+	if err != nil {
+		c.t.Fatal(err)
+	}
+	for id := range ids {
+		return id
+	}
+	c.t.Fatal("no worker instance in service")
+	return ""
+}
+
 // guestOf is the local guest id of instance id.
 func (c *cloud) guestOf(id string) string {
 	c.mu.Lock()
@@ -232,12 +250,7 @@ func itoa(n int) string { return strconv.Itoa(n) }
 // the group never changes size.
 func TestAWSHealWorkerThroughGroup(t *testing.T) {
 	c := newCloud(t, "sky", 2)
-	ids, _, _ := c.inService(context.Background())
-	var victim string
-	for id := range ids {
-		victim = id
-		break
-	}
+	victim := c.anyWorker()
 	c.runAgent()
 	c.proxy.Reset()
 	c.h.kill(c.guestOf(victim))
@@ -295,12 +308,7 @@ func apiErr(code string) func(testenv.AWSCall) *testenv.AWSFault {
 // counted in autarky_aws_retries_total.
 func TestAWSFaultsWhileHealing(t *testing.T) {
 	c := newCloud(t, "storm", 2)
-	ids, _, _ := c.inService(context.Background())
-	var victim string
-	for id := range ids {
-		victim = id
-		break
-	}
+	victim := c.anyWorker()
 	m, err := aws.NewMetrics(nil)
 	if err != nil {
 		t.Fatal(err)

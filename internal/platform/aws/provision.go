@@ -7,6 +7,8 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"maps"
+	"slices"
 	"sort"
 	"strings"
 	"time"
@@ -462,20 +464,12 @@ func (p *Platform) launchTemplateData(c policy.Cluster, pool policy.Pool) (*ec2t
 		}
 	}
 	var vtags []ec2types.Tag
-	for _, k := range sortedKeys(tagsOf(c, pool)) {
-		vtags = append(vtags, ec2types.Tag{Key: awsv2.String(k), Value: awsv2.String(tagsOf(c, pool)[k])})
+	tags := tagsOf(c, pool)
+	for _, k := range slices.Sorted(maps.Keys(tags)) {
+		vtags = append(vtags, ec2types.Tag{Key: awsv2.String(k), Value: awsv2.String(tags[k])})
 	}
 	data.TagSpecifications = []ec2types.LaunchTemplateTagSpecificationRequest{{ResourceType: ec2types.ResourceTypeVolume, Tags: vtags}}
 	return data, nil
-}
-
-func sortedKeys(m map[string]string) []string {
-	keys := make([]string, 0, len(m))
-	for k := range m {
-		keys = append(keys, k)
-	}
-	sort.Strings(keys)
-	return keys
 }
 
 // putGroup creates (update false) or updates a pool's launch template and
@@ -504,7 +498,7 @@ func (p *Platform) putGroup(ctx context.Context, c policy.Cluster, pool policy.P
 	if !exists {
 		p.progress("creating launch template", "name", name)
 		var lt []ec2types.Tag
-		for _, k := range sortedKeys(tags) {
+		for _, k := range slices.Sorted(maps.Keys(tags)) {
 			lt = append(lt, ec2types.Tag{Key: awsv2.String(k), Value: awsv2.String(tags[k])})
 		}
 		if _, err := p.clients.EC2.CreateLaunchTemplate(ctx, &ec2.CreateLaunchTemplateInput{
@@ -526,7 +520,7 @@ func (p *Platform) putGroup(ctx context.Context, c policy.Cluster, pool policy.P
 		}
 	}
 	var asTags []astypes.Tag
-	for _, k := range sortedKeys(tags) {
+	for _, k := range slices.Sorted(maps.Keys(tags)) {
 		asTags = append(asTags, astypes.Tag{Key: awsv2.String(k), Value: awsv2.String(tags[k]),
 			PropagateAtLaunch: awsv2.Bool(true), ResourceId: awsv2.String(name), ResourceType: awsv2.String("auto-scaling-group")})
 	}
@@ -690,58 +684,48 @@ func (p *Platform) storeOfPool(poolID string) (*Store, error) {
 	return p.store(cluster)
 }
 
+// inStore runs f on the store of the cluster poolID names.
+func inStore[T any](p *Platform, poolID string, f func(*Store) (T, error)) (T, error) {
+	s, err := p.storeOfPool(poolID)
+	if err != nil {
+		var zero T
+		return zero, err
+	}
+	return f(s)
+}
+
 // PutHealingPolicy writes a healing policy to its cluster's store.
 func (p *Platform) PutHealingPolicy(ctx context.Context, h policy.Healing) error {
-	s, err := p.storeOfPool(h.PoolID)
-	if err != nil {
-		return err
-	}
-	return s.PutHealingPolicy(ctx, h)
+	_, err := inStore(p, h.PoolID, func(s *Store) (any, error) { return nil, s.PutHealingPolicy(ctx, h) })
+	return err
 }
 
 // GetHealingPolicy reads a pool's healing policy.
 func (p *Platform) GetHealingPolicy(ctx context.Context, poolID string) (policy.Healing, error) {
-	s, err := p.storeOfPool(poolID)
-	if err != nil {
-		return policy.Healing{}, err
-	}
-	return s.GetHealingPolicy(ctx, poolID)
+	return inStore(p, poolID, func(s *Store) (policy.Healing, error) { return s.GetHealingPolicy(ctx, poolID) })
 }
 
 // DeleteHealingPolicy removes a pool's healing policy.
 func (p *Platform) DeleteHealingPolicy(ctx context.Context, poolID string) error {
-	s, err := p.storeOfPool(poolID)
-	if err != nil {
-		return err
-	}
-	return s.DeleteHealingPolicy(ctx, poolID)
+	_, err := inStore(p, poolID, func(s *Store) (any, error) { return nil, s.DeleteHealingPolicy(ctx, poolID) })
+	return err
 }
 
 // PutScalingPolicy writes a scaling policy to its cluster's store.
 func (p *Platform) PutScalingPolicy(ctx context.Context, sp policy.Scaling) error {
-	s, err := p.storeOfPool(sp.PoolID)
-	if err != nil {
-		return err
-	}
-	return s.PutScalingPolicy(ctx, sp)
+	_, err := inStore(p, sp.PoolID, func(s *Store) (any, error) { return nil, s.PutScalingPolicy(ctx, sp) })
+	return err
 }
 
 // GetScalingPolicy reads a pool's scaling policy.
 func (p *Platform) GetScalingPolicy(ctx context.Context, poolID string) (policy.Scaling, error) {
-	s, err := p.storeOfPool(poolID)
-	if err != nil {
-		return policy.Scaling{}, err
-	}
-	return s.GetScalingPolicy(ctx, poolID)
+	return inStore(p, poolID, func(s *Store) (policy.Scaling, error) { return s.GetScalingPolicy(ctx, poolID) })
 }
 
 // DeleteScalingPolicy removes a pool's scaling policy.
 func (p *Platform) DeleteScalingPolicy(ctx context.Context, poolID string) error {
-	s, err := p.storeOfPool(poolID)
-	if err != nil {
-		return err
-	}
-	return s.DeleteScalingPolicy(ctx, poolID)
+	_, err := inStore(p, poolID, func(s *Store) (any, error) { return nil, s.DeleteScalingPolicy(ctx, poolID) })
+	return err
 }
 
 // HasCluster reports whether the store has cluster's descriptor.
