@@ -36,6 +36,8 @@ func TestRunRefusesBadFlags(t *testing.T) {
 		{[]string{"--cluster", "c", "--docker-host", "tcp://10.0.0.1:2375"}, "tcp:// without TLS is refused"},
 		{[]string{"--cluster", "c", "--docker-host", "/var/run/docker.sock"}, "use unix:///path/to/docker.sock"},
 		{[]string{"--cluster", "c", "--alert-token-file", "/nonexistent/token"}, "--alert-token-file:"},
+		{[]string{"--cluster", "c", "--region", "eu-west-1"}, "--region is for --platform aws, not local"},
+		{[]string{"--cluster", "c", "--platform", "aws", "--region", "moon-1"}, `--region: "moon-1" is not an AWS region name`},
 	}
 	for _, c := range cases {
 		var out, errb bytes.Buffer

@@ -75,6 +75,11 @@ func runAgent(args []string, stderr io.Writer) error {
 	var cl platform.Cluster
 	switch *plat {
 	case policy.PlatformAWS:
+		if *region != "" {
+			if err := aws.ValidateRegion(*region); err != nil {
+				return fmt.Errorf("--region: %w", err)
+			}
+		}
 		m, err := aws.NewMetrics(nil)
 		if err != nil {
 			return err

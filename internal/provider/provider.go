@@ -25,8 +25,7 @@ import (
 )
 
 var (
-	awsRegionRE = regexp.MustCompile(`^[a-z]{2}(-[a-z]+)+-[0-9]+$`)
-	endpointRE  = regexp.MustCompile(`^https?://[^\s]+$`)
+	endpointRE = regexp.MustCompile(`^https?://[^\s]+$`)
 )
 
 var _ provider.Provider = &autarkyProvider{}
@@ -132,7 +131,7 @@ func (p *autarkyProvider) Schema(_ context.Context, _ provider.SchemaRequest, re
 					"region": schema.StringAttribute{
 						Optional:            true,
 						MarkdownDescription: "The AWS region, such as `eu-west-1`. Defaults to `AWS_REGION`, else the profile's region.",
-						Validators:          []validator.String{validators.Regex(awsRegionRE, "an AWS region name, such as \"eu-west-1\"")},
+						Validators:          []validator.String{validators.Check("must be an AWS region name", aws.ValidateRegion)},
 					},
 					"profile": schema.StringAttribute{
 						Optional:            true,

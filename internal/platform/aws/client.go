@@ -179,6 +179,14 @@ type Clients struct {
 	SSM         *ssm.Client
 }
 
+// ValidateRegion checks the form of a region name ("eu-west-1").
+func ValidateRegion(r string) error {
+	if !regionRE.MatchString(r) {
+		return fmt.Errorf("%q is not an AWS region name: use one such as \"eu-west-1\"", r)
+	}
+	return nil
+}
+
 // LoadConfig resolves the SDK configuration the way the AWS CLI and the
 // Terraform AWS provider do: the standard credential chain, Region and
 // Profile when given, else AWS_REGION / AWS_PROFILE and the shared config.
