@@ -365,7 +365,7 @@ func TestAWSScaleThroughGroup(t *testing.T) {
 		}
 		return nil
 	}))
-	c.runAgent()
+	a := c.runAgent()
 	cpus := mustAtoi(t, strings.TrimSpace(c.h.docker("info", "--format", "{{.NCPU}}")))
 	reserve := fmt.Sprintf("%.1f", float64(cpus)-0.5)
 	c.h.docker("service", "create", "--detach", "--name", "big", "--replicas", "2", "--reserve-cpu", reserve,
@@ -378,7 +378,39 @@ func TestAWSScaleThroughGroup(t *testing.T) {
 	if n := c.proxy.Calls("SetDesiredCapacity"); n != 1 {
 		t.Errorf("%d SetDesiredCapacity calls to grow by one, want 1", n)
 	}
+	// Instances protected from scale-in are not drained nor terminated.
+	ids, _, err := c.inService(context.Background())
+	if err != nil {
+		t.Fatal(err)
+	}
+	protect := func(on bool) {
+		var list []string
+		for id := range ids {
+			list = append(list, id)
+		}
+		if _, err := c.direct.SetInstanceProtection(context.Background(), &autoscaling.SetInstanceProtectionInput{
+			AutoScalingGroupName: awsv2.String(aws.GroupName(c.pool.Cluster, c.pool.Name)), InstanceIds: list,
+			ProtectedFromScaleIn: awsv2.Bool(on)}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	protect(true)
 	c.h.docker("service", "rm", "big")
+	c.h.waitFor("scale-in to hold on protected instances", time.Minute, func() (bool, string) {
+		for _, d := range a.Status().Decisions {
+			if d.Code == "platform_busy" && strings.Contains(d.Message, "protected from scale-in") {
+				return true, ""
+			}
+		}
+		return false, "no hold yet"
+	})
+	mu.Lock()
+	early := append([]string(nil), decrements...)
+	mu.Unlock()
+	if now, _, _ := c.inService(context.Background()); len(now) != 2 || len(early) != 0 {
+		t.Fatalf("protected instances: %d in service, terminations %v (want 2 and none)", len(now), early)
+	}
+	protect(false)
 	c.waitWorkers(1, 2*time.Minute)
 	c.waitJournalEmpty(time.Minute)
 	_, desired, err := c.inService(context.Background())

@@ -79,6 +79,9 @@ func (a *Agent) evaluate(ctx context.Context) error {
 		if err := a.adoptReplacements(ctx, &o, false); err != nil {
 			return err
 		}
+		if a.group != nil {
+			a.labelNodes(ctx, &o)
+		}
 	}
 	snap := a.snapshot(&o)
 	plan := decide.Heal(snap)

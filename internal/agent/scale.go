@@ -351,6 +351,14 @@ func (a *Agent) executeScale(ctx context.Context, o *observation, sp decide.Scal
 					inst = n.InstanceID
 				}
 			}
+			if a.group != nil && inst != "" {
+				if err := a.group.CheckScaleIn(ctx, pool.Name, inst); err != nil {
+					// Not this node, not now: nothing is drained; the
+					// next evaluation decides again.
+					a.addDecision(o.now, d.PoolID, "hold", "platform_busy", fmt.Sprintf("node %s is not scaled in now: %v", nodeID, err), false)
+					continue
+				}
+			}
 			act := decide.Action{Kind: decide.RemoveNode, Key: "scale_in/" + d.PoolID + "/node:" + nodeID, PoolID: d.PoolID, Role: policy.RoleWorker,
 				NodeID: nodeID, InstanceID: inst, Drain: true, Shrink: true, Reason: "scale-in: " + d.Message}
 			o.journal.Entries = append(o.journal.Entries, Entry{Action: act, StartedAt: a.cfg.Now(), By: o.selfID})

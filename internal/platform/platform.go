@@ -118,6 +118,10 @@ type Cluster interface {
 type GroupCluster interface {
 	Cluster
 	TerminateAndShrink(ctx context.Context, id string) error
+	// CheckScaleIn tells whether instance id of pool may be scaled in now:
+	// nil, or a Transient error saying why not (protected from scale-in,
+	// terminations suspended, the group busy with its own work).
+	CheckScaleIn(ctx context.Context, pool, id string) error
 }
 
 // Transient is implemented by errors that mean "not now" (throttling, a

@@ -206,9 +206,10 @@ func agentPolicyCheckDoc(doc string, w agentPolicyWant, want []string) error {
 				}
 			case "ssm":
 				// Exact parameters: no wildcard in the name (the region
-				// and account fields are checked above).
+				// and account fields are checked above), but for the
+				// cluster's pool descriptors, whose sizes the agent keeps.
 				for _, r := range st.Resource {
-					if _, name, _ := strings.Cut(r, ":parameter/"); strings.ContainsAny(name, "*?") {
+					if _, name, _ := strings.Cut(r, ":parameter/"); strings.ContainsAny(name, "*?") && name != "autarky/"+w.cluster+"/pools/*" {
 						return fmt.Errorf("%s: %s on a wildcard %q", where, a, r)
 					}
 				}
@@ -251,7 +252,8 @@ func agentPolicyCheckAgent(w agentPolicyWant) func(string) error {
 		if err := agentPolicyCheckDoc(doc, w, want); err != nil {
 			return fmt.Errorf("json: %w", err)
 		}
-		// The writes are exactly the journal, the join tokens and the init lock.
+		// The writes are exactly the journal, the pool descriptors (the size
+		// the agent gives a pool), the join tokens and the init lock.
 		var p agentPolicyIAMDoc
 		_ = json.Unmarshal([]byte(doc), &p)
 		var puts []string
@@ -264,7 +266,7 @@ func agentPolicyCheckAgent(w agentPolicyWant) func(string) error {
 		}
 		sort.Strings(puts)
 		base := "/autarky/" + w.cluster
-		wantPuts := []string{w.paramARN(base + "/journal"), w.paramARN(base + "/swarm/init-lock"), w.paramARN(base + "/tokens/manager"), w.paramARN(base + "/tokens/worker")}
+		wantPuts := []string{w.paramARN(base + "/journal"), w.paramARN(base + "/pools/*"), w.paramARN(base + "/swarm/init-lock"), w.paramARN(base + "/tokens/manager"), w.paramARN(base + "/tokens/worker")}
 		sort.Strings(wantPuts)
 		if strings.Join(puts, " ") != strings.Join(wantPuts, " ") {
 			return fmt.Errorf("json: ssm:PutParameter on\n  %v\nwant\n  %v", puts, wantPuts)

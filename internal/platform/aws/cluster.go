@@ -342,6 +342,17 @@ func (c *Cluster) TerminateAndShrink(ctx context.Context, id string) error {
 	return mark(ignoreGone(c.groups.TerminateInstance(ctx, id, true)))
 }
 
+// CheckScaleIn tells whether the agent may drain and scale in instance id
+// of pool now: nil, or the transient *BusyError (protected from scale-in,
+// Terminate suspended, a refresh or an activity in progress).
+func (c *Cluster) CheckScaleIn(ctx context.Context, pool, id string) error {
+	g, err := c.group(ctx, pool)
+	if err != nil {
+		return mark(err)
+	}
+	return g.Busy(ScaleIn, id)
+}
+
 func ignoreGone(err error) error {
 	if errors.Is(err, platform.ErrNotFound) {
 		return nil

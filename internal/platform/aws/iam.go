@@ -106,8 +106,9 @@ func (in PolicyInput) decryptViaSSM(encrypt bool) Statement {
 //   - SetDesiredCapacity and TerminateInstanceInAutoScalingGroup only on
 //     Auto Scaling Groups tagged autarky:cluster=<cluster>;
 //   - SSM reads only under /autarky/<cluster>;
-//   - SSM writes only to the agent's journal, the join tokens and the init
-//     lock (the first manager's user data writes the last two);
+//   - SSM writes only to the agent's journal, the pool descriptors (the
+//     size the agent gives a pool), the join tokens and the init lock (the
+//     first manager's user data writes the last two);
 //   - kms:Decrypt only through SSM.
 func AgentPolicy(in PolicyInput) (PolicyDocument, error) {
 	if err := in.validate(); err != nil {
@@ -144,11 +145,12 @@ func AgentPolicy(in PolicyInput) (PolicyDocument, error) {
 			Resource: []string{in.parameterARN(path), in.parameterARN(path + "/*")},
 		},
 		{
-			Sid:    "WriteJournalTokensAndInitLock",
+			Sid:    "WriteJournalPoolSizesTokensAndInitLock",
 			Effect: "Allow",
 			Action: []string{"ssm:PutParameter"},
 			Resource: []string{
 				in.parameterARN(JournalParameter(in.Cluster)),
+				in.parameterARN(path + "/pools/*"),
 				in.parameterARN(InitLockParameter(in.Cluster)),
 				in.parameterARN(TokenParameter(in.Cluster, policy.RoleWorker)),
 				in.parameterARN(TokenParameter(in.Cluster, policy.RoleManager)),

@@ -429,6 +429,9 @@ func (p *Platform) launchTemplateData(c policy.Cluster, pool policy.Pool) (*ec2t
 	}
 	u := UserData{Cluster: c.Name, Pool: pool.Name, Role: pool.Role, Region: p.region,
 		ManagerGroup: GroupName(c.Name, policy.ManagerPoolName), Labels: pool.Labels}
+	if hb, err := policy.ParseDuration(c.HeartbeatPeriod); err == nil {
+		u.HeartbeatPeriod = hb
+	}
 	if pool.Role == policy.RoleManager && c.Agent != nil && c.Agent.Enabled {
 		u.Agent = &AgentBoot{URL: c.Agent.BinaryURL, SHA256: c.Agent.BinarySHA256,
 			EvaluationInterval: c.Agent.EvaluationInterval, DryRun: c.Agent.DryRun}

@@ -60,7 +60,7 @@ func TestProvisionLifecycle(t *testing.T) {
 		t.Fatalf("managers group tags: %v", tags)
 	}
 	ud := userDataOf(t, c, "prod-managers")
-	if !strings.Contains(ud, "swarm init") || strings.Contains(ud, "SWMTKN") {
+	if !strings.Contains(ud, "swarm init") || !strings.Contains(ud, "--dispatcher-heartbeat 5s") || strings.Contains(ud, "SWMTKN") {
 		t.Fatalf("managers' user data does not init the swarm, or holds a token:\n%s", ud)
 	}
 

@@ -53,6 +53,9 @@ type UserData struct {
 	KMSKeyID string
 	// JoinTimeout bounds the join; zero means DefaultJoinTimeout.
 	JoinTimeout time.Duration
+	// HeartbeatPeriod is the swarm's dispatcher heartbeat, set by the
+	// manager that initialises it; empty keeps Swarm's default.
+	HeartbeatPeriod time.Duration
 	// Agent, on managers, installs and starts autarky-agent; nil starts
 	// none.
 	Agent *AgentBoot
@@ -85,6 +88,7 @@ type userDataView struct {
 	StaticLabelsJSON     string
 	NodeLabels           []string
 	JoinTimeoutSeconds   int
+	Heartbeat            string
 	IsManager            bool
 	Agent                *agentView
 }
@@ -128,6 +132,7 @@ func RenderUserData(u UserData) (string, error) {
 		StaticLabelsJSON:     strings.Join(quoted, ", "),
 		NodeLabels:           labels,
 		JoinTimeoutSeconds:   int(timeout / time.Second),
+		Heartbeat:            u.HeartbeatPeriod.String(),
 		IsManager:            u.Role == policy.RoleManager,
 	}
 	if u.Agent != nil {
@@ -178,6 +183,9 @@ func (u UserData) validate() error {
 	}
 	if u.KMSKeyID != "" && !kmsKeyRE.MatchString(u.KMSKeyID) {
 		return fmt.Errorf("KMS key id %q is not a key id, ARN or alias", u.KMSKeyID)
+	}
+	if u.HeartbeatPeriod != 0 && u.HeartbeatPeriod < time.Second {
+		return fmt.Errorf("heartbeat period %s: use at least 1s", u.HeartbeatPeriod)
 	}
 	if u.JoinTimeout < 0 || (u.JoinTimeout > 0 && u.JoinTimeout < time.Second) {
 		return fmt.Errorf("join timeout %s: use at least 1s", u.JoinTimeout)

@@ -18,7 +18,8 @@ import (
 // node, and DeleteCluster removes it too.
 
 // StartGuest starts a guest node for instanceID of pool and joins it to
-// the local cluster's swarm in pool's role with pool's labels. It returns
+// the local cluster's swarm in pool's role, with the engine labels a
+// cloud's user data gives it (no node labels: see joinUnlabelled). It returns
 // once the node is Ready; a guest that does not join is removed again.
 func (p *Platform) StartGuest(ctx context.Context, cluster string, pool policy.Pool, instanceID string) (platform.Instance, error) {
 	mgr, err := p.manager(ctx, cluster)
@@ -41,7 +42,9 @@ func (p *Platform) StartGuest(ctx context.Context, cluster string, pool policy.P
 		_ = p.removeInstance(context.Background(), f)
 		return f.Instance, err
 	}
-	if err := p.join(ctx, mgr, &f, pool); err != nil {
+	// A worker on a cloud cannot label its own node (only managers can):
+	// the guest joins with its engine labels alone, and the agent labels it.
+	if err := p.joinUnlabelled(ctx, mgr, &f, pool); err != nil {
 		tail := logTail(f.Dir, 5)
 		_ = p.removeInstance(context.Background(), f)
 		return f.Instance, fmt.Errorf("guest %s for %s: %w\ndockerd log:\n%s", f.ID, instanceID, err, tail)

@@ -156,6 +156,15 @@ func (p *Platform) startAndJoinVia(ctx context.Context, mgr *swarm.Client, pool 
 
 // join joins a started node through mgr and labels it.
 func (p *Platform) join(ctx context.Context, mgr *swarm.Client, f *instanceFile, pool policy.Pool) error {
+	return p.joinWith(ctx, mgr, f, pool, true)
+}
+
+// joinUnlabelled joins a started node without setting its node labels.
+func (p *Platform) joinUnlabelled(ctx context.Context, mgr *swarm.Client, f *instanceFile, pool policy.Pool) error {
+	return p.joinWith(ctx, mgr, f, pool, false)
+}
+
+func (p *Platform) joinWith(ctx context.Context, mgr *swarm.Client, f *instanceFile, pool policy.Pool, label bool) error {
 	tokens, err := mgr.JoinTokens(ctx)
 	if err != nil {
 		return err
@@ -183,8 +192,10 @@ func (p *Platform) join(ctx context.Context, mgr *swarm.Client, f *instanceFile,
 	if err := p.recordNode(f, nodeID); err != nil {
 		return err
 	}
-	if err := mgr.SetLabels(ctx, nodeID, nodeLabels(pool, f.Instance)); err != nil {
-		return err
+	if label {
+		if err := mgr.SetLabels(ctx, nodeID, nodeLabels(pool, f.Instance)); err != nil {
+			return err
+		}
 	}
 	if pool.Role == policy.RoleManager {
 		return mgr.WaitNodes(ctx, "manager "+f.ID+" to be Ready and Reachable", func(ns []swarm.Node) bool {
