@@ -18,6 +18,7 @@ import (
 	"github.com/autarky/terraform-provider-autarky/internal/agent"
 	"github.com/autarky/terraform-provider-autarky/internal/platform/aws"
 	"github.com/autarky/terraform-provider-autarky/internal/policy"
+	"github.com/autarky/terraform-provider-autarky/internal/swarm"
 	"github.com/autarky/terraform-provider-autarky/internal/testenv"
 )
 
@@ -38,6 +39,12 @@ type cloud struct {
 	direct *autoscaling.Client // to moto, bypassing the proxy: the harness's own view
 	agentC *aws.Clients        // through the proxy: the agent's
 	pool   policy.Pool
+	// mgrs is the managers' pool when cloud-init boots its instances too.
+	mgrs *policy.Pool
+
+	// leaderHost is the Docker endpoint of the harness's own manager, the
+	// swarm's first and Raft leader, where the agent runs.
+	leaderHost string
 
 	mu     sync.Mutex
 	guests map[string]string // instance id -> local guest id
@@ -53,16 +60,24 @@ func clientConfig(endpoint string) awsv2.Config {
 // newCloud makes cluster name with a worker pool "web" of size workers.
 func newCloud(t testing.TB, name string, workers int64) *cloud {
 	t.Helper()
-	return newCloudWith(t, newHarness(t, name, 1, false), workers)
+	return newCloudWith(t, newHarness(t, name, 1, false), workers, 1)
+}
+
+// newCloudManagers is newCloud whose managers' group has managers
+// instances, booted as manager guests beside the harness's local manager,
+// with a healing policy.
+func newCloudManagers(t testing.TB, name string, managers int64) *cloud {
+	t.Helper()
+	return newCloudWith(t, newHarness(t, name, 1, false), 1, managers)
 }
 
 // newCloudWorkload is newCloud with the workload image on every node.
 func newCloudWorkload(t testing.TB, name string, workers int64) *cloud {
 	t.Helper()
-	return newCloudWith(t, newHarnessWith(t, name, 1, false, "1s", true), workers)
+	return newCloudWith(t, newHarnessWith(t, name, 1, false, "1s", true), workers, 1)
 }
 
-func newCloudWith(t testing.TB, h *harness, workers int64) *cloud {
+func newCloudWith(t testing.TB, h *harness, workers, managers int64) *cloud {
 	t.Helper()
 	name := h.name
 	moto := testenv.StartMoto(t)
@@ -74,7 +89,7 @@ func newCloudWith(t testing.TB, h *harness, workers int64) *cloud {
 	p := aws.NewPlatform(aws.NewClients(clientConfig(moto), aws.Config{}, nil), nil)
 	p.Poll = 50 * time.Millisecond
 	ctx := context.Background()
-	if _, err := p.CreateCluster(ctx, policy.Cluster{Name: name, Platform: policy.PlatformAWS, ManagerCount: 1, HeartbeatPeriod: "1s",
+	if _, err := p.CreateCluster(ctx, policy.Cluster{Name: name, Platform: policy.PlatformAWS, ManagerCount: managers, HeartbeatPeriod: "1s",
 		AWS: &policy.AWS{AMI: ami, InstanceType: "t3.micro", Subnets: []string{subnet}, SecurityGroups: []string{sg}}}); err != nil {
 		t.Fatal(err)
 	}
@@ -88,19 +103,38 @@ func newCloudWith(t testing.TB, h *harness, workers int64) *cloud {
 	if err := p.PutHealingPolicy(ctx, hp); err != nil {
 		t.Fatal(err)
 	}
+	if managers > 1 {
+		c.mgrs = &policy.Pool{Cluster: name, Name: policy.ManagerPoolName, Role: policy.RoleManager}
+		mh := policy.DefaultHealing(c.mgrs.ID())
+		mh.UnhealthyAfter = "2s"
+		if err := p.PutHealingPolicy(ctx, mh); err != nil {
+			t.Fatal(err)
+		}
+	}
 	t.Cleanup(func() { _ = p.DeleteCluster(context.Background(), name) })
+	for _, r := range h.records(policy.ManagerPoolName) {
+		c.leaderHost = r.DockerHost // the only manager before cloud-init starts
+	}
 	cctx, cancel := context.WithCancel(context.Background())
 	done := make(chan struct{})
 	go func() { defer close(done); c.cloudInit(cctx) }()
 	t.Cleanup(func() { cancel(); <-done })
 	c.waitWorkers(int(workers), 2*time.Minute)
+	if c.mgrs != nil {
+		c.waitManagers(int(managers), 2*time.Minute)
+	}
 	return c
 }
 
 // inService lists the worker group's in-service instances, from moto.
 func (c *cloud) inService(ctx context.Context) (map[string]bool, int32, error) {
+	return c.inServiceOf(ctx, c.pool)
+}
+
+// inServiceOf lists a pool's in-service instances and desired capacity.
+func (c *cloud) inServiceOf(ctx context.Context, pool policy.Pool) (map[string]bool, int32, error) {
 	out, err := c.direct.DescribeAutoScalingGroups(ctx, &autoscaling.DescribeAutoScalingGroupsInput{
-		AutoScalingGroupNames: []string{aws.GroupName(c.pool.Cluster, c.pool.Name)}})
+		AutoScalingGroupNames: []string{aws.GroupName(pool.Cluster, pool.Name)}})
 	if err != nil || len(out.AutoScalingGroups) == 0 {
 		return nil, 0, err
 	}
@@ -115,31 +149,33 @@ func (c *cloud) inService(ctx context.Context) (map[string]bool, int32, error) {
 
 // cloudInit keeps one guest node per in-service instance until ctx ends.
 func (c *cloud) cloudInit(ctx context.Context) {
+	pools := []policy.Pool{c.pool}
+	if c.mgrs != nil {
+		pools = append(pools, *c.mgrs)
+	}
 	for ctx.Err() == nil {
-		ids, _, err := c.inService(ctx)
-		if err == nil {
+		all := map[string]bool{}
+		ok := true
+		for _, pool := range pools {
+			ids, _, err := c.inServiceOf(ctx, pool)
+			if err != nil {
+				ok = false
+				break
+			}
 			for id := range ids {
+				all[id] = true
 				c.mu.Lock()
 				_, has := c.guests[id]
 				c.mu.Unlock()
-				if has {
-					continue
+				if !has {
+					c.boot(ctx, pool, id)
 				}
-				started := time.Now()
-				g, err := c.h.p.StartGuest(ctx, c.h.name, c.pool, id)
-				if err != nil {
-					c.t.Logf("cloud-init of %s failed: %v", id, err)
-					continue
-				}
-				c.t.Logf("cloud-init: instance %s booted as node %s", id, g.ID)
-				c.mu.Lock()
-				c.guests[id] = g.ID
-				c.boots[id] = time.Since(started)
-				c.mu.Unlock()
 			}
+		}
+		if ok {
 			c.mu.Lock()
 			for id, g := range c.guests {
-				if !ids[id] {
+				if !all[id] {
 					_ = c.h.p.RemoveGuest(context.Background(), c.h.name, g)
 					delete(c.guests, id)
 					c.t.Logf("cloud-init: instance %s terminated, node %s gone", id, g)
@@ -154,12 +190,50 @@ func (c *cloud) cloudInit(ctx context.Context) {
 	}
 }
 
+// boot plays one instance's user data: a guest node that joins the swarm.
+func (c *cloud) boot(ctx context.Context, pool policy.Pool, id string) {
+	started := time.Now()
+	g, err := c.h.p.StartGuest(ctx, c.h.name, pool, id)
+	if err != nil {
+		c.t.Logf("cloud-init of %s failed: %v", id, err)
+		return
+	}
+	c.t.Logf("cloud-init: instance %s booted as %s node %s", id, pool.Role, g.ID)
+	c.mu.Lock()
+	c.guests[id] = g.ID
+	c.boots[id] = time.Since(started)
+	c.mu.Unlock()
+}
+
+// waitManagers waits until every in-service instance of the managers'
+// group is a Ready, reachable manager and no other guest manager is listed.
+func (c *cloud) waitManagers(n int, timeout time.Duration) {
+	c.t.Helper()
+	c.waitNodes(*c.mgrs, n, timeout, func(nd swarm.Node) (bool, bool) {
+		// The harness's own manager stands for no instance: not counted.
+		if nd.Role != policy.RoleManager || !strings.HasPrefix(nd.EngineLabels[policy.LabelInstance], "i-") {
+			return false, false
+		}
+		return true, nd.State == "ready" && nd.Reachability == "reachable"
+	})
+}
+
 // waitWorkers waits until the pool has n Ready nodes, each the node of an
 // in-service instance, and no other node of the pool is listed.
 func (c *cloud) waitWorkers(n int, timeout time.Duration) {
 	c.t.Helper()
-	c.h.waitFor("the pool to have its nodes", timeout, func() (bool, string) {
-		ids, _, err := c.inService(context.Background())
+	c.waitNodes(c.pool, n, timeout, func(nd swarm.Node) (bool, bool) {
+		return nd.Role == policy.RoleWorker, nd.State == "ready"
+	})
+}
+
+// waitNodes waits until pool has n instances in service, each with a node
+// that is up, and no other node counts for the pool. judge says whether a
+// node counts for the pool, and whether it is up.
+func (c *cloud) waitNodes(pool policy.Pool, n int, timeout time.Duration, judge func(swarm.Node) (counts, up bool)) {
+	c.t.Helper()
+	c.h.waitFor("pool "+pool.Name+" to have its nodes", timeout, func() (bool, string) {
+		ids, _, err := c.inServiceOf(context.Background(), pool)
 		if err != nil {
 			return false, err.Error()
 		}
@@ -169,12 +243,12 @@ func (c *cloud) waitWorkers(n int, timeout time.Duration) {
 		}
 		ready, other := 0, 0
 		for _, nd := range ns {
-			if nd.Role != policy.RoleWorker {
-				continue
-			}
-			if ids[nd.EngineLabels[policy.LabelInstance]] && nd.State == "ready" {
+			counts, up := judge(nd)
+			switch {
+			case !counts:
+			case ids[nd.EngineLabels[policy.LabelInstance]] && up:
 				ready++
-			} else {
+			default:
 				other++
 			}
 		}
@@ -226,11 +300,7 @@ func (c *cloud) runAgent() *agent.Agent {
 	if err != nil {
 		c.t.Fatal(err)
 	}
-	var host string
-	for _, r := range c.h.records(policy.ManagerPoolName) {
-		host = r.DockerHost
-	}
-	a, err := agent.New(agent.Config{DockerHost: host, Listen: "127.0.0.1:0", EvaluationInterval: 500 * time.Millisecond, DrainTimeout: 10 * time.Second,
+	a, err := agent.New(agent.Config{DockerHost: c.leaderHost, Listen: "127.0.0.1:0", EvaluationInterval: 500 * time.Millisecond, DrainTimeout: 10 * time.Second,
 		Logger: hclog.New(&hclog.LoggerOptions{Name: "agent", Output: testWriter{c.t}, Level: hclog.Info})}, cl)
 	if err != nil {
 		c.t.Fatal(err)
@@ -421,5 +491,50 @@ func TestAWSScaleThroughGroup(t *testing.T) {
 	defer mu.Unlock()
 	if desired != 1 || len(decrements) != 1 || decrements[0] != "true" {
 		t.Fatalf("after scale-in: desired %d, terminations with ShouldDecrementDesiredCapacity %v (want 1 and [true])", desired, decrements)
+	}
+}
+
+// A manager whose node dies is replaced through the managers' group with
+// quorum kept: the group grows by one, the replacement joins as a manager,
+// then the dead manager is demoted, removed, and its instance terminated
+// with decrement, so the group ends at its size.
+func TestAWSHealManagerThroughGroup(t *testing.T) {
+	c := newCloudManagers(t, "crown", 3)
+	ids, _, err := c.inServiceOf(context.Background(), *c.mgrs)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var victim string
+	for id := range ids {
+		victim = id
+		break
+	}
+	c.runAgent()
+	c.proxy.Reset()
+	c.h.kill(c.guestOf(victim))
+	c.h.nodeDown(victim, 30*time.Second)
+	c.waitManagers(3, 2*time.Minute)
+	c.waitJournalEmpty(time.Minute)
+	after, desired, err := c.inServiceOf(context.Background(), *c.mgrs)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if after[victim] || desired != 3 || len(after) != 3 {
+		t.Fatalf("after healing a manager: victim in service %t, %d in service, desired %d (want false, 3, 3)", after[victim], len(after), desired)
+	}
+	if n := c.proxy.Calls("SetDesiredCapacity"); n != 1 {
+		t.Errorf("%d SetDesiredCapacity calls, want 1 (the surge)", n)
+	}
+	if n := c.proxy.Calls("TerminateInstanceInAutoScalingGroup"); n != 1 {
+		t.Errorf("%d TerminateInstanceInAutoScalingGroup calls, want 1 (the dead manager, with decrement)", n)
+	}
+	ns, err := c.h.nodes()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, n := range ns {
+		if n.EngineLabels[policy.LabelInstance] == victim {
+			t.Errorf("the dead manager's node %s is still in the swarm (%s)", n.ID, n.State)
+		}
 	}
 }
