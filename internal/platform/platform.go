@@ -19,6 +19,10 @@ type ClusterStatus struct {
 	DockerHost       string   // endpoint of a live manager, where one is reachable
 	Tokens           swarm.Tokens
 	LiveManagers     int
+	// Lost says every manager is gone for good, so the swarm is too: on
+	// local no manager process runs; on a cloud the managers' group is
+	// gone (a group between instances is not lost).
+	Lost bool
 }
 
 // PoolStatus is what the provider reports of a node pool beside its

@@ -441,7 +441,7 @@ func (r *clusterResource) Read(ctx context.Context, req resource.ReadRequest, re
 		resp.State.RemoveResource(ctx)
 		return
 	}
-	if err == nil && st.LiveManagers == 0 {
+	if err == nil && st.Lost {
 		resp.Diagnostics.AddWarning("cluster lost", fmt.Sprintf("every manager of cluster %s is gone; removing it from the Terraform state so the next apply creates it anew", c.Name))
 		resp.State.RemoveResource(ctx)
 		return

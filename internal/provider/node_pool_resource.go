@@ -363,7 +363,7 @@ func (r *nodePoolResource) Read(ctx context.Context, req resource.ReadRequest, r
 		resp.Diagnostics.AddError("reading node pool "+state.ID.ValueString(), err.Error())
 		return
 	}
-	if _, cst, cerr := p.ReadCluster(ctx, cluster); cerr == nil && cst.LiveManagers == 0 {
+	if _, cst, cerr := p.ReadCluster(ctx, cluster); cerr == nil && cst.Lost {
 		resp.Diagnostics.AddWarning("node pool lost", fmt.Sprintf("every manager of cluster %s is gone, so node pool %s is too; removing it from the Terraform state", cluster, pool.ID()))
 		resp.State.RemoveResource(ctx)
 		return

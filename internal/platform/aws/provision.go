@@ -96,7 +96,23 @@ func (p *Platform) CreateCluster(ctx context.Context, c policy.Cluster) (st plat
 		return st, err
 	}
 	if _, err := s.Descriptor(ctx); err == nil {
-		return st, fmt.Errorf("%w: a cluster named %q already has parameters under %s: choose another name, or import it with `terraform import <address> %s`", platform.ErrExists, c.Name, s.Path(), c.Name)
+		gone, gerr := p.managersGone(ctx, c.Name)
+		if gerr != nil {
+			return st, gerr
+		}
+		if !gone {
+			return st, fmt.Errorf("%w: a cluster named %q already has parameters under %s: choose another name, or import it with `terraform import <address> %s`", platform.ErrExists, c.Name, s.Path(), c.Name)
+		}
+		// The parameters of a lost cluster (its managers' group is gone):
+		// its tokens and init lock name a swarm that no longer exists, so
+		// the new first manager must initialise a new one.
+		p.progress("the cluster's managers' group is gone: creating it anew over its parameters", "cluster", c.Name)
+		if err := s.DeleteTokens(ctx); err != nil {
+			return st, err
+		}
+		if err := s.remove(ctx, InitLockParameter(c.Name)); err != nil {
+			return st, err
+		}
 	} else if !errors.Is(err, platform.ErrNotFound) {
 		return st, err
 	}
@@ -128,6 +144,17 @@ func (p *Platform) CreateCluster(ctx context.Context, c policy.Cluster) (st plat
 	return st, err
 }
 
+// managersGone reports whether the managers' group of cluster is gone.
+func (p *Platform) managersGone(ctx context.Context, cluster string) (bool, error) {
+	name := GroupName(cluster, policy.ManagerPoolName)
+	found, err := p.groups().DescribeGroups(ctx, []string{name})
+	if err != nil {
+		return false, err
+	}
+	_, ok := found[name]
+	return !ok, nil
+}
+
 // managerPool is the cluster's manager pool as a pool descriptor.
 func managerPool(c policy.Cluster) policy.Pool {
 	return policy.Pool{Cluster: c.Name, Name: policy.ManagerPoolName, Role: policy.RoleManager,
@@ -153,7 +180,8 @@ func (p *Platform) ReadCluster(ctx context.Context, name string) (policy.Cluster
 	}
 	g, err := cl.group(ctx, policy.ManagerPoolName)
 	if errors.Is(err, platform.ErrNotFound) {
-		return c, st, nil // no managers: LiveManagers stays 0
+		st.Lost = true // the managers' group is gone, and the swarm with it
+		return c, st, nil
 	}
 	if err != nil {
 		return c, st, err

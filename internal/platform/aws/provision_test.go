@@ -204,3 +204,40 @@ func decodeUserData(t *testing.T, b64 string) string {
 	}
 	return string(b)
 }
+
+// A cluster whose managers' group was deleted by hand is lost: reading it
+// says so, and creating it again works over its parameters, without the
+// old swarm's tokens and init lock.
+func TestProvisionLostClusterIsCreatedAnew(t *testing.T) {
+	c, proxy := testClients(t, nil)
+	ami, subnet, sg := testenv.MotoNetwork(t, proxy.URL)
+	ctx := context.Background()
+	p := NewPlatform(c, nil)
+	p.Poll = 50 * time.Millisecond
+	cl := testCluster("phoenix", ami, subnet, sg)
+	if _, err := p.CreateCluster(ctx, cl); err != nil {
+		t.Fatal(err)
+	}
+	s, _ := NewStore(c.SSM, "phoenix")
+	if err := s.PutTokens(ctx, Tokens{Worker: "SWMTKN-old-worker", Manager: "SWMTKN-old-manager"}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := c.AutoScaling.DeleteAutoScalingGroup(ctx, &autoscaling.DeleteAutoScalingGroupInput{
+		AutoScalingGroupName: awsv2.String("phoenix-managers"), ForceDelete: awsv2.Bool(true)}); err != nil {
+		t.Fatal(err)
+	}
+	if _, st, err := p.ReadCluster(ctx, "phoenix"); err != nil || !st.Lost {
+		t.Fatalf("read after the managers' group is gone: lost %t, %v", st.Lost, err)
+	}
+	st, err := p.CreateCluster(ctx, cl)
+	if err != nil {
+		t.Fatalf("creating a lost cluster anew: %v", err)
+	}
+	if st.Lost || st.LiveManagers != 1 || st.Tokens.Worker != "" {
+		t.Fatalf("after creating anew: lost %t, %d live managers, old tokens still there %t", st.Lost, st.LiveManagers, st.Tokens.Worker != "")
+	}
+	if err := p.DeleteCluster(ctx, "phoenix"); err != nil {
+		t.Fatal(err)
+	}
+	assertNothingLeft(t, c, "phoenix")
+}

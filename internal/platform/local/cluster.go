@@ -272,6 +272,7 @@ func (p *Platform) clusterStatus(ctx context.Context, name string) (ClusterStatu
 		}
 	}
 	if st.LiveManagers == 0 {
+		st.Lost = true
 		return st, nil
 	}
 	mgr, err := p.manager(ctx, name)
