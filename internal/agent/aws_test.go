@@ -286,11 +286,18 @@ func (c *cloud) anyWorker() string {
 	return ""
 }
 
-// guestOf is the local guest id of instance id.
+// guestOf is the local guest id of instance id. Its node can be Ready a
+// moment before cloud-init records the guest, so it waits for that.
 func (c *cloud) guestOf(id string) string {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	return c.guests[id]
+	c.t.Helper()
+	var g string
+	c.h.waitFor("cloud-init to record the guest of "+id, 30*time.Second, func() (bool, string) {
+		c.mu.Lock()
+		defer c.mu.Unlock()
+		g = c.guests[id]
+		return g != "", "not recorded"
+	})
+	return g
 }
 
 // runAgent runs an agent for the cluster on AWS, through the proxy.

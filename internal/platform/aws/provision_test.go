@@ -19,6 +19,17 @@ import (
 	"github.com/autarky/terraform-provider-autarky/internal/testenv"
 )
 
+// provisionEnv is moto behind the test's proxy, the network a user brings,
+// and a Platform that polls quickly.
+func provisionEnv(t *testing.T) (c *Clients, proxy *awsProxy, p *Platform, ami, subnet, sg string) {
+	t.Helper()
+	c, proxy = testClients(t, nil)
+	ami, subnet, sg = testenv.MotoNetwork(t, proxy.URL)
+	p = NewPlatform(c, nil)
+	p.Poll = 50 * time.Millisecond
+	return c, proxy, p, ami, subnet, sg
+}
+
 func testCluster(name, ami, subnet, sg string) policy.Cluster {
 	return policy.Cluster{Name: name, Platform: policy.PlatformAWS, ManagerCount: 1, HeartbeatPeriod: "5s",
 		AWS: &policy.AWS{AMI: ami, InstanceType: "t3.micro", Subnets: []string{subnet}, SecurityGroups: []string{sg},
@@ -28,11 +39,8 @@ func testCluster(name, ami, subnet, sg string) policy.Cluster {
 // What the provider creates on AWS, it reads back, changes in place and
 // deletes without leaving a group, a launch template or a parameter.
 func TestProvisionLifecycle(t *testing.T) {
-	c, proxy := testClients(t, nil)
-	ami, subnet, sg := testenv.MotoNetwork(t, proxy.URL)
+	c, _, p, ami, subnet, sg := provisionEnv(t)
 	ctx := context.Background()
-	p := NewPlatform(c, nil)
-	p.Poll = 50 * time.Millisecond
 
 	cl := testCluster("prod", ami, subnet, sg)
 	st, err := p.CreateCluster(ctx, cl)
@@ -113,11 +121,8 @@ func TestProvisionLifecycle(t *testing.T) {
 
 // A cluster whose creation fails half-way leaves nothing behind.
 func TestProvisionFailureLeavesNothing(t *testing.T) {
-	c, proxy := testClients(t, nil)
-	ami, subnet, sg := testenv.MotoNetwork(t, proxy.URL)
+	c, proxy, p, ami, subnet, sg := provisionEnv(t)
 	ctx := context.Background()
-	p := NewPlatform(c, nil)
-	p.Poll = 50 * time.Millisecond
 	proxy.SetFault(func(cl call) *fault {
 		if cl.Action == "CreateAutoScalingGroup" {
 			return apiError(cl, "ValidationError", "The subnet ID 'subnet-x' does not exist")
@@ -209,11 +214,8 @@ func decodeUserData(t *testing.T, b64 string) string {
 // says so, and creating it again works over its parameters, without the
 // old swarm's tokens and init lock.
 func TestProvisionLostClusterIsCreatedAnew(t *testing.T) {
-	c, proxy := testClients(t, nil)
-	ami, subnet, sg := testenv.MotoNetwork(t, proxy.URL)
+	c, _, p, ami, subnet, sg := provisionEnv(t)
 	ctx := context.Background()
-	p := NewPlatform(c, nil)
-	p.Poll = 50 * time.Millisecond
 	cl := testCluster("phoenix", ami, subnet, sg)
 	if _, err := p.CreateCluster(ctx, cl); err != nil {
 		t.Fatal(err)
