@@ -252,10 +252,9 @@ func (a *Agent) fail(o *observation, pool string) {
 	a.log.Warn("replacement failed; backing off", "pool", pool, "failures", b.Failures, "next_after", decide.BackoffDelay(b.Failures).String())
 }
 
-// recover finishes what was in flight when the last leader stopped: removals
-// are carried out again (they are idempotent), and a replacement whose new
-// instance was never recorded adopts the instance it started, or is dropped
-// when none was started.
+// recover finishes what is in flight: removals are carried out again (they
+// are idempotent), and a replacement whose new instance has no id yet
+// adopts it once it is listed (adoptReplacements).
 func (a *Agent) recover(ctx context.Context, o *observation) error {
 	if len(o.journal.Entries) == 0 {
 		return nil
@@ -274,15 +273,16 @@ func (a *Agent) recover(ctx context.Context, o *observation) error {
 			}
 		}
 	}
-	return a.adoptReplacements(ctx, o, true)
+	return a.adoptReplacements(ctx, o)
 }
 
 // adoptReplacements records, for each replacement in flight whose new
 // instance has no id yet, the pool's instance that appeared since it
-// started and no other unit claims. After a restart (drop) a replacement
-// with no such instance never started and is dropped; otherwise (a
-// group's launch in progress) it waits for the next evaluation.
-func (a *Agent) adoptReplacements(ctx context.Context, o *observation, drop bool) error {
+// started and no other unit claims. A replacement with no such instance
+// waits when this running agent started it (a group's launch in progress);
+// one that another leader, or this agent before a restart, started never
+// launched, and is dropped.
+func (a *Agent) adoptReplacements(ctx context.Context, o *observation) error {
 	claimed := map[string]bool{}
 	for _, e := range o.journal.Entries {
 		if e.Action.Replacement != "" {
@@ -309,7 +309,7 @@ func (a *Agent) adoptReplacements(ctx context.Context, o *observation, drop bool
 			claimed[adopted] = true
 			o.journal.Entries[i].Action.Replacement = adopted
 			a.log.Info("adopting the replacement instance", "key", act.Key, "instance", adopted)
-		case drop:
+		case e.By != o.selfID || e.StartedAt.Before(a.startedAt):
 			o.journal.remove(act.Key)
 			a.log.Info("dropping a replacement that never started", "key", act.Key)
 		default:

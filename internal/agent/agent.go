@@ -61,6 +61,9 @@ func ValidateDockerHost(host string) error {
 type Agent struct {
 	cfg     Config
 	cluster platform.Cluster
+	// startedAt is when this agent was made: journal entries from before
+	// it were started by an earlier run.
+	startedAt time.Time
 	// group is cluster when its pools are cloud groups, else nil.
 	group   platform.GroupCluster
 	docker  *swarm.Client
@@ -127,16 +130,17 @@ func New(cfg Config, cluster platform.Cluster) (*Agent, error) {
 		return nil, err
 	}
 	a := &Agent{
-		cfg:     cfg,
-		cluster: cluster,
-		docker:  docker,
-		log:     cfg.Logger,
-		metrics: newMetrics(),
-		group:   asGroup(cluster),
-		seen:    map[string]seenState{},
-		reasons: map[string]string{},
-		alerts:  map[string]alertState{},
-		wake:    make(chan struct{}, 1),
+		cfg:       cfg,
+		cluster:   cluster,
+		docker:    docker,
+		log:       cfg.Logger,
+		metrics:   newMetrics(),
+		group:     asGroup(cluster),
+		startedAt: cfg.Now(),
+		seen:      map[string]seenState{},
+		reasons:   map[string]string{},
+		alerts:    map[string]alertState{},
+		wake:      make(chan struct{}, 1),
 
 		prom:         metrics.NewClient(5 * time.Second),
 		unneeded:     map[string]time.Time{},

@@ -76,9 +76,6 @@ func (a *Agent) evaluate(ctx context.Context) error {
 		if err := a.recover(ctx, &o); err != nil {
 			return err
 		}
-		if err := a.adoptReplacements(ctx, &o, false); err != nil {
-			return err
-		}
 		if a.group != nil {
 			a.labelNodes(ctx, &o)
 		}

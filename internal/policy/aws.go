@@ -138,10 +138,18 @@ func (a AWSPool) Validate() error {
 	return nil
 }
 
+// ValidateHTTPURL checks an http(s) URL with no spaces or quotes.
+func ValidateHTTPURL(url string) error {
+	if !httpURLRE.MatchString(url) {
+		return fmt.Errorf("%q is not an http(s) URL", url)
+	}
+	return nil
+}
+
 // ValidateAgentDownload checks where managers on a cloud fetch the agent.
 func ValidateAgentDownload(url, sha string) error {
-	if !httpURLRE.MatchString(url) {
-		return fmt.Errorf("agent.binary_url: %q is not an http(s) URL", url)
+	if err := ValidateHTTPURL(url); err != nil {
+		return fmt.Errorf("agent.binary_url: %w", err)
 	}
 	if !sha256HexRE.MatchString(sha) {
 		return fmt.Errorf("agent.binary_sha256: %q: use the 64 lower-case hex digits of the binary's SHA-256", sha)

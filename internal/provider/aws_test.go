@@ -292,6 +292,16 @@ resource "autarky_cluster" "test" {
 		{e.provider() + e.cluster("bad", 1, `agent = { enabled = true }`), `agent.binary_url: "" is not an http\(s\) URL`},
 		{local + e.cluster("bad", 1, ""), `platform "aws" needs the provider's aws block`},
 		{strings.Replace(e.provider(), `region    = "us-east-1"`, `region    = "moon"`, 1) + e.cluster("bad", 1, ""), `"moon" is not an AWS region name`},
+		{strings.Replace(e.provider(), `ec2 = "`, `ec2 = "ftp:`, 1) + e.cluster("bad", 1, ""), `endpoints.ec2: "ftp:http://127.0.0.1:[0-9]+" is not an http\(s\) URL`},
+		{e.provider() + e.cluster("bad", 1, "") + `
+resource "autarky_node_pool" "web" {
+  cluster_id = autarky_cluster.test.id
+  name       = "web"
+  max_size   = 2
+  aws {
+    instance_type = "huge"
+  }
+}`, `aws.instance_type: "huge" is not an EC2 instance type`},
 	} {
 		t.Run(tc.want, func(t *testing.T) {
 			// Terraform wraps long messages: any space may be a line break.

@@ -47,7 +47,7 @@ func (r *clusterResource) ValidateConfig(ctx context.Context, req resource.Valid
 	if m.Platform.IsNull() {
 		platformName = policy.PlatformLocal
 	}
-	hasAWS := m.AWS != nil && !allNull(m.AWS.AMI, m.AWS.InstanceType, m.AWS.Subnets, m.AWS.SecurityGroups, m.AWS.InstanceProfile, m.AWS.KeyName, m.AWS.Tags)
+	hasAWS := !m.AWS.empty()
 	switch {
 	case platformName != policy.PlatformAWS && hasAWS:
 		resp.Diagnostics.AddAttributeError(path.Root("aws"), "aws block on a "+platformName+" cluster",
@@ -108,6 +108,11 @@ type agentModel struct {
 	DryRun             types.Bool   `tfsdk:"dry_run"`
 	BinaryURL          types.String `tfsdk:"binary_url"`
 	BinarySHA256       types.String `tfsdk:"binary_sha256"`
+}
+
+// empty reports whether the aws block is absent or sets nothing.
+func (a *clusterAWSModel) empty() bool {
+	return a == nil || allNull(a.AMI, a.InstanceType, a.Subnets, a.SecurityGroups, a.InstanceProfile, a.KeyName, a.Tags)
 }
 
 type clusterAWSModel struct {
@@ -307,7 +312,7 @@ func (m clusterModel) descriptor(ctx context.Context) (policy.Cluster, error) {
 			BinarySHA256:       m.Agent.BinarySHA256.ValueString(),
 		}
 	}
-	if a := m.AWS; a != nil && !allNull(a.AMI, a.InstanceType, a.Subnets, a.SecurityGroups, a.InstanceProfile, a.KeyName, a.Tags) {
+	if a := m.AWS; !a.empty() {
 		c.AWS = &policy.AWS{AMI: a.AMI.ValueString(), InstanceType: a.InstanceType.ValueString(),
 			InstanceProfile: a.InstanceProfile.ValueString(), KeyName: a.KeyName.ValueString()}
 		var err error

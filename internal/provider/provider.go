@@ -7,7 +7,6 @@ package provider
 import (
 	"context"
 	"fmt"
-	"regexp"
 	"sync"
 
 	"github.com/hashicorp/terraform-plugin-framework/datasource"
@@ -21,11 +20,8 @@ import (
 
 	"github.com/autarky/terraform-provider-autarky/internal/platform/aws"
 	"github.com/autarky/terraform-provider-autarky/internal/platform/local"
+	"github.com/autarky/terraform-provider-autarky/internal/policy"
 	"github.com/autarky/terraform-provider-autarky/internal/validators"
-)
-
-var (
-	endpointRE = regexp.MustCompile(`^https?://[^\s]+$`)
 )
 
 var _ provider.Provider = &autarkyProvider{}
@@ -142,11 +138,11 @@ func (p *autarkyProvider) Schema(_ context.Context, _ provider.SchemaRequest, re
 						MarkdownDescription: "Custom service endpoints, only to reach an emulator or private (VPC) endpoints. Each is an http(s) URL.",
 						Attributes: map[string]schema.Attribute{
 							"ec2": schema.StringAttribute{Optional: true, MarkdownDescription: "The EC2 endpoint URL.",
-								Validators: []validator.String{validators.Regex(endpointRE, "an http(s) URL")}},
+								Validators: []validator.String{validators.Check("must be an http(s) URL", policy.ValidateHTTPURL)}},
 							"autoscaling": schema.StringAttribute{Optional: true, MarkdownDescription: "The Auto Scaling endpoint URL.",
-								Validators: []validator.String{validators.Regex(endpointRE, "an http(s) URL")}},
+								Validators: []validator.String{validators.Check("must be an http(s) URL", policy.ValidateHTTPURL)}},
 							"ssm": schema.StringAttribute{Optional: true, MarkdownDescription: "The SSM (Parameter Store) endpoint URL.",
-								Validators: []validator.String{validators.Regex(endpointRE, "an http(s) URL")}},
+								Validators: []validator.String{validators.Check("must be an http(s) URL", policy.ValidateHTTPURL)}},
 						},
 					},
 				},

@@ -6,7 +6,6 @@ import (
 	"net"
 	"net/http"
 	"os/exec"
-	"regexp"
 	"strconv"
 	"sync"
 	"syscall"
@@ -16,6 +15,8 @@ import (
 	awsv2 "github.com/aws/aws-sdk-go-v2/aws"
 	"github.com/aws/aws-sdk-go-v2/credentials"
 	"github.com/aws/aws-sdk-go-v2/service/ec2"
+
+	"github.com/autarky/terraform-provider-autarky/internal/policy"
 )
 
 // StartMoto starts a moto server (PyPI moto[server], a real emulator of
@@ -117,7 +118,7 @@ func MotoNetwork(t testing.TB, endpoint string) (ami, subnet, securityGroup stri
 		t.Fatalf("moto has no images to launch from: %v", err)
 	}
 	for _, im := range imgs.Images {
-		if id := awsv2.ToString(im.ImageId); amiRE.MatchString(id) {
+		if id := awsv2.ToString(im.ImageId); policy.ValidateAMI(id) == nil {
 			ami = id
 			break
 		}
@@ -144,5 +145,3 @@ func MotoNetwork(t testing.TB, endpoint string) (ami, subnet, securityGroup stri
 
 // MotoRegion is the region tests use with moto.
 const MotoRegion = "us-east-1"
-
-var amiRE = regexp.MustCompile(`^ami-[0-9a-f]{8,17}$`)

@@ -6,7 +6,6 @@ package validators
 import (
 	"context"
 	"fmt"
-	"regexp"
 	"time"
 
 	"github.com/hashicorp/terraform-plugin-framework/schema/validator"
@@ -95,16 +94,6 @@ func EvaluationInterval() validator.String {
 	return stringCheck{desc: "must be a duration from 100ms to 1h", check: func(s string) error {
 		_, err := policy.ParseEvaluationInterval(s)
 		return err
-	}}
-}
-
-// Regex accepts strings matching re; what names the allowed form.
-func Regex(re *regexp.Regexp, what string) validator.String {
-	return stringCheck{desc: "must be " + what, check: func(s string) error {
-		if !re.MatchString(s) {
-			return fmt.Errorf("%q is not %s", s, what)
-		}
-		return nil
 	}}
 }
 

@@ -23,7 +23,7 @@ const bootTimeout = 90 * time.Second
 type ClusterStatus = platform.ClusterStatus
 
 // ErrClusterExists is returned when a cluster of that name is already in the state dir.
-var ErrClusterExists = errors.New("cluster exists")
+var ErrClusterExists = platform.ErrExists
 
 // CreateCluster starts the managers, initialises the swarm on the first and
 // joins the others. On failure nothing of the cluster is left behind.

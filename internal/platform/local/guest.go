@@ -27,19 +27,9 @@ func (p *Platform) StartGuest(ctx context.Context, cluster string, pool policy.P
 		return platform.Instance{}, err
 	}
 	defer mgr.Close()
-	f, err := p.allocate(cluster, pool.Name, pool.Role)
+	f, err := p.startInstanceWith(ctx, cluster, pool.Name, pool.Role,
+		map[string]string{policy.LabelCluster: pool.Cluster, policy.LabelInstance: instanceID})
 	if err != nil {
-		return f.Instance, err
-	}
-	labels := engineLabels(f.Instance)
-	labels[policy.LabelCluster] = pool.Cluster
-	labels[policy.LabelInstance] = instanceID
-	if err := p.startProcess(&f, labels); err != nil {
-		_ = p.removeInstance(context.Background(), f)
-		return f.Instance, err
-	}
-	if err := p.boot(ctx, f); err != nil {
-		_ = p.removeInstance(context.Background(), f)
 		return f.Instance, err
 	}
 	// A worker on a cloud cannot label its own node (only managers can):

@@ -16,7 +16,13 @@ import (
 // startInstance allocates an address and starts a node's dockerd, returning
 // once its engine answers. The node is in no swarm yet.
 func (p *Platform) startInstance(ctx context.Context, cluster, pool, role string) (instanceFile, error) {
-	f, err := p.launch(cluster, pool, role)
+	return p.startInstanceWith(ctx, cluster, pool, role, nil)
+}
+
+// startInstanceWith is startInstance with engine labels that override the
+// node's own (a guest's instance id and cluster).
+func (p *Platform) startInstanceWith(ctx context.Context, cluster, pool, role string, override map[string]string) (instanceFile, error) {
+	f, err := p.launchWith(cluster, pool, role, override)
 	if err != nil {
 		return f, err
 	}
@@ -30,11 +36,19 @@ func (p *Platform) startInstance(ctx context.Context, cluster, pool, role string
 // launch allocates an address and starts the node's process, like a cloud's
 // RunInstances: it does not wait for the engine.
 func (p *Platform) launch(cluster, pool, role string) (instanceFile, error) {
+	return p.launchWith(cluster, pool, role, nil)
+}
+
+func (p *Platform) launchWith(cluster, pool, role string, override map[string]string) (instanceFile, error) {
 	f, err := p.allocate(cluster, pool, role)
 	if err != nil {
 		return f, err
 	}
-	if err := p.startProcess(&f, engineLabels(f.Instance)); err != nil {
+	labels := engineLabels(f.Instance)
+	for k, v := range override {
+		labels[k] = v
+	}
+	if err := p.startProcess(&f, labels); err != nil {
 		_ = p.removeInstance(context.Background(), f)
 		return f, err
 	}

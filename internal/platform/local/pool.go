@@ -24,7 +24,7 @@ const startParallel = 4
 type PoolStatus = platform.PoolStatus
 
 // ErrPoolExists is returned when the cluster already has a pool of that name.
-var ErrPoolExists = errors.New("node pool exists")
+var ErrPoolExists = platform.ErrExists
 
 // CreatePool records the pool and starts its nodes. With wait > 0 it returns
 // only when they are Ready in Swarm. On failure nothing of the pool is left.
