@@ -46,7 +46,7 @@ func (j *Journal) remove(key string) {
 }
 
 func (a *Agent) save(ctx context.Context, o *observation) error {
-	if err := a.cluster.SaveJournal(ctx, &o.journal); err != nil {
+	if _, err := a.cluster.SaveJournal(ctx, &o.journal, ""); err != nil {
 		return fmt.Errorf("journal: %w", err)
 	}
 	return nil

@@ -265,7 +265,7 @@ func (c *cloud) waitJournalEmpty(timeout time.Duration) {
 	}
 	c.h.waitFor("the agent's journal to be empty", timeout, func() (bool, string) {
 		var j agent.Journal
-		if err := cl.LoadJournal(context.Background(), &j); err != nil {
+		if _, err := cl.LoadJournal(context.Background(), &j); err != nil {
 			return false, err.Error()
 		}
 		return len(j.Entries) == 0, itoa(len(j.Entries)) + " entries"

@@ -162,7 +162,8 @@ func (a *Agent) readStore(ctx context.Context, o *observation) error {
 	if o.instances, err = a.cluster.Instances(ctx); err != nil {
 		return err
 	}
-	return a.cluster.LoadJournal(ctx, &o.journal)
+	_, err = a.cluster.LoadJournal(ctx, &o.journal)
+	return err
 }
 
 // nodePool maps a swarm node to its pool id by the labels its engine was

@@ -326,7 +326,7 @@ func (w testWriter) Write(b []byte) (int, error) {
 // journal reads the agent's journal from the store.
 func (h *harness) journal() agent.Journal {
 	var j agent.Journal
-	if err := h.c.LoadJournal(context.Background(), &j); err != nil {
+	if _, err := h.c.LoadJournal(context.Background(), &j); err != nil {
 		h.t.Fatal(err)
 	}
 	return j
@@ -347,4 +347,14 @@ func (h *harness) nodeDown(id string, timeout time.Duration) {
 		}
 		return false, "not listed"
 	})
+}
+
+// saveJournal writes a journal behind the agent's back, as a test's fault.
+func saveJournal(c platform.Cluster, j *agent.Journal) error {
+	rev, err := c.LoadJournal(context.Background(), &agent.Journal{})
+	if err != nil {
+		return err
+	}
+	_, err = c.SaveJournal(context.Background(), j, rev)
+	return err
 }

@@ -329,7 +329,7 @@ func TestCrashMidReplacement(t *testing.T) {
 			}
 			if forget {
 				j.Entries[0].Action.Replacement = ""
-				if err := h.c.SaveJournal(context.Background(), &j); err != nil {
+				if err := saveJournal(h.c, &j); err != nil {
 					t.Fatal(err)
 				}
 			}

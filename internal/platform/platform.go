@@ -97,11 +97,34 @@ type Cluster interface {
 	// TerminateInstance stops an instance and releases what it held; an
 	// instance that is already gone is not an error.
 	TerminateInstance(ctx context.Context, id string) error
-	// LoadJournal reads the agent's journal into v; no journal leaves v as is.
-	LoadJournal(ctx context.Context, v any) error
-	// SaveJournal replaces the agent's journal with v, atomically.
-	SaveJournal(ctx context.Context, v any) error
+	// LoadJournal reads the agent's journal into v and returns its
+	// revision, an opaque token ("" when there is no journal; v is left as
+	// it is then). A journal that exists but cannot be decoded is an error
+	// wrapping ErrJournalCorrupt; a store that cannot be read is any other
+	// error.
+	LoadJournal(ctx context.Context, v any) (rev string, err error)
+	// SaveJournal replaces the agent's journal with v, atomically, and
+	// returns the new revision. Where the store can tell (see
+	// JournalFencing), the write happens only while the journal's revision
+	// is still rev, and is refused with an error wrapping ErrConflict when
+	// another writer saved it since: a deposed leader's stale write never
+	// lands.
+	SaveJournal(ctx context.Context, v any, rev string) (string, error)
+	// SetAsideJournal keeps an unreadable journal for a person under a new
+	// name, which it returns, and leaves no journal in its place.
+	SetAsideJournal(ctx context.Context) (string, error)
+	// JournalFencing says how the store refuses a stale writer, in one
+	// sentence for status and logs.
+	JournalFencing() string
 }
+
+// ErrJournalCorrupt is wrapped by LoadJournal's error when the journal
+// exists but cannot be decoded (truncated, or not the agent's JSON).
+var ErrJournalCorrupt = errors.New("the journal cannot be decoded")
+
+// ErrConflict is wrapped by SaveJournal's error when the journal changed
+// since the revision the writer read: another agent wrote it.
+var ErrConflict = errors.New("the journal changed since it was read: another agent wrote it")
 
 // GroupCluster is a Cluster whose pools are cloud groups (Auto Scaling
 // Groups) that launch and replace instances by themselves to meet a

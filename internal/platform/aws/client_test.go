@@ -86,7 +86,7 @@ func TestThrottlingRetriedAndCounted(t *testing.T) {
 		t.Fatal(err)
 	}
 	proxy.SetFault(firstN("PutParameter", 2, CodeThrottlingException))
-	if err := store.SaveJournal(ctx, map[string]int{"n": 1}); err != nil {
+	if _, err := store.SaveJournal(ctx, map[string]int{"n": 1}, ""); err != nil {
 		t.Fatalf("after 2 ThrottlingException: %v", err)
 	}
 	if v := retries(m, "PutParameter", CodeThrottlingException); v != 2 {

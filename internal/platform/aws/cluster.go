@@ -123,10 +123,22 @@ func (c *Cluster) ScalingPolicies(ctx context.Context) ([]policy.Scaling, error)
 }
 
 // LoadJournal reads the agent's journal from the store.
-func (c *Cluster) LoadJournal(ctx context.Context, v any) error { return c.store.LoadJournal(ctx, v) }
+func (c *Cluster) LoadJournal(ctx context.Context, v any) (string, error) {
+	return c.store.LoadJournal(ctx, v)
+}
 
 // SaveJournal replaces the agent's journal in the store.
-func (c *Cluster) SaveJournal(ctx context.Context, v any) error { return c.store.SaveJournal(ctx, v) }
+func (c *Cluster) SaveJournal(ctx context.Context, v any, rev string) (string, error) {
+	return c.store.SaveJournal(ctx, v, rev)
+}
+
+// SetAsideJournal keeps an unreadable journal for a person.
+func (c *Cluster) SetAsideJournal(ctx context.Context) (string, error) {
+	return c.store.SetAsideJournal(ctx)
+}
+
+// JournalFencing says how the SSM store refuses a stale writer.
+func (c *Cluster) JournalFencing() string { return c.store.JournalFencing() }
 
 // poolNames lists the cluster's pools: the managers, every pool named in
 // the constructor's map, and every worker pool in the store; sorted.

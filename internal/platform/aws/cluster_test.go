@@ -64,13 +64,13 @@ func TestClusterStoreDelegation(t *testing.T) {
 	}
 	type journal struct{ N int }
 	j := journal{N: 7}
-	if err := cl.LoadJournal(ctx, &j); err != nil || j.N != 7 {
+	if _, err := cl.LoadJournal(ctx, &j); err != nil || j.N != 7 {
 		t.Fatalf("no journal: %+v, %v", j, err)
 	}
-	if err := cl.SaveJournal(ctx, journal{N: 3}); err != nil {
+	if _, err := cl.SaveJournal(ctx, journal{N: 3}, ""); err != nil {
 		t.Fatal(err)
 	}
-	if err := cl.LoadJournal(ctx, &j); err != nil || j.N != 3 {
+	if _, err := cl.LoadJournal(ctx, &j); err != nil || j.N != 3 {
 		t.Fatalf("journal %+v, %v", j, err)
 	}
 }

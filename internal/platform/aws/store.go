@@ -347,19 +347,29 @@ func (s *Store) ScalingPolicies(ctx context.Context) ([]policy.Scaling, error) {
 }
 
 // LoadJournal reads the agent's journal into v; no journal leaves v as is.
-func (s *Store) LoadJournal(ctx context.Context, v any) error {
+// TODO(stub): revisions and corrupt detection.
+func (s *Store) LoadJournal(ctx context.Context, v any) (string, error) {
 	err := s.getJSON(ctx, JournalParameter(s.cluster), "journal", v)
 	if errors.Is(err, platform.ErrNotFound) {
-		return nil
+		return "", nil
 	}
-	return err
+	return "", err
 }
 
 // SaveJournal replaces the agent's journal with v; one PutParameter, so a
 // reader sees the old journal or the new one, never a mix.
-func (s *Store) SaveJournal(ctx context.Context, v any) error {
-	return s.putJSON(ctx, JournalParameter(s.cluster), v)
+func (s *Store) SaveJournal(ctx context.Context, v any, _ string) (string, error) {
+	return "", s.putJSON(ctx, JournalParameter(s.cluster), v)
 }
+
+// SetAsideJournal keeps an unreadable journal for a person.
+// TODO(stub)
+func (s *Store) SetAsideJournal(ctx context.Context) (string, error) {
+	return "", errors.New("not yet")
+}
+
+// JournalFencing says how the SSM store refuses a stale writer.
+func (s *Store) JournalFencing() string { return "none yet" }
 
 // Tokens are a swarm's join tokens. They print as "[redacted]" so they
 // cannot leak through a log line or an error by accident.

@@ -36,7 +36,7 @@ func TestStoreRoundTrip(t *testing.T) {
 		t.Fatalf("descriptor of an empty store: %v", err)
 	}
 	var journal map[string]any
-	if err := s.LoadJournal(ctx, &journal); err != nil || journal != nil {
+	if _, err := s.LoadJournal(ctx, &journal); err != nil || journal != nil {
 		t.Fatalf("no journal: %v, %v", err, journal)
 	}
 
@@ -129,17 +129,17 @@ func TestStoreRoundTrip(t *testing.T) {
 		ID     string `json:"id"`
 		Action string `json:"action"`
 	}
-	if err := s.SaveJournal(ctx, []entry{{"a1", "replace i-1"}}); err != nil {
+	if _, err := s.SaveJournal(ctx, []entry{{"a1", "replace i-1"}}, ""); err != nil {
 		t.Fatal(err)
 	}
-	if err := s.SaveJournal(ctx, []entry{{"a1", "replace i-1"}, {"a2", "scale in i-2"}}); err != nil {
+	if _, err := s.SaveJournal(ctx, []entry{{"a1", "replace i-1"}, {"a2", "scale in i-2"}}, ""); err != nil {
 		t.Fatal(err)
 	}
 	var j []entry
-	if err := s.LoadJournal(ctx, &j); err != nil || len(j) != 2 || j[1].Action != "scale in i-2" {
+	if _, err := s.LoadJournal(ctx, &j); err != nil || len(j) != 2 || j[1].Action != "scale in i-2" {
 		t.Fatalf("journal: %v, %+v", err, j)
 	}
-	if err := s.SaveJournal(ctx, strings.Repeat("x", MaxParameterSize)); err == nil {
+	if _, err := s.SaveJournal(ctx, strings.Repeat("x", MaxParameterSize), ""); err == nil {
 		t.Error("a journal larger than a parameter was accepted")
 	}
 

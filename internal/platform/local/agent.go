@@ -97,22 +97,6 @@ func (c *Cluster) TerminateInstance(ctx context.Context, id string) error {
 	return nil
 }
 
-func (c *Cluster) journalFile() string { return filepath.Join(c.p.clusterDir(c.name), "journal.json") }
-
-// LoadJournal reads the agent's journal.
-func (c *Cluster) LoadJournal(_ context.Context, v any) error {
-	err := readJSON(c.journalFile(), v)
-	if errors.Is(err, os.ErrNotExist) {
-		return nil
-	}
-	return err
-}
-
-// SaveJournal replaces the agent's journal atomically.
-func (c *Cluster) SaveJournal(_ context.Context, v any) error {
-	return writeJSON(c.journalFile(), v)
-}
-
 // agentBinary finds autarky-agent: the configured path, beside the running
 // executable (the provider's), or on PATH.
 func agentBinary(configured string) (string, error) {
