@@ -19,6 +19,7 @@ import (
 
 	"github.com/autarky/terraform-provider-autarky/internal/metrics"
 	"github.com/autarky/terraform-provider-autarky/internal/platform"
+	"github.com/autarky/terraform-provider-autarky/internal/supervise"
 	"github.com/autarky/terraform-provider-autarky/internal/swarm"
 )
 
@@ -177,8 +178,13 @@ func (a *Agent) Run(ctx context.Context) error {
 		"dry_run", a.cfg.DryRun, "evaluation_interval", a.cfg.EvaluationInterval.String())
 
 	events := a.docker.ClusterEvents(ctx)
+	_ = supervise.Notify("READY=1")
 	for {
 		a.Evaluate(ctx)
+		// The supervisor's watchdog (systemd's WatchdogSec, or the local
+		// platform's supervisor) restarts an agent whose loop stops coming
+		// round.
+		_ = supervise.Notify("WATCHDOG=1")
 		timer := time.NewTimer(a.untilWake())
 		select {
 		case <-ctx.Done():
