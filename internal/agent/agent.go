@@ -87,6 +87,20 @@ type Agent struct {
 	rebalanced   map[string]time.Time // service id -> last rebalance
 	recheck      bool                 // keep nextWake past the next evaluation
 	selfID       string               // the swarm node id of the agent's own engine
+
+	// baseCtx outlives one evaluation: removals run in it beside the loop.
+	baseCtx context.Context
+	// workers are the removals running beside the loop, by journal key.
+	workers map[string]worker
+	// jmu serialises journal writes; jrev is the revision this agent last
+	// read or wrote, so a write over anyone else's is refused.
+	jmu  sync.Mutex
+	jrev string
+	// settleUntil: after the process was frozen, leadership checks wait
+	// until then (see watchFreezes).
+	settleUntil time.Time
+	// failedEvaluations counts evaluations in a row that failed.
+	failedEvaluations int
 }
 
 // wakeNow asks the loop for an evaluation at once.
@@ -147,6 +161,8 @@ func New(cfg Config, cluster platform.Cluster) (*Agent, error) {
 		unneeded:     map[string]time.Time{},
 		rebalanceDue: map[string]bool{},
 		rebalanced:   map[string]time.Time{},
+		baseCtx:      context.Background(),
+		workers:      map[string]worker{},
 	}
 	for _, c := range cfg.Collectors {
 		if err := a.metrics.registry.Register(c); err != nil {
@@ -177,6 +193,8 @@ func (a *Agent) Run(ctx context.Context) error {
 	a.log.Info("agent started", "cluster", a.cluster.Name(), "listen", ln.Addr().String(), "docker_host", a.cfg.DockerHost,
 		"dry_run", a.cfg.DryRun, "evaluation_interval", a.cfg.EvaluationInterval.String())
 
+	a.baseCtx = ctx
+	go a.watchFreezes(ctx)
 	events := a.docker.ClusterEvents(ctx)
 	_ = supervise.Notify("READY=1")
 	for {
@@ -214,7 +232,15 @@ func (a *Agent) Evaluate(ctx context.Context) {
 	defer func() { a.metrics.evaluation.Observe(time.Since(start).Seconds()) }()
 	ectx, cancel := context.WithTimeout(ctx, 10*time.Minute)
 	defer cancel()
-	if err := a.evaluate(ectx); err != nil && !errors.Is(err, context.Canceled) {
+	err := a.evaluate(ectx)
+	a.mu.Lock()
+	if err != nil && !platform.IsTransient(err) {
+		a.failedEvaluations++
+	} else {
+		a.failedEvaluations = 0
+	}
+	a.mu.Unlock()
+	if err != nil && !errors.Is(err, context.Canceled) {
 		if platform.IsTransient(err) {
 			// Throttled, or the platform is busy: nothing is wrong, the
 			// next evaluation observes again.
@@ -226,13 +252,18 @@ func (a *Agent) Evaluate(ctx context.Context) {
 		a.status.Error = err.Error()
 		a.mu.Unlock()
 	}
+	a.health()
 }
 
 // Status returns a copy of the agent's current status.
 func (a *Agent) Status() Status {
+	h := a.health()
 	a.mu.Lock()
 	defer a.mu.Unlock()
 	s := a.status
+	s.Health = h
+	s.Actions = append([]ActionStatus(nil), a.status.Actions...)
+	s.JournalSetAside = append([]string(nil), a.status.JournalSetAside...)
 	s.Decisions = append([]Decision(nil), a.status.Decisions...)
 	return s
 }

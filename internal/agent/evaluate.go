@@ -2,6 +2,7 @@ package agent
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"sort"
 	"strings"
@@ -36,6 +37,9 @@ func quorumLost(err error) bool {
 		strings.Contains(s, "too few managers are online")
 }
 
+// evaluate is one pass: observe everything (Swarm, the store, the journal,
+// the platform), decide in the pure core, then act. Removals run beside the
+// loop (resume), so acting never holds the next evaluation up.
 func (a *Agent) evaluate(ctx context.Context) error {
 	o := observation{now: a.cfg.Now()}
 	var err error
@@ -70,10 +74,18 @@ func (a *Agent) evaluate(ctx context.Context) error {
 	if err := a.readStore(ctx, &o); err != nil {
 		return a.observeFailed(err)
 	}
+	if err := a.readJournal(ctx, &o); err != nil {
+		return a.observeFailed(err)
+	}
+	a.probeLeaderAgent(ctx, &o)
+	acting := o.leader && !a.cfg.DryRun
 
-	if o.leader && !a.cfg.DryRun {
-		// Finish what a previous leader (or this agent before a crash) began.
-		if err := a.recover(ctx, &o); err != nil {
+	if acting {
+		// Finish what a previous leader (or this agent before a crash)
+		// began: removals go on beside the loop, replacements adopt the
+		// instance their group launched.
+		a.resume(&o)
+		if err := a.adoptReplacements(ctx, &o); err != nil {
 			return err
 		}
 		if a.group != nil {
@@ -82,13 +94,17 @@ func (a *Agent) evaluate(ctx context.Context) error {
 	}
 	snap := a.snapshot(&o)
 	plan := decide.Heal(snap)
-	a.scheduleWake(snap)
+	a.scheduleWake(snap, o.journal)
 	a.report(&o, snap, plan)
-	if !o.leader || a.cfg.DryRun {
+	if !acting {
 		return a.evaluateScaling(ctx, &o)
 	}
 	for _, act := range plan.Actions {
 		if err := a.execute(ctx, &o, act); err != nil {
+			if errors.Is(err, errDeposed) || errors.Is(err, platform.ErrConflict) {
+				a.log.Warn("no longer the leader: this evaluation stops acting", "reason", err)
+				return nil
+			}
 			if platform.IsTransient(err) {
 				a.log.Info("waiting: the platform said not now", "kind", act.Kind, "pool", act.PoolID, "reason", err)
 				a.addDecision(o.now, act.PoolID, string(act.Kind), "wait", err.Error(), false)
@@ -159,10 +175,7 @@ func (a *Agent) readStore(ctx context.Context, o *observation) error {
 	for _, h := range hs {
 		o.healing[h.PoolID] = h
 	}
-	if o.instances, err = a.cluster.Instances(ctx); err != nil {
-		return err
-	}
-	_, err = a.cluster.LoadJournal(ctx, &o.journal)
+	o.instances, err = a.cluster.Instances(ctx)
 	return err
 }
 
@@ -296,6 +309,13 @@ func (a *Agent) report(o *observation, s decide.Snapshot, plan decide.Plan) {
 			Availability: n.Availability, Reachability: n.ManagerReachability, Leader: n.Leader, Tasks: n.RunningTasks,
 		})
 	}
+	stuck := map[string][]string{}
+	for _, e := range o.journal.Entries {
+		if e.LastError != "" {
+			stuck[e.Action.PoolID] = append(stuck[e.Action.PoolID], fmt.Sprintf("%s failed %d time(s), next attempt at %s: %s",
+				e.Action.Key, e.Attempts, e.NextAttempt.UTC().Format(time.RFC3339), e.LastError))
+		}
+	}
 	var pools []PoolStatus
 	for i, r := range plan.Reasons {
 		ps := s.Pools[i]
@@ -306,7 +326,7 @@ func (a *Agent) report(o *observation, s decide.Snapshot, plan decide.Plan) {
 		}
 		a.metrics.breaker.WithLabelValues(r.PoolID).Set(open)
 		pools = append(pools, PoolStatus{ID: r.PoolID, Role: ps.Role, MinSize: ps.MinSize, MaxSize: ps.MaxSize, Desired: ps.DesiredSize,
-			Healing: ps.HasPolicy, Reason: string(r.Code), Message: r.Message, Nodes: byPool[r.PoolID]})
+			Healing: ps.HasPolicy, Reason: string(r.Code), Message: r.Message, Nodes: byPool[r.PoolID], Stuck: stuck[r.PoolID]})
 		a.noteReason(o, r)
 	}
 	would := map[string]bool{}
@@ -326,8 +346,11 @@ func (a *Agent) report(o *observation, s decide.Snapshot, plan decide.Plan) {
 	}
 	a.would = would
 	var inflight []string
+	var actions []ActionStatus
 	for _, e := range o.journal.Entries {
 		inflight = append(inflight, e.Action.Key)
+		actions = append(actions, ActionStatus{Key: e.Action.Key, Pool: e.Action.PoolID, StartedAt: e.StartedAt, DrainStartedAt: e.DrainStartedAt,
+			Attempts: e.Attempts, NextAttempt: e.NextAttempt, LastError: e.LastError})
 	}
 	sort.Strings(inflight)
 	a.mu.Lock()
@@ -336,6 +359,7 @@ func (a *Agent) report(o *observation, s decide.Snapshot, plan decide.Plan) {
 	a.status.Quorum = QuorumStatus{Managers: s.Quorum.Managers, Reachable: s.Quorum.Reachable, Leader: s.Quorum.LeaderPresent, Held: s.Quorum.Held()}
 	a.status.Pools = pools
 	a.status.InFlight = inflight
+	a.status.Actions = actions
 	a.status.LastEvaluation = o.now
 	a.status.Error = ""
 	a.mu.Unlock()
@@ -385,12 +409,15 @@ func (a *Agent) addDecision(t time.Time, pool, kind, code, msg string, dry bool)
 // scheduleWake notes the earliest moment a rule's clock runs out (a node's
 // unhealthy_after, a pool's backoff), so the loop evaluates right then
 // instead of at the next tick: the difference is the agent's reaction time.
-func (a *Agent) scheduleWake(s decide.Snapshot) {
+func (a *Agent) scheduleWake(s decide.Snapshot, j Journal) {
 	var next time.Time
 	consider := func(t time.Time) {
 		if t.After(s.Now) && (next.IsZero() || t.Before(next)) {
 			next = t
 		}
+	}
+	for _, e := range j.Entries {
+		consider(e.NextAttempt)
 	}
 	rules := map[string]decide.PoolState{}
 	for _, p := range s.Pools {

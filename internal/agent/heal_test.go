@@ -95,9 +95,13 @@ func TestHealWorker(t *testing.T) {
 
 // Managers are replaced without ever losing quorum: first a follower, then
 // the leader together with a worker (the agent beside the new leader takes
-// over and finishes both). At most one manager is ever down, at most one
-// agent leads at any sample, and the cluster ends with 3 reachable managers
-// and no ghost Raft member.
+// over and finishes both). A dead manager leaves the Raft group before its
+// replacement joins, so the group is never larger than 3. The membership
+// is sampled every 200ms through any manager that answers: the reachable
+// managers are a quorum of the members (⌊members/2⌋+1) at every sample, a
+// joining manager counting as a member that is not reachable yet; at most
+// one manager is ever down, at most one agent leads at any sample, and the
+// cluster ends with 3 reachable managers and no ghost Raft member.
 func TestHealManagers(t *testing.T) {
 	h := newHarness(t, "hm", 3, true)
 	h.heal(*healing("hm/managers", "2s"))
@@ -108,14 +112,13 @@ func TestHealManagers(t *testing.T) {
 	})
 
 	type sample struct {
-		at               time.Time
-		leader           bool
-		joining          int
-		unreachable      int
-		leadingAgents    int
-		managersInSwarm  int
-		reachableInSwarm int
-		err              string
+		at            time.Time
+		leader        bool
+		members       int // managers in the Raft group, reachable or not
+		reachable     int
+		down          int
+		leadingAgents int
+		err           string
 	}
 	var samples []sample
 	stop := make(chan struct{})
@@ -126,7 +129,7 @@ func TestHealManagers(t *testing.T) {
 			select {
 			case <-stop:
 				return
-			case <-time.After(250 * time.Millisecond):
+			case <-time.After(200 * time.Millisecond):
 			}
 			s := sample{at: time.Now()}
 			ns, err := h.nodes()
@@ -137,20 +140,17 @@ func TestHealManagers(t *testing.T) {
 				if n.Role != "manager" {
 					continue
 				}
-				s.managersInSwarm++
+				s.members++
 				if n.Leader {
 					s.leader = true
 				}
-				// A dead manager is Down in Swarm; a replacement that is
-				// joining is up but may show as unreachable to Raft until
-				// it has caught up: that is the join-first order's window.
-				switch {
-				case n.Reachability == "reachable":
-					s.reachableInSwarm++
-				case n.State == "down":
-					s.unreachable++
-				default:
-					s.joining++
+				// A joining manager is up but unreachable until it has
+				// caught up: a member without a vote, as a dead one.
+				if n.Reachability == "reachable" {
+					s.reachable++
+				}
+				if n.State == "down" {
+					s.down++
 				}
 			}
 			s.leadingAgents, _ = h.leaders()
@@ -186,6 +186,17 @@ func TestHealManagers(t *testing.T) {
 	h.kill(followers[0].ID)
 	h.nodeDown(followers[0].ID, 30*time.Second)
 	h.waitFor("the managers healed after a follower died", 2*time.Minute, func() (bool, string) { return h.settled("managers", "manager", 3) })
+	if _, url := h.leaders(); url != "" {
+		found := false
+		for _, d := range h.status(url).Decisions {
+			if d.Pool == "hm/managers" && d.Kind == string(decide.RemoveNode) && strings.Contains(d.Message, "before its replacement joins") {
+				found = true
+			}
+		}
+		if !found {
+			t.Errorf("the leader's decisions show no manager leaving before its replacement: %+v", h.status(url).Decisions)
+		}
+	}
 	phase2 := time.Now()
 
 	// Phase 2: a worker dies, and while its replacement is in flight the
@@ -221,17 +232,20 @@ func TestHealManagers(t *testing.T) {
 	<-done
 
 	var electionEnd time.Time
+	answered, smallest := 0, 3
 	for _, s := range samples {
-		// Quorum: the live members (reachable, or up and joining) are a
-		// majority of the Raft group.
-		if s.err == "" && (s.reachableInSwarm+s.joining)*2 <= s.managersInSwarm {
-			t.Errorf("at %s quorum was lost: %d reachable and %d joining of %d managers", s.at.Format(time.TimeOnly), s.reachableInSwarm, s.joining, s.managersInSwarm)
+		if s.err == "" {
+			answered++
+			smallest = min(smallest, s.members)
+			if need := s.members/2 + 1; s.reachable < need {
+				t.Errorf("at %s quorum was at risk: %d of %d members reachable, a quorum needs %d", s.at.Format(time.TimeOnly), s.reachable, s.members, need)
+			}
+			if s.members > 3 {
+				t.Errorf("at %s raft had %d members: a replacement joined before the dead manager left", s.at.Format(time.TimeOnly), s.members)
+			}
 		}
-		if s.unreachable > 1 {
-			t.Errorf("at %s %d managers were down at once", s.at.Format(time.TimeOnly), s.unreachable)
-		}
-		if s.managersInSwarm > 4 {
-			t.Errorf("at %s raft had %d members: more than one manager change at once", s.at.Format(time.TimeOnly), s.managersInSwarm)
+		if s.down > 1 {
+			t.Errorf("at %s %d managers were down at once", s.at.Format(time.TimeOnly), s.down)
 		}
 		if s.leadingAgents > 1 {
 			t.Errorf("at %s %d agents led at once", s.at.Format(time.TimeOnly), s.leadingAgents)
@@ -249,20 +263,29 @@ func TestHealManagers(t *testing.T) {
 	if electionEnd.IsZero() || electionEnd.Sub(phase2) > 20*time.Second {
 		t.Errorf("a new leader took %s to be elected", electionEnd.Sub(phase2))
 	}
+	if answered < 50 {
+		t.Errorf("only %d of %d samples answered: the membership was hardly watched", answered, len(samples))
+	}
+	if smallest != 2 {
+		t.Errorf("the group never shrank to 2 members (smallest %d): no dead manager left before its replacement", smallest)
+	}
 	ns, err := h.nodes()
 	if err != nil {
 		t.Fatal(err)
 	}
-	managers := 0
+	members, reachable := 0, 0
 	for _, n := range ns {
 		if n.Role == "manager" {
-			managers++
+			members++
+			if n.Reachability == "reachable" {
+				reachable++
+			}
 		}
 	}
-	if managers != 3 {
-		t.Errorf("raft has %d members, want 3 (no ghost)", managers)
+	if members != 3 || reachable != 3 {
+		t.Errorf("raft has %d members, %d reachable, want 3 and 3 (no ghost)", members, reachable)
 	}
-	t.Logf("%d samples; new leader elected %s after the old one died", len(samples), electionEnd.Sub(phase2).Round(100*time.Millisecond))
+	t.Logf("%d samples, %d answered; new leader elected %s after the old one died", len(samples), answered, electionEnd.Sub(phase2).Round(100*time.Millisecond))
 }
 
 // With 2 of 5 workers dead and max_unhealthy_percent 20 the circuit breaker

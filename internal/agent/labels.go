@@ -42,7 +42,7 @@ func (a *Agent) labelNodes(ctx context.Context, o *observation) {
 				want[k] = v
 			}
 		}
-		if err := a.docker.SetLabels(ctx, n.ID, want); err != nil {
+		if err := a.guarded(ctx, "label node "+n.ID, func(ctx context.Context) error { return a.docker.SetLabels(ctx, n.ID, want) }); err != nil {
 			a.log.Warn("labelling node failed", "node", n.ID, "error", err)
 			continue
 		}

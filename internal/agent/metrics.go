@@ -22,6 +22,12 @@ type agentMetrics struct {
 	scaleActions   *prometheus.CounterVec
 	scaleIns       *prometheus.CounterVec
 	poolSize       *prometheus.GaugeVec
+
+	fenced        *prometheus.CounterVec
+	leaderAgentUp prometheus.Gauge
+	retries       *prometheus.CounterVec
+	healthy       prometheus.Gauge
+	changes       prometheus.Counter
 }
 
 func newMetrics() *agentMetrics {
@@ -65,6 +71,22 @@ func newMetrics() *agentMetrics {
 	m.poolSize = prometheus.NewGaugeVec(prometheus.GaugeOpts{
 		Name: "autarky_pool_instances", Help: "Running instances of a pool under a scaling policy.",
 	}, []string{"pool"})
+	m.fenced = prometheus.NewCounterVec(prometheus.CounterOpts{
+		Name: "autarky_fenced_total", Help: "Changes this agent did not make because it no longer leads (leadership) or another agent wrote the journal since it read it (journal).",
+	}, []string{"fence"})
+	m.leaderAgentUp = prometheus.NewGauge(prometheus.GaugeOpts{
+		Name: "autarky_leader_agent_up", Help: "1 when the agent beside the Raft leader (this one, on the leader) answers /healthz with 200; 0 when it is dead, hung or unhealthy, and nobody acts.",
+	})
+	m.retries = prometheus.NewCounterVec(prometheus.CounterOpts{
+		Name: "autarky_action_retries_total", Help: "Failed steps of journaled actions, retried with backoff, by pool and why (drain_not_started, step_failed, transient).",
+	}, []string{"pool", "reason"})
+	m.healthy = prometheus.NewGauge(prometheus.GaugeOpts{
+		Name: "autarky_agent_healthy", Help: "1 while /healthz answers 200: evaluations succeed and the journal can be read.",
+	})
+	m.changes = prometheus.NewCounter(prometheus.CounterOpts{
+		Name: "autarky_changes_total", Help: "Mutating calls this agent made (drains, removals, terminations, launches, size and label changes), each right after a leadership check.",
+	})
+	m.registry.MustRegister(m.fenced, m.leaderAgentUp, m.retries, m.healthy, m.changes)
 	m.registry.MustRegister(m.checkStale, m.scaleDecisions, m.scaleActions, m.scaleIns, m.poolSize)
 	m.registry.MustRegister(m.leader, m.quorum, m.nodes, m.replacements, m.decisions, m.breaker, m.evaluation,
 		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))

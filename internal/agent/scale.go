@@ -3,6 +3,7 @@ package agent
 import (
 	"context"
 	"fmt"
+	"maps"
 	"sort"
 	"time"
 
@@ -10,31 +11,6 @@ import (
 	"github.com/autarky/terraform-provider-autarky/internal/policy"
 	"github.com/autarky/terraform-provider-autarky/internal/swarm"
 )
-
-// unneededShare: a node whose running tasks reserve less than this share of
-// its CPU and memory is not needed (its tasks fit elsewhere).
-const unneededShare = 0.5
-
-// settleWindow: a node that joined this recently and runs nothing yet is
-// still being filled by the scheduler, so it counts as capacity on its way
-// and the same pending tasks do not ask for another node.
-const settleWindow = 10 * time.Second
-
-// freeCapacity is what a settling node still has room for.
-type freeCapacity struct{ cpu, mem int64 }
-
-// placeOnSettling reserves room for a pending task on a node that is still
-// being filled; true when one has room, so the task does not ask for a node.
-func placeOnSettling(nodes []freeCapacity, r swarm.Resources) bool {
-	for i := range nodes {
-		if nodes[i].cpu >= r.NanoCPUs && nodes[i].mem >= r.MemoryBytes {
-			nodes[i].cpu -= r.NanoCPUs
-			nodes[i].mem -= r.MemoryBytes
-			return true
-		}
-	}
-	return false
-}
 
 // rebalanceEvery bounds how often one service is rebalanced.
 const rebalanceEvery = 30 * time.Second
@@ -53,10 +29,14 @@ type ScaleStatus struct {
 	Checks    []decide.CheckResult `json:"checks"`
 }
 
-// scaling is what scaling reads in one evaluation besides the observation.
+// scaling is what scaling reads in one evaluation besides the observation:
+// the pools' scaling policies and the readings of their checks.
 type scaling struct {
 	policies map[string]policy.ScalingRules
 	invalid  map[string]string
+	// samples holds, by pool, the readings of the policy's Prometheus and
+	// alert checks in the policy's order (readChecks).
+	samples map[string][]decide.CheckSample
 }
 
 func (a *Agent) readScaling(ctx context.Context, o *observation) (*scaling, error) {
@@ -79,107 +59,27 @@ func (a *Agent) readScaling(ctx context.Context, o *observation) (*scaling, erro
 	return sc, nil
 }
 
-// scaleSnapshot builds the scaling core's input from the observation.
-func (a *Agent) scaleSnapshot(ctx context.Context, o *observation, sc *scaling, inFlight map[string]bool) decide.ScaleSnapshot {
-	snap := decide.ScaleSnapshot{Now: o.now}
-	ids := make([]string, 0, len(sc.policies))
-	for id := range sc.policies {
-		ids = append(ids, id)
-	}
-	sort.Strings(ids)
-	seenNodes := map[string]bool{}
-	for _, id := range ids {
+// readChecks reads the Prometheus and alert checks of every pool under a
+// scaling policy into sc.samples. It runs before the snapshot is built, so
+// that building it does no I/O: every rule is the decision core's.
+func (a *Agent) readChecks(ctx context.Context, o *observation, sc *scaling) {
+	sc.samples = make(map[string][]decide.CheckSample, len(sc.policies))
+	for _, id := range sortedPools(sc.policies) {
 		rules := sc.policies[id]
-		pool := o.pools[id]
-		sp := decide.ScalePool{ID: id, Rules: rules}
-		sp.MinSize, sp.MaxSize = rules.Bounds(int(pool.MinSize), int(pool.MaxSize))
-		if t, ok := o.journal.LastScaleUp[id]; ok {
-			sp.LastScaleUp = t
-		}
-		if t, ok := o.journal.LastScaleDown[id]; ok {
-			sp.LastScaleDown = t
-		}
-		readyInstance := map[string]bool{}
-		var settling []freeCapacity
-		for _, n := range o.nodes {
-			if nodePool(n, o.cluster.Name) != id {
-				continue
-			}
-			inst := n.EngineLabels[policy.LabelInstance]
-			if n.State == "ready" {
-				readyInstance[inst] = true
-			}
-			if n.State != "ready" {
-				continue
-			}
-			l := o.load[n.ID]
-			node := decide.ScaleNode{
-				ID: n.ID, InstanceID: inst, CreatedAt: n.CreatedAt, RunningTasks: l.Running,
-				Reserved: decide.Resources(l.Reserved), Capacity: decide.Resources(n.Capacity),
-				Draining: n.Availability == "drain" || inFlight[n.ID],
-			}
-			seenNodes[n.ID] = true
-			if l.Running == 0 && o.now.Sub(n.CreatedAt) < settleWindow {
-				settling = append(settling, freeCapacity{cpu: n.Capacity.NanoCPUs - l.Reserved.NanoCPUs, mem: n.Capacity.MemoryBytes - l.Reserved.MemoryBytes})
-			}
-			node.UnneededSince = a.trackUnneeded(n.ID, decide.Unneeded(node, unneededShare), o.now)
-			sp.Nodes = append(sp.Nodes, node)
-			if sp.NodeCapacity.NanoCPUs == 0 {
-				sp.NodeCapacity = decide.Resources(n.Capacity)
-			}
-		}
-		if sp.NodeCapacity.NanoCPUs == 0 {
-			// A pool with no node yet: its nodes are like the cluster's
-			// others on this platform (the same machine type).
-			for _, n := range o.nodes {
-				if n.State == "ready" && n.Capacity.NanoCPUs > 0 {
-					sp.NodeCapacity = decide.Resources(n.Capacity)
-					break
-				}
-			}
-		}
-		for _, in := range o.instances {
-			if policy.PoolID(in.Cluster, in.Pool) != id || !in.Running {
-				continue
-			}
-			sp.Current++
-			if !readyInstance[in.ID] {
-				sp.Pending++
-			}
-		}
-		if rules.PendingTasks {
-			sample := decide.CheckSample{Name: decide.CheckPendingTasks, Kind: decide.CheckPendingTasks}
-			labels := map[string]string{}
-			for k, v := range pool.Labels {
-				labels[k] = v
-			}
-			engine := map[string]string{policy.LabelCluster: o.cluster.Name, policy.LabelPool: pool.Name}
-			for k, v := range engine {
-				labels[k] = v
-			}
-			for _, t := range o.pending {
-				fitsNode := sp.NodeCapacity.NanoCPUs == 0 ||
-					(t.Reservation.NanoCPUs <= sp.NodeCapacity.NanoCPUs && t.Reservation.MemoryBytes <= sp.NodeCapacity.MemoryBytes)
-				if fitsNode && swarm.Fits(t.Constraints, policy.RoleWorker, labels, engine) && !placeOnSettling(settling, t.Reservation) {
-					sample.PendingTasks = append(sample.PendingTasks, decide.PendingTask{NanoCPUs: t.Reservation.NanoCPUs, MemoryBytes: t.Reservation.MemoryBytes})
-				}
-			}
-			sp.Checks = append(sp.Checks, sample)
-		}
+		samples := make([]decide.CheckSample, 0, len(rules.Prometheus)+len(rules.Alert))
 		for _, pr := range rules.Prometheus {
-			sp.Checks = append(sp.Checks, a.prometheusSample(ctx, pr, o.now))
+			samples = append(samples, a.prometheusSample(ctx, pr, o.now))
 		}
 		a.mu.Lock()
 		for _, al := range rules.Alert {
+			// A notification a scaling step was taken for asks no more.
 			st := a.alerts[al.Name]
-			sp.Checks = append(sp.Checks, decide.CheckSample{Name: al.Name, Kind: decide.CheckAlert, Step: al.Step,
+			samples = append(samples, decide.CheckSample{Name: al.Name, Kind: decide.CheckAlert, Step: al.Step,
 				Firing: st.Firing && !st.Handled, ReceivedAt: st.ReceivedAt})
 		}
 		a.mu.Unlock()
-		snap.Pools = append(snap.Pools, sp)
+		sc.samples[id] = samples
 	}
-	a.forgetUnneeded(seenNodes)
-	return snap
 }
 
 // prometheusSample reads one check. The sample time is the newest raw
@@ -197,28 +97,71 @@ func (a *Agent) prometheusSample(ctx context.Context, pr policy.PrometheusRule, 
 	return s
 }
 
-func (a *Agent) trackUnneeded(nodeID string, unneeded bool, now time.Time) time.Time {
-	a.mu.Lock()
-	defer a.mu.Unlock()
-	if !unneeded {
-		delete(a.unneeded, nodeID)
-		return time.Time{}
+func sortedPools(policies map[string]policy.ScalingRules) []string {
+	ids := make([]string, 0, len(policies))
+	for id := range policies {
+		ids = append(ids, id)
 	}
-	if t, ok := a.unneeded[nodeID]; ok {
-		return t
-	}
-	a.unneeded[nodeID] = now
-	return now
+	sort.Strings(ids)
+	return ids
 }
 
-func (a *Agent) forgetUnneeded(seen map[string]bool) {
-	a.mu.Lock()
-	defer a.mu.Unlock()
-	for id := range a.unneeded {
-		if !seen[id] {
-			delete(a.unneeded, id)
+// scaleSnapshot builds the scaling core's input from the observation and
+// the checks read before (readChecks), through decide.BuildScaleSnapshot,
+// which holds every rule. It does no I/O; it only sorts what was observed
+// by pool, and matches the pending tasks' constraints against each pool's
+// labels (swarm.Fits). It keeps the unneeded-since clocks for the next
+// evaluation.
+func (a *Agent) scaleSnapshot(o *observation, sc *scaling, inFlight map[string]bool) decide.ScaleSnapshot {
+	obs := decide.ScaleObservation{Now: o.now}
+	var clusterCapacity decide.Resources
+	for _, n := range o.nodes {
+		if n.State == decide.NodeReady && n.Capacity.NanoCPUs > 0 {
+			clusterCapacity = decide.Resources(n.Capacity)
+			break
 		}
 	}
+	for _, id := range sortedPools(sc.policies) {
+		pool := o.pools[id]
+		po := decide.PoolObservation{ID: id, Rules: sc.policies[id], PoolMinSize: int(pool.MinSize), PoolMaxSize: int(pool.MaxSize),
+			LastScaleUp: o.journal.LastScaleUp[id], LastScaleDown: o.journal.LastScaleDown[id],
+			Samples: sc.samples[id], ClusterNodeCapacity: clusterCapacity}
+		for _, n := range o.nodes {
+			if nodePool(n, o.cluster.Name) != id {
+				continue
+			}
+			l := o.load[n.ID]
+			po.Nodes = append(po.Nodes, decide.ObservedNode{ID: n.ID, InstanceID: n.EngineLabels[policy.LabelInstance],
+				State: n.State, Role: n.Role, Availability: n.Availability, InFlight: inFlight[n.ID], CreatedAt: n.CreatedAt,
+				Capacity: decide.Resources(n.Capacity), Reserved: decide.Resources(l.Reserved), RunningTasks: l.Running})
+		}
+		for _, in := range o.instances {
+			if policy.PoolID(in.Cluster, in.Pool) == id {
+				po.Instances = append(po.Instances, decide.ObservedInstance{ID: in.ID, Running: in.Running})
+			}
+		}
+		if po.Rules.PendingTasks {
+			// A new node of the pool is a worker with the pool's labels
+			// and the engine labels Autarky starts it with.
+			engine := map[string]string{policy.LabelCluster: o.cluster.Name, policy.LabelPool: pool.Name}
+			labels := make(map[string]string, len(pool.Labels)+len(engine))
+			maps.Copy(labels, pool.Labels)
+			maps.Copy(labels, engine)
+			for _, t := range o.pending {
+				po.PendingTasks = append(po.PendingTasks, decide.ObservedTask{Reservation: decide.Resources(t.Reservation),
+					MatchesPool: swarm.Fits(t.Constraints, policy.RoleWorker, labels, engine)})
+			}
+		}
+		obs.Pools = append(obs.Pools, po)
+	}
+	a.mu.Lock()
+	obs.UnneededSince = maps.Clone(a.unneeded)
+	a.mu.Unlock()
+	snap, unneeded := decide.BuildScaleSnapshot(obs)
+	a.mu.Lock()
+	a.unneeded = unneeded
+	a.mu.Unlock()
+	return snap
 }
 
 // evaluateScaling decides and, on the leader, acts for every pool under a
@@ -240,7 +183,8 @@ func (a *Agent) evaluateScaling(ctx context.Context, o *observation) error {
 		inFlight[e.Action.NodeID] = true
 		busyPool[e.Action.PoolID] = true
 	}
-	snap := a.scaleSnapshot(ctx, o, sc, inFlight)
+	a.readChecks(ctx, o, sc)
+	snap := a.scaleSnapshot(o, sc, inFlight)
 	plan := decide.Scale(snap)
 	statuses := map[string]ScaleStatus{}
 	for i, d := range plan.Decisions {

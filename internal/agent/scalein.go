@@ -6,35 +6,47 @@ import (
 	"time"
 
 	"github.com/autarky/terraform-provider-autarky/internal/decide"
+	"github.com/autarky/terraform-provider-autarky/internal/platform"
 	"github.com/autarky/terraform-provider-autarky/internal/policy"
 )
 
-// executeScale grows or shrinks a pool. The new size is recorded first, so
-// healing never replaces a node scale-in removes on purpose.
+// executeScale grows or shrinks a pool. Growth records the new size, then
+// starts the instances (a group launches them itself). A scale-in first
+// asks the platform which chosen nodes may go now, and only then records
+// the lower size and journals their removal as one batch; the removals
+// then run beside the loop (drain, terminate with shrink, remove), one at
+// a time, and a termination that fails for good undoes the rest of the
+// batch (undoScaleIn).
 func (a *Agent) executeScale(ctx context.Context, o *observation, sp decide.ScalePool, d decide.ScaleDecision) error {
 	pool := o.pools[d.PoolID]
-	if err := a.cluster.SetDesiredSize(ctx, pool.Name, int64(d.To)); err != nil {
-		return err
-	}
-	if o.journal.LastScaleUp == nil {
-		o.journal.LastScaleUp = map[string]time.Time{}
-	}
-	if o.journal.LastScaleDown == nil {
-		o.journal.LastScaleDown = map[string]time.Time{}
-	}
 	switch d.Direction {
 	case decide.ScaleUp:
-		o.journal.LastScaleUp[d.PoolID] = o.now
-		if err := a.save(ctx, o); err != nil {
+		if err := a.guarded(ctx, "set the desired size of "+d.PoolID, func(ctx context.Context) error {
+			return a.cluster.SetDesiredSize(ctx, pool.Name, int64(d.To))
+		}); err != nil {
 			return err
 		}
+		j, err := a.updateJournal(ctx, "scale up "+d.PoolID, func(j *Journal) {
+			if j.LastScaleUp == nil {
+				j.LastScaleUp = map[string]time.Time{}
+			}
+			j.LastScaleUp[d.PoolID] = o.now
+		})
+		if err != nil {
+			return err
+		}
+		o.journal = j
 		if a.group != nil {
 			// The group launches the instances; they join by their user data.
 			a.log.Info("scaled out", "pool", d.PoolID, "desired", d.To)
 		}
 		for i := d.From; i < d.To && a.group == nil; i++ {
-			inst, err := a.cluster.StartInstance(ctx, pool)
-			if err != nil {
+			var inst platform.Instance
+			if err := a.guarded(ctx, "start an instance in "+d.PoolID, func(ctx context.Context) error {
+				var err error
+				inst, err = a.cluster.StartInstance(ctx, pool)
+				return err
+			}); err != nil {
 				return fmt.Errorf("scale out %s: %w", d.PoolID, err)
 			}
 			a.log.Info("scaled out", "pool", d.PoolID, "instance", inst.ID)
@@ -47,46 +59,46 @@ func (a *Agent) executeScale(ctx context.Context, o *observation, sp decide.Scal
 		a.rebalanceDue[d.PoolID] = true
 		a.mu.Unlock()
 	case decide.ScaleDown:
-		o.journal.LastScaleDown[d.PoolID] = o.now
-		for _, nodeID := range d.RemoveNodes {
-			inst := ""
-			for _, n := range sp.Nodes {
-				if n.ID == nodeID {
-					inst = n.InstanceID
-				}
-			}
-			if a.group != nil && inst != "" {
-				if err := a.group.CheckScaleIn(ctx, pool.Name, inst); err != nil {
-					// Not this node, not now: nothing is drained; the
-					// next evaluation decides again.
-					a.addDecision(o.now, d.PoolID, "hold", "platform_busy", fmt.Sprintf("node %s is not scaled in now: %v", nodeID, err), false)
+		var acts []decide.Action
+		for _, act := range decide.ScaleInActions(d, sp) {
+			if a.group != nil && act.InstanceID != "" {
+				if err := a.group.CheckScaleIn(ctx, pool.Name, act.InstanceID); err != nil {
+					// Not this node, not now: nothing is drained and the
+					// size stays; the next evaluation decides again.
+					a.addDecision(o.now, d.PoolID, "hold", "platform_busy", fmt.Sprintf("node %s is not scaled in now: %v", act.NodeID, err), false)
 					continue
 				}
 			}
-			act := decide.Action{Kind: decide.RemoveNode, Key: "scale_in/" + d.PoolID + "/node:" + nodeID, PoolID: d.PoolID, Role: policy.RoleWorker,
-				NodeID: nodeID, InstanceID: inst, Drain: true, Shrink: true, Reason: "scale-in: " + d.Message}
-			o.journal.Entries = append(o.journal.Entries, Entry{Action: act, StartedAt: a.cfg.Now(), By: o.selfID})
-			if err := a.save(ctx, o); err != nil {
-				return err
-			}
-			forced := !a.drain(ctx, nodeID, sp.Rules.DrainTimeout)
-			if err := a.remove(ctx, decide.Action{Kind: decide.RemoveNode, NodeID: nodeID, InstanceID: inst, Shrink: true}); err != nil {
-				return err
-			}
-			result := "drained"
-			if forced {
-				result = "forced"
-				a.log.Warn("scale-in: drain_timeout reached, node removed with tasks still running (forced)", "pool", d.PoolID, "node", nodeID)
-				a.addDecision(o.now, d.PoolID, "scale_down", "forced", fmt.Sprintf("node %s removed after drain_timeout %s with tasks still running", nodeID, sp.Rules.DrainTimeout), false)
-			}
-			a.metrics.scaleIns.WithLabelValues(d.PoolID, result).Inc()
-			if err := a.finish(ctx, o, act); err != nil {
-				return err
-			}
+			acts = append(acts, act)
 		}
-		a.metrics.scaleActions.WithLabelValues(d.PoolID, "down").Add(float64(len(d.RemoveNodes)))
+		if len(acts) == 0 {
+			return nil
+		}
+		to := d.From - len(acts)
+		if err := a.guarded(ctx, "set the desired size of "+d.PoolID, func(ctx context.Context) error {
+			return a.cluster.SetDesiredSize(ctx, pool.Name, int64(to))
+		}); err != nil {
+			return err
+		}
+		batch := fmt.Sprintf("%s@%s", d.PoolID, o.now.UTC().Format(time.RFC3339Nano))
+		j, err := a.updateJournal(ctx, "scale in "+d.PoolID, func(j *Journal) {
+			if j.LastScaleDown == nil {
+				j.LastScaleDown = map[string]time.Time{}
+			}
+			j.LastScaleDown[d.PoolID] = o.now
+			for _, act := range acts {
+				j.Entries = append(j.Entries, Entry{Action: act, StartedAt: o.now, By: o.selfID, Batch: batch, DrainTimeout: sp.Rules.DrainTimeout})
+			}
+		})
+		if err != nil {
+			return err
+		}
+		o.journal = j
+		a.log.Info("scaling in", "pool", d.PoolID, "from", d.From, "to", to, "nodes", len(acts))
+		a.metrics.scaleActions.WithLabelValues(d.PoolID, "down").Add(float64(len(acts)))
+		a.resume(o)
 	}
-	return a.save(ctx, o)
+	return nil
 }
 
 func (a *Agent) consumeAlerts(sp decide.ScalePool) {
@@ -143,7 +155,7 @@ func (a *Agent) rebalance(ctx context.Context, o *observation) {
 			if time.Since(last) < rebalanceEvery {
 				continue
 			}
-			if err := a.docker.RebalanceService(ctx, id); err != nil {
+			if err := a.guarded(ctx, "rebalance service "+id, func(ctx context.Context) error { return a.docker.RebalanceService(ctx, id) }); err != nil {
 				a.log.Warn("rebalance failed", "service", id, "error", err)
 				continue
 			}

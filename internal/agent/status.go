@@ -26,6 +26,36 @@ type Status struct {
 	Decisions      []Decision   `json:"decisions"`
 	LastEvaluation time.Time    `json:"last_evaluation"`
 	Error          string       `json:"error,omitempty"`
+	// Actions are the journal's actions in flight, with the step that
+	// fails and when it is tried again.
+	Actions []ActionStatus `json:"actions,omitempty"`
+	// LeaderAgent is what this agent knows of the agent beside the leader.
+	LeaderAgent LeaderAgentStatus `json:"leader_agent"`
+	// JournalProblem says why the journal cannot be read, while it cannot.
+	JournalProblem string `json:"journal_problem,omitempty"`
+	// JournalSetAside names the unreadable journals this agent kept for a
+	// person and replaced with one rebuilt from Swarm and the platform.
+	JournalSetAside []string `json:"journal_set_aside,omitempty"`
+	// Health is what /healthz answers: "ok", or why the agent cannot act.
+	Health string `json:"health"`
+}
+
+// ActionStatus is one journaled action in flight.
+type ActionStatus struct {
+	Key            string    `json:"key"`
+	Pool           string    `json:"pool"`
+	StartedAt      time.Time `json:"started_at"`
+	DrainStartedAt time.Time `json:"drain_started_at,omitzero"`
+	Attempts       int       `json:"attempts,omitempty"`
+	NextAttempt    time.Time `json:"next_attempt,omitzero"`
+	LastError      string    `json:"last_error,omitempty"`
+}
+
+// LeaderAgentStatus is the answer of the agent beside the Raft leader.
+type LeaderAgentStatus struct {
+	Address string `json:"address,omitempty"`
+	Up      bool   `json:"up"`
+	Error   string `json:"error,omitempty"`
 }
 
 // QuorumStatus is the Raft view of the managers.
@@ -49,6 +79,9 @@ type PoolStatus struct {
 	Nodes   []NodeStatus `json:"nodes"`
 	// Scaling is the last scaling decision, for pools under a scaling policy.
 	Scaling *ScaleStatus `json:"scaling,omitempty"`
+	// Stuck says which of the pool's journaled actions has a step that
+	// keeps failing, and why: the pool holds on it while others go on.
+	Stuck []string `json:"stuck,omitempty"`
 }
 
 // NodeStatus is one node's health.
@@ -82,6 +115,10 @@ func (a *Agent) Handler() http.Handler {
 	mux := http.NewServeMux()
 	mux.Handle("/metrics", promhttp.HandlerFor(a.metrics.registry, promhttp.HandlerOpts{}))
 	mux.HandleFunc("/healthz", func(w http.ResponseWriter, _ *http.Request) {
+		if h := a.health(); h != "ok" {
+			http.Error(w, h, http.StatusServiceUnavailable)
+			return
+		}
 		_, _ = io.WriteString(w, "ok\n")
 	})
 	mux.HandleFunc("/v1/alerts", a.handleAlerts)
@@ -92,6 +129,28 @@ func (a *Agent) Handler() http.Handler {
 		_ = enc.Encode(a.Status())
 	})
 	return mux
+}
+
+// unhealthyAfter failed evaluations in a row make /healthz answer 503.
+const unhealthyAfter = 3
+
+// health is what /healthz says: "ok", or why the agent cannot act.
+func (a *Agent) health() string {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	h := "ok"
+	switch {
+	case a.status.JournalProblem != "":
+		h = "journal unreadable: " + a.status.JournalProblem
+	case a.failedEvaluations >= unhealthyAfter:
+		h = fmt.Sprintf("%d evaluations in a row failed; last error: %s", a.failedEvaluations, a.status.Error)
+	}
+	v := 0.0
+	if h == "ok" {
+		v = 1
+	}
+	a.metrics.healthy.Set(v)
+	return h
 }
 
 // PrintStatus writes a status for a person.
@@ -109,11 +168,23 @@ func PrintStatus(w io.Writer, s Status) {
 		q = "LOST"
 	}
 	fmt.Fprintf(w, "quorum %s: %d of %d managers reachable\n", q, s.Quorum.Reachable, s.Quorum.Managers)
+	if s.Health != "" && s.Health != "ok" {
+		fmt.Fprintf(w, "UNHEALTHY: %s\n", s.Health)
+	}
 	if s.Error != "" {
 		fmt.Fprintf(w, "last error: %s\n", s.Error)
 	}
+	if !s.Leader && !s.LeaderAgent.Up {
+		fmt.Fprintf(w, "THE LEADER'S AGENT IS DOWN (%s): nobody heals or scales: %s\n", s.LeaderAgent.Address, s.LeaderAgent.Error)
+	}
+	for _, k := range s.JournalSetAside {
+		fmt.Fprintf(w, "journal set aside for a person, kept as %s\n", k)
+	}
 	for _, p := range s.Pools {
 		fmt.Fprintf(w, "\npool %s (%s, size %d in [%d, %d]): %s — %s\n", p.ID, p.Role, p.Desired, p.MinSize, p.MaxSize, p.Reason, p.Message)
+		for _, st := range p.Stuck {
+			fmt.Fprintf(w, "  holding: %s\n", st)
+		}
 		if sc := p.Scaling; sc != nil {
 			fmt.Fprintf(w, "  scaling %s %d -> %d (%s): %s\n", sc.Direction, sc.From, sc.To, sc.Code, sc.Message)
 			for _, c := range sc.Checks {
@@ -137,6 +208,11 @@ func PrintStatus(w io.Writer, s Status) {
 	}
 	if len(s.InFlight) > 0 {
 		fmt.Fprintf(w, "\nin flight: %s\n", strings.Join(s.InFlight, ", "))
+	}
+	for _, x := range s.Actions {
+		if x.LastError != "" {
+			fmt.Fprintf(w, "  %s: attempt %d failed (%s), next at %s\n", x.Key, x.Attempts, x.LastError, x.NextAttempt.Format(time.TimeOnly))
+		}
 	}
 	if len(s.Decisions) > 0 {
 		fmt.Fprintln(w, "\nlast decisions:")

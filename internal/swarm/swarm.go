@@ -266,6 +266,34 @@ func (c *Client) SetAvailability(ctx context.Context, id, availability string) e
 	})
 }
 
+// LabelDrain marks a node Autarky drained, naming the action that drained
+// it, so that a drain an operator set by hand is never undone by Autarky.
+const LabelDrain = "autarky.drain"
+
+// Drain sets a node's availability to drain and labels it with the key of
+// the action that drains it, in one update.
+func (c *Client) Drain(ctx context.Context, id, key string) error {
+	return c.updateNode(ctx, id, func(s *dswarm.NodeSpec) {
+		s.Availability = dswarm.NodeAvailabilityDrain
+		if s.Labels == nil {
+			s.Labels = map[string]string{}
+		}
+		s.Labels[LabelDrain] = key
+	})
+}
+
+// Undrain makes a node Autarky drained schedulable again and drops its
+// drain label; a node drained by hand (without the label) is left as it is.
+func (c *Client) Undrain(ctx context.Context, id string) error {
+	return c.updateNode(ctx, id, func(s *dswarm.NodeSpec) {
+		if _, ours := s.Labels[LabelDrain]; !ours {
+			return
+		}
+		delete(s.Labels, LabelDrain)
+		s.Availability = dswarm.NodeAvailabilityActive
+	})
+}
+
 // Demote turns a manager into a worker.
 func (c *Client) Demote(ctx context.Context, id string) error {
 	return c.updateNode(ctx, id, func(s *dswarm.NodeSpec) { s.Role = dswarm.NodeRoleWorker })

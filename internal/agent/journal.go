@@ -1,0 +1,228 @@
+package agent
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/autarky/terraform-provider-autarky/internal/decide"
+	"github.com/autarky/terraform-provider-autarky/internal/platform"
+	"github.com/autarky/terraform-provider-autarky/internal/policy"
+	"github.com/autarky/terraform-provider-autarky/internal/swarm"
+)
+
+// Journal is the agent's record of actions started and not finished, kept in
+// the store so that any agent that becomes leader, or this one after a
+// crash, finishes them instead of repeating them.
+type Journal struct {
+	Entries []Entry                   `json:"entries"`
+	Backoff map[string]decide.Backoff `json:"backoff,omitempty"`
+	// LastScaleUp and LastScaleDown keep the cooldowns across leaders.
+	LastScaleUp   map[string]time.Time `json:"last_scale_up,omitempty"`
+	LastScaleDown map[string]time.Time `json:"last_scale_down,omitempty"`
+}
+
+// Entry is one action in flight.
+type Entry struct {
+	Action    decide.Action `json:"action"`
+	StartedAt time.Time     `json:"started_at"`
+	// By is the node id of the agent that started it.
+	By string `json:"by"`
+	// Batch groups the scale-in removals of one decision: when one of them
+	// fails for good, the rest of the batch is undone.
+	Batch string `json:"batch,omitempty"`
+	// DrainTimeout bounds the drain of the node, counted from
+	// DrainStartedAt: the moment an engine accepted the drain, kept so that
+	// a new leader does not start the clock again.
+	DrainTimeout   time.Duration `json:"drain_timeout,omitempty"`
+	DrainStartedAt time.Time     `json:"drain_started_at,omitzero"`
+	// Terminated is set once the instance is gone: the node can no longer
+	// be made schedulable again.
+	Terminated bool `json:"terminated,omitempty"`
+	// Attempts counts the failed attempts at the entry's current step;
+	// NextAttempt is when it is tried again and LastError why it failed.
+	Attempts    int       `json:"attempts,omitempty"`
+	NextAttempt time.Time `json:"next_attempt,omitzero"`
+	LastError   string    `json:"last_error,omitempty"`
+}
+
+// rebuiltBy marks entries the agent made up from Swarm and the platform
+// after the journal was set aside.
+const rebuiltBy = "rebuilt"
+
+func (j *Journal) find(key string) int {
+	for i, e := range j.Entries {
+		if e.Action.Key == key {
+			return i
+		}
+	}
+	return -1
+}
+
+func (j *Journal) remove(key string) {
+	if i := j.find(key); i >= 0 {
+		j.Entries = append(j.Entries[:i], j.Entries[i+1:]...)
+	}
+}
+
+// entry returns a copy of the entry with key, and whether there is one.
+func (j *Journal) entry(key string) (Entry, bool) {
+	if i := j.find(key); i >= 0 {
+		return j.Entries[i], true
+	}
+	return Entry{}, false
+}
+
+func (j *Journal) fail(pool string, now time.Time) decide.Backoff {
+	if j.Backoff == nil {
+		j.Backoff = map[string]decide.Backoff{}
+	}
+	b := j.Backoff[pool]
+	b.Failures++
+	b.LastFailure = now
+	j.Backoff[pool] = b
+	return b
+}
+
+// Entry retries: a step that fails is tried again after entryRetryBase,
+// doubling up to entryRetryCap, while every other pool goes on.
+const (
+	entryRetryBase = 2 * time.Second
+	entryRetryCap  = 5 * time.Minute
+)
+
+func entryRetryDelay(attempts int) time.Duration {
+	d := entryRetryBase
+	for i := 1; i < attempts && d < entryRetryCap; i++ {
+		d *= 2
+	}
+	return min(d, entryRetryCap)
+}
+
+// readJournal reads the journal into o. A journal that cannot be decoded
+// is set aside for a person by the leader (kept under a new name, named in
+// the log and in /v1/status) and rebuilt from Swarm and the platform; a
+// follower reports it and waits for the leader to do so.
+func (a *Agent) readJournal(ctx context.Context, o *observation) error {
+	a.jmu.Lock()
+	defer a.jmu.Unlock()
+	var j Journal
+	rev, err := a.cluster.LoadJournal(ctx, &j)
+	if errors.Is(err, platform.ErrJournalCorrupt) {
+		if !o.leader || a.cfg.DryRun {
+			a.setJournalProblem("the journal cannot be read and the leader has not set it aside yet: " + err.Error())
+			return fmt.Errorf("journal: %w", err)
+		}
+		var kept string
+		serr := a.guarded(ctx, "set the unreadable journal aside", func(ctx context.Context) error {
+			var err error
+			kept, err = a.cluster.SetAsideJournal(ctx)
+			return err
+		})
+		if serr != nil {
+			a.setJournalProblem(fmt.Sprintf("the journal cannot be read (%v), and setting it aside failed: %v", err, serr))
+			return fmt.Errorf("journal: %w", err)
+		}
+		a.log.Error("JOURNAL SET ASIDE: the journal could not be read; it is kept for a person and the agent rebuilt what it must from Swarm and the platform",
+			"kept_as", kept, "error", err.Error(), "what_to_do", "read the kept journal to see what was in flight; delete it when done")
+		a.mu.Lock()
+		a.status.JournalSetAside = append(a.status.JournalSetAside, kept)
+		a.mu.Unlock()
+		j = a.rebuildJournal(ctx, o)
+		if err := a.mustLead(ctx, "write the rebuilt journal"); err != nil {
+			return err
+		}
+		if rev, err = a.cluster.SaveJournal(ctx, &j, ""); err != nil {
+			return fmt.Errorf("journal: %w", err)
+		}
+		a.addDecision(o.now, "", "journal", "set_aside", "the journal could not be read: kept as "+kept+"; rebuilt from Swarm and the platform", false)
+	} else if err != nil {
+		return fmt.Errorf("journal: %w", err)
+	}
+	a.setJournalProblem("")
+	a.jrev = rev
+	o.journal = j
+	return nil
+}
+
+func (a *Agent) setJournalProblem(p string) {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	a.status.JournalProblem = p
+}
+
+// updateJournal changes the journal with f and saves it. The write is
+// fenced twice: leadership is checked right before it, and the store
+// refuses it (platform.ErrConflict) when anyone else wrote the journal
+// since this agent last read or wrote it — a deposed leader that resumes
+// after a freeze finds a newer leader's journal and makes no change.
+func (a *Agent) updateJournal(ctx context.Context, what string, f func(j *Journal)) (Journal, error) {
+	a.jmu.Lock()
+	defer a.jmu.Unlock()
+	var j Journal
+	rev, err := a.cluster.LoadJournal(ctx, &j)
+	if err != nil {
+		return j, fmt.Errorf("journal: %w", err)
+	}
+	if rev != a.jrev {
+		a.metrics.fenced.WithLabelValues("journal").Inc()
+		return j, fmt.Errorf("journal write (%s): %w", what, platform.ErrConflict)
+	}
+	f(&j)
+	if err := a.mustLead(ctx, "journal write: "+what); err != nil {
+		return j, err
+	}
+	nrev, err := a.cluster.SaveJournal(ctx, &j, rev)
+	if err != nil {
+		if errors.Is(err, platform.ErrConflict) {
+			a.metrics.fenced.WithLabelValues("journal").Inc()
+		}
+		return j, fmt.Errorf("journal write (%s): %w", what, err)
+	}
+	a.jrev = nrev
+	return j, nil
+}
+
+// rebuildJournal makes, from Swarm and the platform, the journal a lost one
+// must be replaced with, so that no action is ever repeated:
+//
+//   - the cooldowns of every pool start now: no scaling on a guess;
+//   - a failed node of a pool under healing gets a replacement entry as if
+//     started when Swarm last changed the node; adoption then takes a
+//     pool instance launched since as its replacement (the one the lost
+//     journal had started), or drops the entry when there is none, and
+//     Heal starts one as usual;
+//   - a node Autarky drained (the autarky.drain label) is made schedulable
+//     again: whatever drained it is forgotten, so its removal is decided
+//     afresh.
+func (a *Agent) rebuildJournal(ctx context.Context, o *observation) Journal {
+	j := Journal{LastScaleUp: map[string]time.Time{}, LastScaleDown: map[string]time.Time{}}
+	for id := range o.pools {
+		j.LastScaleUp[id] = o.now
+		j.LastScaleDown[id] = o.now
+	}
+	for _, n := range o.nodes {
+		poolID := nodePool(n, o.cluster.Name)
+		if _, ok := o.pools[poolID]; !ok {
+			continue
+		}
+		if _, drained := n.Labels[swarm.LabelDrain]; drained && n.State == "ready" {
+			if err := a.guarded(ctx, "undrain "+n.ID, func(ctx context.Context) error { return a.docker.Undrain(ctx, n.ID) }); err != nil {
+				a.log.Warn("rebuild: making a drained node schedulable again failed", "node", n.ID, "error", err)
+			} else {
+				a.log.Info("rebuild: node drained by a forgotten action is schedulable again", "node", n.ID)
+			}
+		}
+		if h, ok := o.healing[poolID]; !ok || !h.Enabled || n.State == "ready" || n.Leader {
+			continue
+		}
+		inst := n.EngineLabels[policy.LabelInstance]
+		role := o.pools[poolID].Role
+		act := decide.Action{Kind: decide.ReplaceNode, Key: decide.ActionKey(decide.ReplaceNode, poolID, n.ID, inst),
+			PoolID: poolID, Role: role, NodeID: n.ID, InstanceID: inst,
+			Reason: "rebuilt after the journal was set aside: node " + n.ID + " is " + n.State}
+		j.Entries = append(j.Entries, Entry{Action: act, StartedAt: n.UpdatedAt, By: rebuiltBy})
+	}
+	return j
+}

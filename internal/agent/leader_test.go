@@ -1,0 +1,121 @@
+package agent_test
+
+import (
+	"fmt"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/autarky/terraform-provider-autarky/internal/policy"
+)
+
+// leaderRecord is the manager record whose agent says it leads.
+func (h *harness) leaderRecord() instanceRecord {
+	h.t.Helper()
+	var rec instanceRecord
+	h.waitFor("exactly one leading agent", time.Minute, func() (bool, string) {
+		n, url := h.leaders()
+		for _, r := range h.records(policy.ManagerPoolName) {
+			if agentURL(r) == url {
+				rec = r
+			}
+		}
+		return n == 1, fmt.Sprintf("%d leaders", n)
+	})
+	return rec
+}
+
+// agentPIDs are the processes of the agent beside a manager: its
+// supervisor (the record's) and the agent itself (the pid file's).
+func (h *harness) agentPIDs(r instanceRecord) []int {
+	pids := []int{}
+	if r.AgentPID > 0 {
+		pids = append(pids, r.AgentPID)
+	}
+	if b, err := os.ReadFile(filepath.Join(h.stateDir, "nodes", r.Addr, "agent.pid")); err == nil {
+		if pid, err := strconv.Atoi(strings.TrimSpace(string(b))); err == nil && pid > 0 && pid != r.AgentPID {
+			pids = append(pids, pid)
+		}
+	}
+	return pids
+}
+
+// Item 3: the leading manager's dockerd and its agent are frozen together
+// (SIGSTOP) in the middle of a scale-in drain; Swarm elects another leader;
+// both resume. The old agent makes no mutating call (it finds it no
+// longer leads), and the new leader finishes the drain and the removal
+// exactly once.
+func TestDeposedLeaderMakesNoChange(t *testing.T) {
+	h := newHarnessWith(t, "dl", 3, true, "500ms", true)
+	h.pool("web", 2, nil)
+	h.docker("service", "create", "--detach", "--name", "stubborn", "--replicas", "2", "--stop-grace-period", "1h",
+		"--constraint", "node.role==worker", "--replicas-max-per-node", "1", "autarky/workload:latest", "--ignore-sigterm")
+	h.waitFor("stubborn tasks running", time.Minute, func() (bool, string) { return h.runningTasks("stubborn") == 2, "" })
+	old := h.leaderRecord()
+	minSize := int64(1)
+	h.scale(scalingPolicy("dl/web", func(s *policy.Scaling) {
+		s.Alert = []policy.AlertCheck{{Name: "never"}}
+		s.MinSize = &minSize
+		s.ScaleInAfter = "1s"
+		s.DrainTimeout = "15s"
+	}))
+	h.waitFor("the old leader draining a node", time.Minute, func() (bool, string) {
+		j := h.journal()
+		return len(j.Entries) == 1 && !j.Entries[0].DrainStartedAt.IsZero(), fmt.Sprintf("%+v", j.Entries)
+	})
+	before, _ := metric(agentURL(old), "autarky_changes_total")
+	frozen := append([]int{old.PID}, h.agentPIDs(old)...)
+	for _, pid := range frozen {
+		if err := syscall.Kill(pid, syscall.SIGSTOP); err != nil {
+			t.Fatal(err)
+		}
+	}
+	t.Logf("froze the leading manager %s: pids %v; its agent had made %v changes", old.ID, frozen, before)
+	resumed := false
+	resume := func() {
+		if resumed {
+			return
+		}
+		resumed = true
+		for _, pid := range frozen {
+			_ = syscall.Kill(pid, syscall.SIGCONT)
+		}
+	}
+	defer resume()
+	h.waitFor("another manager's agent to lead", time.Minute, func() (bool, string) {
+		for _, r := range h.records(policy.ManagerPoolName) {
+			if r.ID == old.ID {
+				continue
+			}
+			if v, ok := metric(agentURL(r), "autarky_leader"); ok && v == 1 {
+				return true, ""
+			}
+		}
+		return false, "no new leader yet"
+	})
+	resume()
+	t.Log("resumed the old leader")
+	h.waitFor("the new leader to finish the scale-in", 2*time.Minute, func() (bool, string) {
+		ok, detail := h.settled("web", "worker", 1)
+		return ok && len(h.instances("web")) == 1 && len(h.journal().Entries) == 0, detail
+	})
+	// The old agent has resumed for a while now: give it the time to try.
+	time.Sleep(8 * time.Second)
+	after, ok := metric(agentURL(old), "autarky_changes_total")
+	if !ok {
+		t.Fatalf("the old agent does not answer after it resumed")
+	}
+	if after != before {
+		t.Fatalf("the deposed agent made %v mutating calls after it resumed", after-before)
+	}
+	if got := len(h.instances("web")); got != 1 {
+		t.Fatalf("%d web instances, want 1: the removal was repeated or undone", got)
+	}
+	if n, _ := h.leaders(); n != 1 {
+		t.Fatalf("%d agents lead after the old one resumed", n)
+	}
+}
