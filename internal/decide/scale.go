@@ -113,7 +113,11 @@ type ScalePool struct {
 type ScaleNode struct {
 	ID         string
 	InstanceID string
-	CreatedAt  time.Time
+	// Role is the node's actual Swarm role, not its pool's: a node promoted
+	// to manager by hand inside a worker pool is a manager, and managers are
+	// never scale-in candidates (safety rule 5) nor removable capacity.
+	Role      string
+	CreatedAt time.Time
 	// RunningTasks counts the tasks running on the node.
 	RunningTasks int
 	// Reserved is the sum of the running tasks' reservations; Capacity is
@@ -122,8 +126,9 @@ type ScaleNode struct {
 	Capacity Resources
 	// Draining is true while the node drains: it is on its way out.
 	Draining bool
-	// UnneededSince is when the agent first judged the node unneeded (see
-	// Unneeded) without a break since; zero while it is needed.
+	// UnneededSince is when the node was first judged unneeded (see
+	// Unneeded and BuildScalePool) without a break since; zero while it is
+	// needed, and always zero for a manager.
 	UnneededSince time.Time
 }
 
@@ -216,7 +221,9 @@ type ScalePlan struct {
 //     instances asked for are still starting;
 //   - only nodes unneeded for scale_in_after and not draining are removed,
 //     chosen by the node selector, and at most one node with running tasks
-//     drains at a time in a pool.
+//     drains at a time in a pool;
+//   - a manager (a node promoted by hand inside a worker pool) is never
+//     removed, not even to bring a pool back under max_size.
 //
 // What the checks propose: pending_tasks asks for the nodes the pending
 // tasks' reservations need, less the instances already starting;
@@ -248,7 +255,7 @@ func Scale(s ScaleSnapshot) ScalePlan {
 
 // Unneeded tells whether a node could go without its work missing the room:
 // it runs no task, or its tasks reserve less than capacityShareThreshold
-// (such as 0.5) of its CPU and of its memory. The agent sets a node's
+// (such as 0.5) of its CPU and of its memory. BuildScalePool sets a node's
 // UnneededSince when this turns true and clears it when it turns false.
 func Unneeded(n ScaleNode, capacityShareThreshold float64) bool {
 	return n.RunningTasks <= 0 || ReservedShare(n) < capacityShareThreshold
@@ -314,6 +321,17 @@ func drainingNodes(p *ScalePool) int {
 	return n
 }
 
+// managerNodes counts the pool's nodes that are managers and not draining.
+func managerNodes(p *ScalePool) int {
+	n := 0
+	for i := range p.Nodes {
+		if p.Nodes[i].Role == policy.RoleManager && !p.Nodes[i].Draining {
+			n++
+		}
+	}
+	return n
+}
+
 func (sc *scaler) decide(p *ScalePool) ScaleDecision {
 	r := &poolScale{sc: sc, p: p, now: sc.now, lo: p.MinSize, hi: p.MaxSize, step: p.Rules.MaxStep}
 	for i := range p.Nodes {
@@ -369,15 +387,15 @@ func invalidScalePool(p *ScalePool) string {
 }
 
 // candidates collects the nodes that may go, in the node selector's order:
-// not draining and, unless forced, unneeded for at least scale_in_after. A
-// node whose ID the snapshot lists twice is never a candidate: which of the
-// two the agent would remove is anybody's guess.
+// not draining, not managers and, unless forced, unneeded for at least
+// scale_in_after. A node whose ID the snapshot lists twice is never a
+// candidate: which of the two the agent would remove is anybody's guess.
 func (r *poolScale) candidates(forced bool) {
 	nodes := r.p.Nodes
 	r.cands = r.sc.order[:0]
 	for i := range nodes {
 		n := &nodes[i]
-		if n.Draining || n.ID == "" {
+		if n.Draining || n.ID == "" || n.Role == policy.RoleManager {
 			continue
 		}
 		if !forced && (n.UnneededSince.IsZero() || r.now.Sub(n.UnneededSince) < r.p.Rules.ScaleInAfter) {
@@ -783,6 +801,10 @@ func (r *poolScale) forceDown() ScaleDecision {
 		if r.blocked > 0 && r.busy != nil {
 			return r.hold(CodeDraining, fmt.Sprintf("%s, but node %s is draining with %d running tasks: no other busy node drains until it is done",
 				over, r.busy.ID, r.busy.RunningTasks))
+		}
+		if managers := managerNodes(r.p); managers > 0 {
+			return r.hold(CodeMaxSize, fmt.Sprintf("%s, but no node can go: every node is draining already or is a manager (%s, never scaled in)",
+				over, plural(managers, "manager")))
 		}
 		return r.hold(CodeMaxSize, fmt.Sprintf("%s, but no node can go: every node is draining already", over))
 	}

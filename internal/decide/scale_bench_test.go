@@ -78,3 +78,42 @@ func BenchmarkScale100Pools100Nodes(b *testing.B) {
 		Scale(s)
 	}
 }
+
+// bigScaleObservation is 100 pools of 100 Ready nodes, each pool with 50
+// pending tasks (half of them matching it), a target-tracking sample and a
+// previous unneeded-since map for every third node.
+func bigScaleObservation() ScaleObservation {
+	s := bigScaleSnapshot()
+	o := ScaleObservation{Now: s.Now, UnneededSince: map[string]time.Time{}}
+	for _, sp := range s.Pools {
+		p := PoolObservation{ID: sp.ID, Rules: sp.Rules, PoolMinSize: sp.MinSize, PoolMaxSize: sp.MaxSize,
+			Samples: sp.Checks[1:]}
+		for i, n := range sp.Nodes {
+			p.Nodes = append(p.Nodes, ObservedNode{ID: n.ID, InstanceID: n.InstanceID, State: NodeReady, Role: policy.RoleWorker,
+				Availability: "active", CreatedAt: n.CreatedAt, Capacity: n.Capacity, Reserved: n.Reserved, RunningTasks: n.RunningTasks})
+			p.Instances = append(p.Instances, ObservedInstance{ID: n.InstanceID, Running: true})
+			if i%3 == 0 {
+				o.UnneededSince[n.ID] = n.UnneededSince
+			}
+		}
+		for i := range 50 {
+			p.PendingTasks = append(p.PendingTasks, ObservedTask{Reservation: Resources{NanoCPUs: 1e9, MemoryBytes: gib}, MatchesPool: i%2 == 0})
+		}
+		o.Pools = append(o.Pools, p)
+	}
+	return o
+}
+
+func TestBigScaleObservation(t *testing.T) {
+	o := bigScaleObservation()
+	s, unneeded := BuildScaleSnapshot(o)
+	checkBuildInvariants(t, o, s, unneeded)
+}
+
+func BenchmarkBuildScaleSnapshot100Pools100Nodes(b *testing.B) {
+	o := bigScaleObservation()
+	b.ReportAllocs()
+	for b.Loop() {
+		BuildScaleSnapshot(o)
+	}
+}

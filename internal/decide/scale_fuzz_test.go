@@ -90,6 +90,10 @@ func fuzzScaleSnapshot(data []byte) ScaleSnapshot {
 			if f.intn(24) == 0 {
 				n.ID = fmt.Sprintf("n%d", f.intn(j+1)) // a repeated id
 			}
+			n.Role = policy.RoleWorker
+			if f.intn(6) == 0 {
+				n.Role = policy.RoleManager // promoted by hand
+			}
 			n.Capacity = Resources{NanoCPUs: int64(f.intn(3)) * 1e9, MemoryBytes: int64(f.intn(3)) * gib}
 			n.Reserved = Resources{NanoCPUs: int64(f.intn(3)) * 5e8, MemoryBytes: int64(f.intn(3)) * gib / 2}
 			if f.chance(5) {
@@ -227,7 +231,10 @@ func sampleUntrusted(now time.Time, r *policy.ScalingRules, c *CheckSample) bool
 }
 
 // checkScaleInvariants asserts the safety rules every scaling plan keeps,
-// whatever the snapshot. The table tests, the simulation and FuzzScale
+// whatever the snapshot: bounds and max_step, no scale-in on an untrusted
+// check or within a cooldown, only nodes unneeded for scale_in_after (unless
+// forced), never a draining node, a repeated id or a manager (managers are
+// never scale-in candidates), one busy node draining at a time. The table tests, the simulation and FuzzScale
 // share it.
 func checkScaleInvariants(t testing.TB, s ScaleSnapshot, plan ScalePlan) {
 	t.Helper()
@@ -383,6 +390,9 @@ func checkScaleInvariants(t testing.TB, s ScaleSnapshot, plan ScalePlan) {
 				t.Errorf("pool %s: removes %q, an id the snapshot lists %d times", p.ID, id, times[id])
 			case n.Draining:
 				t.Errorf("pool %s: removes %q, which is draining already", p.ID, id)
+			case n.Role == policy.RoleManager:
+				// Safety rule 5: managers are never scale-in candidates.
+				t.Errorf("pool %s: removes %q, a manager", p.ID, id)
 			}
 			removed[id] = true
 			if n.RunningTasks > 0 {
@@ -409,4 +419,155 @@ func checkScaleInvariants(t testing.TB, s ScaleSnapshot, plan ScalePlan) {
 			t.Errorf("pool %s: scales in within cooldown_down or with %d instances starting", p.ID, p.Pending)
 		}
 	}
+}
+
+// fuzzScaleObservation builds a small, often odd observation: nodes in
+// every state, role and availability, some in flight, some just joined,
+// instances with and without nodes, pending tasks of every size, matching
+// the pool or not, and a previous unneeded-since map with stale entries.
+func fuzzScaleObservation(data []byte) ScaleObservation {
+	f := &fuzzReader{b: data}
+	o := ScaleObservation{Now: t0, UnneededSince: map[string]time.Time{}}
+	states := []string{NodeReady, NodeReady, NodeReady, NodeDown, NodeUnknown}
+	avail := []string{"active", "active", "active", "drain", "pause"}
+	for i := range 1 + f.intn(3) {
+		rules := scaleRules()
+		rules.PendingTasks = f.chance(6)
+		rules.MaxStep = 1 + f.intn(5)
+		rules.ScaleInAfter = time.Duration(f.intn(3)) * time.Minute
+		p := PoolObservation{ID: fmt.Sprintf("c/p%d", i), Rules: rules, PoolMinSize: f.intn(3), LastScaleUp: t0.Add(-time.Hour)}
+		p.PoolMaxSize = p.PoolMinSize + f.intn(10)
+		if f.chance(2) {
+			p.ClusterNodeCapacity = Resources{NanoCPUs: int64(f.intn(3)) * 1e9, MemoryBytes: int64(f.intn(3)) * gib}
+		}
+		for j := range f.intn(10) {
+			id := fmt.Sprintf("p%dn%d", i, j)
+			n := ObservedNode{ID: id, InstanceID: "i-" + id, State: states[f.intn(len(states))],
+				Role: policy.RoleWorker, Availability: avail[f.intn(len(avail))], InFlight: f.intn(8) == 0,
+				CreatedAt:    t0.Add(-time.Duration(f.intn(4)) * 5 * time.Second),
+				Capacity:     Resources{NanoCPUs: int64(f.intn(3)) * 1e9, MemoryBytes: int64(f.intn(3)) * gib},
+				Reserved:     Resources{NanoCPUs: int64(f.intn(3)) * 5e8, MemoryBytes: int64(f.intn(3)) * gib / 2},
+				RunningTasks: f.intn(3) * f.intn(2)}
+			if f.intn(6) == 0 {
+				n.Role = policy.RoleManager
+			}
+			if f.chance(3) {
+				o.UnneededSince[id] = t0.Add(-time.Duration(f.intn(6)) * time.Minute)
+			}
+			p.Nodes = append(p.Nodes, n)
+			if f.chance(7) {
+				p.Instances = append(p.Instances, ObservedInstance{ID: n.InstanceID, Running: f.chance(7)})
+			}
+		}
+		for j := range f.intn(3) {
+			p.Instances = append(p.Instances, ObservedInstance{ID: fmt.Sprintf("i-p%dnew%d", i, j), Running: f.chance(6)})
+		}
+		for range f.intn(6) {
+			p.PendingTasks = append(p.PendingTasks, ObservedTask{MatchesPool: f.chance(6),
+				Reservation: Resources{NanoCPUs: int64(f.intn(5)-1) * 5e8, MemoryBytes: int64(f.intn(5)-1) * gib}})
+		}
+		if f.chance(4) {
+			p.Samples = append(p.Samples, target("cpu", []float64{0, 0.1, 0.6, 0.9}[f.intn(4)], 0.6))
+		}
+		o.Pools = append(o.Pools, p)
+	}
+	o.UnneededSince["gone"] = t0.Add(-time.Hour)
+	return o
+}
+
+// checkBuildInvariants asserts what every built snapshot keeps, and that
+// Scale keeps its own invariants on it.
+func checkBuildInvariants(t testing.TB, o ScaleObservation, s ScaleSnapshot, unneeded map[string]time.Time) {
+	t.Helper()
+	if len(s.Pools) != len(o.Pools) || !s.Now.Equal(o.Now) {
+		t.Fatalf("%d pools built from %d", len(s.Pools), len(o.Pools))
+	}
+	inMap := 0
+	for i, p := range s.Pools {
+		in := &o.Pools[i]
+		if p.ID != in.ID {
+			t.Errorf("pool %d is %q, want %q", i, p.ID, in.ID)
+		}
+		if lo, hi := in.Rules.Bounds(in.PoolMinSize, in.PoolMaxSize); p.MinSize != lo || p.MaxSize != hi {
+			t.Errorf("pool %s: bounds [%d, %d], want [%d, %d]", p.ID, p.MinSize, p.MaxSize, lo, hi)
+		}
+		running := 0
+		for _, inst := range in.Instances {
+			if inst.Running {
+				running++
+			}
+		}
+		if p.Current != running || p.Pending < 0 || p.Pending > p.Current {
+			t.Errorf("pool %s: Current %d, Pending %d for %d running instances", p.ID, p.Current, p.Pending, running)
+		}
+		observed := map[string]*ObservedNode{}
+		for j := range in.Nodes {
+			observed[in.Nodes[j].ID] = &in.Nodes[j]
+		}
+		for _, n := range p.Nodes {
+			obs := observed[n.ID]
+			switch {
+			case obs == nil || obs.State != NodeReady:
+				t.Errorf("pool %s: node %s is not a Ready node of the pool", p.ID, n.ID)
+				continue
+			case n.Role != obs.Role:
+				t.Errorf("pool %s: node %s has role %q, Swarm says %q", p.ID, n.ID, n.Role, obs.Role)
+			case n.Draining != (obs.Availability == "drain" || obs.InFlight):
+				t.Errorf("pool %s: node %s Draining %v", p.ID, n.ID, n.Draining)
+			}
+			want := time.Time{}
+			if n.Role != policy.RoleManager && Unneeded(n, UnneededShare) {
+				want = o.Now
+				if prev := o.UnneededSince[n.ID]; !prev.IsZero() {
+					want = prev
+				}
+			}
+			if !n.UnneededSince.Equal(want) || !unneeded[n.ID].Equal(want) {
+				t.Errorf("pool %s: node %s unneeded since %v (map %v), want %v", p.ID, n.ID, n.UnneededSince, unneeded[n.ID], want)
+			}
+			if !want.IsZero() {
+				inMap++
+			}
+		}
+		fit := 0
+		for _, task := range in.PendingTasks {
+			if task.MatchesPool {
+				fit++
+			}
+		}
+		for _, c := range p.Checks {
+			if c.Kind == CheckPendingTasks {
+				if !in.Rules.PendingTasks || len(c.PendingTasks) > fit {
+					t.Errorf("pool %s: %d pending tasks counted of %d matching (check configured %v)", p.ID, len(c.PendingTasks), fit, in.Rules.PendingTasks)
+				}
+				for _, task := range c.PendingTasks {
+					if task.NanoCPUs < 0 || task.MemoryBytes < 0 || !fitsNode(Resources(task), p.NodeCapacity) {
+						t.Errorf("pool %s: pending task %+v counted on nodes of %+v", p.ID, task, p.NodeCapacity)
+					}
+				}
+			}
+		}
+	}
+	if len(unneeded) != inMap {
+		t.Errorf("the unneeded map holds %d nodes, %d are unneeded: %v", len(unneeded), inMap, unneeded)
+	}
+	checkScaleInvariants(t, s, Scale(s))
+}
+
+// FuzzBuildScaleSnapshot checks the builder's invariants (see
+// checkBuildInvariants) on random observations.
+func FuzzBuildScaleSnapshot(f *testing.F) {
+	f.Add([]byte{})
+	for i := range 16 {
+		seed := make([]byte, 96)
+		for j := range seed {
+			seed[j] = byte(i*31 + j*11)
+		}
+		f.Add(seed)
+	}
+	f.Fuzz(func(t *testing.T, data []byte) {
+		o := fuzzScaleObservation(data)
+		s, unneeded := BuildScaleSnapshot(o)
+		checkBuildInvariants(t, o, s, unneeded)
+	})
 }

@@ -623,6 +623,52 @@ func TestScaleBounds(t *testing.T) {
 	})
 }
 
+// A node promoted by hand to manager inside a worker pool is never a
+// scale-in candidate, nor removable capacity, even unneeded for long or
+// with the pool above max_size.
+func TestScaleManagers(t *testing.T) {
+	manager := func(ids ...string) func(p *ScalePool) {
+		return func(p *ScalePool) {
+			for _, id := range ids {
+				scaleNode(p, id).Role = policy.RoleManager
+			}
+		}
+	}
+	runScaleCases(t, []scaleCase{
+		{name: "an unneeded manager is never chosen", edit: func(p *ScalePool) {
+			idle(p, time.Hour, "w1", "w2", "w3", "w4")
+			manager("w4")(p)
+			p.Checks = []CheckSample{target("cpu", 0.1, 0.6)}
+		}, dir: ScaleDown, to: 1, code: CodeTargetTracking, remove: []string{"w3", "w2", "w1"}},
+		{name: "an unneeded manager is no removable capacity", edit: func(p *ScalePool) {
+			idle(p, time.Hour, "w4")
+			manager("w4")(p)
+			p.Checks = []CheckSample{pending()}
+		}, dir: ScaleHold, to: 4, code: CodeWithinTarget, msg: []string{"no task is pending"},
+			check: func(t *testing.T, d ScaleDecision) {
+				if d.PerCheck[0].Desired != 4 {
+					t.Errorf("pending_tasks asks for %d, want 4: the manager cannot go", d.PerCheck[0].Desired)
+				}
+			}},
+		{name: "only managers unneeded: hold", edit: func(p *ScalePool) {
+			idle(p, time.Hour, "w3", "w4")
+			manager("w3", "w4")(p)
+			p.Checks = []CheckSample{target("cpu", 0.1, 0.6)}
+		}, dir: ScaleHold, to: 4, code: CodeScaleInAfter, msg: []string{"no node has been unneeded"}},
+		{name: "above max_size, managers stay", edit: func(p *ScalePool) {
+			p.MaxSize = 2
+			idle(p, time.Hour, "w3", "w4")
+			manager("w3", "w4")(p)
+		}, dir: ScaleDown, to: 3, code: CodeMaxSize, forced: true, remove: []string{"w2"}},
+		{name: "above max_size with only managers left", n: 3, edit: func(p *ScalePool) {
+			p.MaxSize = 1
+			manager("w1", "w2")(p)
+			scaleNode(p, "w3").Draining = true
+			p.Current = 4
+		}, dir: ScaleHold, to: 3, code: CodeMaxSize, msg: []string{"every node is draining already or is a manager (2 managers, never scaled in)"}},
+	})
+}
+
 func TestScaleHolds(t *testing.T) {
 	runScaleCases(t, []scaleCase{
 		{name: "disabled", edit: func(p *ScalePool) {
