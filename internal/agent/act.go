@@ -28,7 +28,7 @@ func (a *Agent) execute(ctx context.Context, o *observation, act decide.Action) 
 		// replacement gives its capacity back until the next attempt; a
 		// healed worker's instance was terminated without shrinking, and
 		// is gone already.
-		act.Shrink = (act.Role == policy.RoleManager && !refill(act)) ||
+		act.Shrink = (act.Role == policy.RoleManager && !act.Refill) ||
 			act.Outcome == decide.OutcomeJoinFailed || act.Outcome == decide.OutcomeReplacementFailed
 	}
 	e := Entry{Action: act, StartedAt: a.cfg.Now(), By: o.selfID, DrainTimeout: a.cfg.DrainTimeout}
@@ -215,7 +215,3 @@ func (a *Agent) adoptReplacements(ctx context.Context, o *observation) error {
 	o.journal = j
 	return nil
 }
-
-// refill reports whether a removal is a subject leaving before its
-// replacement (the pool is refilled afterwards).
-func refill(act decide.Action) bool { return false }

@@ -118,7 +118,8 @@ func BuildScaleSnapshot(o ScaleObservation) (ScaleSnapshot, map[string]time.Time
 // The rules:
 //
 //   - Bounds: the policy's within the pool's.
-//   - Nodes: only Ready nodes count. A node draining, or named by an action
+//   - Nodes: only Ready nodes whose instance runs (or that have no
+//     instance label) count. A node draining, or named by an action
 //     in flight, is Draining: on its way out. Its Role is its actual Swarm
 //     role.
 //   - Unneeded: a worker running no task, or whose tasks reserve less than
@@ -151,10 +152,22 @@ func buildScalePool(now time.Time, in *PoolObservation, unneededSince, unneeded 
 		Nodes: make([]ScaleNode, 0, len(in.Nodes))}
 	p.MinSize, p.MaxSize = in.Rules.Bounds(in.PoolMinSize, in.PoolMaxSize)
 	readyInstance := make(map[string]bool, len(in.Nodes))
+	running := make(map[string]bool, len(in.Instances))
+	for _, inst := range in.Instances {
+		if inst.Running {
+			running[inst.ID] = true
+		}
+	}
 	var settling []Resources // free room of the settling nodes
 	for i := range in.Nodes {
 		o := &in.Nodes[i]
 		if o.State != NodeReady {
+			continue
+		}
+		if o.InstanceID != "" && !running[o.InstanceID] {
+			// Its instance is terminated (a removal between termination
+			// and node rm): Swarm has not noticed yet, but the node is
+			// neither capacity nor on its way out of Current.
 			continue
 		}
 		if o.InstanceID != "" {

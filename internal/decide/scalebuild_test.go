@@ -521,3 +521,25 @@ func TestScaleInActions(t *testing.T) {
 		}
 	}
 }
+
+// A node whose instance was just terminated (a removal between termination
+// and node rm) is still Ready in Swarm for a moment: it is neither
+// capacity nor draining, or the pool would look smaller than it is and
+// min_size would grow it again.
+func TestBuildScalePoolTerminatedInstance(t *testing.T) {
+	now := time.Unix(1_800_000_000, 0)
+	in := PoolObservation{ID: "c/p", PoolMinSize: 1, PoolMaxSize: 5,
+		Nodes: []ObservedNode{
+			{ID: "n1", InstanceID: "i1", State: NodeReady, Role: "worker", Availability: "drain", InFlight: true, CreatedAt: now.Add(-time.Hour)},
+			{ID: "n2", InstanceID: "i2", State: NodeReady, Role: "worker", Availability: "active", CreatedAt: now.Add(-time.Hour)},
+		},
+		Instances: []ObservedInstance{{ID: "i1", Running: false}, {ID: "i2", Running: true}},
+	}
+	p, _ := BuildScalePool(now, in, nil)
+	if p.Current != 1 || len(p.Nodes) != 1 || p.Nodes[0].ID != "n2" {
+		t.Fatalf("current %d, nodes %+v: want 1 and only n2", p.Current, p.Nodes)
+	}
+	if d := drainingNodes(&p); d != 0 {
+		t.Fatalf("%d draining nodes, want 0: the terminated one is gone already", d)
+	}
+}
