@@ -23,6 +23,8 @@ according to the healing and scaling policies declared with Terraform.
 
 Commands:
   run        run the agent beside a manager (see autarky-agent run -h)
+  supervise  run the agent and restart it when it exits or its watchdog fires,
+             where no systemd supervises it (see autarky-agent supervise -h)
   status     print a running agent's status for a person (--json for the raw document)
   version    print the version
   workload   run the small demo and test workload (the autarky/workload image)
@@ -51,6 +53,8 @@ func run(args []string, stdout, stderr io.Writer) int {
 		return 0
 	case "run":
 		return exit(runAgent(args[2:], stderr), stderr)
+	case "supervise":
+		return exit(superviseCmd(args[2:], stdout, stderr), stderr)
 	case "status":
 		return exit(statusCmd(args[2:], stdout, stderr), stderr)
 	case "workload":

@@ -80,6 +80,12 @@ func TestLeaderAgentKilledAndFrozen(t *testing.T) {
 	}
 	h.agentLogHas(leader, "watchdog timeout: no WATCHDOG=1 for 30s")
 	for _, r := range h.records(policy.ManagerPoolName) {
+		b, _ := os.ReadFile(filepath.Join(h.stateDir, "nodes", r.Addr, "agent.log"))
+		for _, line := range strings.Split(string(b), "\n") {
+			if strings.Contains(line, "autarky-agent.supervise") {
+				t.Logf("supervisor beside %s: %s", r.ID, line)
+			}
+		}
 		if !alive(r.AgentPID) {
 			t.Errorf("the supervisor beside %s (pid %d) is gone", r.ID, r.AgentPID)
 		}

@@ -68,6 +68,16 @@ func TestUserDataShellcheck(t *testing.T) {
 		if strings.Contains(out, "\tstart_agent\n") != manager {
 			t.Errorf("%s user data: agent started %t, want %t", name, !manager, manager)
 		}
+		// systemd supervises the agent: restarted when it exits, killed
+		// and restarted when its WATCHDOG=1 stops coming.
+		for _, line := range []string{"Type=notify", "NotifyAccess=main", "Restart=always", "RestartSec=2", "WatchdogSec=60", "StartLimitIntervalSec=0"} {
+			if strings.Contains(out, "\n"+line+"\n") != manager {
+				t.Errorf("%s user data: unit line %s present %t, want %t", name, line, !manager, manager)
+			}
+		}
+		if manager && !strings.Contains(out, "ExecStart=$AGENT_BIN run --cluster $CLUSTER") {
+			t.Errorf("%s user data: systemd does not run `autarky-agent run` directly", name)
+		}
 		if strings.Contains(out, "--no-overwrite") != manager {
 			t.Errorf("%s user data: takes the init lock %t, want %t", name, !manager, manager)
 		}

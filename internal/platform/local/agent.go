@@ -148,19 +148,52 @@ func splitNul(b []byte) []string {
 	return out
 }
 
-// startAgent starts autarky-agent beside a manager, in its own session so
-// it outlives the caller, logging to the node's agent.log.
+// agentWatchdog is how long a supervised agent may go without finishing an
+// evaluation before its supervisor kills and restarts it: six evaluation
+// intervals, and never under 30s.
+func agentWatchdog(interval string) time.Duration {
+	every, err := policy.ParseEvaluationInterval(interval)
+	if err != nil {
+		every = policy.DefaultEvaluationInterval
+	}
+	return max(30*time.Second, 6*every)
+}
+
+// agentStopWait bounds how long stopAgent waits for the supervisor after
+// SIGTERM: the supervisor gives the agent agentStopTimeout, then SIGKILL.
+const (
+	agentStopTimeout = 10 * time.Second
+	agentStopWait    = agentStopTimeout + 5*time.Second
+)
+
+// agentPIDFile is where the supervisor beside a manager records the pid of
+// the agent it runs.
+func agentPIDFile(f instanceFile) string { return filepath.Join(f.Dir, "agent.pid") }
+
+// startAgent starts autarky-agent beside a manager under its supervisor
+// (`autarky-agent supervise`), in its own session so it outlives the
+// caller, logging to the node's agent.log. The supervisor restarts the agent
+// when it exits, and kills and restarts it when its evaluations stop coming
+// round (the watchdog); AgentPID is the supervisor's pid, and the agent's
+// own is in agent.pid.
 func (p *Platform) startAgent(f *instanceFile, c policy.Cluster) error {
 	bin, err := agentBinary(c.Agent.Binary)
 	if err != nil {
 		return err
 	}
-	args := []string{"run",
+	listen := net.JoinHostPort(f.Addr, strconv.Itoa(policy.AgentPort))
+	args := []string{"supervise",
+		"--watchdog", agentWatchdog(c.Agent.EvaluationInterval).String(),
+		"--stop-timeout", agentStopTimeout.String(),
+		"--pid-file", agentPIDFile(*f),
+		"--log-format", "json",
+		"--",
+		"run",
 		"--cluster", c.Name,
 		"--platform", policy.PlatformLocal,
 		"--state-dir", p.stateDir,
 		"--docker-host", f.DockerHost,
-		"--listen", net.JoinHostPort(f.Addr, strconv.Itoa(policy.AgentPort)),
+		"--listen", listen,
 		"--evaluation-interval", c.Agent.EvaluationInterval,
 		"--log-format", "json",
 	}
@@ -180,18 +213,36 @@ func (p *Platform) startAgent(f *instanceFile, c policy.Cluster) error {
 	}
 	f.AgentPID = cmd.Process.Pid
 	go func() { _ = cmd.Wait() }()
-	p.progress("agent started", "instance", f.ID, "listen", args[10])
+	p.progress("agent started", "instance", f.ID, "listen", listen)
 	return writeInstance(*f)
 }
 
-// stopAgent stops the agent beside a manager.
+// agentSupervised reports whether the running agent process is a
+// supervisor; an agent started bare (by an older provider) is not.
+func agentSupervised(f instanceFile) bool {
+	cmdline, err := os.ReadFile(fmt.Sprintf("/proc/%d/cmdline", f.AgentPID))
+	if err != nil {
+		return false
+	}
+	args := splitNul(cmdline)
+	return len(args) > 1 && args[1] == "supervise"
+}
+
+// stopAgent stops the agent beside a manager: SIGTERM to its supervisor,
+// which stops the agent and exits; if it has not after agentStopWait, its
+// whole process group (the supervisor's session: itself and the agent) gets
+// SIGKILL.
 func stopAgent(f *instanceFile) {
 	if agentRunning(*f) {
 		_ = syscall.Kill(f.AgentPID, syscall.SIGTERM)
-		for i := 0; i < 100 && agentRunning(*f); i++ {
+		deadline := time.Now().Add(agentStopWait)
+		for agentRunning(*f) && time.Now().Before(deadline) {
 			time.Sleep(50 * time.Millisecond)
 		}
 		if agentRunning(*f) {
+			if pgid, err := syscall.Getpgid(f.AgentPID); err == nil && pgid == f.AgentPID {
+				_ = syscall.Kill(-pgid, syscall.SIGKILL)
+			}
 			_ = syscall.Kill(f.AgentPID, syscall.SIGKILL)
 		}
 	}
@@ -213,7 +264,7 @@ func (p *Platform) ensureAgents(_ context.Context, c policy.Cluster, restart boo
 			continue
 		}
 		enabled := c.Agent != nil && c.Agent.Enabled
-		if agentRunning(*f) && (!enabled || restart) {
+		if agentRunning(*f) && (!enabled || restart || !agentSupervised(*f)) {
 			stopAgent(f)
 		}
 		if enabled && !agentRunning(*f) {
