@@ -207,9 +207,12 @@ func agentPolicyCheckDoc(doc string, w agentPolicyWant, want []string) error {
 			case "ssm":
 				// Exact parameters: no wildcard in the name (the region
 				// and account fields are checked above), but for the
-				// cluster's pool descriptors, whose sizes the agent keeps.
+				// cluster's pool descriptors, whose sizes the agent keeps,
+				// and the set-aside copies of an unreadable journal.
 				for _, r := range st.Resource {
-					if _, name, _ := strings.Cut(r, ":parameter/"); strings.ContainsAny(name, "*?") && name != "autarky/"+w.cluster+"/pools/*" {
+					_, name, _ := strings.Cut(r, ":parameter/")
+					wildcardOK := name == "autarky/"+w.cluster+"/pools/*" || name == "autarky/"+w.cluster+"/journal-set-aside-*"
+					if strings.ContainsAny(name, "*?") && !wildcardOK {
 						return fmt.Errorf("%s: %s on a wildcard %q", where, a, r)
 					}
 				}
@@ -244,7 +247,7 @@ func agentPolicyCheckAgent(w agentPolicyWant) func(string) error {
 			"autoscaling:DescribeAutoScalingGroups", "autoscaling:DescribeInstanceRefreshes", "autoscaling:DescribeScalingActivities",
 			"autoscaling:SetDesiredCapacity", "autoscaling:TerminateInstanceInAutoScalingGroup",
 			"ec2:DescribeInstances", "kms:Decrypt",
-			"ssm:GetParameter", "ssm:GetParameters", "ssm:GetParametersByPath", "ssm:PutParameter",
+			"ssm:DeleteParameter", "ssm:GetParameter", "ssm:GetParameters", "ssm:GetParametersByPath", "ssm:PutParameter",
 		}
 		if w.kmsKey != "" {
 			want = append(want, "kms:Encrypt")
@@ -253,23 +256,30 @@ func agentPolicyCheckAgent(w agentPolicyWant) func(string) error {
 			return fmt.Errorf("json: %w", err)
 		}
 		// The writes are exactly the journal, the pool descriptors (the size
-		// the agent gives a pool), the join tokens and the init lock.
+		// the agent gives a pool), the join tokens, the init lock and the
+		// set-aside copies of an unreadable journal; the only delete is of
+		// the journal (after a set-aside).
 		var p agentPolicyIAMDoc
 		_ = json.Unmarshal([]byte(doc), &p)
-		var puts []string
-		for _, st := range p.Statement {
-			for _, a := range st.Action {
-				if a == "ssm:PutParameter" {
-					puts = append(puts, st.Resource...)
+		base := "/autarky/" + w.cluster
+		for action, want := range map[string][]string{
+			"ssm:PutParameter": {w.paramARN(base + "/journal"), w.paramARN(base + "/journal-set-aside-*"), w.paramARN(base + "/pools/*"),
+				w.paramARN(base + "/swarm/init-lock"), w.paramARN(base + "/tokens/manager"), w.paramARN(base + "/tokens/worker")},
+			"ssm:DeleteParameter": {w.paramARN(base + "/journal")},
+		} {
+			var got []string
+			for _, st := range p.Statement {
+				for _, a := range st.Action {
+					if a == action {
+						got = append(got, st.Resource...)
+					}
 				}
 			}
-		}
-		sort.Strings(puts)
-		base := "/autarky/" + w.cluster
-		wantPuts := []string{w.paramARN(base + "/journal"), w.paramARN(base + "/pools/*"), w.paramARN(base + "/swarm/init-lock"), w.paramARN(base + "/tokens/manager"), w.paramARN(base + "/tokens/worker")}
-		sort.Strings(wantPuts)
-		if strings.Join(puts, " ") != strings.Join(wantPuts, " ") {
-			return fmt.Errorf("json: ssm:PutParameter on\n  %v\nwant\n  %v", puts, wantPuts)
+			sort.Strings(got)
+			sort.Strings(want)
+			if strings.Join(got, " ") != strings.Join(want, " ") {
+				return fmt.Errorf("json: %s on\n  %v\nwant\n  %v", action, got, want)
+			}
 		}
 		return nil
 	}
@@ -517,6 +527,9 @@ func TestAgentPolicyCheckRefusesBroadDocuments(t *testing.T) {
 		"read everything": func(st []map[string]any) { st[2]["Resource"] = []string{"*"} },
 		"write a wildcard": func(st []map[string]any) {
 			st[3]["Resource"] = []string{"arn:aws:ssm:eu-west-1:123456789012:parameter/autarky/prod/*"}
+		},
+		"write a broader journal wildcard": func(st []map[string]any) {
+			st[3]["Resource"] = []string{"arn:aws:ssm:eu-west-1:123456789012:parameter/autarky/prod/journal*"}
 		},
 		"decrypt without ssm": func(st []map[string]any) { delete(st[4], "Condition") },
 		"another region": func(st []map[string]any) {

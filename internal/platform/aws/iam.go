@@ -81,6 +81,12 @@ func (in PolicyInput) parameterARN(name string) string {
 	return fmt.Sprintf("arn:%s:ssm:%s:%s:parameter%s", in.partition(), orAny(in.Region), orAny(in.AccountID), name)
 }
 
+// JournalSetAsideParameterPattern matches every name SetAsideJournal
+// gives a set-aside journal, for IAM.
+func JournalSetAsideParameterPattern(cluster string) string {
+	return ClusterPath(cluster) + "/journal-set-aside-*"
+}
+
 // decryptViaSSM lets SSM decrypt (and, with a customer managed key,
 // encrypt) SecureString parameters for the role, and nothing else.
 func (in PolicyInput) decryptViaSSM(encrypt bool) Statement {
@@ -108,7 +114,9 @@ func (in PolicyInput) decryptViaSSM(encrypt bool) Statement {
 //   - SSM reads only under /autarky/<cluster>;
 //   - SSM writes only to the agent's journal, the pool descriptors (the
 //     size the agent gives a pool), the join tokens and the init lock (the
-//     first manager's user data writes the last two);
+//     first manager's user data writes the last two), and the set-aside
+//     copies of an unreadable journal (journal-set-aside-*);
+//   - SSM deletes only of the journal (after it was set aside);
 //   - kms:Decrypt only through SSM.
 func AgentPolicy(in PolicyInput) (PolicyDocument, error) {
 	if err := in.validate(); err != nil {
@@ -145,7 +153,7 @@ func AgentPolicy(in PolicyInput) (PolicyDocument, error) {
 			Resource: []string{in.parameterARN(path), in.parameterARN(path + "/*")},
 		},
 		{
-			Sid:    "WriteJournalPoolSizesTokensAndInitLock",
+			Sid:    "WriteJournalPoolSizesTokensInitLockAndSetAsides",
 			Effect: "Allow",
 			Action: []string{"ssm:PutParameter"},
 			Resource: []string{
@@ -154,7 +162,16 @@ func AgentPolicy(in PolicyInput) (PolicyDocument, error) {
 				in.parameterARN(InitLockParameter(in.Cluster)),
 				in.parameterARN(TokenParameter(in.Cluster, policy.RoleWorker)),
 				in.parameterARN(TokenParameter(in.Cluster, policy.RoleManager)),
+				in.parameterARN(JournalSetAsideParameterPattern(in.Cluster)),
 			},
+		},
+		{
+			// SetAsideJournal removes the journal it copied; no other
+			// parameter may be deleted.
+			Sid:      "DeleteJournalAfterSetAside",
+			Effect:   "Allow",
+			Action:   []string{"ssm:DeleteParameter"},
+			Resource: []string{in.parameterARN(JournalParameter(in.Cluster))},
 		},
 		in.decryptViaSSM(true),
 	}}, nil

@@ -91,7 +91,7 @@ func TestAgentPolicy(t *testing.T) {
 			"autoscaling:DescribeAutoScalingGroups", "autoscaling:DescribeInstanceRefreshes", "autoscaling:DescribeScalingActivities",
 			"autoscaling:SetDesiredCapacity", "autoscaling:TerminateInstanceInAutoScalingGroup",
 			"ec2:DescribeInstances", "kms:Decrypt",
-			"ssm:GetParameter", "ssm:GetParameters", "ssm:GetParametersByPath", "ssm:PutParameter",
+			"ssm:DeleteParameter", "ssm:GetParameter", "ssm:GetParameters", "ssm:GetParametersByPath", "ssm:PutParameter",
 		}
 		if in.KMSKeyARN != "" {
 			want = append(want, "kms:Encrypt")
@@ -99,6 +99,52 @@ func TestAgentPolicy(t *testing.T) {
 		}
 		if strings.Join(actions, " ") != strings.Join(want, " ") {
 			t.Errorf("%s: actions\n%v\nwant\n%v", name, actions, want)
+		}
+
+		// The SSM writes are exactly these parameters: the journal, its
+		// set-aside copies, the pool descriptors, the tokens and the init
+		// lock; the only delete is of the journal, after a set-aside.
+		arn := func(name string) string { return in.parameterARN("/autarky/prod" + name) }
+		wantWrites := map[string][]string{
+			"ssm:PutParameter": {arn("/journal"), arn("/journal-set-aside-*"), arn("/pools/*"), arn("/swarm/init-lock"),
+				arn("/tokens/manager"), arn("/tokens/worker")},
+			"ssm:DeleteParameter": {arn("/journal")},
+		}
+		for action, want := range wantWrites {
+			var got []string
+			for _, st := range p.Statement {
+				for _, a := range st.Action {
+					if a == action {
+						got = append(got, st.Resource...)
+					}
+				}
+			}
+			sort.Strings(got)
+			sort.Strings(want)
+			if strings.Join(got, " ") != strings.Join(want, " ") {
+				t.Errorf("%s: %s on\n%v\nwant\n%v", name, action, got, want)
+			}
+		}
+	}
+}
+
+// TestSetAsidePatternMatchesSetAsideNames checks the IAM pattern of the
+// set-aside copies against the names SetAsideJournal makes, and that it
+// matches neither the journal nor anything outside the cluster.
+func TestSetAsidePatternMatchesSetAsideNames(t *testing.T) {
+	pattern := JournalSetAsideParameterPattern("prod")
+	prefix, ok := strings.CutSuffix(pattern, "*")
+	if !ok || strings.ContainsAny(prefix, "*?") {
+		t.Fatalf("pattern %q: want one trailing wildcard", pattern)
+	}
+	for _, name := range []string{JournalSetAsideParameter("prod", 1764239400), JournalSetAsideParameter("prod", 1764239400) + "-2"} {
+		if !strings.HasPrefix(name, prefix) {
+			t.Errorf("%s is not matched by %s", name, pattern)
+		}
+	}
+	for _, name := range []string{JournalParameter("prod"), JournalSetAsideParameter("prod2", 1), "/autarky/prod/tokens/manager"} {
+		if strings.HasPrefix(name, prefix) {
+			t.Errorf("%s is matched by %s", name, pattern)
 		}
 	}
 }

@@ -6,7 +6,9 @@ import (
 	"errors"
 	"fmt"
 	"sort"
+	"strconv"
 	"strings"
+	"time"
 
 	awsv2 "github.com/aws/aws-sdk-go-v2/aws"
 	"github.com/aws/aws-sdk-go-v2/service/ssm"
@@ -24,6 +26,8 @@ import (
 //	/autarky/<cluster>/healing/<pool>     healing policies (JSON String)
 //	/autarky/<cluster>/scaling/<pool>     scaling policies (JSON String)
 //	/autarky/<cluster>/journal            the agent's journal (JSON String)
+//	/autarky/<cluster>/journal-set-aside-<unix seconds>
+//	                                      an unreadable journal kept for a person
 //	/autarky/<cluster>/tokens/worker      the Swarm join tokens (SecureString)
 //	/autarky/<cluster>/tokens/manager
 //	/autarky/<cluster>/swarm/init-lock    the first manager's lock (user data)
@@ -346,30 +350,180 @@ func (s *Store) ScalingPolicies(ctx context.Context) ([]policy.Scaling, error) {
 	return listJSON[policy.Scaling](ctx, s, s.param("scaling"))
 }
 
-// LoadJournal reads the agent's journal into v; no journal leaves v as is.
-// TODO(stub): revisions and corrupt detection.
-func (s *Store) LoadJournal(ctx context.Context, v any) (string, error) {
-	err := s.getJSON(ctx, JournalParameter(s.cluster), "journal", v)
-	if errors.Is(err, platform.ErrNotFound) {
-		return "", nil
+// The journal's revision is the SSM parameter's Version, in decimal; ""
+// means there is no journal parameter.
+//
+// Fencing: SSM has no conditional put on a version. SaveJournal reads the
+// journal's version right before PutParameter and refuses when it is not
+// the writer's revision, and afterwards checks that its put made exactly
+// the next version. That narrows the window in which a stale writer's
+// save lands (two puts within the same few milliseconds) and makes both
+// writers learn of it after the fact, but it does not close it: on AWS
+// the leadership check right before every write is the main fence. The
+// first journal is the exception: with revision "" the put is create-only
+// (Overwrite=false), which SSM does enforce. An SDK retry of a put that
+// had landed shows as a conflict too (its version is one more): a false
+// alarm that is safe, since the writer reloads instead of acting.
+
+// journalVersion reads the journal parameter's value and revision; ("",
+// "", nil) when there is none.
+func (s *Store) journalVersion(ctx context.Context) (value, rev string, err error) {
+	name := JournalParameter(s.cluster)
+	out, err := s.api.GetParameter(ctx, &ssm.GetParameterInput{Name: awsv2.String(name)})
+	if err != nil {
+		var nf *types.ParameterNotFound
+		if errors.As(err, &nf) {
+			return "", "", nil
+		}
+		return "", "", fmt.Errorf("get SSM parameter %s: %w", name, err)
 	}
-	return "", err
+	return awsv2.ToString(out.Parameter.Value), strconv.FormatInt(out.Parameter.Version, 10), nil
 }
 
-// SaveJournal replaces the agent's journal with v; one PutParameter, so a
-// reader sees the old journal or the new one, never a mix.
-func (s *Store) SaveJournal(ctx context.Context, v any, _ string) (string, error) {
-	return "", s.putJSON(ctx, JournalParameter(s.cluster), v)
+// describeRevision names a revision in messages.
+func describeRevision(rev string) string {
+	if rev == "" {
+		return "no journal"
+	}
+	return "version " + rev
 }
 
-// SetAsideJournal keeps an unreadable journal for a person.
-// TODO(stub)
+// LoadJournal reads the agent's journal into v and returns its revision
+// (the parameter's Version); ("", nil) with v untouched when there is no
+// journal. A value that is not JSON of v's shape is an error wrapping
+// platform.ErrJournalCorrupt.
+func (s *Store) LoadJournal(ctx context.Context, v any) (string, error) {
+	raw, rev, err := s.journalVersion(ctx)
+	if err != nil || rev == "" {
+		return "", err
+	}
+	name := JournalParameter(s.cluster)
+	if !json.Valid([]byte(raw)) {
+		// Checked first so that v is untouched by half a document.
+		return "", fmt.Errorf("%w: SSM parameter %s (version %s) is not JSON (%d bytes)", platform.ErrJournalCorrupt, name, rev, len(raw))
+	}
+	if err := json.Unmarshal([]byte(raw), v); err != nil {
+		return "", fmt.Errorf("%w: SSM parameter %s (version %s): %v", platform.ErrJournalCorrupt, name, rev, err)
+	}
+	return rev, nil
+}
+
+// SaveJournal replaces the agent's journal with v in one PutParameter (a
+// reader sees the old journal or the new one, never a mix) while its
+// version is still rev, and returns the new version. See the fencing note
+// above: a version other than rev right before the put is refused with
+// platform.ErrConflict; so is a put that did not make exactly the next
+// version (another writer put in between: this journal has landed, but
+// the writer must not act on it as the only writer); and with rev "" the
+// put is create-only.
+func (s *Store) SaveJournal(ctx context.Context, v any, rev string) (string, error) {
+	name := JournalParameter(s.cluster)
+	b, err := json.Marshal(v)
+	if err != nil {
+		return "", fmt.Errorf("encode the journal: %w", err)
+	}
+	if len(b) > MaxParameterSize {
+		return "", fmt.Errorf("%s is %d bytes: an SSM parameter holds at most %d", name, len(b), MaxParameterSize)
+	}
+	_, cur, err := s.journalVersion(ctx)
+	if err != nil {
+		return "", err
+	}
+	if cur != rev {
+		return "", fmt.Errorf("save the journal of cluster %s: %w: SSM parameter %s holds %s, this writer read %s",
+			s.cluster, platform.ErrConflict, name, describeRevision(cur), describeRevision(rev))
+	}
+	out, err := s.api.PutParameter(ctx, &ssm.PutParameterInput{
+		Name:      awsv2.String(name),
+		Value:     awsv2.String(string(b)),
+		Type:      types.ParameterTypeString,
+		Overwrite: awsv2.Bool(rev != ""),
+		Tier:      types.ParameterTierIntelligentTiering,
+	})
+	var exists *types.ParameterAlreadyExists
+	if errors.As(err, &exists) {
+		return "", fmt.Errorf("save the journal of cluster %s: %w: SSM parameter %s was created by another writer", s.cluster, platform.ErrConflict, name)
+	}
+	if err != nil {
+		return "", fmt.Errorf("put SSM parameter %s: %w", name, err)
+	}
+	want := int64(1)
+	if rev != "" {
+		prev, err := strconv.ParseInt(rev, 10, 64)
+		if err != nil {
+			// Unreachable: cur == rev came from SSM's own version.
+			return "", fmt.Errorf("journal revision %q is not an SSM parameter version", rev)
+		}
+		want = prev + 1
+	}
+	if out.Version != want {
+		return "", fmt.Errorf("save the journal of cluster %s: %w: another writer put SSM parameter %s between this writer's check and its put (this put made version %d, not %d)",
+			s.cluster, platform.ErrConflict, name, out.Version, want)
+	}
+	return strconv.FormatInt(out.Version, 10), nil
+}
+
+// JournalSetAsideParameter is the name SetAsideJournal keeps an
+// unreadable journal under at unix time sec.
+func JournalSetAsideParameter(cluster string, sec int64) string {
+	return ClusterPath(cluster) + "/journal-set-aside-" + strconv.FormatInt(sec, 10)
+}
+
+// SetAsideJournal copies the journal's raw value into a new String
+// parameter, <cluster path>/journal-set-aside-<unix seconds> (with -2, -3,
+// ... when that name is taken), deletes the journal parameter and returns
+// the new name. No journal is an error wrapping platform.ErrNotFound; a
+// journal that another writer replaced meanwhile is not deleted (the
+// error wraps platform.ErrConflict, the copy stays).
 func (s *Store) SetAsideJournal(ctx context.Context) (string, error) {
-	return "", errors.New("not yet")
+	name := JournalParameter(s.cluster)
+	raw, rev, err := s.journalVersion(ctx)
+	if err != nil {
+		return "", err
+	}
+	if rev == "" {
+		return "", fmt.Errorf("set aside the journal of cluster %s: there is no journal: %w", s.cluster, platform.ErrNotFound)
+	}
+	base := JournalSetAsideParameter(s.cluster, time.Now().Unix())
+	var dst string
+	for n := 1; ; n++ {
+		dst = base
+		if n > 1 {
+			dst = base + "-" + strconv.Itoa(n)
+		}
+		_, err := s.api.PutParameter(ctx, &ssm.PutParameterInput{
+			Name:        awsv2.String(dst),
+			Value:       awsv2.String(raw),
+			Type:        types.ParameterTypeString,
+			Overwrite:   awsv2.Bool(false),
+			Tier:        types.ParameterTierIntelligentTiering,
+			Description: awsv2.String("autarky: the agent journal of " + s.cluster + " at version " + rev + ", set aside because it could not be read"),
+		})
+		var exists *types.ParameterAlreadyExists
+		if errors.As(err, &exists) {
+			continue
+		}
+		if err != nil {
+			return "", fmt.Errorf("set aside the journal of cluster %s: put SSM parameter %s: %w", s.cluster, dst, err)
+		}
+		break
+	}
+	if _, now, err := s.journalVersion(ctx); err != nil {
+		return "", err
+	} else if now != rev {
+		return "", fmt.Errorf("set aside the journal of cluster %s: %w: SSM parameter %s went from version %s to %s while it was copied to %s; it was not deleted",
+			s.cluster, platform.ErrConflict, name, rev, describeRevision(now), dst)
+	}
+	if err := s.remove(ctx, name); err != nil {
+		return "", fmt.Errorf("set aside the journal of cluster %s (copied to %s): %w", s.cluster, dst, err)
+	}
+	return dst, nil
 }
 
 // JournalFencing says how the SSM store refuses a stale writer.
-func (s *Store) JournalFencing() string { return "none yet" }
+func (s *Store) JournalFencing() string {
+	return "SSM Parameter Store has no conditional put, so the journal's parameter version is compared right before and right after every save, which narrows but does not close the window for a stale writer; the leadership check before every write is the main fence"
+}
 
 // Tokens are a swarm's join tokens. They print as "[redacted]" so they
 // cannot leak through a log line or an error by accident.

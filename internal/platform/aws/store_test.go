@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -129,17 +130,19 @@ func TestStoreRoundTrip(t *testing.T) {
 		ID     string `json:"id"`
 		Action string `json:"action"`
 	}
-	if _, err := s.SaveJournal(ctx, []entry{{"a1", "replace i-1"}}, ""); err != nil {
+	rev, err := s.SaveJournal(ctx, []entry{{"a1", "replace i-1"}}, "")
+	if err != nil {
 		t.Fatal(err)
 	}
-	if _, err := s.SaveJournal(ctx, []entry{{"a1", "replace i-1"}, {"a2", "scale in i-2"}}, ""); err != nil {
+	rev, err = s.SaveJournal(ctx, []entry{{"a1", "replace i-1"}, {"a2", "scale in i-2"}}, rev)
+	if err != nil {
 		t.Fatal(err)
 	}
 	var j []entry
-	if _, err := s.LoadJournal(ctx, &j); err != nil || len(j) != 2 || j[1].Action != "scale in i-2" {
-		t.Fatalf("journal: %v, %+v", err, j)
+	if got, err := s.LoadJournal(ctx, &j); err != nil || got != rev || len(j) != 2 || j[1].Action != "scale in i-2" {
+		t.Fatalf("journal: rev %q (saved %q), %v, %+v", got, rev, err, j)
 	}
-	if _, err := s.SaveJournal(ctx, strings.Repeat("x", MaxParameterSize), ""); err == nil {
+	if _, err := s.SaveJournal(ctx, strings.Repeat("x", MaxParameterSize), rev); err == nil {
 		t.Error("a journal larger than a parameter was accepted")
 	}
 
@@ -281,5 +284,199 @@ func TestInitLockExactlyOne(t *testing.T) {
 	}
 	if ok, err := s.AcquireInitLock(context.Background(), "i-late"); ok || err != nil {
 		t.Errorf("a late manager: %t, %v", ok, err)
+	}
+}
+
+// journalTestStore is a store in moto for the journal tests.
+func journalTestStore(t *testing.T, cluster string) (*Store, *Clients) {
+	t.Helper()
+	c, _ := testClients(t, nil)
+	s, err := NewStore(c.SSM, cluster)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return s, c
+}
+
+type testJournal struct {
+	Entries []string `json:"entries"`
+}
+
+// TestStoreJournalRevisions round-trips the journal's revision (the
+// parameter's Version) through moto and refuses stale writers.
+func TestStoreJournalRevisions(t *testing.T) {
+	ctx := context.Background()
+	s, c := journalTestStore(t, "jrev")
+	j := testJournal{Entries: []string{"untouched"}}
+	if rev, err := s.LoadJournal(ctx, &j); err != nil || rev != "" || len(j.Entries) != 1 {
+		t.Fatalf("no journal: rev %q, %+v, %v", rev, j, err)
+	}
+	rev1, err := s.SaveJournal(ctx, testJournal{Entries: []string{"a"}}, "")
+	if err != nil || rev1 != "1" {
+		t.Fatalf("first save: rev %q, %v", rev1, err)
+	}
+	if got, err := s.LoadJournal(ctx, &j); err != nil || got != rev1 || strings.Join(j.Entries, ",") != "a" {
+		t.Fatalf("load: rev %q, %+v, %v", got, j, err)
+	}
+	// "" means "there must be no journal yet".
+	if _, err := s.SaveJournal(ctx, testJournal{Entries: []string{"x"}}, ""); !errors.Is(err, platform.ErrConflict) {
+		t.Fatalf("save with revision \"\" over a journal: %v", err)
+	}
+	rev2, err := s.SaveJournal(ctx, testJournal{Entries: []string{"a", "b"}}, rev1)
+	if err != nil || rev2 != "2" {
+		t.Fatalf("second save: rev %q, %v", rev2, err)
+	}
+
+	// Someone else writes between this writer's load and its save.
+	var mine testJournal
+	rev, err := s.LoadJournal(ctx, &mine)
+	if err != nil {
+		t.Fatal(err)
+	}
+	other, _ := NewStore(c.SSM, "jrev")
+	var theirs testJournal
+	theirRev, err := other.LoadJournal(ctx, &theirs)
+	if err != nil || theirRev != rev {
+		t.Fatalf("the other writer loads rev %q, %v", theirRev, err)
+	}
+	if _, err := other.SaveJournal(ctx, testJournal{Entries: append(theirs.Entries, "theirs")}, theirRev); err != nil {
+		t.Fatal(err)
+	}
+	_, err = s.SaveJournal(ctx, testJournal{Entries: append(mine.Entries, "mine")}, rev)
+	if !errors.Is(err, platform.ErrConflict) {
+		t.Fatalf("save over another writer's journal: %v", err)
+	}
+	if !strings.Contains(err.Error(), JournalParameter("jrev")) {
+		t.Errorf("the conflict does not name the parameter: %v", err)
+	}
+	if _, err := s.LoadJournal(ctx, &j); err != nil || strings.Join(j.Entries, ",") != "a,b,theirs" {
+		t.Fatalf("the refused save landed: %+v, %v", j, err)
+	}
+	if f := s.JournalFencing(); !strings.Contains(f, "does not close") || !strings.Contains(f, "leadership") {
+		t.Errorf("JournalFencing is not honest about SSM: %q", f)
+	}
+}
+
+// TestStoreJournalConflictAfterPut: a writer whose put lands right after
+// another's (both passed the version check) learns it from the version
+// its put made.
+func TestStoreJournalConflictAfterPut(t *testing.T) {
+	ctx := context.Background()
+	c, proxy := testClients(t, nil)
+	s, _ := NewStore(c.SSM, "jrace")
+	rev, err := s.SaveJournal(ctx, testJournal{Entries: []string{"a"}}, "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	// Another agent's put slips in between this writer's check
+	// (GetParameter) and its put: the proxy sends it to moto first.
+	var raced atomic.Bool
+	proxy.SetFault(func(cl call) *fault {
+		if cl.Action == "PutParameter" && raced.CompareAndSwap(false, true) {
+			if _, err := c.SSM.PutParameter(ctx, &ssm.PutParameterInput{
+				Name: awsv2.String(JournalParameter("jrace")), Value: awsv2.String(`{"entries":["a","theirs"]}`),
+				Type: ssmtypes.ParameterTypeString, Overwrite: awsv2.Bool(true),
+			}); err != nil {
+				t.Errorf("the other writer's put: %v", err)
+			}
+		}
+		return nil
+	})
+	_, err = s.SaveJournal(ctx, testJournal{Entries: []string{"a", "mine"}}, rev)
+	if !errors.Is(err, platform.ErrConflict) || !strings.Contains(err.Error(), "between") {
+		t.Fatalf("a put that raced another writer's: %v", err)
+	}
+}
+
+// TestStoreJournalCorrupt: a journal parameter that is not the agent's
+// JSON is ErrJournalCorrupt; a store that cannot be read is not.
+func TestStoreJournalCorrupt(t *testing.T) {
+	ctx := context.Background()
+	c, proxy := testClients(t, nil)
+	s, _ := NewStore(c.SSM, "jbad")
+	for name, value := range map[string]string{
+		"truncated": `{"entries": ["a", "b`,
+		"garbage":   "not json at all",
+		"wrong":     `{"entries": 7}`,
+	} {
+		if _, err := c.SSM.PutParameter(ctx, &ssm.PutParameterInput{
+			Name: awsv2.String(JournalParameter("jbad")), Value: awsv2.String(value),
+			Type: ssmtypes.ParameterTypeString, Overwrite: awsv2.Bool(true),
+		}); err != nil {
+			t.Fatal(err)
+		}
+		j := testJournal{Entries: []string{"kept"}}
+		rev, err := s.LoadJournal(ctx, &j)
+		if !errors.Is(err, platform.ErrJournalCorrupt) || rev != "" {
+			t.Errorf("%s: rev %q, %v; want ErrJournalCorrupt", name, rev, err)
+		} else if !strings.Contains(err.Error(), JournalParameter("jbad")) {
+			t.Errorf("%s: the error does not name the parameter: %v", name, err)
+		}
+	}
+	proxy.SetFault(func(cl call) *fault {
+		if cl.Action == "GetParameter" {
+			return apiError(cl, "AccessDeniedException", "not allowed")
+		}
+		return nil
+	})
+	if _, err := s.LoadJournal(ctx, &testJournal{}); err == nil || errors.Is(err, platform.ErrJournalCorrupt) {
+		t.Errorf("a journal that cannot be read: %v", err)
+	}
+}
+
+// TestStoreJournalSetAside keeps an unreadable journal's value under a
+// new parameter and leaves no journal.
+func TestStoreJournalSetAside(t *testing.T) {
+	ctx := context.Background()
+	s, c := journalTestStore(t, "jaside")
+	if _, err := s.SetAsideJournal(ctx); !errors.Is(err, platform.ErrNotFound) {
+		t.Fatalf("set aside without a journal: %v", err)
+	}
+	var names []string
+	for i := range 2 {
+		bad := fmt.Sprintf(`{"entries": ["half %d`, i)
+		if _, err := c.SSM.PutParameter(ctx, &ssm.PutParameterInput{
+			Name: awsv2.String(JournalParameter("jaside")), Value: awsv2.String(bad),
+			Type: ssmtypes.ParameterTypeString, Overwrite: awsv2.Bool(true),
+		}); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := s.LoadJournal(ctx, &testJournal{}); !errors.Is(err, platform.ErrJournalCorrupt) {
+			t.Fatalf("load: %v", err)
+		}
+		name, err := s.SetAsideJournal(ctx)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if !strings.HasPrefix(name, s.Path()+"/journal-set-aside-") {
+			t.Errorf("set aside as %s", name)
+		}
+		out, err := c.SSM.GetParameter(ctx, &ssm.GetParameterInput{Name: awsv2.String(name)})
+		if err != nil || awsv2.ToString(out.Parameter.Value) != bad || out.Parameter.Type != ssmtypes.ParameterTypeString {
+			t.Errorf("set-aside parameter %s: %+v, %v", name, out, err)
+		}
+		if _, err := c.SSM.GetParameter(ctx, &ssm.GetParameterInput{Name: awsv2.String(JournalParameter("jaside"))}); err == nil {
+			t.Error("the journal is still there")
+		}
+		if rev, err := s.LoadJournal(ctx, &testJournal{}); rev != "" || err != nil {
+			t.Errorf("after set-aside: rev %q, %v", rev, err)
+		}
+		names = append(names, name)
+	}
+	if names[0] == names[1] {
+		t.Errorf("both journals set aside as %s", names[0])
+	}
+	// A fresh journal starts from revision "".
+	if rev, err := s.SaveJournal(ctx, testJournal{}, ""); err != nil || rev == "" {
+		t.Fatalf("a new journal after set-aside: %q, %v", rev, err)
+	}
+	// The set-aside copies are the cluster's: destroy removes them too.
+	if err := s.Delete(ctx); err != nil {
+		t.Fatal(err)
+	}
+	for _, name := range names {
+		if _, err := c.SSM.GetParameter(ctx, &ssm.GetParameterInput{Name: awsv2.String(name)}); err == nil {
+			t.Errorf("%s survived the cluster's deletion", name)
+		}
 	}
 }
