@@ -10,6 +10,8 @@ import (
 	"fmt"
 	"net"
 	"net/http"
+	"os"
+	"strconv"
 	"strings"
 	"sync"
 	"time"
@@ -230,7 +232,7 @@ func (a *Agent) Run(ctx context.Context) error {
 func (a *Agent) Evaluate(ctx context.Context) {
 	start := time.Now()
 	defer func() { a.metrics.evaluation.Observe(time.Since(start).Seconds()) }()
-	ectx, cancel := context.WithTimeout(ctx, 10*time.Minute)
+	ectx, cancel := context.WithTimeout(ctx, evaluationDeadline())
 	defer cancel()
 	err := a.evaluate(ectx)
 	a.mu.Lock()
@@ -253,6 +255,18 @@ func (a *Agent) Evaluate(ctx context.Context) {
 		a.mu.Unlock()
 	}
 	a.health()
+}
+
+// evaluationDeadline bounds one evaluation: half the supervisor's watchdog
+// when one watches ($WATCHDOG_USEC, set by systemd and by autarky-agent
+// supervise), so a hung call ends the evaluation and the next one tells
+// the watchdog the loop is alive; else 10 minutes. Removals, which can
+// take drain_timeout, run beside the loop and are not bounded by it.
+func evaluationDeadline() time.Duration {
+	if us, err := strconv.ParseInt(os.Getenv("WATCHDOG_USEC"), 10, 64); err == nil && us > 0 {
+		return time.Duration(us) * time.Microsecond / 2
+	}
+	return 10 * time.Minute
 }
 
 // Status returns a copy of the agent's current status.

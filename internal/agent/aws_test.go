@@ -545,3 +545,75 @@ func TestAWSHealManagerThroughGroup(t *testing.T) {
 		}
 	}
 }
+
+// Item 6, reliability scenario S7: a scale-in of three nodes whose second
+// termination fails for good. The nodes not terminated are made
+// schedulable again, the batch leaves the journal, and the pool's desired
+// size, in the store and in the group, equals its real size.
+func TestAWSScaleInUndoneWhenATerminationFails(t *testing.T) {
+	c := newCloudWorkload(t, "halt", 4)
+	sp := scalingPolicy(c.pool.ID(), func(s *policy.Scaling) {
+		s.Alert = []policy.AlertCheck{{Name: "never"}}
+		s.ScaleInAfter = "1s"
+		s.DrainTimeout = "5s"
+		s.CooldownDown = "1h" // one scale-in decision in this test
+	})
+	p := aws.NewPlatform(c.agentC, nil)
+	if err := p.PutScalingPolicy(context.Background(), sp); err != nil {
+		t.Fatal(err)
+	}
+	var mu sync.Mutex
+	terminations := 0
+	c.proxy.SetFault(testenv.NoRefreshes(func(call testenv.AWSCall) *testenv.AWSFault {
+		if call.Action != "TerminateInstanceInAutoScalingGroup" {
+			return nil
+		}
+		mu.Lock()
+		defer mu.Unlock()
+		terminations++
+		if terminations == 2 {
+			return &testenv.AWSFault{Status: 400, ContentType: "text/xml",
+				Body: `<ErrorResponse><Error><Type>Sender</Type><Code>ValidationError</Code><Message>injected: the instance cannot be terminated</Message></Error><RequestId>1</RequestId></ErrorResponse>`}
+		}
+		return nil
+	}))
+	a := c.runAgent()
+	c.h.waitFor("the scale-in to be undone", 2*time.Minute, func() (bool, string) {
+		return hasDecision(a.Status(), "undone"), fmt.Sprintf("%d terminations", terminations)
+	})
+	c.waitJournalEmpty(30 * time.Second)
+	ids, desired, err := c.inService(context.Background())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(ids) != 3 || desired != 3 {
+		t.Fatalf("after one termination and one failure: %d in service, group desired %d; want 3 and 3", len(ids), desired)
+	}
+	cl, err := aws.NewCluster(c.agentC, c.h.name, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	pools, err := cl.Pools(context.Background())
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, pl := range pools {
+		if pl.Name == "web" && pl.DesiredSize != 3 {
+			t.Fatalf("the store's desired size is %d, want the real size 3", pl.DesiredSize)
+		}
+	}
+	ns, err := c.h.nodes()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, n := range ns {
+		if n.EngineLabels[policy.LabelPool] == "web" && ids[n.EngineLabels[policy.LabelInstance]] && n.Availability != "active" {
+			t.Fatalf("node %s of a running instance is %s, want active again", n.ID, n.Availability)
+		}
+	}
+	mu.Lock()
+	defer mu.Unlock()
+	if terminations != 2 {
+		t.Fatalf("%d terminations tried, want 2: the rest of the batch must stop", terminations)
+	}
+}

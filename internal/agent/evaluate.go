@@ -28,6 +28,7 @@ type observation struct {
 	healing   map[string]policy.Healing
 	instances []platform.Instance
 	journal   Journal
+	scaling   *scaling
 }
 
 // quorumLost reports errors a manager answers with when Raft has no leader.
@@ -77,33 +78,40 @@ func (a *Agent) evaluate(ctx context.Context) error {
 	if err := a.readJournal(ctx, &o); err != nil {
 		return a.observeFailed(err)
 	}
+	if err := a.observeScaling(ctx, &o); err != nil {
+		return a.observeFailed(err)
+	}
 	a.probeLeaderAgent(ctx, &o)
 	acting := o.leader && !a.cfg.DryRun
-
 	if acting {
-		// Finish what a previous leader (or this agent before a crash)
-		// began: removals go on beside the loop, replacements adopt the
-		// instance their group launched.
-		a.resume(&o)
+		// Reconcile the journal with the platform's listing: a replacement
+		// whose group launched an instance adopts it (or, started by a
+		// previous leader and never launched, is dropped).
 		if err := a.adoptReplacements(ctx, &o); err != nil {
-			return err
-		}
-		if a.group != nil {
-			a.labelNodes(ctx, &o)
+			return a.stopActing(err)
 		}
 	}
+
+	// Decide, in the pure core.
 	snap := a.snapshot(&o)
 	plan := decide.Heal(snap)
+	scale := a.decideScaling(&o)
 	a.scheduleWake(snap, o.journal)
 	a.report(&o, snap, plan)
 	if !acting {
-		return a.evaluateScaling(ctx, &o)
+		return nil
+	}
+
+	// Act. Removals in flight go on beside the loop (resume); healing
+	// comes first, and scaling acts only on a round healing left alone.
+	a.resume(&o)
+	if a.group != nil {
+		a.labelNodes(ctx, &o)
 	}
 	for _, act := range plan.Actions {
 		if err := a.execute(ctx, &o, act); err != nil {
 			if errors.Is(err, errDeposed) || errors.Is(err, platform.ErrConflict) {
-				a.log.Warn("no longer the leader: this evaluation stops acting", "reason", err)
-				return nil
+				return a.stopActing(err)
 			}
 			if platform.IsTransient(err) {
 				a.log.Info("waiting: the platform said not now", "kind", act.Kind, "pool", act.PoolID, "reason", err)
@@ -115,10 +123,23 @@ func (a *Agent) evaluate(ctx context.Context) error {
 		}
 	}
 	if len(plan.Actions) > 0 {
-		// Scaling decides on what healing left: read the world again.
+		// Scaling decides on what healing left: the next round.
 		return nil
 	}
-	return a.evaluateScaling(ctx, &o)
+	if err := a.actScaling(ctx, &o, scale); err != nil {
+		return a.stopActing(err)
+	}
+	return nil
+}
+
+// stopActing ends a round's acting when the agent no longer leads (or
+// another agent wrote the journal): not an evaluation failure.
+func (a *Agent) stopActing(err error) error {
+	if errors.Is(err, errDeposed) || errors.Is(err, platform.ErrConflict) {
+		a.log.Warn("no longer the leader: this evaluation stops acting", "reason", err)
+		return nil
+	}
+	return err
 }
 
 func (a *Agent) observeFailed(err error) error {

@@ -2,12 +2,14 @@ package agent
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"maps"
 	"sort"
 	"time"
 
 	"github.com/autarky/terraform-provider-autarky/internal/decide"
+	"github.com/autarky/terraform-provider-autarky/internal/platform"
 	"github.com/autarky/terraform-provider-autarky/internal/policy"
 	"github.com/autarky/terraform-provider-autarky/internal/swarm"
 )
@@ -164,31 +166,47 @@ func (a *Agent) scaleSnapshot(o *observation, sc *scaling, inFlight map[string]b
 	return snap
 }
 
-// evaluateScaling decides and, on the leader, acts for every pool under a
-// scaling policy. Healing goes first: a pool with a healing action in
-// flight does not scale in (they share one disruption budget).
-func (a *Agent) evaluateScaling(ctx context.Context, o *observation) error {
+// observeScaling reads the scaling policies and every check they name
+// (Prometheus queries, alert state) into the observation.
+func (a *Agent) observeScaling(ctx context.Context, o *observation) error {
 	sc, err := a.readScaling(ctx, o)
 	if err != nil {
 		return err
 	}
+	a.readChecks(ctx, o, sc)
+	o.scaling = sc
+	return nil
+}
+
+// scaleRound is one evaluation's scaling decision.
+type scaleRound struct {
+	snap decide.ScaleSnapshot
+	plan decide.ScalePlan
+	// busy pools have an action in flight: they do not scale in (healing
+	// and scale-in share one disruption budget, and one scale-in at a time).
+	busy map[string]bool
+}
+
+// decideScaling decides for every pool under a scaling policy, and reports
+// the decisions. Pure but for the unneeded clocks it keeps.
+func (a *Agent) decideScaling(o *observation) scaleRound {
+	sc := o.scaling
 	a.reportInvalidScaling(o, sc)
+	r := scaleRound{busy: map[string]bool{}}
 	if len(sc.policies) == 0 {
 		a.setScaleStatus(map[string]ScaleStatus{})
-		return nil
+		return r
 	}
 	inFlight := map[string]bool{}
-	busyPool := map[string]bool{}
 	for _, e := range o.journal.Entries {
 		inFlight[e.Action.NodeID] = true
-		busyPool[e.Action.PoolID] = true
+		r.busy[e.Action.PoolID] = true
 	}
-	a.readChecks(ctx, o, sc)
-	snap := a.scaleSnapshot(o, sc, inFlight)
-	plan := decide.Scale(snap)
+	r.snap = a.scaleSnapshot(o, sc, inFlight)
+	r.plan = decide.Scale(r.snap)
 	statuses := map[string]ScaleStatus{}
-	for i, d := range plan.Decisions {
-		sp := snap.Pools[i]
+	for i, d := range r.plan.Decisions {
+		sp := r.snap.Pools[i]
 		statuses[d.PoolID] = ScaleStatus{From: d.From, To: d.To, Direction: string(d.Direction), Code: string(d.Code), Message: d.Message, Checks: d.PerCheck}
 		for _, c := range d.PerCheck {
 			stale := 0.0
@@ -200,22 +218,31 @@ func (a *Agent) evaluateScaling(ctx context.Context, o *observation) error {
 		a.metrics.scaleDecisions.WithLabelValues(d.PoolID, string(d.Direction), string(d.Code)).Inc()
 		a.metrics.poolSize.WithLabelValues(d.PoolID).Set(float64(sp.Current))
 		a.noteScale(o, d)
-		if !o.leader || a.cfg.DryRun || !sp.Rules.Enabled || d.Direction == decide.ScaleHold {
+	}
+	a.setScaleStatus(statuses)
+	return r
+}
+
+// actScaling carries out the scaling decisions on the leader.
+func (a *Agent) actScaling(ctx context.Context, o *observation, r scaleRound) error {
+	for i, d := range r.plan.Decisions {
+		sp := r.snap.Pools[i]
+		if !sp.Rules.Enabled || d.Direction == decide.ScaleHold {
 			continue
 		}
-		if d.Direction == decide.ScaleDown && busyPool[d.PoolID] {
-			a.addDecision(o.now, d.PoolID, "hold", "healing_in_flight", "a healing action is in flight in this pool: scale-in waits (one disruption budget)", false)
+		if d.Direction == decide.ScaleDown && r.busy[d.PoolID] {
+			a.addDecision(o.now, d.PoolID, "hold", "healing_in_flight", "an action is in flight in this pool (healing, or a scale-in still draining): scale-in waits (one disruption budget)", false)
 			continue
 		}
 		if err := a.executeScale(ctx, o, sp, d); err != nil {
+			if errors.Is(err, errDeposed) || errors.Is(err, platform.ErrConflict) {
+				return err
+			}
 			a.log.Error("scaling failed", "pool", d.PoolID, "error", err)
 			a.addDecision(o.now, d.PoolID, "scale_"+string(d.Direction), "error", err.Error(), false)
 		}
 	}
-	a.setScaleStatus(statuses)
-	if o.leader && !a.cfg.DryRun {
-		a.rebalance(ctx, o)
-	}
+	a.rebalance(ctx, o)
 	return nil
 }
 
