@@ -112,6 +112,11 @@ func TestDeposedLeaderMakesNoChange(t *testing.T) {
 	if after != before {
 		t.Fatalf("the deposed agent made %v mutating calls after it resumed", after-before)
 	}
+	// It did try to go on with the removal it had started, and its
+	// leadership check stopped it: the scenario exercised the fence.
+	if fenced, _ := metric(agentURL(old), `autarky_fenced_total{fence="leadership"}`); fenced < 1 {
+		t.Fatalf("the deposed agent was never stopped by its leadership check (autarky_fenced_total %v): the test did not catch it mid-action", fenced)
+	}
 	if got := len(h.instances("web")); got != 1 {
 		t.Fatalf("%d web instances, want 1: the removal was repeated or undone", got)
 	}
