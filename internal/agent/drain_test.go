@@ -16,9 +16,7 @@ func TestDrainDoesNotBlockHealing(t *testing.T) {
 	h := newHarnessWith(t, "db", 1, true, "500ms", true)
 	h.pool("batch", 2, nil)
 	h.pool("web", 1, healing("db/web", "2s"))
-	h.docker("service", "create", "--detach", "--name", "stubborn", "--replicas", "2", "--stop-grace-period", "1h",
-		"--constraint", "node.labels.autarky.pool==batch", "--replicas-max-per-node", "1", "autarky/workload:latest", "--ignore-sigterm")
-	h.waitFor("stubborn tasks running", time.Minute, func() (bool, string) { return h.runningTasks("stubborn") == 2, "" })
+	h.stubborn("node.labels.autarky.pool==batch")
 	h.leaderRecord()
 	minSize := int64(1)
 	h.scale(scalingPolicy("db/batch", func(s *policy.Scaling) {

@@ -52,9 +52,7 @@ func (h *harness) agentPIDs(r instanceRecord) []int {
 func TestDeposedLeaderMakesNoChange(t *testing.T) {
 	h := newHarnessWith(t, "dl", 3, true, "500ms", true)
 	h.pool("web", 2, nil)
-	h.docker("service", "create", "--detach", "--name", "stubborn", "--replicas", "2", "--stop-grace-period", "1h",
-		"--constraint", "node.role==worker", "--replicas-max-per-node", "1", "autarky/workload:latest", "--ignore-sigterm")
-	h.waitFor("stubborn tasks running", time.Minute, func() (bool, string) { return h.runningTasks("stubborn") == 2, "" })
+	h.stubborn("node.role==worker")
 	old := h.leaderRecord()
 	minSize := int64(1)
 	h.scale(scalingPolicy("dl/web", func(s *policy.Scaling) {

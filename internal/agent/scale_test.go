@@ -54,6 +54,16 @@ func (h *harness) docker(args ...string) string {
 	return testenv.Docker(h.t, h.records(policy.ManagerPoolName)[0].DockerHost, args...)
 }
 
+// stubborn runs a service "stubborn" of two tasks, one per node matching
+// constraint, that ignore SIGTERM with an hour's grace: a drain of their
+// node never finishes by itself.
+func (h *harness) stubborn(constraint string) {
+	h.t.Helper()
+	h.docker("service", "create", "--detach", "--name", "stubborn", "--replicas", "2", "--stop-grace-period", "1h",
+		"--constraint", constraint, "--replicas-max-per-node", "1", "autarky/workload:latest", "--ignore-sigterm")
+	h.waitFor("stubborn tasks running", time.Minute, func() (bool, string) { return h.runningTasks("stubborn") == 2, "" })
+}
+
 func (h *harness) runningTasks(service string) int {
 	out := h.docker("service", "ps", service, "--filter", "desired-state=running", "--format", "{{.CurrentState}}")
 	return strings.Count(out, "Running")
@@ -298,9 +308,7 @@ func TestAlertsNeedTokenBeyondLoopback(t *testing.T) {
 func TestScaleInForcedAfterDrainTimeout(t *testing.T) {
 	h := newHarnessWith(t, "sf", 1, false, "1s", true)
 	h.pool("web", 2, nil)
-	h.docker("service", "create", "--detach", "--name", "stubborn", "--replicas", "2", "--stop-grace-period", "1h",
-		"--constraint", "node.role==worker", "--replicas-max-per-node", "1", "autarky/workload:latest", "--ignore-sigterm")
-	h.waitFor("stubborn tasks running", time.Minute, func() (bool, string) { return h.runningTasks("stubborn") == 2, "" })
+	h.stubborn("node.role==worker")
 	min := int64(1)
 	h.scale(scalingPolicy("sf/web", func(s *policy.Scaling) {
 		s.Alert = []policy.AlertCheck{{Name: "never"}}

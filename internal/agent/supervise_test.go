@@ -1,11 +1,10 @@
 package agent_test
 
 import (
-	"bytes"
 	"fmt"
+	"github.com/autarky/terraform-provider-autarky/internal/testenv"
 	"os"
 	"path/filepath"
-	"strconv"
 	"strings"
 	"syscall"
 	"testing"
@@ -69,7 +68,7 @@ func TestLeaderAgentKilledAndFrozen(t *testing.T) {
 	frozenToHealed := time.Since(start)
 	t.Logf("leading agent frozen -> pool healed: %s (watchdog %s)", frozenToHealed.Round(100*time.Millisecond), watchdog)
 
-	if alive(frozen) {
+	if testenv.Alive(frozen) {
 		t.Errorf("the frozen agent %d is still there", frozen)
 	}
 	if now := h.agentPID(leader); now == frozen {
@@ -86,7 +85,7 @@ func TestLeaderAgentKilledAndFrozen(t *testing.T) {
 				t.Logf("supervisor beside %s: %s", r.ID, line)
 			}
 		}
-		if !alive(r.AgentPID) {
+		if !testenv.Alive(r.AgentPID) {
 			t.Errorf("the supervisor beside %s (pid %d) is gone", r.ID, r.AgentPID)
 		}
 	}
@@ -123,8 +122,8 @@ func (h *harness) agentPID(r instanceRecord) int {
 		if pid, err = supervise.ReadPIDFile(pidFile); err != nil {
 			return false, err.Error()
 		}
-		if !alive(pid) || parent(pid) != r.AgentPID {
-			return false, fmt.Sprintf("pid %d: alive %t, parent %d, supervisor %d", pid, alive(pid), parent(pid), r.AgentPID)
+		if !testenv.Alive(pid) || testenv.ParentPID(pid) != r.AgentPID {
+			return false, fmt.Sprintf("pid %d: alive %t, parent %d, supervisor %d", pid, testenv.Alive(pid), testenv.ParentPID(pid), r.AgentPID)
 		}
 		return true, ""
 	})
@@ -157,35 +156,4 @@ func (h *harness) agentLogHas(r instanceRecord, want string) {
 		}
 	}
 	h.t.Errorf("agent.log of %s does not say %q", r.ID, want)
-}
-
-// alive is true for a process that exists and is neither a zombie nor dead.
-func alive(pid int) bool {
-	if pid <= 0 {
-		return false
-	}
-	stat, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
-	if err != nil {
-		return false
-	}
-	i := bytes.LastIndexByte(stat, ')')
-	return i > 0 && i+2 < len(stat) && stat[i+2] != 'Z' && stat[i+2] != 'X'
-}
-
-// parent is a process's parent pid.
-func parent(pid int) int {
-	stat, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
-	if err != nil {
-		return 0
-	}
-	i := bytes.LastIndexByte(stat, ')')
-	if i < 0 {
-		return 0
-	}
-	fields := strings.Fields(string(stat[i+1:]))
-	if len(fields) < 2 {
-		return 0
-	}
-	n, _ := strconv.Atoi(fields[1])
-	return n
 }

@@ -5,11 +5,11 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"github.com/autarky/terraform-provider-autarky/internal/testenv"
 	"os"
 	"os/exec"
 	"os/signal"
 	"path/filepath"
-	"strconv"
 	"strings"
 	"sync"
 	"syscall"
@@ -183,7 +183,7 @@ func (f *fixture) run() {
 	f.t.Cleanup(func() {
 		pid, _ := supervise.ReadPIDFile(f.pidFile)
 		f.shutdown(10 * time.Second)
-		if pid > 0 && alive(pid) {
+		if pid > 0 && testenv.Alive(pid) {
 			f.t.Errorf("child %d survives its supervisor", pid)
 			_ = syscall.Kill(pid, syscall.SIGKILL)
 		}
@@ -215,7 +215,7 @@ func (f *fixture) child(not, parent int, timeout time.Duration) int {
 	deadline := time.Now().Add(timeout)
 	for time.Now().Before(deadline) {
 		pid, err := supervise.ReadPIDFile(f.pidFile)
-		if err == nil && pid != not && alive(pid) && ppid(pid) == parent {
+		if err == nil && pid != not && testenv.Alive(pid) && testenv.ParentPID(pid) == parent {
 			return pid
 		}
 		time.Sleep(20 * time.Millisecond)
@@ -251,37 +251,10 @@ func (f *fixture) restartReason(pid int) string {
 	return ""
 }
 
-// alive is true for a process that exists and is neither a zombie nor dead.
-func alive(pid int) bool {
-	stat, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
-	if err != nil {
-		return false
-	}
-	i := bytes.LastIndexByte(stat, ')')
-	return i > 0 && i+2 < len(stat) && stat[i+2] != 'Z' && stat[i+2] != 'X'
-}
-
-func ppid(pid int) int {
-	stat, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
-	if err != nil {
-		return 0
-	}
-	i := bytes.LastIndexByte(stat, ')')
-	if i < 0 {
-		return 0
-	}
-	fields := strings.Fields(string(stat[i+1:]))
-	if len(fields) < 2 {
-		return 0
-	}
-	n, _ := strconv.Atoi(fields[1])
-	return n
-}
-
 func waitGone(t *testing.T, pid int, timeout time.Duration) {
 	t.Helper()
 	deadline := time.Now().Add(timeout)
-	for alive(pid) {
+	for testenv.Alive(pid) {
 		if time.Now().After(deadline) {
 			t.Fatalf("process %d is still alive after %s", pid, timeout)
 		}
@@ -350,7 +323,7 @@ func TestWatchdogRestartsFrozenChild(t *testing.T) {
 	if took < watchdog-300*time.Millisecond {
 		t.Errorf("the frozen child was replaced after %s, before its watchdog of %s ran out", took, watchdog)
 	}
-	if alive(first) {
+	if testenv.Alive(first) {
 		t.Errorf("the frozen child %d is still there", first)
 	}
 	if r := f.restartReason(first); !strings.HasPrefix(r, "watchdog timeout: no WATCHDOG=1 for 2s") {
@@ -367,7 +340,7 @@ func TestWatchdogRestartsSilentChild(t *testing.T) {
 	f.ready(first)
 	// Pinging keeps it: well past the watchdog, the same child runs.
 	time.Sleep(2500 * time.Millisecond)
-	if pid, _ := supervise.ReadPIDFile(f.pidFile); pid != first || !alive(first) {
+	if pid, _ := supervise.ReadPIDFile(f.pidFile); pid != first || !testenv.Alive(first) {
 		t.Fatalf("a child that pings was replaced: pid file says %d, first was %d", pid, first)
 	}
 	if err := syscall.Kill(first, syscall.SIGUSR2); err != nil {
