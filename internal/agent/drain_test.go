@@ -17,7 +17,7 @@ func TestDrainDoesNotBlockHealing(t *testing.T) {
 	h.pool("batch", 2, nil)
 	h.pool("web", 1, healing("db/web", "2s"))
 	h.stubborn("node.labels.autarky.pool==batch")
-	h.leaderRecord()
+	h.leadingAgent()
 	minSize := int64(1)
 	h.scale(scalingPolicy("db/batch", func(s *policy.Scaling) {
 		s.Alert = []policy.AlertCheck{{Name: "never"}}

@@ -2,47 +2,12 @@ package agent_test
 
 import (
 	"fmt"
-	"os"
-	"path/filepath"
-	"strconv"
-	"strings"
 	"syscall"
 	"testing"
 	"time"
 
 	"github.com/autarky/terraform-provider-autarky/internal/policy"
 )
-
-// leaderRecord is the manager record whose agent says it leads.
-func (h *harness) leaderRecord() instanceRecord {
-	h.t.Helper()
-	var rec instanceRecord
-	h.waitFor("exactly one leading agent", time.Minute, func() (bool, string) {
-		n, url := h.leaders()
-		for _, r := range h.records(policy.ManagerPoolName) {
-			if agentURL(r) == url {
-				rec = r
-			}
-		}
-		return n == 1, fmt.Sprintf("%d leaders", n)
-	})
-	return rec
-}
-
-// agentPIDs are the processes of the agent beside a manager: its
-// supervisor (the record's) and the agent itself (the pid file's).
-func (h *harness) agentPIDs(r instanceRecord) []int {
-	pids := []int{}
-	if r.AgentPID > 0 {
-		pids = append(pids, r.AgentPID)
-	}
-	if b, err := os.ReadFile(filepath.Join(h.stateDir, "nodes", r.Addr, "agent.pid")); err == nil {
-		if pid, err := strconv.Atoi(strings.TrimSpace(string(b))); err == nil && pid > 0 && pid != r.AgentPID {
-			pids = append(pids, pid)
-		}
-	}
-	return pids
-}
 
 // Item 3: the leading manager's dockerd and its agent are frozen together
 // (SIGSTOP) in the middle of a scale-in drain; Swarm elects another leader;
@@ -53,7 +18,7 @@ func TestDeposedLeaderMakesNoChange(t *testing.T) {
 	h := newHarnessWith(t, "dl", 3, true, "500ms", true)
 	h.pool("web", 2, nil)
 	h.stubborn("node.role==worker")
-	old := h.leaderRecord()
+	old, agentPID := h.leadingAgent()
 	minSize := int64(1)
 	h.scale(scalingPolicy("dl/web", func(s *policy.Scaling) {
 		s.Alert = []policy.AlertCheck{{Name: "never"}}
@@ -66,7 +31,7 @@ func TestDeposedLeaderMakesNoChange(t *testing.T) {
 		return len(j.Entries) == 1 && !j.Entries[0].DrainStartedAt.IsZero(), fmt.Sprintf("%+v", j.Entries)
 	})
 	before, _ := metric(agentURL(old), "autarky_changes_total")
-	frozen := append([]int{old.PID}, h.agentPIDs(old)...)
+	frozen := []int{old.PID, old.AgentPID, agentPID} // dockerd, supervisor, agent
 	for _, pid := range frozen {
 		if err := syscall.Kill(pid, syscall.SIGSTOP); err != nil {
 			t.Fatal(err)

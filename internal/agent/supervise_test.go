@@ -2,7 +2,6 @@ package agent_test
 
 import (
 	"fmt"
-	"github.com/autarky/terraform-provider-autarky/internal/testenv"
 	"os"
 	"path/filepath"
 	"strings"
@@ -12,6 +11,7 @@ import (
 
 	"github.com/autarky/terraform-provider-autarky/internal/policy"
 	"github.com/autarky/terraform-provider-autarky/internal/supervise"
+	"github.com/autarky/terraform-provider-autarky/internal/testenv"
 )
 
 // TestLeaderAgentKilledAndFrozen: every agent is supervised (safety rule
@@ -62,6 +62,18 @@ func TestLeaderAgentKilledAndFrozen(t *testing.T) {
 		t.Fatal(err)
 	}
 	t.Logf("froze the leading agent beside %s (pid %d)", leader.ID, frozen)
+	// The followers tell people: their probe of the leader's agent fails.
+	h.waitFor("a follower to report the leader's agent down", 20*time.Second, func() (bool, string) {
+		for _, r := range h.records(policy.ManagerPoolName) {
+			if r.ID == leader.ID {
+				continue
+			}
+			if v, ok := metric(agentURL(r), "autarky_leader_agent_up"); ok && v == 0 {
+				return true, ""
+			}
+		}
+		return false, "every follower still says 1"
+	})
 	h.kill(victim2)
 	h.nodeDown(victim2, 30*time.Second)
 	h.waitFor("the pool healed after the leading agent froze", watchdog+2*time.Minute, func() (bool, string) { return h.settled("web", "worker", 2) })

@@ -5,7 +5,6 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
-	"github.com/autarky/terraform-provider-autarky/internal/testenv"
 	"os"
 	"os/exec"
 	"os/signal"
@@ -19,6 +18,7 @@ import (
 	"github.com/hashicorp/go-hclog"
 
 	"github.com/autarky/terraform-provider-autarky/internal/supervise"
+	"github.com/autarky/terraform-provider-autarky/internal/testenv"
 )
 
 // The test binary plays both other parts when re-executed with
