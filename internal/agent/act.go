@@ -21,15 +21,8 @@ func (a *Agent) execute(ctx context.Context, o *observation, act decide.Action) 
 		// terminated already (a healed worker's), nothing to terminate.
 		act.InstanceID = ""
 	}
-	if a.group != nil && act.Kind != decide.ReplaceNode && act.InstanceID != "" {
-		// On a group: a manager's termination undoes the surge its
-		// replacement started with (unless it leaves before its
-		// replacement, when the group refills itself), and a failed
-		// replacement gives its capacity back until the next attempt; a
-		// healed worker's instance was terminated without shrinking, and
-		// is gone already.
-		act.Shrink = (act.Role == policy.RoleManager && !act.Refill) ||
-			act.Outcome == decide.OutcomeJoinFailed || act.Outcome == decide.OutcomeReplacementFailed
+	if a.group != nil {
+		act.Shrink = decide.GroupShrink(act)
 	}
 	e := Entry{Action: act, StartedAt: a.cfg.Now(), By: o.selfID, DrainTimeout: a.cfg.DrainTimeout}
 	j, err := a.updateJournal(ctx, "start "+act.Key, func(j *Journal) { j.Entries = append(j.Entries, e) })
