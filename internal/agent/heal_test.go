@@ -125,11 +125,13 @@ func TestHealManagers(t *testing.T) {
 	done := make(chan struct{})
 	go func() {
 		defer close(done)
+		tick := time.NewTicker(200 * time.Millisecond)
+		defer tick.Stop()
 		for {
 			select {
 			case <-stop:
 				return
-			case <-time.After(200 * time.Millisecond):
+			case <-tick.C:
 			}
 			s := sample{at: time.Now()}
 			ns, err := h.nodes()

@@ -20,15 +20,21 @@ import (
 //     plan; while a manager replacement is in flight the only manager action
 //     is the one concluding it, and while a manager removal or termination
 //     is in flight there is none;
+//   - no manager action leaves fewer reachable managers than a quorum of
+//     the Raft membership it makes, counting a joining manager as not
+//     reachable until it is ("quorum", with the numbers). So a failed
+//     manager the leader does not reach leaves first (a RemoveNode with
+//     Refill) and its pool is refilled after; see managerOrder;
 //   - when more than max_unhealthy_percent of the pool or of the cluster is
 //     unhealthy (and more than one node), healing stops ("circuit_breaker");
 //   - at most max_concurrent_replacements replacements run per pool
 //     ("budget"), and none during join-failure backoff ("backoff");
 //   - a replacement comes first and its subject goes only once it is Ready,
 //     so the pool keeps its size: the new instance is one above it for as
-//     long as the unit runs. A replacement that adds capacity for good (the
-//     failed node's instance is already gone) is planned only while the pool
-//     is below its desired size, which lies within [min, max];
+//     long as the unit runs (failed managers excepted, above). A
+//     replacement that adds capacity for good (the failed node's instance
+//     is already gone, or a manager left first) is planned only while the
+//     pool is below its desired size, which lies within [min, max];
 //   - no two actions touch the same node or instance, no action repeats one
 //     in flight, and the Raft leader is never touched.
 //
@@ -351,7 +357,8 @@ func invalidPool(p *PoolState) string {
 type holdKind int
 
 const (
-	holdBackoff holdKind = iota
+	holdQuorum holdKind = iota
+	holdBackoff
 	holdBudget
 	holdInFlight
 	holdMinNodeAge
@@ -359,7 +366,7 @@ const (
 	numHolds
 )
 
-var holdCodes = [numHolds]ReasonCode{ReasonBackoff, ReasonBudget, ReasonInFlight, ReasonMinNodeAge, ReasonWaiting}
+var holdCodes = [numHolds]ReasonCode{ReasonQuorum, ReasonBackoff, ReasonBudget, ReasonInFlight, ReasonMinNodeAge, ReasonWaiting}
 
 type hold struct {
 	n     int
@@ -505,11 +512,17 @@ func (r *poolRun) concludeSuccess(a *Action, repNode *Node) Action {
 			Outcome: OutcomeReplaced, Drain: n.RunningTasks > 0, Demote: r.manager,
 			Reason: fmt.Sprintf("replacement node %s is ready: %s node %s, which joined late on instance %s", repNode.ID, verb, n.ID, a.InstanceID)}
 	}
+	what := "which never joined"
+	if in := h.instance(a.InstanceID); in != nil && !in.Running {
+		what = "which no longer runs"
+	}
 	return Action{Kind: TerminateInstance, InstanceID: a.InstanceID, Completes: a.Key, Outcome: OutcomeReplaced,
-		Reason: fmt.Sprintf("replacement node %s is ready: terminate instance %s, which never joined", repNode.ID, a.InstanceID)}
+		Reason: fmt.Sprintf("replacement node %s is ready: terminate instance %s, %s", repNode.ID, a.InstanceID, what)}
 }
 
-// startReplacements starts units for new failures, oldest failure first.
+// startReplacements starts units for new failures, oldest failure first,
+// then for stuck instances, then, in a manager pool, refills the places of
+// managers that left first.
 func (r *poolRun) startReplacements() {
 	h := r.h
 	var nodes []*Node
@@ -540,12 +553,29 @@ func (r *poolRun) startReplacements() {
 			stuck = append(stuck, in)
 		}
 	}
+	// A manager that left before its replacement (Refill) left its
+	// instance behind on a platform whose groups do not refill themselves:
+	// listed, not running, with no node. Its pool is refilled through it.
+	// A record younger than unhealthy_after is not judged: it may be an
+	// instance being launched, whose process has not started yet.
+	var left []*Instance
+	if r.manager && !h.s.InstancesAuthoritative {
+		for _, j := range h.poolInsts[r.pos] {
+			in := &h.s.Instances[j]
+			if !in.Running && !h.claimedInst[j] && h.instNode[j] < 0 &&
+				!in.CreatedAt.IsZero() && r.now.Sub(in.CreatedAt) >= r.p.Rules.UnhealthyAfter {
+				left = append(left, in)
+			}
+		}
+	}
 	slices.SortFunc(nodes, func(a, b *Node) int {
 		return cmp.Or(a.StateSince.Compare(b.StateSince), strings.Compare(a.ID, b.ID))
 	})
-	slices.SortFunc(stuck, func(a, b *Instance) int {
+	byAge := func(a, b *Instance) int {
 		return cmp.Or(a.CreatedAt.Compare(b.CreatedAt), strings.Compare(a.ID, b.ID))
-	})
+	}
+	slices.SortFunc(stuck, byAge)
+	slices.SortFunc(left, byAge)
 
 	for _, n := range nodes {
 		in := h.instanceForNode(n.ID)
@@ -564,6 +594,9 @@ func (r *poolRun) startReplacements() {
 				Drain: n.RunningTasks > 0, Demote: r.manager,
 				Reason: fmt.Sprintf("node %s has been %s for %s and its instance is gone, while the pool already has its desired %d instances: remove the node",
 					n.ID, n.State, r.since(n.StateSince), r.target)}, true)
+			continue
+		}
+		if r.manager && r.removeFirst(n, instanceID) {
 			continue
 		}
 		if !r.mayReplace() {
@@ -588,14 +621,161 @@ func (r *poolRun) startReplacements() {
 			r.replacing++
 		}
 	}
+	for _, in := range left {
+		if r.eff >= r.target || !r.mayReplace() {
+			continue
+		}
+		if r.emit(Action{Kind: ReplaceNode, InstanceID: in.ID,
+			Reason: fmt.Sprintf("the pool has %d of its desired %d instances and instance %s no longer runs nor has a node (its manager left first): start a replacement, then terminate the instance once the replacement is ready",
+				r.eff, r.target, in.ID)}, true) {
+			r.replacing++
+			r.eff++
+		}
+	}
+}
+
+// removeFirst plans the departure of failed manager n ahead of its
+// replacement when managerOrder says so, or holds when no order keeps
+// quorum; false leaves n to the usual replacement, which joins first.
+func (r *poolRun) removeFirst(n *Node, instanceID string) bool {
+	if n.Leader {
+		// A leader that Swarm calls failed is a contradiction in the
+		// snapshot; the leader is never replaced or removed.
+		r.hold(holdInFlight, "node %s leads the Raft group: it is never replaced or removed", n.ID)
+		return true
+	}
+	q := r.h.s.Quorum
+	member, _ := raftCounts(n)
+	switch order, why := managerOrder(q, n); order {
+	case joinFirst:
+		return false
+	case neitherOrder:
+		r.hold(holdQuorum, "%s", why)
+		return true
+	}
+	a := Action{Kind: RemoveNode, NodeID: n.ID, Drain: n.RunningTasks > 0, Demote: true, Refill: true,
+		Reason: fmt.Sprintf("node %s has been %s for %s and the leader does not reach it: demote and remove it before its replacement joins, then refill the pool (%d members, %d reachable: the %d left after it need %d, while %d with a joining replacement would need %d)",
+			n.ID, n.State, r.since(n.StateSince), q.Managers, q.Reachable, q.Managers-member, quorumOf(q.Managers-member), q.Managers+1, quorumOf(q.Managers+1))}
+	if r.h.s.InstancesAuthoritative {
+		// The group launches the replacement once the instance is
+		// terminated; elsewhere the instance stays for the refill.
+		a.InstanceID = instanceID
+	}
+	r.emit(a, true)
+	return true
+}
+
+// order is the sequence in which a failed manager and its replacement
+// change the Raft membership.
+type order int
+
+const (
+	joinFirst    order = iota // the replacement joins, then the subject leaves
+	removeFirst               // the subject leaves, then the pool is refilled
+	neitherOrder              // no order keeps quorum: hold
+)
+
+// managerOrder decides in which order failed manager n and its replacement
+// change the Raft group, so that the managers keep a quorum after every
+// step, even if the step after it never comes.
+//
+// Let N be the Raft members (Quorum.Managers, reachable or not), L the
+// members the leader reaches (Quorum.Reachable) and q(n) = ⌊n/2⌋+1 the
+// votes a group of n members needs. Heal gets here only while quorum
+// holds: L ≥ q(N).
+//
+// Join first. The replacement is a member (N+1) as soon as it joins, but
+// it votes only once it has caught up with the log, and it may never (it
+// crashes, it cannot reach the others): until then only L are live. Safe
+// only if L ≥ q(N+1).
+//
+// Remove first (demote, then node rm). Swarm removes a member only if the
+// reachable members other than it are a quorum of the smaller group
+// (swarmkit's raft CanRemoveMember: reachable-after ≥ ⌊(N-1)/2⌋+1). A
+// member the leader does not reach is not among the L, so: safe if
+// L ≥ q(N-1), which always holds when quorum does, as q(N-1) ≤ q(N). The
+// refill that follows is a join into N-1 members: safe if L ≥ q(N), the
+// quorum that holds now. Removing a member the leader reaches costs its
+// vote: safe if L-1 ≥ q(N-1).
+//
+// Since q(N+1) = q(N-1)+1 for every N, the margin (how many more live
+// members may fail) is always one less while a replacement joins first,
+// L-q(N+1), than after an unreached member left first, L-q(N-1), and the
+// refill's join has the margin of today, L-q(N):
+//
+//	N  L   join first         remove first, then refill
+//	3  2   needs 3: unsafe    needs 2, margin 0; refill needs 2, margin 0
+//	5  4   needs 4, margin 0  needs 3, margin 1; refill needs 3, margin 1
+//	5  3   needs 4: unsafe    needs 3, margin 0; refill needs 3, margin 0
+//	7  6   needs 5, margin 1  needs 4, margin 2; refill needs 4, margin 2
+//	7  4   needs 5: unsafe    needs 4, margin 0; refill needs 4, margin 0
+//	3  1   no quorum (needs 2): Heal holds before it gets here; 2 of 3
+//	       dead is the same
+//	2  2   (a group of 3 after a removal) refill needs 2: safe
+//	1  1   the one member leads: never touched; a join into it needs 2
+//
+// So a failed manager the leader does not reach always leaves first, 5
+// members with 1 dead included: join first would be safe there, but with
+// no margin left while the newcomer catches up. A member that is
+// unreachable but maybe alive (partitioned, hung) is handled the same: it
+// is not among the L either way, and if it comes back during a join-first
+// window the margin is L+1-q(N+1) = L-q(N-1), only a tie with removing it
+// first; once removed it cannot vote again (Swarm refuses a removed
+// member's messages). A failed manager the leader still reaches (Swarm
+// calls it down, Raft does not) is a live vote: both orders need
+// L ≥ q(N+1) then (L-1 ≥ q(N-1) is the same condition), and it joins
+// first, keeping the vote until its replacement has one. When that does
+// not hold either, neither order is safe and Heal holds. A failed node of
+// a manager pool that is no Raft member (demoted already) counts in
+// neither N nor L: it leaves first, as it costs nothing.
+func managerOrder(q Quorum, n *Node) (order, string) {
+	member, live := raftCounts(n)
+	switch {
+	case live == 0 && removeSafe(q, n):
+		return removeFirst, ""
+	case live == 1 && joinSafe(q):
+		return joinFirst, ""
+	}
+	return neitherOrder, fmt.Sprintf("would violate quorum: %d members, %d reachable; replacing node %s, which the leader reaches, needs %d reachable, whether its replacement joins first (%d members) or it leaves first (%d reachable of %d members after)",
+		q.Managers, q.Reachable, n.ID, quorumOf(q.Managers+1), q.Managers+1, q.Reachable-live, q.Managers-member)
+}
+
+// joinSafe: a manager that joins, and never catches up, leaves a quorum of
+// the group it makes.
+func joinSafe(q Quorum) bool {
+	return q.Reachable >= quorumOf(q.Managers+1)
+}
+
+// removeSafe: the reachable managers other than n are a quorum of the
+// group without n (swarmkit's CanRemoveMember).
+func removeSafe(q Quorum, n *Node) bool {
+	member, live := raftCounts(n)
+	return q.Reachable-live >= quorumOf(q.Managers-member)
+}
+
+// raftCounts says whether n counts in Quorum.Managers (a manager) and in
+// Quorum.Reachable (a manager the leader reaches), as 0 or 1.
+func raftCounts(n *Node) (member, live int) {
+	if n.Role != policy.RoleManager {
+		return 0, 0
+	}
+	if n.ManagerReachability == Reachable {
+		return 1, 1
+	}
+	return 1, 0
 }
 
 // mayReplace applies the limits on starting a replacement: one manager
-// change at a time, backoff after join failures and the pool's concurrency
-// budget.
+// change at a time, a quorum that survives the manager's join, backoff
+// after join failures and the pool's concurrency budget.
 func (r *poolRun) mayReplace() bool {
 	if r.manager && (r.h.managerBusy || r.h.managerReplacing) {
 		r.hold(holdInFlight, "a manager change is in flight: one at a time")
+		return false
+	}
+	if q := r.h.s.Quorum; r.manager && !joinSafe(q) {
+		r.hold(holdQuorum, "would violate quorum: %d members, %d reachable; a manager joining makes %d members, which need %d reachable should it never catch up",
+			q.Managers, q.Reachable, q.Managers+1, quorumOf(q.Managers+1))
 		return false
 	}
 	if until := r.h.s.Backoff[r.p.ID].until(); r.now.Before(until) {
@@ -643,6 +823,13 @@ func (r *poolRun) emit(a Action, change bool) bool {
 			return false
 		case h.managerActed:
 			r.hold(holdBudget, "this plan already holds a manager change: one at a time")
+			return false
+		}
+		if n := h.node(a.NodeID); a.Kind == RemoveNode && n != nil && !removeSafe(h.s.Quorum, n) {
+			q := h.s.Quorum
+			member, live := raftCounts(n)
+			r.hold(holdQuorum, "would violate quorum: %d members, %d reachable; removing node %s leaves %d reachable of %d members, which need %d",
+				q.Managers, q.Reachable, n.ID, q.Reachable-live, q.Managers-member, quorumOf(q.Managers-member))
 			return false
 		}
 		h.managerActed = true

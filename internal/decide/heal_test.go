@@ -867,11 +867,7 @@ func TestHealSize(t *testing.T) {
 }
 
 func TestHealManagers(t *testing.T) {
-	const (
-		replaceM2 = "replace_node/c/managers/node:m2"
-		replaceM3 = "replace_node/c/managers/node:m3"
-		removeM2  = "remove_node/c/managers/node:m2"
-	)
+	const removeM2 = "remove_node/c/managers/node:m2"
 	quorum := func(s *Snapshot, total, reachable int, leader bool) {
 		s.Quorum = Quorum{Managers: total, Reachable: reachable, LeaderPresent: leader}
 	}
@@ -885,15 +881,15 @@ func TestHealManagers(t *testing.T) {
 	}
 	runHealCases(t, []healCase{
 		{
-			name: "a failed manager is replaced while quorum holds",
+			name: "a failed manager is healed while quorum holds: it leaves first",
 			edit: func(s *Snapshot) {
 				fail(s, "m2", NodeDown, time.Minute)
 				quorum(s, 3, 2, true)
 			},
-			want:    []string{replaceM2},
+			want:    []string{removeM2},
 			reasons: map[string]ReasonCode{managers: ReasonHealing, workers: ReasonHealthy},
 			check: func(t *testing.T, p Plan) {
-				if a := p.Actions[0]; a.Role != policy.RoleManager {
+				if a := p.Actions[0]; a.Role != policy.RoleManager || !a.Refill || !a.Demote {
 					t.Errorf("action = %+v", a)
 				}
 			},
@@ -949,7 +945,7 @@ func TestHealManagers(t *testing.T) {
 				fail(s, "m2", NodeDown, 2*time.Minute)
 				quorum(s, 5, 3, true)
 			},
-			want:    []string{replaceM2},
+			want:    []string{removeM2},
 			reasons: map[string]ReasonCode{managers: ReasonHealing},
 			check:   messageContains(managers, "holding: this plan already holds a manager change: one at a time"),
 		},
@@ -1030,7 +1026,7 @@ func TestHealManagers(t *testing.T) {
 				fail(s, "n2", NodeDown, time.Minute)
 				quorum(s, 6, 4, true)
 			},
-			want:    []string{replaceM2},
+			want:    []string{removeM2},
 			reasons: map[string]ReasonCode{managers: ReasonHealing, "c/managers2": ReasonBudget},
 		},
 		{
@@ -1092,4 +1088,390 @@ func TestHealDoesNotModifyTheSnapshot(t *testing.T) {
 	if !slices.Equal(s.Nodes, before.Nodes) || !slices.Equal(s.Instances, before.Instances) || !slices.Equal(s.Pools, before.Pools) {
 		t.Fatal("Heal modified its snapshot")
 	}
+}
+
+// TestHealManagerOrder: which of a failed manager and its replacement
+// changes the Raft group first (managerOrder), for groups of 1 to 7 with
+// one or more dead members.
+func TestHealManagerOrder(t *testing.T) {
+	const (
+		removeM2  = "remove_node/c/managers/node:m2"
+		replaceM2 = "replace_node/c/managers/node:m2"
+	)
+	// down fails managers for a minute and sets the Raft view from the
+	// nodes; the breaker is not under test here.
+	down := func(s *Snapshot, ids ...string) {
+		setRules(s, managers, func(r *policy.HealingRules) { r.MaxUnhealthyPercent = 100 })
+		setRules(s, workers, func(r *policy.HealingRules) { r.MaxUnhealthyPercent = 100 })
+		for i, id := range ids {
+			fail(s, id, NodeDown, time.Duration(len(ids)-i)*time.Minute) // the first is the oldest failure
+			findInstance(s, "i-"+id).Running = false
+		}
+		syncQuorum(s)
+	}
+	leaves := func(subject string, local bool) func(t *testing.T, p Plan) {
+		return func(t *testing.T, p Plan) {
+			t.Helper()
+			a := p.Actions[0]
+			want := Action{Kind: RemoveNode, Key: "remove_node/c/managers/node:" + subject, PoolID: managers, Role: policy.RoleManager,
+				NodeID: subject, Demote: true, Refill: true, Reason: a.Reason}
+			if !local {
+				want.InstanceID = "i-" + subject
+			}
+			if a != want {
+				t.Errorf("action = %+v\nwant     %+v", a, want)
+			}
+		}
+	}
+	runHealCases(t, []healCase{
+		{
+			name:    "3 members, 1 dead: joining first needs 3 of 4, so it leaves first",
+			edit:    func(s *Snapshot) { down(s, "m2") },
+			want:    []string{removeM2},
+			reasons: map[string]ReasonCode{managers: ReasonHealing},
+			check: func(t *testing.T, p Plan) {
+				leaves("m2", true)(t, p)
+				if want := "node m2 has been down for 1m0s and the leader does not reach it: demote and remove it before its replacement joins, then refill the pool (3 members, 2 reachable: the 2 left after it need 2, while 4 with a joining replacement would need 3)"; p.Actions[0].Reason != want {
+					t.Errorf("reason = %q\nwant     %q", p.Actions[0].Reason, want)
+				}
+			},
+		},
+		{
+			name: "3 members, 1 dead, on a group: the removal terminates the instance, and the group refills",
+			edit: func(s *Snapshot) {
+				s.InstancesAuthoritative = true
+				down(s, "m2")
+			},
+			want:  []string{removeM2},
+			check: leaves("m2", false),
+		},
+		{
+			name:  "5 members, 1 dead: join first would be safe with no margin, leaving first keeps one",
+			m:     5,
+			edit:  func(s *Snapshot) { down(s, "m2") },
+			want:  []string{removeM2},
+			check: leaves("m2", true),
+		},
+		{
+			name: "5 members, 2 dead: the older failure leaves first, one change at a time",
+			m:    5,
+			edit: func(s *Snapshot) { down(s, "m2", "m3") },
+			want: []string{removeM2},
+			check: func(t *testing.T, p Plan) {
+				leaves("m2", true)(t, p)
+				messageContains(managers, "(5 members, 3 reachable: the 4 left after it need 3, while 6 with a joining replacement would need 4); holding: this plan already holds a manager change: one at a time")(t, p)
+			},
+		},
+		{
+			name:  "7 members, 3 dead: 4 of 7 still leave 4 of 6",
+			m:     7,
+			edit:  func(s *Snapshot) { down(s, "m2", "m3", "m4") },
+			want:  []string{removeM2},
+			check: leaves("m2", true),
+		},
+		{
+			name:    "3 members, 2 dead: quorum is lost, nothing at all",
+			edit:    func(s *Snapshot) { down(s, "m2", "m3") },
+			reasons: map[string]ReasonCode{managers: ReasonQuorum},
+			check:   messageContains(managers, "1 of 3 managers are reachable, a quorum needs 2: no manager changes until it is back"),
+		},
+		{
+			name:    "5 members, 3 dead: quorum is lost",
+			m:       5,
+			edit:    func(s *Snapshot) { down(s, "m2", "m3", "m4") },
+			reasons: map[string]ReasonCode{managers: ReasonQuorum},
+		},
+		{
+			name:    "1 member: it leads, and is never touched",
+			m:       1,
+			edit:    func(s *Snapshot) { down(s, "m1"); s.Quorum = Quorum{Managers: 1, Reachable: 1, LeaderPresent: true} },
+			reasons: map[string]ReasonCode{managers: ReasonInFlight},
+			check:   messageContains(managers, "node m1 leads the Raft group: it is never replaced or removed"),
+		},
+		{
+			name:    "1 member: a second manager never joins it (2 members need 2)",
+			m:       1,
+			edit:    func(s *Snapshot) { addInstance(s, "i-x", managers, time.Hour, true, "") },
+			reasons: map[string]ReasonCode{managers: ReasonQuorum},
+			check: messageContains(managers,
+				"would violate quorum: 1 members, 1 reachable; a manager joining makes 2 members, which need 2 reachable should it never catch up"),
+		},
+		{
+			name: "a member that is unreachable but maybe alive (its instance runs) leaves first too, its instance kept",
+			edit: func(s *Snapshot) {
+				down(s, "m2")
+				findInstance(s, "i-m2").Running = true
+			},
+			want:  []string{removeM2},
+			check: leaves("m2", true),
+		},
+		{
+			name: "a failed manager the leader still reaches keeps its vote: its replacement joins first",
+			edit: func(s *Snapshot) {
+				down(s, "m2")
+				findNode(s, "m2").ManagerReachability = Reachable
+				syncQuorum(s)
+			},
+			want: []string{replaceM2},
+		},
+		{
+			name: "a failed manager the leader still reaches, with another unreachable: neither order keeps quorum",
+			edit: func(s *Snapshot) {
+				down(s, "m2")
+				findNode(s, "m2").ManagerReachability = Reachable
+				findNode(s, "m3").ManagerReachability = Unreachable
+				syncQuorum(s)
+			},
+			reasons: map[string]ReasonCode{managers: ReasonQuorum},
+			check: messageContains(managers,
+				"would violate quorum: 3 members, 2 reachable; replacing node m2, which the leader reaches, needs 3 reachable, whether its replacement joins first (4 members) or it leaves first (1 reachable of 2 members after)"),
+		},
+		{
+			name: "a stale leader flag on an unreachable manager: still never removed",
+			edit: func(s *Snapshot) {
+				down(s, "m2")
+				findNode(s, "m1").Leader = false
+				findNode(s, "m2").Leader = true
+				s.Quorum.LeaderPresent = true
+			},
+			reasons: map[string]ReasonCode{managers: ReasonInFlight},
+			check:   messageContains(managers, "node m2 leads the Raft group"),
+		},
+		{
+			name: "a failed node of the manager pool that is no Raft member leaves first: it costs nothing",
+			edit: func(s *Snapshot) {
+				down(s, "m2")
+				n := findNode(s, "m2")
+				n.Role, n.ManagerReachability = policy.RoleWorker, ""
+				syncQuorum(s) // 2 of 2
+			},
+			want:  []string{removeM2},
+			check: leaves("m2", true),
+		},
+		{
+			name: "a dead manager whose place is refilled already is only removed",
+			edit: func(s *Snapshot) {
+				s.InstancesAuthoritative = true
+				down(s, "m2")
+				addInstance(s, "i-m4", managers, time.Minute, true, "m4")
+				addNode(s, "m4", managers, policy.RoleManager, "i-m4")
+				syncQuorum(s) // 3 of 4
+			},
+			want: []string{removeM2},
+			check: func(t *testing.T, p Plan) {
+				if a := p.Actions[0]; a.Refill || !a.Demote || a.InstanceID != "i-m2" {
+					t.Errorf("action = %+v, want a plain demote and remove", a)
+				}
+			},
+		},
+		{
+			name: "a removal in flight: nothing else (one manager change at a time)",
+			m:    5,
+			edit: func(s *Snapshot) {
+				down(s, "m2", "m3")
+				inFlight(s, RemoveNode, managers, "m2", "", "", "")
+			},
+			reasons: map[string]ReasonCode{managers: ReasonInFlight},
+			check:   messageContains(managers, "a manager change is in flight: one at a time"),
+		},
+		{
+			name: "a manager replacement in flight: no manager leaves meanwhile",
+			m:    5,
+			edit: func(s *Snapshot) {
+				down(s, "m3")
+				leaveFirst(s, "m2")
+				addInstance(s, "i-m6", managers, time.Minute, true, "")
+				inFlight(s, ReplaceNode, managers, "", "i-m2", "i-m6", "")
+			},
+			reasons: map[string]ReasonCode{managers: ReasonInFlight},
+			// The second hold of its kind is m3's.
+			check: messageContains(managers, "replacement instance i-m6 for instance i-m2 is joining (1m0s of join_timeout 5m0s) (and 1 more like it)"),
+		},
+	})
+}
+
+// TestHealManagerRefill: after a manager left first, its pool is refilled
+// through the instance it left behind, one manager change at a time and
+// only while a joining manager leaves quorum intact; on a group, the group
+// refills it.
+func TestHealManagerRefill(t *testing.T) {
+	const refillM2 = "replace_node/c/managers/instance:i-m2"
+	runHealCases(t, []healCase{
+		{
+			name:    "3 members, 1 left first: 2 of 3 with a joining manager is a quorum: refill",
+			edit:    func(s *Snapshot) { leaveFirst(s, "m2") },
+			want:    []string{refillM2},
+			reasons: map[string]ReasonCode{managers: ReasonHealing},
+			check: func(t *testing.T, p Plan) {
+				a := p.Actions[0]
+				want := Action{Kind: ReplaceNode, Key: refillM2, PoolID: managers, Role: policy.RoleManager, InstanceID: "i-m2",
+					Reason: "the pool has 2 of its desired 3 instances and instance i-m2 no longer runs nor has a node (its manager left first): start a replacement, then terminate the instance once the replacement is ready"}
+				if a != want {
+					t.Errorf("action = %+v\nwant     %+v", a, want)
+				}
+			},
+		},
+		{
+			name: "on a group the group refills: nothing for Heal",
+			edit: func(s *Snapshot) {
+				s.InstancesAuthoritative = true
+				leaveFirst(s, "m2")
+			},
+			reasons: map[string]ReasonCode{managers: ReasonHealthy},
+		},
+		{
+			name: "5 members, 2 left first: one refill at a time",
+			m:    5,
+			edit: func(s *Snapshot) {
+				setRules(s, managers, func(r *policy.HealingRules) { r.MaxConcurrentReplacements = 2 })
+				leaveFirst(s, "m2")
+				leaveFirst(s, "m3")
+			},
+			want:  []string{refillM2},
+			check: messageContains(managers, "holding: this plan already holds a manager change: one at a time"),
+		},
+		{
+			name: "a failed manager goes before a refill",
+			m:    5,
+			edit: func(s *Snapshot) {
+				setRules(s, managers, func(r *policy.HealingRules) { r.MaxUnhealthyPercent = 100 })
+				leaveFirst(s, "m2")
+				fail(s, "m3", NodeDown, time.Minute)
+				syncQuorum(s)
+			},
+			want: []string{"remove_node/c/managers/node:m3"},
+		},
+		{
+			name: "no refill while a joining manager would break quorum: 2 of 3 reachable would be 2 of 4",
+			m:    5,
+			edit: func(s *Snapshot) {
+				leaveFirst(s, "m2")
+				leaveFirst(s, "m3")
+				findNode(s, "m4").ManagerReachability = Unreachable // ready, yet Raft does not reach it
+				syncQuorum(s)
+			},
+			reasons: map[string]ReasonCode{managers: ReasonQuorum},
+			check: messageContains(managers,
+				"would violate quorum: 3 members, 2 reachable; a manager joining makes 4 members, which need 3 reachable should it never catch up (and 1 more like it)"),
+		},
+		{
+			name: "a refill waits for backoff",
+			edit: func(s *Snapshot) {
+				leaveFirst(s, "m2")
+				s.Backoff = map[string]Backoff{managers: {Failures: 1, LastFailure: t0}}
+			},
+			reasons: map[string]ReasonCode{managers: ReasonBackoff},
+		},
+		{
+			name: "a refill waits while a manager change is in flight",
+			edit: func(s *Snapshot) {
+				leaveFirst(s, "m2")
+				inFlight(s, RemoveNode, managers, "m3", "", "", "")
+			},
+			reasons: map[string]ReasonCode{managers: ReasonInFlight},
+			check:   messageContains(managers, "a manager change is in flight: one at a time"),
+		},
+		{
+			name: "an instance record younger than unhealthy_after is not a place to refill: it may be starting",
+			edit: func(s *Snapshot) {
+				leaveFirst(s, "m2")
+				findInstance(s, "i-m2").CreatedAt = t0.Add(-29 * time.Second)
+			},
+			reasons: map[string]ReasonCode{managers: ReasonHealthy},
+		},
+		{
+			name: "a manager that died young is refilled once its record is unhealthy_after old",
+			edit: func(s *Snapshot) {
+				leaveFirst(s, "m2")
+				findInstance(s, "i-m2").CreatedAt = t0.Add(-30 * time.Second)
+			},
+			want: []string{refillM2},
+		},
+		{
+			name: "a dead record while the pool is whole is left alone",
+			edit: func(s *Snapshot) {
+				addInstance(s, "i-old", managers, time.Hour, false, "")
+			},
+			reasons: map[string]ReasonCode{managers: ReasonHealthy},
+		},
+		{
+			name: "worker pools are not refilled from dead records",
+			edit: func(s *Snapshot) {
+				findPool(s, workers).DesiredSize = 6
+				addInstance(s, "i-old", workers, time.Hour, false, "")
+			},
+			reasons: map[string]ReasonCode{workers: ReasonHealthy},
+		},
+		{
+			name: "the refill is joining: wait",
+			edit: func(s *Snapshot) {
+				leaveFirst(s, "m2")
+				addInstance(s, "i-m4", managers, time.Minute, true, "m4")
+				n := addNode(s, "m4", managers, policy.RoleManager, "i-m4")
+				n.ManagerReachability = Unreachable // catching up
+				syncQuorum(s)
+				inFlight(s, ReplaceNode, managers, "", "i-m2", "i-m4", "")
+			},
+			reasons: map[string]ReasonCode{managers: ReasonInFlight},
+			check:   messageContains(managers, "replacement node m4 for instance i-m2 is ready but not a reachable manager, not ready yet"),
+		},
+		{
+			name: "the refill is a reachable manager: terminate the instance left behind",
+			edit: func(s *Snapshot) {
+				leaveFirst(s, "m2")
+				addInstance(s, "i-m4", managers, time.Minute, true, "m4")
+				addNode(s, "m4", managers, policy.RoleManager, "i-m4")
+				syncQuorum(s)
+				inFlight(s, ReplaceNode, managers, "", "i-m2", "i-m4", "")
+			},
+			want: []string{"terminate_instance/c/managers/instance:i-m2"},
+			check: func(t *testing.T, p Plan) {
+				a := p.Actions[0]
+				if a.Completes != refillM2 || a.Outcome != OutcomeReplaced || a.Refill ||
+					a.Reason != "replacement node m4 is ready: terminate instance i-m2, which no longer runs" {
+					t.Errorf("action = %+v", a)
+				}
+			},
+		},
+		{
+			name: "the refill never joined: it goes, the place is refilled again after backoff",
+			edit: func(s *Snapshot) {
+				leaveFirst(s, "m2")
+				addInstance(s, "i-m4", managers, 5*time.Minute, true, "")
+				inFlight(s, ReplaceNode, managers, "", "i-m2", "i-m4", "")
+			},
+			want: []string{"terminate_instance/c/managers/instance:i-m4"},
+			check: func(t *testing.T, p Plan) {
+				if a := p.Actions[0]; a.Outcome != OutcomeJoinFailed {
+					t.Errorf("action = %+v", a)
+				}
+			},
+		},
+		{
+			name: "the refill joined and died: demote and remove it (2 of 3 leave 2 of 2)",
+			edit: func(s *Snapshot) {
+				leaveFirst(s, "m2")
+				addInstance(s, "i-m4", managers, 10*time.Minute, true, "m4")
+				addNode(s, "m4", managers, policy.RoleManager, "i-m4")
+				fail(s, "m4", NodeDown, time.Minute)
+				syncQuorum(s)
+				inFlight(s, ReplaceNode, managers, "", "i-m2", "i-m4", "")
+			},
+			want: []string{"remove_node/c/managers/node:m4"},
+			check: func(t *testing.T, p Plan) {
+				if a := p.Actions[0]; a.Outcome != OutcomeReplacementFailed || !a.Demote || a.Refill {
+					t.Errorf("action = %+v", a)
+				}
+			},
+		},
+		{
+			name: "a manager that left first while its hung instance still runs: that instance is replaced once join_timeout passed",
+			edit: func(s *Snapshot) {
+				leaveFirst(s, "m2")
+				findInstance(s, "i-m2").Running = true
+			},
+			want:  []string{refillM2},
+			check: messageContains(managers, "instance i-m2 has not joined the swarm 1h0m0s after it was created"),
+		},
+	})
 }

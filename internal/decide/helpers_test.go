@@ -3,6 +3,7 @@ package decide
 import (
 	"fmt"
 	"reflect"
+	"slices"
 	"testing"
 	"time"
 
@@ -105,6 +106,34 @@ func fail(s *Snapshot, id, state string, ago time.Duration) {
 	if n.Role == policy.RoleManager {
 		n.ManagerReachability = Unreachable
 	}
+}
+
+// syncQuorum sets the snapshot's Raft view from its nodes, as the agent
+// does: every manager is a member, the reachable ones are live.
+func syncQuorum(s *Snapshot) {
+	q := Quorum{}
+	for _, n := range s.Nodes {
+		if n.Role != policy.RoleManager {
+			continue
+		}
+		q.Managers++
+		if n.ManagerReachability == Reachable {
+			q.Reachable++
+		}
+		if n.Leader {
+			q.LeaderPresent = true
+		}
+	}
+	s.Quorum = q
+}
+
+// leaveFirst makes manager id leave first, as a Refill removal did: its
+// node is gone from the swarm, its instance is listed, no longer running.
+func leaveFirst(s *Snapshot, id string) {
+	s.Nodes = slices.DeleteFunc(s.Nodes, func(n Node) bool { return n.ID == id })
+	in := findInstance(s, "i-"+id)
+	in.Running, in.NodeID = false, ""
+	syncQuorum(s)
 }
 
 // inFlight journals a started action and returns its key.
@@ -257,10 +286,37 @@ func checkInvariants(t testing.TB, s Snapshot, p Plan) {
 			}
 			seenInstances[a.InstanceID] = true
 		}
+		if a.Refill {
+			n := nodes[a.NodeID]
+			switch {
+			case a.Kind != RemoveNode || pool.Role != policy.RoleManager || a.Completes != "":
+				t.Errorf("refill on %s: only a manager's removal that concludes nothing leaves before its replacement", a.Key)
+			case a.InstanceID != "" && !s.InstancesAuthoritative:
+				t.Errorf("refill %s terminates instance %s where no group refills the pool", a.Key, a.InstanceID)
+			case n == nil || (n.Role == policy.RoleManager && n.ManagerReachability == Reachable):
+				t.Errorf("refill %s: the subject must be a listed node the leader does not reach", a.Key)
+			}
+		}
 		if pool.Role == policy.RoleManager {
 			managerActions++
 			if !s.Quorum.Held() {
 				t.Errorf("manager action %s without quorum %+v", a.Key, s.Quorum)
+			}
+			// Quorum after the step, whatever comes next: a joining
+			// manager is a member before it is reachable; a removed one
+			// takes its vote, if it had one, with it.
+			q := s.Quorum
+			switch n := nodes[a.NodeID]; {
+			case a.Kind == ReplaceNode && q.Reachable < (q.Managers+1)/2+1:
+				t.Errorf("manager replacement %s joins with %d of %d members reachable: %d of %d if it never catches up", a.Key, q.Reachable, q.Managers, q.Reachable, q.Managers+1)
+			case a.Kind == RemoveNode && n != nil && n.Role == policy.RoleManager:
+				live := 0
+				if n.ManagerReachability == Reachable {
+					live = 1
+				}
+				if after, members := q.Reachable-live, q.Managers-1; after*2 <= members {
+					t.Errorf("manager removal %s leaves %d reachable of %d members", a.Key, after, members)
+				}
 			}
 			if managerBusy {
 				t.Errorf("manager action %s while a manager change is in flight", a.Key)
@@ -398,6 +454,9 @@ func checkInvariants(t testing.TB, s Snapshot, p Plan) {
 				// Concludes a unit: takes back its extra instance.
 			case a.Kind == TerminateInstance:
 				t.Errorf("pool %s: %s shrinks the pool without concluding a replacement", id, a.Key)
+			case a.Kind == RemoveNode && a.Refill:
+				// Leaves before its replacement: the pool is refilled
+				// after (by its group, or by a later replacement).
 			case a.Kind == RemoveNode:
 				if in := subjectInstance(&a); runningIn(in, id) {
 					t.Errorf("pool %s: %s removes a running instance without concluding a replacement", id, a.Key)

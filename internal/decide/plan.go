@@ -5,9 +5,10 @@ type ActionKind string
 
 const (
 	// ReplaceNode starts a new instance in the pool for a failed subject:
-	// a Swarm node (NodeID set) or an instance that never joined (NodeID
-	// empty). The replacement comes first; the subject goes only once the
-	// replacement is Ready.
+	// a Swarm node (NodeID set), or an instance with no node (NodeID
+	// empty): one that never joined, or the instance of a manager that
+	// left before its replacement (see Refill). The replacement comes
+	// first; the subject goes only once the replacement is Ready.
 	ReplaceNode ActionKind = "replace_node"
 	// RemoveNode removes a Swarm node and terminates its instance if one is
 	// left: drain first when Drain is set, demote first when Demote is set.
@@ -53,6 +54,19 @@ type Action struct {
 	// termination, on platforms whose groups replace what is terminated
 	// (platform.GroupCluster). The agent sets it; Heal never does.
 	Shrink bool `json:",omitempty"`
+	// Refill marks a RemoveNode that takes a failed manager out of the
+	// Raft group before its replacement joins ("remove first", chosen by
+	// managerOrder in heal.go to keep quorum): the subject leaves first,
+	// and the pool is refilled to its desired size afterwards. The agent
+	// carries it out like any removal (drain, demote, node rm, then
+	// terminate InstanceID when set), except that the termination never
+	// lowers a group's desired capacity (never Shrink): the group launches
+	// the replacement itself. Heal sets InstanceID on such a removal only
+	// when the snapshot's instances are authoritative (a group); elsewhere
+	// (local) it leaves the instance in place, and a later plan refills
+	// the pool with a ReplaceNode of that instance, terminating it once
+	// the replacement is Ready. Heal sets Refill on nothing else.
+	Refill bool `json:",omitempty"`
 	// Reason says why, in one sentence, for logs and plan output.
 	Reason string
 }
@@ -84,7 +98,9 @@ const (
 	// repeated; nothing is done until it is fixed.
 	ReasonInvalid ReasonCode = "invalid"
 	// ReasonQuorum: the managers have no quorum or no leader, so no manager
-	// changes at all.
+	// changes at all; or a manager change would leave fewer reachable
+	// managers than a quorum of the membership it makes (the message
+	// gives the numbers).
 	ReasonQuorum ReasonCode = "quorum"
 	// ReasonCircuitBreaker: too large a share of the pool or of the cluster
 	// is unhealthy at once, which looks like a partition or a broken

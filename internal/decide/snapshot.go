@@ -39,7 +39,10 @@ type Snapshot struct {
 	// instance is terminated (listed as not running, or no longer listed
 	// at all) has failed at once, since two signals agree, without
 	// waiting for unhealthy_after. A Down node whose instance still runs
-	// waits as usual.
+	// waits as usual. Such a platform's groups also replace an instance
+	// terminated without shrinking: a failed manager that leaves before
+	// its replacement (Action.Refill) is refilled by its group, not by
+	// Heal.
 	InstancesAuthoritative bool
 }
 
@@ -56,7 +59,14 @@ type Quorum struct {
 // Held reports whether the managers form a quorum (a strict majority is
 // reachable) under a leader: the condition for any manager change.
 func (q Quorum) Held() bool {
-	return q.LeaderPresent && q.Managers > 0 && q.Reachable*2 > q.Managers
+	return q.LeaderPresent && q.Managers > 0 && q.Reachable >= quorumOf(q.Managers)
+}
+
+// quorumOf is the number of votes a Raft group of members members needs to
+// commit anything, its leader's election and membership changes included:
+// a strict majority, ⌊members/2⌋+1.
+func quorumOf(members int) int {
+	return members/2 + 1
 }
 
 // PoolState is one node pool with its bounds and healing rules.
