@@ -502,9 +502,10 @@ func TestAWSScaleThroughGroup(t *testing.T) {
 }
 
 // A manager whose node dies is replaced through the managers' group with
-// quorum kept: the group grows by one, the replacement joins as a manager,
-// then the dead manager is demoted, removed, and its instance terminated
-// with decrement, so the group ends at its size.
+// quorum kept: the leader does not reach the dead member, so it leaves
+// first (demoted, removed, its instance terminated without decrement) and
+// the group launches the replacement, which joins as a manager; the group
+// never changes size.
 func TestAWSHealManagerThroughGroup(t *testing.T) {
 	c := newCloudManagers(t, "crown", 3)
 	ids, _, err := c.inServiceOf(context.Background(), *c.mgrs)
@@ -516,10 +517,24 @@ func TestAWSHealManagerThroughGroup(t *testing.T) {
 		victim = id
 		break
 	}
+	var mu sync.Mutex
+	var decrements []string
+	c.proxy.SetFault(testenv.NoRefreshes(func(call testenv.AWSCall) *testenv.AWSFault {
+		if call.Action == "TerminateInstanceInAutoScalingGroup" {
+			mu.Lock()
+			decrements = append(decrements, testenv.AWSFormValue(call.Body, "ShouldDecrementDesiredCapacity"))
+			mu.Unlock()
+		}
+		return nil
+	}))
 	c.runAgent()
 	c.proxy.Reset()
 	c.h.kill(c.guestOf(victim))
 	c.h.nodeDown(victim, 30*time.Second)
+	c.h.waitFor("the dead manager's instance terminated", 2*time.Minute, func() (bool, string) {
+		now, _, err := c.inServiceOf(context.Background(), *c.mgrs)
+		return err == nil && !now[victim], "still in service"
+	})
 	c.waitManagers(3, 2*time.Minute)
 	c.waitJournalEmpty(time.Minute)
 	after, desired, err := c.inServiceOf(context.Background(), *c.mgrs)
@@ -529,12 +544,14 @@ func TestAWSHealManagerThroughGroup(t *testing.T) {
 	if after[victim] || desired != 3 || len(after) != 3 {
 		t.Fatalf("after healing a manager: victim in service %t, %d in service, desired %d (want false, 3, 3)", after[victim], len(after), desired)
 	}
-	if n := c.proxy.Calls("SetDesiredCapacity"); n != 1 {
-		t.Errorf("%d SetDesiredCapacity calls, want 1 (the surge)", n)
+	if n := c.proxy.Calls("SetDesiredCapacity"); n != 0 {
+		t.Errorf("%d SetDesiredCapacity calls, want none (the group refills itself)", n)
 	}
-	if n := c.proxy.Calls("TerminateInstanceInAutoScalingGroup"); n != 1 {
-		t.Errorf("%d TerminateInstanceInAutoScalingGroup calls, want 1 (the dead manager, with decrement)", n)
+	mu.Lock()
+	if len(decrements) != 1 || decrements[0] != "false" {
+		t.Errorf("terminations with ShouldDecrementDesiredCapacity %v, want one without decrement (the dead manager)", decrements)
 	}
+	mu.Unlock()
 	ns, err := c.h.nodes()
 	if err != nil {
 		t.Fatal(err)

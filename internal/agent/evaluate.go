@@ -95,9 +95,9 @@ func (a *Agent) evaluate(ctx context.Context) error {
 	// Decide, in the pure core.
 	snap := a.snapshot(&o)
 	plan := decide.Heal(snap)
-	scale := a.decideScaling(&o)
 	a.scheduleWake(snap, o.journal)
 	a.report(&o, snap, plan)
+	scale := a.decideScaling(&o) // after report: it adds to the pools' status
 	if !acting {
 		return nil
 	}

@@ -330,6 +330,13 @@ func (s *Supervisor) start(sh string, env []string) (*child, error) {
 	return c, nil
 }
 
+// selfTick and selfStallGap: how often the supervisor notes that it runs,
+// and the gap in those notes that means it was stopped itself.
+const (
+	selfTick     = 250 * time.Millisecond
+	selfStallGap = 2 * time.Second
+)
+
 // watch follows a running child until it exits, is killed by the watchdog
 // or ctx ends (then it stops the child), and says why it ended.
 func (s *Supervisor) watch(ctx context.Context, c *child, msgs <-chan notification) string {
@@ -345,9 +352,28 @@ func (s *Supervisor) watch(ctx context.Context, c *child, msgs <-chan notificati
 			timer.Reset(s.Watchdog)
 		}
 	}
+	// A supervisor that was stopped itself (SIGSTOP of its process group,
+	// a paused machine) does not blame its child for that time: when its
+	// own ticks show a gap, the watchdog's period starts again.
+	tick := time.NewTicker(selfTick)
+	defer tick.Stop()
+	lastTick := time.Now()
+	stalled := func() bool {
+		gap := time.Since(lastTick)
+		if gap <= selfStallGap {
+			return false
+		}
+		s.Logger.Warn("the supervisor itself was stopped: the watchdog's period starts again", "gap", gap.Round(time.Millisecond).String(), "pid", c.pid)
+		lastTick = time.Now()
+		pet()
+		return true
+	}
 	killed := ""
 	for {
 		select {
+		case <-tick.C:
+			stalled()
+			lastTick = time.Now()
 		case err := <-c.done:
 			s.removePID()
 			if killed != "" {
@@ -376,6 +402,9 @@ func (s *Supervisor) watch(ctx context.Context, c *child, msgs <-chan notificati
 				s.Logger.Info("child stopping", "pid", c.pid)
 			}
 		case <-watchdog:
+			if stalled() {
+				continue
+			}
 			watchdog = nil
 			if killed == "" {
 				s.Logger.Error(fmt.Sprintf("watchdog: no WATCHDOG=1 for %s: killing the child with SIGKILL", s.Watchdog), "pid", c.pid)

@@ -544,3 +544,32 @@ func TestKilledSupervisorLeavesNoChild(t *testing.T) {
 	_ = sup.Wait()
 	waitGone(t, pid, 2*time.Second)
 }
+
+// A supervisor stopped together with its child (SIGSTOP of both, as a
+// paused machine or a frozen process group would) for longer than the
+// watchdog does not kill the child when both resume: the child did not
+// hang, the time passed for both.
+func TestSupervisorFrozenWithChildKeepsIt(t *testing.T) {
+	f := newFixture(t, 0)
+	sup := startSupervisorProcess(t, f) // watchdog 5s
+	pid := f.child(0, sup.Process.Pid, 5*time.Second)
+	f.ready(pid)
+	for _, p := range []int{sup.Process.Pid, pid} {
+		if err := syscall.Kill(p, syscall.SIGSTOP); err != nil {
+			t.Fatal(err)
+		}
+	}
+	time.Sleep(7 * time.Second)
+	for _, p := range []int{pid, sup.Process.Pid} {
+		if err := syscall.Kill(p, syscall.SIGCONT); err != nil {
+			t.Fatal(err)
+		}
+	}
+	time.Sleep(3 * time.Second) // the child pings again meanwhile
+	if now, err := supervise.ReadPIDFile(f.pidFile); err != nil || now != pid || !testenv.Alive(pid) {
+		t.Fatalf("the child %d was replaced (pid file %d, %v) after its supervisor resumed", pid, now, err)
+	}
+	if !strings.Contains(f.log.String(), "the supervisor itself was stopped") {
+		t.Errorf("the supervisor did not say it was stopped itself:\n%s", f.log.String())
+	}
+}
