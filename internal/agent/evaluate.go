@@ -46,12 +46,17 @@ func (a *Agent) evaluate(ctx context.Context) error {
 	var err error
 	// The engine's node id only changes if it leaves and rejoins; it is
 	// asked for again when the node list no longer holds it.
-	if a.selfID == "" {
-		if a.selfID, err = a.docker.LocalNodeID(ctx); err != nil {
+	a.mu.Lock()
+	o.selfID = a.selfID
+	a.mu.Unlock()
+	if o.selfID == "" {
+		if o.selfID, err = a.docker.LocalNodeID(ctx); err != nil {
 			return a.observeFailed(fmt.Errorf("own manager %s: %w", a.cfg.DockerHost, err))
 		}
+		a.mu.Lock()
+		a.selfID = o.selfID
+		a.mu.Unlock()
 	}
-	o.selfID = a.selfID
 	o.nodes, err = a.docker.Nodes(ctx)
 	if err != nil {
 		if quorumLost(err) {
@@ -67,7 +72,9 @@ func (a *Agent) evaluate(ctx context.Context) error {
 		}
 	}
 	if !listed {
+		a.mu.Lock()
 		a.selfID = ""
+		a.mu.Unlock()
 	}
 	if o.pending, o.load, err = a.docker.Tasks(ctx); err != nil {
 		return a.observeFailed(err)

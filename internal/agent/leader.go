@@ -58,6 +58,7 @@ func (a *Agent) watchFreezes(ctx context.Context) {
 func (a *Agent) mustLead(ctx context.Context, what string) error {
 	a.mu.Lock()
 	settle := time.Until(a.settleUntil)
+	self := a.selfID
 	a.mu.Unlock()
 	if settle > 0 {
 		select {
@@ -66,12 +67,12 @@ func (a *Agent) mustLead(ctx context.Context, what string) error {
 		case <-time.After(settle):
 		}
 	}
-	if a.selfID == "" {
+	if self == "" {
 		return fmt.Errorf("before %s: %w", what, errDeposed)
 	}
 	cctx, cancel := context.WithTimeout(ctx, 10*time.Second)
 	defer cancel()
-	n, found, err := a.docker.Node(cctx, a.selfID)
+	n, found, err := a.docker.Node(cctx, self)
 	if err != nil {
 		return fmt.Errorf("leadership check before %s: %w", what, err)
 	}
