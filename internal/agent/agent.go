@@ -101,6 +101,7 @@ type Agent struct {
 	// settleUntil: after the process was frozen, leadership checks wait
 	// until then (see watchFreezes).
 	settleUntil time.Time
+	lastTick    time.Time // the freeze watcher's last note
 	// failedEvaluations counts evaluations in a row that failed.
 	failedEvaluations int
 }

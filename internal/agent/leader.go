@@ -34,22 +34,35 @@ const (
 func (a *Agent) watchFreezes(ctx context.Context) {
 	t := time.NewTicker(freezeTick)
 	defer t.Stop()
-	last := time.Now()
+	a.mu.Lock()
+	a.lastTick = time.Now()
+	a.mu.Unlock()
 	for {
 		select {
 		case <-ctx.Done():
 			return
-		case now := <-t.C:
-			if gap := now.Sub(last); gap > freezeGap {
-				a.mu.Lock()
-				a.settleUntil = now.Add(settleAfterFreeze)
-				a.mu.Unlock()
-				a.log.Warn("the agent was frozen or starved: leadership is checked again after the swarm settles",
-					"gap", gap.Round(time.Millisecond).String(), "settle", settleAfterFreeze.String())
-			}
-			last = now
+		case <-t.C:
+			a.mu.Lock()
+			a.noteFreezeLocked()
+			a.mu.Unlock()
 		}
 	}
+}
+
+// noteFreezeLocked notes the time; a gap since the last note means the
+// process was frozen, and starts the settling time. After a resume, any
+// goroutine may run before the ticker's: mustLead calls it too. a.mu held.
+func (a *Agent) noteFreezeLocked() {
+	if a.lastTick.IsZero() {
+		return // no watcher (an agent driven by a test, one evaluation at a time)
+	}
+	now := time.Now()
+	if gap := now.Sub(a.lastTick); gap > freezeGap {
+		a.settleUntil = now.Add(settleAfterFreeze)
+		a.log.Warn("the agent was frozen or starved: leadership is checked again after the swarm settles",
+			"gap", gap.Round(time.Millisecond).String(), "settle", settleAfterFreeze.String())
+	}
+	a.lastTick = now
 }
 
 // mustLead checks, right before a mutating call, that this agent's manager
@@ -57,6 +70,7 @@ func (a *Agent) watchFreezes(ctx context.Context) {
 // errDeposed when it does not: the caller makes no change.
 func (a *Agent) mustLead(ctx context.Context, what string) error {
 	a.mu.Lock()
+	a.noteFreezeLocked()
 	settle := time.Until(a.settleUntil)
 	self := a.selfID
 	a.mu.Unlock()

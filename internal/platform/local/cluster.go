@@ -338,16 +338,19 @@ func (p *Platform) UpdateCluster(ctx context.Context, c policy.Cluster) (Cluster
 // DeleteCluster stops every node of the cluster, whatever pool it is in,
 // and removes every file, mount and address claim it had.
 func (p *Platform) DeleteCluster(ctx context.Context, name string) error {
-	insts, err := p.instances(name, "")
+	// Agents first, so none heals what is going away, nor launches an
+	// instance after the list below is read; then workers, then managers,
+	// so no manager waits on a departing worker.
+	mgrs, err := p.instances(name, policy.ManagerPoolName)
 	if err != nil {
 		return err
 	}
-	// Agents first, so none heals what is going away; then workers, then
-	// managers, so no manager waits on a departing worker.
-	for i := range insts {
-		if insts[i].Role == policy.RoleManager {
-			stopAgent(&insts[i])
-		}
+	for i := range mgrs {
+		stopAgent(&mgrs[i])
+	}
+	insts, err := p.instances(name, "")
+	if err != nil {
+		return err
 	}
 	sort.SliceStable(insts, func(i, j int) bool { return insts[i].Role == policy.RoleWorker && insts[j].Role != policy.RoleWorker })
 	var errs []error

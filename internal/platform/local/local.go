@@ -13,6 +13,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -23,6 +24,7 @@ import (
 
 	"github.com/autarky/terraform-provider-autarky/internal/platform"
 	"github.com/autarky/terraform-provider-autarky/internal/policy"
+	"github.com/autarky/terraform-provider-autarky/internal/swarm"
 )
 
 // DefaultStateDir is used when neither the provider nor AUTARKY_STATE_DIR names one.
@@ -180,12 +182,32 @@ func (p *Platform) claimSlot(cluster string) (int, error) {
 		if err != nil {
 			continue
 		}
+		if rangeInUse(slot) {
+			// A process outside any record (one a crash left behind)
+			// still listens in this range: not this one.
+			_ = os.RemoveAll(path)
+			continue
+		}
 		if err := os.WriteFile(filepath.Join(path, "owner"), []byte(owner), 0o600); err != nil {
 			return 0, err
 		}
 		return slot, nil
 	}
 	return 0, errors.New("no free loopback address range: destroy unused local clusters")
+}
+
+// rangeInUse reports whether the first addresses of slot's range have a
+// swarm port bound already.
+func rangeInUse(slot int) bool {
+	m := clusterMeta{Slot: slot}
+	for n := 1; n <= 3; n++ {
+		ln, err := net.Listen("tcp", net.JoinHostPort(m.addr(n), swarm.SwarmPort))
+		if err != nil {
+			return true
+		}
+		ln.Close()
+	}
+	return false
 }
 
 func (p *Platform) slotStale(path string, slot int) bool {
