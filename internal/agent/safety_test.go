@@ -265,3 +265,44 @@ func TestCorruptJournalSetAside(t *testing.T) {
 		t.Fatalf("no set_aside decision: %+v", st.Decisions)
 	}
 }
+
+// Item 2: a follower that finds the journal unreadable answers /healthz
+// with 503 and says why, and never sets it aside itself (only the leader
+// acts); once the leader has set it aside, the follower is healthy again.
+func TestFollowerUnreadableJournal(t *testing.T) {
+	h := newHarness(t, "fj", 3, false)
+	ns, err := h.nodes()
+	if err != nil {
+		t.Fatal(err)
+	}
+	var followerHost string
+	for _, r := range h.records(policy.ManagerPoolName) {
+		for _, n := range ns {
+			if n.EngineLabels[policy.LabelInstance] == r.ID && !n.Leader && n.Role == policy.RoleManager {
+				followerHost = r.DockerHost
+			}
+		}
+	}
+	if followerHost == "" {
+		t.Fatal("no follower manager")
+	}
+	follower := h.inProcessVia(followerHost)
+	srv := httptest.NewServer(follower.Handler())
+	defer srv.Close()
+	journal := filepath.Join(h.stateDir, "clusters", "fj", "journal.json")
+	if err := os.WriteFile(journal, []byte(`{"entries":[`), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	follower.Evaluate(context.Background())
+	if body, code := getCode(srv.URL + "/healthz"); code != http.StatusServiceUnavailable || !strings.Contains(body, "journal unreadable") {
+		t.Fatalf("/healthz of a follower with an unreadable journal: %d %s", code, body)
+	}
+	if _, err := os.Stat(journal); err != nil {
+		t.Fatalf("the follower touched the journal: %v", err)
+	}
+	h.inProcess(false).Evaluate(context.Background()) // the leader beside the first manager
+	follower.Evaluate(context.Background())
+	if body, code := getCode(srv.URL + "/healthz"); code != http.StatusOK {
+		t.Fatalf("/healthz of the follower once the leader set the journal aside: %d %s", code, body)
+	}
+}
