@@ -6,7 +6,6 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strings"
-	"sync"
 	"syscall"
 	"testing"
 	"time"
@@ -49,24 +48,6 @@ func TestSuperviseRefusesBadFlags(t *testing.T) {
 	}
 }
 
-// lockedBuffer is a process's stderr, read while it runs.
-type lockedBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (b *lockedBuffer) Write(p []byte) (int, error) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.b.Write(p)
-}
-
-func (b *lockedBuffer) String() string {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.b.String()
-}
-
 // The real binary supervises itself: an agent that cannot start (here it
 // lacks --cluster) is restarted, each restart is logged with its reason,
 // and SIGTERM stops the supervisor.
@@ -74,7 +55,7 @@ func TestSuperviseRestartsFailingAgent(t *testing.T) {
 	bin := testenv.AgentBinary(t)
 	dir := t.TempDir()
 	pidFile := filepath.Join(dir, "agent.pid")
-	var stderr lockedBuffer
+	var stderr testenv.LockedBuffer
 	cmd := exec.Command(bin, "supervise", "--restart-delay", "100ms", "--watchdog", "5s", "--pid-file", pidFile, "--", "run")
 	cmd.Stderr = &stderr
 	if err := cmd.Start(); err != nil {

@@ -124,15 +124,9 @@ func (a *Agent) startReplacement(ctx context.Context, o *observation, pool polic
 	return a.cluster.StartInstance(ctx, pool)
 }
 
-// demote turns a manager into a worker and waits until Raft has let it go.
-func (a *Agent) demote(ctx context.Context, nodeID string) error {
-	n, found, err := a.docker.Node(ctx, nodeID)
-	if err != nil {
-		return err
-	}
-	if !found || n.Role != policy.RoleManager {
-		return nil
-	}
+// demote turns manager n into a worker and waits until Raft has let it go.
+func (a *Agent) demote(ctx context.Context, n swarm.Node) error {
+	nodeID := n.ID
 	if err := a.guarded(ctx, "demote node "+nodeID, func(ctx context.Context) error { return a.docker.Demote(ctx, nodeID) }); err != nil {
 		return err
 	}

@@ -95,13 +95,17 @@ type Agent struct {
 	// workers are the removals running beside the loop, by journal key.
 	workers map[string]worker
 	// jmu serialises journal writes; jrev is the revision this agent last
-	// read or wrote, so a write over anyone else's is refused.
-	jmu  sync.Mutex
-	jrev string
+	// read or wrote, and jcache that journal: a write starts from it, and
+	// the store refuses it over anyone else's.
+	jmu    sync.Mutex
+	jrev   string
+	jcache Journal
 	// settleUntil: after the process was frozen, leadership checks wait
 	// until then (see watchFreezes).
 	settleUntil time.Time
 	lastTick    time.Time // the freeze watcher's last note
+	// evalDeadline bounds one evaluation (evaluationDeadline).
+	evalDeadline time.Duration
 	// failedEvaluations counts evaluations in a row that failed.
 	failedEvaluations int
 }
@@ -165,6 +169,7 @@ func New(cfg Config, cluster platform.Cluster) (*Agent, error) {
 		rebalanceDue: map[string]bool{},
 		rebalanced:   map[string]time.Time{},
 		baseCtx:      context.Background(),
+		evalDeadline: evaluationDeadline(),
 		workers:      map[string]worker{},
 	}
 	for _, c := range cfg.Collectors {
@@ -233,7 +238,7 @@ func (a *Agent) Run(ctx context.Context) error {
 func (a *Agent) Evaluate(ctx context.Context) {
 	start := time.Now()
 	defer func() { a.metrics.evaluation.Observe(time.Since(start).Seconds()) }()
-	ectx, cancel := context.WithTimeout(ctx, evaluationDeadline())
+	ectx, cancel := context.WithTimeout(ctx, a.evalDeadline)
 	defer cancel()
 	err := a.evaluate(ectx)
 	a.mu.Lock()

@@ -321,6 +321,27 @@ func (c *cloud) runAgent() *agent.Agent {
 
 func itoa(n int) string { return strconv.Itoa(n) }
 
+// recordTerminations makes the proxy note the ShouldDecrementDesiredCapacity
+// of every TerminateInstanceInAutoScalingGroup; the function returned
+// lists them so far.
+func (c *cloud) recordTerminations() func() []string {
+	var mu sync.Mutex
+	var decrements []string
+	c.proxy.SetFault(testenv.NoRefreshes(func(call testenv.AWSCall) *testenv.AWSFault {
+		if call.Action == "TerminateInstanceInAutoScalingGroup" {
+			mu.Lock()
+			decrements = append(decrements, testenv.AWSFormValue(call.Body, "ShouldDecrementDesiredCapacity"))
+			mu.Unlock()
+		}
+		return nil
+	}))
+	return func() []string {
+		mu.Lock()
+		defer mu.Unlock()
+		return append([]string(nil), decrements...)
+	}
+}
+
 // A worker whose node dies is replaced through the Auto Scaling group:
 // its instance is terminated without shrinking, the group launches the
 // replacement, cloud-init joins it, the dead node leaves the swarm, and
@@ -432,16 +453,7 @@ func TestAWSScaleThroughGroup(t *testing.T) {
 	if err := p.PutScalingPolicy(context.Background(), sp); err != nil {
 		t.Fatal(err)
 	}
-	var decrements []string
-	var mu sync.Mutex
-	c.proxy.SetFault(testenv.NoRefreshes(func(call testenv.AWSCall) *testenv.AWSFault {
-		if call.Action == "TerminateInstanceInAutoScalingGroup" {
-			mu.Lock()
-			decrements = append(decrements, testenv.AWSFormValue(call.Body, "ShouldDecrementDesiredCapacity"))
-			mu.Unlock()
-		}
-		return nil
-	}))
+	decrements := c.recordTerminations()
 	a := c.runAgent()
 	cpus := mustAtoi(t, strings.TrimSpace(c.h.docker("info", "--format", "{{.NCPU}}")))
 	reserve := fmt.Sprintf("%.1f", float64(cpus)-0.5)
@@ -481,9 +493,7 @@ func TestAWSScaleThroughGroup(t *testing.T) {
 		}
 		return false, "no hold yet"
 	})
-	mu.Lock()
-	early := append([]string(nil), decrements...)
-	mu.Unlock()
+	early := decrements()
 	if now, _, _ := c.inService(context.Background()); len(now) != 2 || len(early) != 0 {
 		t.Fatalf("protected instances: %d in service, terminations %v (want 2 and none)", len(now), early)
 	}
@@ -494,10 +504,8 @@ func TestAWSScaleThroughGroup(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	mu.Lock()
-	defer mu.Unlock()
-	if desired != 1 || len(decrements) != 1 || decrements[0] != "true" {
-		t.Fatalf("after scale-in: desired %d, terminations with ShouldDecrementDesiredCapacity %v (want 1 and [true])", desired, decrements)
+	if d := decrements(); desired != 1 || len(d) != 1 || d[0] != "true" {
+		t.Fatalf("after scale-in: desired %d, terminations with ShouldDecrementDesiredCapacity %v (want 1 and [true])", desired, d)
 	}
 }
 
@@ -517,16 +525,7 @@ func TestAWSHealManagerThroughGroup(t *testing.T) {
 		victim = id
 		break
 	}
-	var mu sync.Mutex
-	var decrements []string
-	c.proxy.SetFault(testenv.NoRefreshes(func(call testenv.AWSCall) *testenv.AWSFault {
-		if call.Action == "TerminateInstanceInAutoScalingGroup" {
-			mu.Lock()
-			decrements = append(decrements, testenv.AWSFormValue(call.Body, "ShouldDecrementDesiredCapacity"))
-			mu.Unlock()
-		}
-		return nil
-	}))
+	decrements := c.recordTerminations()
 	c.runAgent()
 	c.proxy.Reset()
 	c.h.kill(c.guestOf(victim))
@@ -547,11 +546,9 @@ func TestAWSHealManagerThroughGroup(t *testing.T) {
 	if n := c.proxy.Calls("SetDesiredCapacity"); n != 0 {
 		t.Errorf("%d SetDesiredCapacity calls, want none (the group refills itself)", n)
 	}
-	mu.Lock()
-	if len(decrements) != 1 || decrements[0] != "false" {
-		t.Errorf("terminations with ShouldDecrementDesiredCapacity %v, want one without decrement (the dead manager)", decrements)
+	if d := decrements(); len(d) != 1 || d[0] != "false" {
+		t.Errorf("terminations with ShouldDecrementDesiredCapacity %v, want one without decrement (the dead manager)", d)
 	}
-	mu.Unlock()
 	ns, err := c.h.nodes()
 	if err != nil {
 		t.Fatal(err)

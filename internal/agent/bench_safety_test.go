@@ -2,12 +2,9 @@ package agent_test
 
 import (
 	"fmt"
-	"strings"
 	"syscall"
 	"testing"
 	"time"
-
-	"github.com/autarky/terraform-provider-autarky/internal/policy"
 )
 
 // BenchmarkWorkerMTTRWhileDraining: one pool drains a node whose task
@@ -22,22 +19,8 @@ func BenchmarkWorkerMTTRWhileDraining(b *testing.B) {
 	h.pool("web", 1, healing("bd/web", unhealthyAfter.String()))
 	h.stubborn("node.labels.autarky.pool==batch")
 	h.leadingAgent()
-	minSize := int64(1)
-	h.scale(scalingPolicy("bd/batch", func(s *policy.Scaling) {
-		s.Alert = []policy.AlertCheck{{Name: "never"}}
-		s.MinSize = &minSize
-		s.ScaleInAfter = "1s"
-		s.DrainTimeout = "1h"
-	}))
-	draining := func() (bool, string) {
-		j := h.journal()
-		for _, e := range j.Entries {
-			if strings.HasPrefix(e.Action.Key, "scale_in/bd/batch/") && !e.DrainStartedAt.IsZero() {
-				return true, ""
-			}
-		}
-		return false, fmt.Sprintf("%+v", j.Entries)
-	}
+	h.scaleInTo1("bd/batch", "1h")
+	draining := func() (bool, string) { return h.draining("bd/batch") }
 	h.waitFor("a batch node draining", time.Minute, draining)
 	var runs []mttr
 	for i := 0; i < b.N; i++ {

@@ -2,7 +2,6 @@ package agent_test
 
 import (
 	"fmt"
-	"strings"
 	"testing"
 	"time"
 
@@ -18,17 +17,8 @@ func TestDrainDoesNotBlockHealing(t *testing.T) {
 	h.pool("web", 1, healing("db/web", "2s"))
 	h.stubborn("node.labels.autarky.pool==batch")
 	h.leadingAgent()
-	minSize := int64(1)
-	h.scale(scalingPolicy("db/batch", func(s *policy.Scaling) {
-		s.Alert = []policy.AlertCheck{{Name: "never"}}
-		s.MinSize = &minSize
-		s.ScaleInAfter = "1s"
-		s.DrainTimeout = "3m"
-	}))
-	h.waitFor("a batch node draining", time.Minute, func() (bool, string) {
-		j := h.journal()
-		return len(j.Entries) == 1 && !j.Entries[0].DrainStartedAt.IsZero(), fmt.Sprintf("%+v", j.Entries)
-	})
+	h.scaleInTo1("db/batch", "3m")
+	h.waitFor("a batch node draining", time.Minute, func() (bool, string) { return h.draining("db/batch") })
 	victim := h.instances("web")[0].ID
 	start := time.Now()
 	h.kill(victim)
@@ -41,11 +31,7 @@ func TestDrainDoesNotBlockHealing(t *testing.T) {
 	})
 	mttr := time.Since(start)
 	t.Logf("worker MTTR while another pool drains a stubborn node: %s", mttr.Round(10*time.Millisecond))
-	draining := false
-	for _, e := range h.journal().Entries {
-		draining = draining || strings.HasPrefix(e.Action.Key, "scale_in/db/batch/")
-	}
-	if !draining {
+	if draining, _ := h.draining("db/batch"); !draining {
 		t.Fatalf("the batch node is no longer draining: the test did not overlap the drain")
 	}
 	if mttr > 60*time.Second {
@@ -75,13 +61,7 @@ func TestPromotedWorker(t *testing.T) {
 		}
 		return false, "not listed"
 	})
-	minSize := int64(1)
-	h.scale(scalingPolicy("pw/web", func(s *policy.Scaling) {
-		s.Alert = []policy.AlertCheck{{Name: "never"}}
-		s.MinSize = &minSize
-		s.ScaleInAfter = "1s"
-		s.DrainTimeout = "5s"
-	}))
+	h.scaleInTo1("pw/web", "5s")
 	a := h.inProcess(false)
 	h.evaluateUntil(a, "scale in to 1", 90*time.Second, func() (bool, string) {
 		return len(h.instances("web")) == 1 && len(h.journal().Entries) == 0, fmt.Sprintf("%+v", h.journal().Entries)

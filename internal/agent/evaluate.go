@@ -2,7 +2,6 @@ package agent
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"sort"
 	"strings"
@@ -117,7 +116,7 @@ func (a *Agent) evaluate(ctx context.Context) error {
 	}
 	for _, act := range plan.Actions {
 		if err := a.execute(ctx, &o, act); err != nil {
-			if errors.Is(err, errDeposed) || errors.Is(err, platform.ErrConflict) {
+			if fenced(err) {
 				return a.stopActing(err)
 			}
 			if platform.IsTransient(err) {
@@ -142,7 +141,7 @@ func (a *Agent) evaluate(ctx context.Context) error {
 // stopActing ends a round's acting when the agent no longer leads (or
 // another agent wrote the journal): not an evaluation failure.
 func (a *Agent) stopActing(err error) error {
-	if errors.Is(err, errDeposed) || errors.Is(err, platform.ErrConflict) {
+	if fenced(err) {
 		a.log.Warn("no longer the leader: this evaluation stops acting", "reason", err)
 		return nil
 	}

@@ -52,23 +52,6 @@ func (a *Agent) resume(o *observation) {
 
 type worker struct{ pool, batch string }
 
-// WaitIdle waits until no removal runs beside the loop, or ctx ends.
-func (a *Agent) WaitIdle(ctx context.Context) error {
-	for {
-		a.mu.Lock()
-		n := len(a.workers)
-		a.mu.Unlock()
-		if n == 0 {
-			return nil
-		}
-		select {
-		case <-ctx.Done():
-			return ctx.Err()
-		case <-time.After(50 * time.Millisecond):
-		}
-	}
-}
-
 // errDrainNotStarted: the engine refused the update that starts a drain.
 // The node keeps its tasks and is not removed; the step is retried.
 var errDrainNotStarted = errors.New("the drain could not start")
@@ -94,7 +77,7 @@ func (a *Agent) carryOut(e Entry) {
 	switch {
 	case err == nil:
 		a.finishRemoval(ctx, e, forced)
-	case errors.Is(err, errDeposed) || errors.Is(err, platform.ErrConflict) || ctx.Err() != nil:
+	case fenced(err) || ctx.Err() != nil:
 		a.log.Warn("stopped carrying out an action: no longer the leader; the new leader finishes it", "key", act.Key, "reason", err)
 	case e.Batch != "" && errors.As(err, &term) && !platform.IsTransient(err):
 		a.undoScaleIn(ctx, e, err)
@@ -123,7 +106,7 @@ func (a *Agent) removeSteps(ctx context.Context, e *Entry) (forced bool, err err
 			// The node's real role, not its pool's: a worker promoted by
 			// hand must be demoted before Swarm lets it go.
 			if n.Role == policy.RoleManager {
-				if err := a.demote(ctx, act.NodeID); err != nil {
+				if err := a.demote(ctx, n); err != nil {
 					return forced, err
 				}
 			}
@@ -281,7 +264,8 @@ func (a *Agent) retryLater(ctx context.Context, e Entry, err error) {
 	}); jerr != nil {
 		a.log.Warn("recording the retry failed", "key", act.Key, "error", jerr)
 	}
-	a.scheduleAt(next)
+	// carryOut's wakeNow brings an evaluation, whose scheduleWake reads
+	// next from the journal.
 }
 
 // undoScaleIn ends a scale-in batch whose termination failed for good
@@ -346,14 +330,4 @@ func (a *Agent) realSize(ctx context.Context, poolID string) (int, error) {
 		}
 	}
 	return n, nil
-}
-
-// scheduleAt asks the loop to evaluate at t at the latest.
-func (a *Agent) scheduleAt(t time.Time) {
-	a.mu.Lock()
-	defer a.mu.Unlock()
-	if a.nextWake.IsZero() || t.Before(a.nextWake) {
-		a.nextWake = t
-		a.recheck = true
-	}
 }

@@ -4,6 +4,8 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"maps"
+	"slices"
 	"time"
 
 	"github.com/autarky/terraform-provider-autarky/internal/decide"
@@ -66,12 +68,13 @@ func (j *Journal) remove(key string) {
 	}
 }
 
-// entry returns a copy of the entry with key, and whether there is one.
-func (j *Journal) entry(key string) (Entry, bool) {
-	if i := j.find(key); i >= 0 {
-		return j.Entries[i], true
-	}
-	return Entry{}, false
+// clone is a copy of j that shares nothing with it.
+func (j Journal) clone() Journal {
+	j.Entries = slices.Clone(j.Entries)
+	j.Backoff = maps.Clone(j.Backoff)
+	j.LastScaleUp = maps.Clone(j.LastScaleUp)
+	j.LastScaleDown = maps.Clone(j.LastScaleDown)
+	return j
 }
 
 func (j *Journal) fail(pool string, now time.Time) decide.Backoff {
@@ -130,18 +133,17 @@ func (a *Agent) readJournal(ctx context.Context, o *observation) error {
 		a.status.JournalSetAside = append(a.status.JournalSetAside, kept)
 		a.mu.Unlock()
 		j = a.rebuildJournal(ctx, o)
-		if err := a.mustLead(ctx, "write the rebuilt journal"); err != nil {
+		a.jrev = "" // no journal is left in the store
+		if err := a.saveJournalLocked(ctx, "the rebuilt journal", j); err != nil {
 			return err
 		}
-		if rev, err = a.cluster.SaveJournal(ctx, &j, ""); err != nil {
-			return fmt.Errorf("journal: %w", err)
-		}
+		rev = a.jrev
 		a.addDecision(o.now, "", "journal", "set_aside", "the journal could not be read: kept as "+kept+"; rebuilt from Swarm and the platform", false)
 	} else if err != nil {
 		return fmt.Errorf("journal: %w", err)
 	}
 	a.setJournalProblem("")
-	a.jrev = rev
+	a.jrev, a.jcache = rev, j.clone()
 	o.journal = j
 	return nil
 }
@@ -152,36 +154,35 @@ func (a *Agent) setJournalProblem(p string) {
 	a.status.JournalProblem = p
 }
 
-// updateJournal changes the journal with f and saves it. The write is
-// fenced twice: leadership is checked right before it, and the store
-// refuses it (platform.ErrConflict) when anyone else wrote the journal
-// since this agent last read or wrote it — a deposed leader that resumes
-// after a freeze finds a newer leader's journal and makes no change.
+// updateJournal changes the journal with f and saves it, starting from the
+// journal as this agent last read or wrote it. The write is fenced twice:
+// leadership is checked right before it, and the store refuses it
+// (platform.ErrConflict) when anyone else wrote the journal since — a
+// deposed leader that resumes after a freeze finds a newer leader's
+// journal and makes no change.
 func (a *Agent) updateJournal(ctx context.Context, what string, f func(j *Journal)) (Journal, error) {
 	a.jmu.Lock()
 	defer a.jmu.Unlock()
-	var j Journal
-	rev, err := a.cluster.LoadJournal(ctx, &j)
-	if err != nil {
-		return j, fmt.Errorf("journal: %w", err)
-	}
-	if rev != a.jrev {
-		a.metrics.fenced.WithLabelValues("journal").Inc()
-		return j, fmt.Errorf("journal write (%s): %w", what, platform.ErrConflict)
-	}
+	j := a.jcache.clone()
 	f(&j)
+	return j, a.saveJournalLocked(ctx, what, j)
+}
+
+// saveJournalLocked writes j over revision a.jrev, right after a leadership
+// check, and remembers what it wrote. a.jmu held.
+func (a *Agent) saveJournalLocked(ctx context.Context, what string, j Journal) error {
 	if err := a.mustLead(ctx, "journal write: "+what); err != nil {
-		return j, err
+		return err
 	}
-	nrev, err := a.cluster.SaveJournal(ctx, &j, rev)
+	rev, err := a.cluster.SaveJournal(ctx, &j, a.jrev)
 	if err != nil {
 		if errors.Is(err, platform.ErrConflict) {
 			a.metrics.fenced.WithLabelValues("journal").Inc()
 		}
-		return j, fmt.Errorf("journal write (%s): %w", what, err)
+		return fmt.Errorf("journal write (%s): %w", what, err)
 	}
-	a.jrev = nrev
-	return j, nil
+	a.jrev, a.jcache = rev, j.clone()
+	return nil
 }
 
 // rebuildJournal makes, from Swarm and the platform, the journal a lost one

@@ -7,11 +7,19 @@ import (
 	"net"
 	"net/http"
 	"time"
+
+	"github.com/autarky/terraform-provider-autarky/internal/platform"
 )
 
 // errDeposed is returned instead of making a change when the agent's
 // manager no longer leads the Raft group.
 var errDeposed = errors.New("this agent's manager no longer leads the Raft group: it makes no change")
+
+// fenced reports whether err means this agent must not act: it no longer
+// leads, or another agent wrote the journal since it read it.
+func fenced(err error) bool {
+	return errors.Is(err, errDeposed) || errors.Is(err, platform.ErrConflict)
+}
 
 // callTimeout bounds one mutating call (a drain's start, a removal, a
 // termination): a hung engine or endpoint ends in an error, not a stall.

@@ -1,7 +1,6 @@
 package agent_test
 
 import (
-	"fmt"
 	"syscall"
 	"testing"
 	"time"
@@ -19,17 +18,8 @@ func TestDeposedLeaderMakesNoChange(t *testing.T) {
 	h.pool("web", 2, nil)
 	h.stubborn("node.role==worker")
 	old, agentPID := h.leadingAgent()
-	minSize := int64(1)
-	h.scale(scalingPolicy("dl/web", func(s *policy.Scaling) {
-		s.Alert = []policy.AlertCheck{{Name: "never"}}
-		s.MinSize = &minSize
-		s.ScaleInAfter = "1s"
-		s.DrainTimeout = "15s"
-	}))
-	h.waitFor("the old leader draining a node", time.Minute, func() (bool, string) {
-		j := h.journal()
-		return len(j.Entries) == 1 && !j.Entries[0].DrainStartedAt.IsZero(), fmt.Sprintf("%+v", j.Entries)
-	})
+	h.scaleInTo1("dl/web", "15s")
+	h.waitFor("the old leader draining a node", time.Minute, func() (bool, string) { return h.draining("dl/web") })
 	before, _ := metric(agentURL(old), "autarky_changes_total")
 	frozen := []int{old.PID, old.AgentPID, agentPID} // dockerd, supervisor, agent
 	for _, pid := range frozen {

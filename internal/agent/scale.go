@@ -2,14 +2,12 @@ package agent
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"maps"
 	"sort"
 	"time"
 
 	"github.com/autarky/terraform-provider-autarky/internal/decide"
-	"github.com/autarky/terraform-provider-autarky/internal/platform"
 	"github.com/autarky/terraform-provider-autarky/internal/policy"
 	"github.com/autarky/terraform-provider-autarky/internal/swarm"
 )
@@ -235,7 +233,7 @@ func (a *Agent) actScaling(ctx context.Context, o *observation, r scaleRound) er
 			continue
 		}
 		if err := a.executeScale(ctx, o, sp, d); err != nil {
-			if errors.Is(err, errDeposed) || errors.Is(err, platform.ErrConflict) {
+			if fenced(err) {
 				return err
 			}
 			a.log.Error("scaling failed", "pool", d.PoolID, "error", err)

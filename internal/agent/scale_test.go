@@ -24,6 +24,32 @@ func scalingPolicy(poolID string, edit func(*policy.Scaling)) policy.Scaling {
 	return s
 }
 
+// scaleInTo1 gives a pool a scaling policy that shrinks it to one node as
+// soon as the others have been unneeded for 1s (its only check is an alert
+// that never fires), draining each for at most drainTimeout.
+func (h *harness) scaleInTo1(poolID, drainTimeout string) {
+	h.t.Helper()
+	minSize := int64(1)
+	h.scale(scalingPolicy(poolID, func(s *policy.Scaling) {
+		s.Alert = []policy.AlertCheck{{Name: "never"}}
+		s.MinSize = &minSize
+		s.ScaleInAfter = "1s"
+		s.DrainTimeout = drainTimeout
+	}))
+}
+
+// draining reports whether a scale-in of pool (its id) drains a node: its
+// journal entry records the drain's start.
+func (h *harness) draining(poolID string) (bool, string) {
+	j := h.journal()
+	for _, e := range j.Entries {
+		if strings.HasPrefix(e.Action.Key, "scale_in/"+poolID+"/") && !e.DrainStartedAt.IsZero() {
+			return true, ""
+		}
+	}
+	return false, fmt.Sprintf("no scale-in of %s draining: %+v", poolID, j.Entries)
+}
+
 func (h *harness) scale(s policy.Scaling) {
 	h.t.Helper()
 	if err := h.p.PutScalingPolicy(context.Background(), s); err != nil {
@@ -309,13 +335,7 @@ func TestScaleInForcedAfterDrainTimeout(t *testing.T) {
 	h := newHarnessWith(t, "sf", 1, false, "1s", true)
 	h.pool("web", 2, nil)
 	h.stubborn("node.role==worker")
-	min := int64(1)
-	h.scale(scalingPolicy("sf/web", func(s *policy.Scaling) {
-		s.Alert = []policy.AlertCheck{{Name: "never"}}
-		s.MinSize = &min
-		s.ScaleInAfter = "1s"
-		s.DrainTimeout = "3s"
-	}))
+	h.scaleInTo1("sf/web", "3s")
 	a := h.inProcess(false)
 	start := time.Now()
 	h.evaluateUntil(a, "scale in to 1", 2*time.Minute, func() (bool, string) {

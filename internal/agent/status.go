@@ -209,11 +209,6 @@ func PrintStatus(w io.Writer, s Status) {
 	if len(s.InFlight) > 0 {
 		fmt.Fprintf(w, "\nin flight: %s\n", strings.Join(s.InFlight, ", "))
 	}
-	for _, x := range s.Actions {
-		if x.LastError != "" {
-			fmt.Fprintf(w, "  %s: attempt %d failed (%s), next at %s\n", x.Key, x.Attempts, x.LastError, x.NextAttempt.Format(time.TimeOnly))
-		}
-	}
 	if len(s.Decisions) > 0 {
 		fmt.Fprintln(w, "\nlast decisions:")
 		ds := append([]Decision(nil), s.Decisions...)

@@ -104,18 +104,16 @@ type Cluster interface {
 	// error.
 	LoadJournal(ctx context.Context, v any) (rev string, err error)
 	// SaveJournal replaces the agent's journal with v, atomically, and
-	// returns the new revision. Where the store can tell (see
-	// JournalFencing), the write happens only while the journal's revision
-	// is still rev, and is refused with an error wrapping ErrConflict when
-	// another writer saved it since: a deposed leader's stale write never
-	// lands.
+	// returns the new revision. The write happens only while the
+	// journal's revision is still rev, and is refused with an error
+	// wrapping ErrConflict when another writer saved it since: atomically
+	// where the store can (local), else as narrowly as it allows (SSM has
+	// no conditional put), and there the leadership check before every
+	// write is the main fence.
 	SaveJournal(ctx context.Context, v any, rev string) (string, error)
 	// SetAsideJournal keeps an unreadable journal for a person under a new
 	// name, which it returns, and leaves no journal in its place.
 	SetAsideJournal(ctx context.Context) (string, error)
-	// JournalFencing says how the store refuses a stale writer, in one
-	// sentence for status and logs.
-	JournalFencing() string
 }
 
 // ErrJournalCorrupt is wrapped by LoadJournal's error when the journal

@@ -39,7 +39,7 @@ func StartMoto(t testing.TB) string {
 	ln.Close()
 	url := "http://127.0.0.1:" + strconv.Itoa(port)
 
-	var out lockedBuffer
+	var out LockedBuffer
 	cmd := exec.Command(bin, "-H", "127.0.0.1", "-p", strconv.Itoa(port))
 	cmd.Stdout, cmd.Stderr = &out, &out
 	// Its own process group: moto_server may be a launcher (a pyenv shim)
@@ -81,13 +81,14 @@ func StartMoto(t testing.TB) string {
 	return ""
 }
 
-// lockedBuffer collects a child's output for failure messages.
-type lockedBuffer struct {
+// LockedBuffer collects a process's output while it runs, safe for one
+// writer and readers at once; it keeps the first MiB.
+type LockedBuffer struct {
 	mu  sync.Mutex
 	buf bytes.Buffer
 }
 
-func (b *lockedBuffer) Write(p []byte) (int, error) {
+func (b *LockedBuffer) Write(p []byte) (int, error) {
 	b.mu.Lock()
 	defer b.mu.Unlock()
 	if b.buf.Len() > 1<<20 { // keep the head; a failure message needs no more
@@ -96,7 +97,7 @@ func (b *lockedBuffer) Write(p []byte) (int, error) {
 	return b.buf.Write(p)
 }
 
-func (b *lockedBuffer) String() string {
+func (b *LockedBuffer) String() string {
 	b.mu.Lock()
 	defer b.mu.Unlock()
 	return b.buf.String()

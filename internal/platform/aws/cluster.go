@@ -137,9 +137,6 @@ func (c *Cluster) SetAsideJournal(ctx context.Context) (string, error) {
 	return c.store.SetAsideJournal(ctx)
 }
 
-// JournalFencing says how the SSM store refuses a stale writer.
-func (c *Cluster) JournalFencing() string { return c.store.JournalFencing() }
-
 // poolNames lists the cluster's pools: the managers, every pool named in
 // the constructor's map, and every worker pool in the store; sorted.
 func (c *Cluster) poolNames(ctx context.Context) ([]string, error) {

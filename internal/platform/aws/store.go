@@ -85,24 +85,32 @@ func (s *Store) param(parts ...string) string {
 
 // putJSON writes v as a JSON String parameter, replacing any value.
 func (s *Store) putJSON(ctx context.Context, name string, v any) error {
+	_, err := s.putJSONVersion(ctx, name, v, true)
+	return err
+}
+
+// putJSONVersion writes v as a JSON String parameter and returns the
+// version the put made; without overwrite it only creates (an error
+// wrapping *types.ParameterAlreadyExists when the parameter exists).
+func (s *Store) putJSONVersion(ctx context.Context, name string, v any, overwrite bool) (int64, error) {
 	b, err := json.Marshal(v)
 	if err != nil {
-		return err
+		return 0, err
 	}
 	if len(b) > MaxParameterSize {
-		return fmt.Errorf("%s is %d bytes: an SSM parameter holds at most %d", name, len(b), MaxParameterSize)
+		return 0, fmt.Errorf("%s is %d bytes: an SSM parameter holds at most %d", name, len(b), MaxParameterSize)
 	}
-	_, err = s.api.PutParameter(ctx, &ssm.PutParameterInput{
+	out, err := s.api.PutParameter(ctx, &ssm.PutParameterInput{
 		Name:      awsv2.String(name),
 		Value:     awsv2.String(string(b)),
 		Type:      types.ParameterTypeString,
-		Overwrite: awsv2.Bool(true),
+		Overwrite: awsv2.Bool(overwrite),
 		Tier:      types.ParameterTierIntelligentTiering,
 	})
 	if err != nil {
-		return fmt.Errorf("put SSM parameter %s: %w", name, err)
+		return 0, fmt.Errorf("put SSM parameter %s: %w", name, err)
 	}
-	return nil
+	return out.Version, nil
 }
 
 // getJSON reads a JSON String parameter into v; what names the thing for
@@ -418,13 +426,6 @@ func (s *Store) LoadJournal(ctx context.Context, v any) (string, error) {
 // put is create-only.
 func (s *Store) SaveJournal(ctx context.Context, v any, rev string) (string, error) {
 	name := JournalParameter(s.cluster)
-	b, err := json.Marshal(v)
-	if err != nil {
-		return "", fmt.Errorf("encode the journal: %w", err)
-	}
-	if len(b) > MaxParameterSize {
-		return "", fmt.Errorf("%s is %d bytes: an SSM parameter holds at most %d", name, len(b), MaxParameterSize)
-	}
 	_, cur, err := s.journalVersion(ctx)
 	if err != nil {
 		return "", err
@@ -433,19 +434,13 @@ func (s *Store) SaveJournal(ctx context.Context, v any, rev string) (string, err
 		return "", fmt.Errorf("save the journal of cluster %s: %w: SSM parameter %s holds %s, this writer read %s",
 			s.cluster, platform.ErrConflict, name, describeRevision(cur), describeRevision(rev))
 	}
-	out, err := s.api.PutParameter(ctx, &ssm.PutParameterInput{
-		Name:      awsv2.String(name),
-		Value:     awsv2.String(string(b)),
-		Type:      types.ParameterTypeString,
-		Overwrite: awsv2.Bool(rev != ""),
-		Tier:      types.ParameterTierIntelligentTiering,
-	})
+	version, err := s.putJSONVersion(ctx, name, v, rev != "")
 	var exists *types.ParameterAlreadyExists
 	if errors.As(err, &exists) {
 		return "", fmt.Errorf("save the journal of cluster %s: %w: SSM parameter %s was created by another writer", s.cluster, platform.ErrConflict, name)
 	}
 	if err != nil {
-		return "", fmt.Errorf("put SSM parameter %s: %w", name, err)
+		return "", err
 	}
 	want := int64(1)
 	if rev != "" {
@@ -456,11 +451,11 @@ func (s *Store) SaveJournal(ctx context.Context, v any, rev string) (string, err
 		}
 		want = prev + 1
 	}
-	if out.Version != want {
+	if version != want {
 		return "", fmt.Errorf("save the journal of cluster %s: %w: another writer put SSM parameter %s between this writer's check and its put (this put made version %d, not %d)",
-			s.cluster, platform.ErrConflict, name, out.Version, want)
+			s.cluster, platform.ErrConflict, name, version, want)
 	}
-	return strconv.FormatInt(out.Version, 10), nil
+	return strconv.FormatInt(version, 10), nil
 }
 
 // JournalSetAsideParameter is the name SetAsideJournal keeps an
@@ -518,11 +513,6 @@ func (s *Store) SetAsideJournal(ctx context.Context) (string, error) {
 		return "", fmt.Errorf("set aside the journal of cluster %s (copied to %s): %w", s.cluster, dst, err)
 	}
 	return dst, nil
-}
-
-// JournalFencing says how the SSM store refuses a stale writer.
-func (s *Store) JournalFencing() string {
-	return "SSM Parameter Store has no conditional put, so the journal's parameter version is compared right before and right after every save, which narrows but does not close the window for a stale writer; the leadership check before every write is the main fence"
 }
 
 // Tokens are a swarm's join tokens. They print as "[redacted]" so they

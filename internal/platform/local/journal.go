@@ -12,8 +12,6 @@ import (
 	"strconv"
 	"time"
 
-	"golang.org/x/sys/unix"
-
 	"github.com/autarky/terraform-provider-autarky/internal/platform"
 )
 
@@ -55,28 +53,11 @@ func (c *Cluster) lockJournal(ctx context.Context) (unlock func(), err error) {
 	if _, err := os.Stat(c.p.clusterDir(c.name)); errors.Is(err, os.ErrNotExist) {
 		return nil, fmt.Errorf("cluster %s: %w", c.name, platform.ErrNotFound)
 	}
-	f, err := os.OpenFile(c.journalLockFile(), os.O_CREATE|os.O_RDWR, 0o600)
+	unlock, err = flockFile(ctx, c.journalLockFile())
 	if err != nil {
 		return nil, fmt.Errorf("lock the journal of cluster %s: %w", c.name, err)
 	}
-	wait := time.Millisecond
-	for {
-		err := unix.Flock(int(f.Fd()), unix.LOCK_EX|unix.LOCK_NB)
-		if err == nil {
-			return func() { _ = unix.Flock(int(f.Fd()), unix.LOCK_UN); f.Close() }, nil
-		}
-		if !errors.Is(err, unix.EWOULDBLOCK) && !errors.Is(err, unix.EINTR) {
-			f.Close()
-			return nil, fmt.Errorf("lock the journal of cluster %s: %w", c.name, err)
-		}
-		select {
-		case <-ctx.Done():
-			f.Close()
-			return nil, fmt.Errorf("lock the journal of cluster %s: %w", c.name, ctx.Err())
-		case <-time.After(wait):
-		}
-		wait = min(2*wait, 50*time.Millisecond)
-	}
+	return unlock, nil
 }
 
 // currentRevision reads the journal's revision now: "" when there is none.
@@ -182,9 +163,4 @@ func (c *Cluster) SetAsideJournal(ctx context.Context) (string, error) {
 		}
 		return dst, nil
 	}
-}
-
-// JournalFencing says how the local store refuses a stale writer.
-func (c *Cluster) JournalFencing() string {
-	return "the local store compares the journal's content hash (SHA-256) under a file lock before every save, so a stale writer's save is refused"
 }

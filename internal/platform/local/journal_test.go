@@ -75,9 +75,6 @@ func TestJournalRevisions(t *testing.T) {
 			t.Errorf("left behind: %s", e.Name())
 		}
 	}
-	if f := c.JournalFencing(); !strings.Contains(f, "hash") || !strings.Contains(f, "lock") {
-		t.Errorf("JournalFencing: %q", f)
-	}
 }
 
 // TestJournalConcurrentWriters races writers and readers on one journal:
