@@ -29,7 +29,8 @@ resource "autarky_node_pool" "web" {
 
 resource "autarky_healing_policy" "web" {
   node_pool_id    = autarky_node_pool.web.id
-  unhealthy_after = "5s"
+  unhealthy_after = "5s" # demo values: production keeps the defaults (5m, 10m)
+  min_node_age    = "0s"
 }
 
 resource "autarky_scaling_policy" "web" {

@@ -99,14 +99,14 @@ func newCloudWith(t testing.TB, h *harness, workers, managers int64) *cloud {
 		t.Fatal(err)
 	}
 	hp := policy.DefaultHealing(c.pool.ID())
-	hp.UnhealthyAfter = "2s"
+	hp.UnhealthyAfter, hp.MinNodeAge = "2s", "0s"
 	if err := p.PutHealingPolicy(ctx, hp); err != nil {
 		t.Fatal(err)
 	}
 	if managers > 1 {
 		c.mgrs = &policy.Pool{Cluster: name, Name: policy.ManagerPoolName, Role: policy.RoleManager}
 		mh := policy.DefaultHealing(c.mgrs.ID())
-		mh.UnhealthyAfter = "2s"
+		mh.UnhealthyAfter, mh.MinNodeAge = "2s", "0s"
 		if err := p.PutHealingPolicy(ctx, mh); err != nil {
 			t.Fatal(err)
 		}

@@ -122,7 +122,7 @@ func (h *harness) heal(hp policy.Healing) {
 // healing is a policy for tests: quick to judge a node failed.
 func healing(poolID string, unhealthyAfter string) *policy.Healing {
 	hp := policy.DefaultHealing(poolID)
-	hp.UnhealthyAfter = unhealthyAfter
+	hp.UnhealthyAfter, hp.MinNodeAge = unhealthyAfter, "0s"
 	return &hp
 }
 

@@ -18,8 +18,13 @@ const (
 	workers  = "c/workers"
 )
 
+// defaultRules are the tests' healing rules: the defaults but quick to
+// judge, as tests set them (30 s Down, no minimum age). The production
+// defaults are TestHealProductionDefaults'.
 func defaultRules() policy.HealingRules {
-	r, err := policy.DefaultHealing(workers).Rules()
+	h := policy.DefaultHealing(workers)
+	h.UnhealthyAfter, h.MinNodeAge = "30s", "0s"
+	r, err := h.Rules()
 	if err != nil {
 		panic(err)
 	}

@@ -8,14 +8,28 @@ import (
 // Healing policy defaults, as the provider shows them and the agent assumes
 // them when a stored descriptor leaves a field empty.
 const (
-	// DefaultUnhealthyAfter is longer than a few Swarm heartbeats, so one
-	// missed heartbeat does not cost a node.
-	DefaultUnhealthyAfter = "30s"
+	// DefaultUnhealthyAfter is what an operator runs in production: a node
+	// must be Down for 5 minutes before it is replaced. Swarm reschedules a
+	// Down node's tasks within seconds by itself, so waiting costs spare
+	// capacity, not service; replacing sooner turns every network partition,
+	// reboot or dockerd restart of more than a few heartbeats into churn (a
+	// new instance, a node removed, its tasks moved twice). Five minutes is
+	// Kubernetes' own wait before it evicts from a NotReady node (300 s);
+	// node repair in the autoscalers waits 10 to 30 minutes. Demos and tests
+	// set seconds explicitly.
+	DefaultUnhealthyAfter = "5m"
 	// DefaultJoinTimeout leaves a fresh instance time to boot, start dockerd
 	// and join the Swarm.
 	DefaultJoinTimeout = "5m"
-	// DefaultMinNodeAge judges nodes from their first heartbeat on.
-	DefaultMinNodeAge = "0s"
+	// DefaultMinNodeAge leaves a node 10 minutes after it joined before a
+	// failure gets it replaced. A node that fails that young most likely
+	// failed from how it was built (its image, its boot, its network), and
+	// its replacement would fail the same way: replacing it at once would
+	// loop. Ten minutes bounds that loop to one replacement per node per ten
+	// minutes, like the autoscalers' delay after adding a node
+	// (cluster-autoscaler's scale-down-delay-after-add is 10m). Nodes that
+	// never join are join_timeout's business, not this one's.
+	DefaultMinNodeAge = "10m"
 	// DefaultMaxUnhealthyPercent is the share of a pool (or of the cluster)
 	// that may be unhealthy at once before healing stops (safety rule 6).
 	DefaultMaxUnhealthyPercent = 20

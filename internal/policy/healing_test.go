@@ -11,9 +11,9 @@ func TestDefaultHealing(t *testing.T) {
 	h := DefaultHealing("prod/workers")
 	want := Healing{
 		PoolID:                    "prod/workers",
-		UnhealthyAfter:            "30s",
+		UnhealthyAfter:            "5m",
 		JoinTimeout:               "5m",
-		MinNodeAge:                "0s",
+		MinNodeAge:                "10m",
 		MaxUnhealthyPercent:       20,
 		MaxConcurrentReplacements: 1,
 		Enabled:                   true,
@@ -106,9 +106,9 @@ func TestHealingRules(t *testing.T) {
 			name: "defaults",
 			in:   DefaultHealing("prod/workers"),
 			want: HealingRules{
-				UnhealthyAfter:            30 * time.Second,
+				UnhealthyAfter:            5 * time.Minute,
 				JoinTimeout:               5 * time.Minute,
-				MinNodeAge:                0,
+				MinNodeAge:                10 * time.Minute,
 				MaxUnhealthyPercent:       20,
 				MaxConcurrentReplacements: 1,
 				Enabled:                   true,
@@ -166,7 +166,7 @@ func TestHealingJSON(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	want := `{"node_pool_id":"prod/workers","unhealthy_after":"30s","join_timeout":"5m","min_node_age":"0s","max_unhealthy_percent":20,"max_concurrent_replacements":1,"enabled":true}`
+	want := `{"node_pool_id":"prod/workers","unhealthy_after":"5m","join_timeout":"5m","min_node_age":"10m","max_unhealthy_percent":20,"max_concurrent_replacements":1,"enabled":true}`
 	if string(b) != want {
 		t.Fatalf("json = %s\nwant   %s", b, want)
 	}

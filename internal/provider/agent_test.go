@@ -38,6 +38,7 @@ resource "autarky_node_pool" "web" {
 resource "autarky_healing_policy" "web" {
   node_pool_id    = autarky_node_pool.web.id
   unhealthy_after = "2s"
+  min_node_age    = "0s"
 }
 resource "autarky_healing_policy" "managers" {
   node_pool_id = autarky_cluster.test.manager_pool_id

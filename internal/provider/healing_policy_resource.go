@@ -73,7 +73,9 @@ func (r *healingPolicyResource) Schema(_ context.Context, _ resource.SchemaReque
 				Computed: true,
 				Default:  stringdefault.StaticString(policy.DefaultUnhealthyAfter),
 				MarkdownDescription: "How long a node must be `Down` or `Unknown` in Swarm before the agent counts it as failed and replaces it. " +
-					"Make it longer than a few of the cluster's heartbeat periods, so one missed heartbeat does not cost a node. A duration; defaults to `" + policy.DefaultUnhealthyAfter + "`.",
+					"Make it longer than a few of the cluster's heartbeat periods, so one missed heartbeat does not cost a node. A duration; defaults to `" + policy.DefaultUnhealthyAfter + "`, " +
+					"a production value: Swarm reschedules a Down node's tasks by itself within seconds, so waiting costs spare capacity, not service, while a shorter wait turns every partition, reboot or dockerd restart into a replaced node. " +
+					"Demos and tests set seconds.",
 				Validators: []validator.String{validators.Duration(0)},
 			},
 			"join_timeout": schema.StringAttribute{
@@ -89,7 +91,8 @@ func (r *healingPolicyResource) Schema(_ context.Context, _ resource.SchemaReque
 				Computed: true,
 				Default:  stringdefault.StaticString(policy.DefaultMinNodeAge),
 				MarkdownDescription: "Nodes younger than this are never replaced, whatever their state. " +
-					"A duration; defaults to `" + policy.DefaultMinNodeAge + "`, which judges nodes from their first heartbeat on.",
+					"A duration; defaults to `" + policy.DefaultMinNodeAge + "`: a node that fails that young most likely failed from how it was built, and replacing it at once would loop; " +
+					"`0s` judges nodes from their first heartbeat on (demos and tests).",
 				Validators: []validator.String{validators.Duration(0)},
 			},
 			"max_unhealthy_percent": schema.Int64Attribute{

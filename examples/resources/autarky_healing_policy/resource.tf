@@ -1,7 +1,11 @@
-# Replace a worker of the web pool once it has been Down for 5 seconds.
+# Replace a worker of the web pool once it has been Down for 5 minutes (the
+# default), unless it joined less than 10 minutes ago (min_node_age, the
+# default): production values that ride out partitions and reboots. A demo
+# sets seconds: unhealthy_after = "5s", min_node_age = "0s".
 resource "autarky_healing_policy" "web" {
   node_pool_id    = autarky_node_pool.web.id
-  unhealthy_after = "5s"
+  unhealthy_after = "5m"
+  min_node_age    = "10m"
   join_timeout    = "5m"
 
   # More than 20% of the pool unhealthy at once looks like a partition, not
