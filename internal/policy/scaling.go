@@ -31,6 +31,17 @@ const (
 	DefaultNodeSelector = NodeSelectorEmptyFirst
 	// DefaultCheckStep is the step of a threshold or alert check.
 	DefaultCheckStep = 1
+	// DefaultProvisionTimeout is how long an instance the pool asked for
+	// may take to become a Ready Swarm node before it is given up: 15
+	// minutes, cluster-autoscaler's max-node-provision-time and
+	// Karpenter's registration timeout, long enough for a cold boot that
+	// installs Docker, short enough that a capacity shortage does not
+	// hold the pool for hours.
+	DefaultProvisionTimeout = "15m"
+	// MinProvisionTimeout is the shortest provision_timeout allowed: an
+	// instance needs a few seconds to boot and join even on the local
+	// platform, and a shorter timeout would terminate every new instance.
+	MinProvisionTimeout = 5 * time.Second
 )
 
 // Bounds of the integer scaling fields.
@@ -77,6 +88,10 @@ type Scaling struct {
 	// MaxSampleAge is the oldest Prometheus sample still trusted; empty
 	// means twice the evaluation interval.
 	MaxSampleAge string `json:"max_sample_age"`
+	// ProvisionTimeout is how long an instance the pool asked for may take
+	// to become a Ready node; empty (a policy stored before it existed)
+	// means DefaultProvisionTimeout.
+	ProvisionTimeout string `json:"provision_timeout,omitempty"`
 	// PendingTasks, when set, grows the pool for tasks Swarm cannot place.
 	PendingTasks *PendingTasksCheck `json:"pending_tasks,omitempty"`
 	Prometheus   []PrometheusCheck  `json:"prometheus,omitempty"`
@@ -125,10 +140,16 @@ type ScalingRules struct {
 	// MaxSampleAge is resolved: twice EvaluationInterval when the policy
 	// leaves it empty.
 	MaxSampleAge time.Duration
-	PendingTasks bool
-	Prometheus   []PrometheusRule
-	Alert        []AlertRule
-	Enabled      bool
+	// ProvisionTimeout is resolved: DefaultProvisionTimeout when the
+	// policy leaves it empty. An instance that has not become a Ready
+	// node this long after its launch (or a raise of the desired size
+	// that no instance answered) is given up: it no longer counts as
+	// capacity, is terminated, and the pool backs off.
+	ProvisionTimeout time.Duration
+	PendingTasks     bool
+	Prometheus       []PrometheusRule
+	Alert            []AlertRule
+	Enabled          bool
 }
 
 // PrometheusRule is a validated PrometheusCheck. Either TargetValue is set,
@@ -173,6 +194,7 @@ func DefaultScaling(poolID string) Scaling {
 		MaxStep:            DefaultMaxStep,
 		DrainTimeout:       DefaultDrainTimeout,
 		NodeSelector:       DefaultNodeSelector,
+		ProvisionTimeout:   DefaultProvisionTimeout,
 		Enabled:            true,
 	}
 }
@@ -249,6 +271,17 @@ func (s Scaling) parse() (ScalingRules, error) {
 		if r.MaxSampleAge < time.Second {
 			return r, fmt.Errorf("max_sample_age: %q is too short: use at least 1s, or leave it empty for twice evaluation_interval", s.MaxSampleAge)
 		}
+	}
+	provision := s.ProvisionTimeout
+	if provision == "" {
+		provision = DefaultProvisionTimeout
+	}
+	if r.ProvisionTimeout, err = ParseDuration(provision); err != nil {
+		return r, fmt.Errorf("provision_timeout: %w", err)
+	}
+	if r.ProvisionTimeout < MinProvisionTimeout {
+		return r, fmt.Errorf("provision_timeout: %q is too short: a new instance needs time to boot and join the swarm, and would be terminated before it could; use at least %s (the default is %s)",
+			s.ProvisionTimeout, MinProvisionTimeout, DefaultProvisionTimeout)
 	}
 	if s.PendingTasks == nil && len(s.Prometheus) == 0 && len(s.Alert) == 0 {
 		return r, fmt.Errorf("a scaling policy needs at least one check: pending_tasks, prometheus or alert")

@@ -32,6 +32,7 @@ func TestDefaultScaling(t *testing.T) {
 		MaxStep:            5,
 		DrainTimeout:       "5m",
 		NodeSelector:       "empty_first",
+		ProvisionTimeout:   "15m",
 		Enabled:            true,
 	}
 	if !reflect.DeepEqual(s, want) {
@@ -68,6 +69,8 @@ func TestScalingValidate(t *testing.T) {
 		{name: "oldest", edit: func(s *Scaling) { s.NodeSelector = "oldest" }},
 		{name: "newest", edit: func(s *Scaling) { s.NodeSelector = "newest" }},
 		{name: "max_sample_age", edit: func(s *Scaling) { s.MaxSampleAge = "1m" }},
+		{name: "provision_timeout", edit: func(s *Scaling) { s.ProvisionTimeout = "30m" }},
+		{name: "provision_timeout empty is the default", edit: func(s *Scaling) { s.ProvisionTimeout = "" }},
 		{name: "https address", edit: func(s *Scaling) {
 			c := cpuTarget()
 			c.Address = "https://prom.example.com/prometheus"
@@ -119,6 +122,10 @@ func TestScalingValidate(t *testing.T) {
 			wantErr: `max_sample_age: "0s" is too short`},
 		{name: "max_sample_age bad", edit: func(s *Scaling) { s.MaxSampleAge = "old" },
 			wantErr: `max_sample_age: "old" is not a duration`},
+		{name: "provision_timeout too short", edit: func(s *Scaling) { s.ProvisionTimeout = "1s" },
+			wantErr: `provision_timeout: "1s" is too short: a new instance needs time to boot and join the swarm, and would be terminated before it could; use at least 5s (the default is 15m)`},
+		{name: "provision_timeout bad", edit: func(s *Scaling) { s.ProvisionTimeout = "soon" },
+			wantErr: `provision_timeout: "soon" is not a duration`},
 		{name: "no check", edit: func(s *Scaling) { s.PendingTasks = nil },
 			wantErr: `a scaling policy needs at least one check: pending_tasks, prometheus or alert`},
 		{name: "prometheus name empty", edit: func(s *Scaling) { c := cpuTarget(); c.Name = ""; s.Prometheus = []PrometheusCheck{c} },
@@ -243,6 +250,7 @@ func TestScalingRules(t *testing.T) {
 				DrainTimeout:       5 * time.Minute,
 				NodeSelector:       "empty_first",
 				MaxSampleAge:       20 * time.Second,
+				ProvisionTimeout:   15 * time.Minute,
 				PendingTasks:       true,
 				Enabled:            true,
 			},
@@ -252,7 +260,7 @@ func TestScalingRules(t *testing.T) {
 			in: Scaling{
 				PoolID: "prod/web", MinSize: i64(2), MaxSize: i64(20),
 				EvaluationInterval: "5s", CooldownUp: "1m", CooldownDown: "10m", ScaleInAfter: " 90s ",
-				MaxStep: 3, DrainTimeout: "2m", NodeSelector: "oldest", MaxSampleAge: "45s",
+				MaxStep: 3, DrainTimeout: "2m", NodeSelector: "oldest", MaxSampleAge: "45s", ProvisionTimeout: "20m",
 				Prometheus: []PrometheusCheck{
 					cpuTarget(),
 					{Name: "queue", Address: "https://p", Query: "sum(queue)", Upper: f64(100), Lower: f64(5)},
@@ -264,7 +272,7 @@ func TestScalingRules(t *testing.T) {
 				MinSize: intPtr(2), MaxSize: intPtr(20),
 				EvaluationInterval: 5 * time.Second, CooldownUp: time.Minute, CooldownDown: 10 * time.Minute,
 				ScaleInAfter: 90 * time.Second, MaxStep: 3, DrainTimeout: 2 * time.Minute,
-				NodeSelector: "oldest", MaxSampleAge: 45 * time.Second,
+				NodeSelector: "oldest", MaxSampleAge: 45 * time.Second, ProvisionTimeout: 20 * time.Minute,
 				Prometheus: []PrometheusRule{
 					{Name: "cpu", Address: "http://prometheus:9090", Query: "avg(rate(cpu[1m]))", TargetValue: f64(0.6)},
 					{Name: "queue", Address: "https://p", Query: "sum(queue)", Upper: f64(100), Lower: f64(5), Step: 1},
@@ -345,7 +353,7 @@ func TestScalingJSON(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	want := `{"node_pool_id":"prod/workers","evaluation_interval":"10s","cooldown_up":"30s","cooldown_down":"5m","scale_in_after":"2m","max_step":5,"drain_timeout":"5m","node_selector":"empty_first","max_sample_age":"","pending_tasks":{},"enabled":true}`
+	want := `{"node_pool_id":"prod/workers","evaluation_interval":"10s","cooldown_up":"30s","cooldown_down":"5m","scale_in_after":"2m","max_step":5,"drain_timeout":"5m","node_selector":"empty_first","max_sample_age":"","provision_timeout":"15m","pending_tasks":{},"enabled":true}`
 	if string(b) != want {
 		t.Fatalf("json = %s\nwant   %s", b, want)
 	}

@@ -51,6 +51,7 @@ type scalingPolicyModel struct {
 	DrainTimeout       types.String       `tfsdk:"drain_timeout"`
 	NodeSelector       types.String       `tfsdk:"node_selector"`
 	MaxSampleAge       types.String       `tfsdk:"max_sample_age"`
+	ProvisionTimeout   types.String       `tfsdk:"provision_timeout"`
 	PendingTasks       *pendingTasksModel `tfsdk:"pending_tasks"`
 	Prometheus         []prometheusModel  `tfsdk:"prometheus"`
 	Alert              []alertModel       `tfsdk:"alert"`
@@ -135,6 +136,8 @@ func (r *scalingPolicyResource) Schema(_ context.Context, _ resource.SchemaReque
 				MarkdownDescription: "The oldest Prometheus sample still trusted; older ones hold the pool. Defaults to twice `evaluation_interval`.",
 				Validators:          []validator.String{validators.Duration(time.Second)},
 			},
+			"provision_timeout": durationAttr(policy.DefaultProvisionTimeout, "How long an instance the pool asked for may take to become a Ready Swarm node, counted from its launch (or, for a raise of the desired size that no instance answers, from the raise). "+
+				"After it the instance no longer counts as capacity, is terminated, the pool's desired size is set to its real size, and the pool does not scale out for a backoff of 5 minutes, doubling to 30 (reset after 3 hours without a timeout), shown as `backoff` in the agent's status and in `autarky_scale_backoff_seconds`.", policy.MinProvisionTimeout),
 			"pending_tasks": schema.SingleNestedAttribute{
 				Optional: true,
 				MarkdownDescription: "Scheduler-aware scaling: when present, the pool grows for Swarm tasks pending because no node has the resources or labels they need and this pool's nodes would fit them, " +
@@ -215,7 +218,7 @@ func floatPtr(v types.Float64) *float64 {
 
 // known reports whether every value the policy is built from is known.
 func (m scalingPolicyModel) known() bool {
-	for _, s := range []types.String{m.EvaluationInterval, m.CooldownUp, m.CooldownDown, m.ScaleInAfter, m.DrainTimeout, m.NodeSelector, m.MaxSampleAge} {
+	for _, s := range []types.String{m.EvaluationInterval, m.CooldownUp, m.CooldownDown, m.ScaleInAfter, m.DrainTimeout, m.NodeSelector, m.MaxSampleAge, m.ProvisionTimeout} {
 		if s.IsUnknown() {
 			return false
 		}
@@ -241,11 +244,12 @@ func (m scalingPolicyModel) descriptor() policy.Scaling {
 		DrainTimeout:       m.DrainTimeout.ValueString(),
 		NodeSelector:       m.NodeSelector.ValueString(),
 		MaxSampleAge:       m.MaxSampleAge.ValueString(),
+		ProvisionTimeout:   m.ProvisionTimeout.ValueString(),
 		Enabled:            m.Enabled.IsNull() || m.Enabled.IsUnknown() || m.Enabled.ValueBool(),
 	}
 	// Defaults are filled in at plan time; in ValidateConfig they may be null.
 	d := policy.DefaultScaling(s.PoolID)
-	for _, f := range []struct{ v, def *string }{{&s.EvaluationInterval, &d.EvaluationInterval}, {&s.CooldownUp, &d.CooldownUp}, {&s.CooldownDown, &d.CooldownDown}, {&s.ScaleInAfter, &d.ScaleInAfter}, {&s.DrainTimeout, &d.DrainTimeout}, {&s.NodeSelector, &d.NodeSelector}} {
+	for _, f := range []struct{ v, def *string }{{&s.EvaluationInterval, &d.EvaluationInterval}, {&s.CooldownUp, &d.CooldownUp}, {&s.CooldownDown, &d.CooldownDown}, {&s.ScaleInAfter, &d.ScaleInAfter}, {&s.DrainTimeout, &d.DrainTimeout}, {&s.NodeSelector, &d.NodeSelector}, {&s.ProvisionTimeout, &d.ProvisionTimeout}} {
 		if *f.v == "" {
 			*f.v = *f.def
 		}
@@ -299,6 +303,12 @@ func (m *scalingPolicyModel) fill(s policy.Scaling) {
 	m.MaxStep = types.Int64Value(s.MaxStep)
 	m.DrainTimeout = types.StringValue(s.DrainTimeout)
 	m.NodeSelector = types.StringValue(s.NodeSelector)
+	// A policy stored before provision_timeout existed has none: the
+	// agent applies the default, and the state says so.
+	m.ProvisionTimeout = types.StringValue(policy.DefaultProvisionTimeout)
+	if s.ProvisionTimeout != "" {
+		m.ProvisionTimeout = types.StringValue(s.ProvisionTimeout)
+	}
 	m.MaxSampleAge = types.StringNull()
 	if s.MaxSampleAge != "" {
 		m.MaxSampleAge = types.StringValue(s.MaxSampleAge)
