@@ -343,6 +343,11 @@ func (c PrometheusCheck) parse() (PrometheusRule, error) {
 	if strings.TrimSpace(c.Query) == "" {
 		return PrometheusRule{}, fmt.Errorf(".query: must not be empty: use a PromQL expression that returns one series")
 	}
+	// Parsed here, so a query Prometheus cannot run is refused at plan
+	// time, naming the check, instead of at the agent's first evaluation.
+	if _, err := QuerySelectors(c.Query); err != nil {
+		return PrometheusRule{}, fmt.Errorf(".query: check %q: %w", c.Name, err)
+	}
 	thresholds := c.Upper != nil || c.Lower != nil
 	switch {
 	case c.TargetValue != nil && thresholds:
