@@ -57,6 +57,10 @@ const (
 	// CodeDraining: a node with running tasks is draining; no second one
 	// starts until it is done.
 	CodeDraining ScaleCode = "draining"
+	// CodeBackoff: instances the pool asked for did not become Ready nodes
+	// within provision_timeout; the pool does not grow until its
+	// provision backoff ends (provision.go).
+	CodeBackoff ScaleCode = "backoff"
 	// CodeWithinTarget: the checks are satisfied with the current size.
 	CodeWithinTarget ScaleCode = "within_target"
 	// CodeDisabled: the policy is disabled.
@@ -94,7 +98,17 @@ type ScalePool struct {
 	// Scale-out subtracts them, so the same work is never asked for twice,
 	// and no scale-in happens while there are any.
 	Pending int
-	Rules   policy.ScalingRules
+	// TimedOut, Unlisted, Abandoned and ProvisionBackoff are the pool's
+	// provisioning (provision.go, set by BuildScalePool): instances that
+	// never registered within provision_timeout (not in Current, to be
+	// terminated), instances asked for and not listed yet (in Current and
+	// Pending), the part of a request given up, and the backoff record.
+	TimedOut         []string
+	Unlisted         int
+	Abandoned        int
+	ProvisionBackoff ProvisionBackoff
+
+	Rules policy.ScalingRules
 	// LastScaleUp and LastScaleDown are when the pool last grew and shrank;
 	// zero when never.
 	LastScaleUp, LastScaleDown time.Time
@@ -354,6 +368,9 @@ func (sc *scaler) decide(p *ScalePool) ScaleDecision {
 
 	switch {
 	case r.from < r.lo:
+		if hold, ok := r.backoffHold(fmt.Sprintf("the pool has %d nodes, fewer than min_size %d", r.from, r.lo)); ok {
+			return hold
+		}
 		to := min(r.lo, r.from+r.step)
 		r.d.To, r.d.Direction, r.d.Code, r.d.Forced = to, ScaleUp, CodeMinSize, true
 		r.d.Message = fmt.Sprintf("the pool has %d nodes, fewer than min_size %d: grow to %d whatever the checks and cooldowns say%s",
@@ -684,6 +701,9 @@ func (r *poolScale) decideByChecks() ScaleDecision {
 	case want > r.from:
 		if r.from >= r.hi {
 			return r.hold(CodeMaxSize, fmt.Sprintf("%s, so it asks for %s, but the pool is at max_size %d: hold", wins, plural(want, "node"), r.hi))
+		}
+		if hold, ok := r.backoffHold(fmt.Sprintf("%s, so it asks for %s", wins, plural(want, "node"))); ok {
+			return hold
 		}
 		if last := r.p.LastScaleUp; r.cooling(last, r.p.Rules.CooldownUp) {
 			return r.hold(CodeCooldownUp, fmt.Sprintf("%s, so it asks for %s, but the pool grew %s ago, within cooldown_up %s: hold at %d",

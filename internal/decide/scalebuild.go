@@ -57,6 +57,12 @@ type PoolObservation struct {
 	// offers; zero when none is known. A pool without a Ready node of its
 	// own gets nodes like it (the same machine type on this platform).
 	ClusterNodeCapacity Resources
+	// ProvisionBackoff is the pool's record of provision timeouts, from the
+	// journal (see provision.go).
+	ProvisionBackoff ProvisionBackoff
+	// Requested is the size the agent last asked a group for and has not
+	// seen listed yet, from the journal; zero when none.
+	Requested ScaleRequest
 }
 
 // ObservedNode is one Swarm node of a pool, as Swarm and the journal show it.
@@ -87,6 +93,14 @@ type ObservedNode struct {
 type ObservedInstance struct {
 	ID      string
 	Running bool
+	// LaunchedAt is when the platform launched the instance (EC2's launch
+	// time, the local process's start); zero when unknown, and then the
+	// instance never times out.
+	LaunchedAt time.Time
+	// InFlight is true when a journaled action names the instance (a
+	// healing replacement, a removal): that action's own deadlines
+	// (join_timeout) judge it, not provision_timeout.
+	InFlight bool
 }
 
 // ObservedTask is a task Swarm cannot place for lack of resources.
@@ -132,6 +146,17 @@ func BuildScaleSnapshot(o ScaleObservation) (ScaleSnapshot, map[string]time.Time
 //     ClusterNodeCapacity.
 //   - Current counts the running instances; Pending those of them without a
 //     Ready node (starting, joining, or whose node is down).
+//   - Provisioning (provision.go), when provision_timeout is set: a
+//     running instance with no Swarm node at all, that no action in
+//     flight names, launched provision_timeout or more ago, never
+//     registered: it is TimedOut, counted neither in Current nor in
+//     Pending, and the agent terminates it. A node that joined and went
+//     down is healing's to judge, not a provision failure. The part of
+//     Requested the platform does not list (fewer running instances than
+//     asked for) is Unlisted, counted in Current and Pending, while the
+//     request is younger than provision_timeout, and Abandoned after.
+//     A timeout or an abandoned request records one more timeout in the
+//     pool's ProvisionBackoff at now.
 //   - pending_tasks, when the policy has it: a pending task counts when its
 //     constraints match the pool (MatchesPool), its reservation fits one
 //     node of the pool (in each dimension whose capacity is known), and no
@@ -196,14 +221,40 @@ func buildScalePool(now time.Time, in *PoolObservation, unneededSince, unneeded 
 	if p.NodeCapacity.NanoCPUs == 0 && in.ClusterNodeCapacity.NanoCPUs > 0 {
 		p.NodeCapacity = in.ClusterNodeCapacity
 	}
+	registered := make(map[string]bool, len(in.Nodes))
+	for i := range in.Nodes {
+		if id := in.Nodes[i].InstanceID; id != "" {
+			registered[id] = true
+		}
+	}
+	timeout := in.Rules.ProvisionTimeout
+	listed := 0
 	for _, inst := range in.Instances {
 		if !inst.Running {
+			continue
+		}
+		listed++
+		if timeout > 0 && !registered[inst.ID] && !inst.InFlight && !inst.LaunchedAt.IsZero() && now.Sub(inst.LaunchedAt) >= timeout {
+			p.TimedOut = append(p.TimedOut, inst.ID)
 			continue
 		}
 		p.Current++
 		if !readyInstance[inst.ID] {
 			p.Pending++
 		}
+	}
+	if r := in.Requested; timeout > 0 && r.Size > listed {
+		if now.Sub(r.At) < timeout {
+			p.Unlisted = r.Size - listed
+			p.Current += p.Unlisted
+			p.Pending += p.Unlisted
+		} else {
+			p.Abandoned = r.Size - listed
+		}
+	}
+	p.ProvisionBackoff = in.ProvisionBackoff
+	if len(p.TimedOut) > 0 || p.Abandoned > 0 {
+		p.ProvisionBackoff = p.ProvisionBackoff.Record(now)
 	}
 	if in.Rules.PendingTasks {
 		sample := CheckSample{Name: CheckPendingTasks, Kind: CheckPendingTasks}
