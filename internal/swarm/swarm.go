@@ -10,6 +10,7 @@ import (
 	"fmt"
 	"io"
 	"net"
+	"net/http"
 	"sort"
 	"strings"
 	"time"
@@ -25,25 +26,52 @@ const SwarmPort = "2377"
 
 // Client is a connection to one Docker engine.
 type Client struct {
-	host string
-	api  *client.Client
+	host      string
+	api       *client.Client
+	transport *http.Transport
 }
 
-// Dial connects to the engine at host ("unix:///path" or "tcp://..."); it does
-// not talk to the engine until the first call.
+// Dial connects to the engine at host ("unix:///path" or "tcp://..."), with
+// the default per-call deadlines; it does not talk to the engine until the
+// first call.
 func Dial(host string) (*Client, error) {
-	api, err := client.NewClientWithOpts(client.WithHost(host), client.WithAPIVersionNegotiation())
+	return DialWith(host, Deadlines{})
+}
+
+// DialWith is Dial with per-call deadlines (zero fields: the defaults).
+// Every call the client makes passes one transport that puts it under its
+// deadline (see Deadlines), so no method can forget one.
+func DialWith(host string, d Deadlines) (*Client, error) {
+	if err := d.Validate(); err != nil {
+		return nil, err
+	}
+	u, err := client.ParseHostURL(host)
 	if err != nil {
 		return nil, fmt.Errorf("docker endpoint %s: %w", host, err)
 	}
-	return &Client{host: host, api: api}, nil
+	tr, err := newTransport(u.Scheme, u.Host)
+	if err != nil {
+		return nil, fmt.Errorf("docker endpoint %s: %w", host, err)
+	}
+	hc := &http.Client{Transport: &deadlineTransport{host: host, base: tr, d: d.withDefaults()}}
+	// WithHost first: it sets the endpoint (and configures a default
+	// transport that WithHTTPClient then replaces with ours).
+	api, err := client.NewClientWithOpts(client.WithHost(host), client.WithHTTPClient(hc), client.WithAPIVersionNegotiation())
+	if err != nil {
+		return nil, fmt.Errorf("docker endpoint %s: %w", host, err)
+	}
+	return &Client{host: host, api: api, transport: tr}, nil
 }
 
 // Host is the endpoint this client talks to.
 func (c *Client) Host() string { return c.host }
 
 // Close releases the client's connections.
-func (c *Client) Close() error { return c.api.Close() }
+func (c *Client) Close() error {
+	err := c.api.Close()
+	c.transport.CloseIdleConnections()
+	return err
+}
 
 // Ping checks the engine answers.
 func (c *Client) Ping(ctx context.Context) error {

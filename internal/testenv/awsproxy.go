@@ -23,6 +23,9 @@ type AWSFault struct {
 	// Delay holds the answer back; with Status 0 the call then goes on to
 	// moto (a slow response rather than a fault).
 	Delay time.Duration
+	// Hang holds the request, unanswered, until the client gives up or the
+	// test ends: an endpoint that accepted the connection and went silent.
+	Hang bool
 }
 
 // AWSProxy is a loopback HTTP proxy in front of moto: it counts the calls
@@ -34,6 +37,7 @@ type AWSProxy struct {
 	mu     sync.Mutex
 	calls  map[string]int
 	faultf func(AWSCall) *AWSFault
+	closed chan struct{} // closed when the test ends: hung calls let go
 }
 
 // AWSCall is one request as the proxy sees it.
@@ -50,7 +54,7 @@ func NewAWSProxy(t testing.TB, target string) *AWSProxy {
 	if err != nil {
 		t.Fatal(err)
 	}
-	p := &AWSProxy{target: target, calls: map[string]int{}}
+	p := &AWSProxy{target: target, calls: map[string]int{}, closed: make(chan struct{})}
 	rp := httputil.NewSingleHostReverseProxy(u)
 	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		body, err := io.ReadAll(r.Body)
@@ -65,7 +69,14 @@ func NewAWSProxy(t testing.TB, target string) *AWSProxy {
 		f := p.faultf
 		p.mu.Unlock()
 		if f != nil {
-			if ft := f(c); ft != nil && ft.Status == 0 {
+			if ft := f(c); ft != nil && ft.Hang {
+				select {
+				case <-r.Context().Done():
+				case <-p.closed:
+					panic(http.ErrAbortHandler) // drop the connection
+				}
+				return
+			} else if ft != nil && ft.Status == 0 {
 				time.Sleep(ft.Delay)
 			} else if ft != nil {
 				time.Sleep(ft.Delay)
@@ -81,6 +92,7 @@ func NewAWSProxy(t testing.TB, target string) *AWSProxy {
 		rp.ServeHTTP(w, r)
 	}))
 	t.Cleanup(srv.Close)
+	t.Cleanup(func() { close(p.closed) }) // before srv.Close, which waits for handlers
 	p.URL = srv.URL
 	return p
 }

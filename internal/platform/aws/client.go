@@ -18,6 +18,7 @@ import (
 	"github.com/aws/aws-sdk-go-v2/service/ec2"
 	"github.com/aws/aws-sdk-go-v2/service/ssm"
 	"github.com/aws/smithy-go"
+	"github.com/aws/smithy-go/middleware"
 	"github.com/prometheus/client_golang/prometheus"
 )
 
@@ -30,6 +31,10 @@ type Config struct {
 	Profile   string
 	Endpoints Endpoints
 	Retry     RetryConfig
+	// Deadlines bound each call and each attempt; Rates are the
+	// client-side token buckets, shared per account and region.
+	Deadlines Deadlines
+	Rates     RateLimits
 }
 
 // Endpoints override the endpoint of one service each, to reach an
@@ -53,9 +58,9 @@ type RetryConfig struct {
 	MaxDelay  time.Duration
 }
 
-// Retry defaults: about a minute of waiting at most, enough for a burst of
-// throttling or a short scaling activity; longer waits are the next
-// evaluation's business.
+// Retry defaults: enough for a burst of throttling or a short scaling
+// activity; the operation deadline (Deadlines) cuts the waiting at 30 s,
+// and longer waits are the next evaluation's business.
 const (
 	DefaultMaxAttempts = 8
 	DefaultBaseDelay   = time.Second
@@ -108,6 +113,10 @@ func IsTransient(err error) bool {
 	if errors.As(err, &busy) {
 		return true
 	}
+	var limited *RateLimitError
+	if errors.As(err, &limited) {
+		return true
+	}
 	_, ok := transientCodes[errorCode(err)]
 	return ok
 }
@@ -144,6 +153,9 @@ type Metrics struct {
 	// Retries counts calls the retryer made again, by operation and by
 	// the error code that caused it: autarky_aws_retries_total.
 	Retries *prometheus.CounterVec
+	// RateWait is the time calls spent waiting for the client-side rate
+	// limiter, by service: autarky_aws_rate_limit_wait_seconds_total.
+	RateWait *prometheus.CounterVec
 }
 
 // NewMetrics creates the platform's metrics and registers them on reg; a
@@ -155,20 +167,38 @@ func NewMetrics(reg prometheus.Registerer) (*Metrics, error) {
 		Name: "autarky_aws_retries_total",
 		Help: "AWS API calls retried by the agent, by operation and error code (throttling and scaling activities in progress are waited out, never counted as pool failures).",
 	}, []string{"operation", "code"})
-	if reg != nil {
-		if err := reg.Register(retries); err != nil {
-			var are prometheus.AlreadyRegisteredError
-			if !errors.As(err, &are) {
-				return nil, err
-			}
-			existing, ok := are.ExistingCollector.(*prometheus.CounterVec)
-			if !ok {
-				return nil, err
-			}
-			retries = existing
-		}
+	wait := prometheus.NewCounterVec(prometheus.CounterOpts{
+		Name: "autarky_aws_rate_limit_wait_seconds_total",
+		Help: "Seconds AWS calls waited for the client-side rate limiter shared by the account and region, by service (ec2, autoscaling, ssm).",
+	}, []string{"service"})
+	var err error
+	if retries, err = registerCounter(reg, retries); err != nil {
+		return nil, err
 	}
-	return &Metrics{Retries: retries}, nil
+	if wait, err = registerCounter(reg, wait); err != nil {
+		return nil, err
+	}
+	return &Metrics{Retries: retries, RateWait: wait}, nil
+}
+
+// registerCounter registers c on reg (nil: leaves it unregistered), or
+// returns the counter already registered under its name.
+func registerCounter(reg prometheus.Registerer, c *prometheus.CounterVec) (*prometheus.CounterVec, error) {
+	if reg == nil {
+		return c, nil
+	}
+	if err := reg.Register(c); err != nil {
+		var are prometheus.AlreadyRegisteredError
+		if !errors.As(err, &are) {
+			return nil, err
+		}
+		existing, ok := are.ExistingCollector.(*prometheus.CounterVec)
+		if !ok {
+			return nil, err
+		}
+		return existing, nil
+	}
+	return c, nil
 }
 
 // Clients are the SDK clients of the services the platform uses.
@@ -235,10 +265,24 @@ func Connect(ctx context.Context, c Config, m *Metrics) (*Clients, error) {
 // NewClients makes the service clients from a resolved SDK configuration:
 // each service uses its endpoint from c.Endpoints when given (else cfg's
 // own, such as a BaseEndpoint a test set), and every client retries with
-// the platform's retryer, counting retries in m (nil: not counted).
+// the platform's retryer, counting retries in m (nil: not counted). Every
+// call has an operation deadline and every attempt an attempt deadline
+// (c.Deadlines), and every attempt takes a token from its service's
+// bucket, shared by all clients of the same account and region in the
+// process (c.Rates; see limiterFor).
 func NewClients(cfg awsv2.Config, c Config, m *Metrics) *Clients {
 	cfg = cfg.Copy()
 	cfg.Retryer = NewRetryer(c.Retry, m)
+	d := c.Deadlines.withDefaults()
+	rates := c.Rates.withDefaults()
+	withAttemptTimeout(&cfg, d.Attempt)
+	if cfg.Credentials != nil && !awsv2.IsCredentialsProvider(cfg.Credentials, (*awsv2.CredentialsCache)(nil)) {
+		// The limiter asks for the account on every attempt: cached.
+		cfg.Credentials = awsv2.NewCredentialsCache(cfg.Credentials)
+	}
+	limits := func(service string, r Rate) func(*middleware.Stack) error {
+		return callLimits(d, &rateLimit{creds: cfg.Credentials, region: cfg.Region, service: service, rate: r, metrics: m})
+	}
 	endpoint := func(ep string) *string {
 		if ep == "" {
 			return nil
@@ -250,16 +294,19 @@ func NewClients(cfg awsv2.Config, c Config, m *Metrics) *Clients {
 		if ep := endpoint(c.Endpoints.EC2); ep != nil {
 			o.BaseEndpoint = ep
 		}
+		o.APIOptions = append(o.APIOptions, limits(serviceEC2, rates.EC2))
 	})
 	out.AutoScaling = autoscaling.NewFromConfig(cfg, func(o *autoscaling.Options) {
 		if ep := endpoint(c.Endpoints.AutoScaling); ep != nil {
 			o.BaseEndpoint = ep
 		}
+		o.APIOptions = append(o.APIOptions, limits(serviceAutoScaling, rates.AutoScaling))
 	})
 	out.SSM = ssm.NewFromConfig(cfg, func(o *ssm.Options) {
 		if ep := endpoint(c.Endpoints.SSM); ep != nil {
 			o.BaseEndpoint = ep
 		}
+		o.APIOptions = append(o.APIOptions, limits(serviceSSM, rates.SSM))
 	})
 	return out
 }
