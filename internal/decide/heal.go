@@ -29,6 +29,14 @@ import (
 //     unhealthy (and more than one node), healing stops ("circuit_breaker");
 //   - at most max_concurrent_replacements replacements run per pool
 //     ("budget"), and none during join-failure backoff ("backoff");
+//   - while scale-in removals are in flight in a pool, no replacement
+//     starts there once those removals and the replacements in flight or
+//     planned fill the pool's disruption budget, DisruptionBudget(running
+//     instances, MaxDisruptedPercent) ("budget"): healing and scale-in
+//     share one budget, and Scale counts healing's actions against it in
+//     turn (ScalePool.InFlight). Without a scale-in in flight healing is
+//     bounded by max_concurrent_replacements alone: a failed node is
+//     disrupted already, and replacing it is what ends that;
 //   - a replacement comes first and its subject goes only once it is Ready,
 //     so the pool keeps its size: the new instance is one above it for as
 //     long as the unit runs (failed managers excepted, above). A
@@ -81,6 +89,7 @@ type healer struct {
 	// The journal.
 	inFlightKeys map[string]struct{}
 	poolReplaces map[string][]*Action // in-flight replace_node, by pool
+	scaleIns     map[string]int       // in-flight scale-in removals, by pool
 	concluding   map[string]struct{}  // replace keys whose concluding action is in flight
 
 	// Nodes and instances an in-flight action already handles: they are
@@ -109,6 +118,7 @@ func newHealer(s *Snapshot) *healer {
 		poolPos:        make(map[string]int, len(s.Pools)),
 		inFlightKeys:   make(map[string]struct{}, len(s.InFlight)),
 		poolReplaces:   make(map[string][]*Action),
+		scaleIns:       make(map[string]int),
 		concluding:     make(map[string]struct{}),
 		claimedNode:    make([]bool, len(s.Nodes)),
 		claimedInst:    make([]bool, len(s.Instances)),
@@ -157,6 +167,9 @@ func newHealer(s *Snapshot) *healer {
 		h.inFlightKeys[a.Key] = struct{}{}
 		h.claim(a.NodeID, a.InstanceID)
 		manager := a.Role == policy.RoleManager || h.roleOf(a.PoolID) == policy.RoleManager
+		if IsScaleIn(*a) && !dup {
+			h.scaleIns[a.PoolID]++
+		}
 		if a.Kind == ReplaceNode {
 			// A key names one unit: a repeated journal entry must not get
 			// a second conclusion or count twice against the budget.
@@ -387,6 +400,9 @@ type poolRun struct {
 	eff, target int
 	// replacing counts replacements in flight and planned, for the budget.
 	replacing int
+	// running counts the pool's running instances: the size the
+	// disruption budget is a share of.
+	running int
 
 	did   []string
 	holds [numHolds]hold
@@ -400,6 +416,7 @@ func (h *healer) newPoolRun(p *PoolState, pos int) *poolRun {
 			r.eff++
 		}
 	}
+	r.running = r.eff
 	for _, a := range h.poolReplaces[p.ID] {
 		rep := h.instance(a.Replacement)
 		subj := h.subjectInstance(a)
@@ -787,6 +804,13 @@ func (r *poolRun) mayReplace() bool {
 	if limit := r.p.Rules.MaxConcurrentReplacements; r.replacing >= limit {
 		r.hold(holdBudget, "%d replacements in flight or planned, max_concurrent_replacements is %d", r.replacing, limit)
 		return false
+	}
+	if n := r.h.scaleIns[r.p.ID]; n > 0 {
+		if budget := DisruptionBudget(r.running, r.p.MaxDisruptedPercent); n+r.replacing >= budget {
+			r.hold(holdBudget, "%s in flight and %s in flight or planned fill the pool's disruption budget of %d (of %d running instances): healing waits for the scale-in",
+				plural(n, "scale-in removal"), plural(r.replacing, "replacement"), budget, r.running)
+			return false
+		}
 	}
 	return true
 }

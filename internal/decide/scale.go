@@ -61,6 +61,21 @@ const (
 	// within provision_timeout; the pool does not grow until its
 	// provision backoff ends (provision.go).
 	CodeBackoff ScaleCode = "backoff"
+	// CodeUnschedulable: tasks are still pending although nodes the last
+	// scale-out added are Ready, settled and empty, with room for them: the
+	// pool's new nodes do not take them (their constraints or labels do not
+	// match what the nodes joined with), so more such nodes would not
+	// either. No node is asked for them until the pending set or the pool
+	// changes (see runaway guard in Scale).
+	CodeUnschedulable ScaleCode = "unschedulable"
+	// CodeStabilization: the checks recommended a larger size within the
+	// stabilisation window (cooldown_down): scale-in goes no lower than the
+	// highest recommendation of that window.
+	CodeStabilization ScaleCode = "stabilization_window"
+	// CodeDisruptionBudget: the pool's disruption budget, max(1, 10 %) of
+	// its nodes, is taken by nodes already being disrupted (draining, or
+	// named by a healing or scale-in action in flight).
+	CodeDisruptionBudget ScaleCode = "disruption_budget"
 	// CodeWithinTarget: the checks are satisfied with the current size.
 	CodeWithinTarget ScaleCode = "within_target"
 	// CodeDisabled: the policy is disabled.
@@ -121,6 +136,21 @@ type ScalePool struct {
 	// pending_tasks or Prometheus check without a sample counts as having
 	// no data; a configured alert without a sample as not firing.
 	Checks []CheckSample
+	// InFlight holds the journal's actions in flight in the pool, healing
+	// and scale-in alike: with the draining nodes they are what the
+	// disruption budget counts (Disrupted).
+	InFlight []Action
+	// Recommendations are the sizes earlier decisions recommended
+	// (ScaleDecision.Recommended), kept by the caller with Remember: a
+	// scale-in goes no lower than the highest of those made within
+	// cooldown_down, the stabilisation window. Nil when none are known.
+	Recommendations []Recommendation
+}
+
+// Recommendation is the size one decision's checks recommended, and when.
+type Recommendation struct {
+	At   time.Time
+	Size int
 }
 
 // ScaleNode is one Swarm node of a pool, as scale-in sees it.
@@ -212,6 +242,11 @@ type ScaleDecision struct {
 	// back whatever the checks and cooldowns say (still by at most
 	// max_step, and still draining at most one busy node at a time).
 	Forced bool
+	// Recommended is the size the trusted checks asked for, within the
+	// bounds, before cooldowns, steps, the stabilisation window and the
+	// disruption budget; From when no trusted check reported. The caller
+	// keeps it (Remember) for the next decisions' stabilisation window.
+	Recommended int
 }
 
 // ScalePlan holds one decision per pool of the snapshot, in its order.
@@ -237,7 +272,23 @@ type ScalePlan struct {
 //     chosen by the node selector, and at most one node with running tasks
 //     drains at a time in a pool;
 //   - a manager (a node promoted by hand inside a worker pool) is never
-//     removed, not even to bring a pool back under max_size.
+//     removed, not even to bring a pool back under max_size;
+//   - disruption budget: at most DisruptionBudget(Current,
+//     max_disrupted_percent) of the pool's
+//     nodes are disrupted at once, counting those already draining and
+//     those named by actions in flight, healing and scale-in alike
+//     (Disrupted); a scale-in, forced or not, removes no more than what is
+//     left of it, and holds when nothing is;
+//   - stabilisation window (anti-flapping): a scale-in goes no lower than
+//     the highest size the checks recommended within cooldown_down
+//     (Recommendations), so a load that swings around its target keeps
+//     the size its peaks need instead of shrinking in every trough;
+//   - runaway guard: tasks still pending while a node the last scale-out
+//     added is Ready, settled (SettleWindow) and empty with room for them
+//     ask for no node: the pool's new nodes do not take them, so more of
+//     the same would not either ("unschedulable"). The guard lifts by
+//     itself when the pool or the pending set changes: the node takes a
+//     task, is gone, or the tasks no longer fit it.
 //
 // What the checks propose: pending_tasks asks for the nodes the pending
 // tasks' reservations need, less the instances already starting;
@@ -265,6 +316,77 @@ func Scale(s ScaleSnapshot) ScalePlan {
 		plan.Decisions = append(plan.Decisions, sc.decide(p))
 	}
 	return plan
+}
+
+// DisruptionBudget is how many of a pool of size nodes may be disrupted
+// (drained or removed) at once, healing and scale-in together, when percent
+// of them may (max_disrupted_percent; 0 or less means
+// policy.DefaultMaxDisruptedPercent, 10 %, Karpenter's default NodePool
+// budget): max(1, ⌊size × percent / 100⌋). It rounds down, so the share is
+// never exceeded once it allows one node, and one node at a time is the
+// floor that lets any pool shrink and heal.
+func DisruptionBudget(size, percent int) int {
+	if percent <= 0 {
+		percent = policy.DefaultMaxDisruptedPercent
+	}
+	return max(1, min(size, maxDesired)*min(percent, 100)/100)
+}
+
+// Disrupted counts the pool's units being disrupted: every action in flight
+// in the pool (a scale-in removal, a healing replacement, a lone removal or
+// termination), an action concluding a replacement in flight counting with
+// that replacement, plus the draining nodes no action names (drained by
+// hand, or on their way out after their action ended).
+func Disrupted(p *ScalePool) int {
+	n := 0
+	keys := make(map[string]struct{}, len(p.InFlight))
+	for i := range p.InFlight {
+		keys[p.InFlight[i].Key] = struct{}{}
+	}
+	named := make(map[string]struct{}, len(p.InFlight))
+	for i := range p.InFlight {
+		a := &p.InFlight[i]
+		if a.PoolID != "" && a.PoolID != p.ID {
+			continue
+		}
+		if a.NodeID != "" {
+			named[a.NodeID] = struct{}{}
+		}
+		if _, ok := keys[a.Completes]; ok && a.Completes != "" && a.Completes != a.Key {
+			continue
+		}
+		n++
+	}
+	for i := range p.Nodes {
+		if _, ok := named[p.Nodes[i].ID]; p.Nodes[i].Draining && !ok {
+			n++
+		}
+	}
+	return n
+}
+
+// ScaleInKeyPrefix starts the Key of every scale-in removal
+// (ScaleInActions).
+const ScaleInKeyPrefix = "scale_in/"
+
+// IsScaleIn tells whether an action is a scale-in removal (ScaleInActions)
+// rather than a healing action: Heal counts those in flight against the
+// pool's disruption budget.
+func IsScaleIn(a Action) bool {
+	return a.Kind == RemoveNode && strings.HasPrefix(a.Key, ScaleInKeyPrefix)
+}
+
+// Remember returns the recommendations to pass to the pool's next
+// decision: those of prev made within window before now, and d's. The
+// result is a new slice; prev is not modified.
+func Remember(prev []Recommendation, d ScaleDecision, now time.Time, window time.Duration) []Recommendation {
+	out := make([]Recommendation, 0, len(prev)+1)
+	for _, r := range prev {
+		if now.Sub(r.At) < window && !r.At.After(now) {
+			out = append(out, r)
+		}
+	}
+	return append(out, Recommendation{At: now, Size: d.Recommended})
 }
 
 // Unneeded tells whether a node could go without its work missing the room:
@@ -323,6 +445,9 @@ type poolScale struct {
 	cands    []int32    // eligible nodes in the selector's order
 	blocked  int        // eligible nodes the drain rule keeps for later
 	eligible int        // how many of cands may go now (drain rule)
+	// The disruption budget: how many nodes may be disrupted at once, and
+	// how many are (Disrupted).
+	budget, disrupted int
 }
 
 func drainingNodes(p *ScalePool) int {
@@ -354,7 +479,7 @@ func (sc *scaler) decide(p *ScalePool) ScaleDecision {
 		}
 	}
 	r.from = max(0, p.Current-drainingNodes(p))
-	r.d = ScaleDecision{PoolID: p.ID, From: r.from, To: r.from, Direction: ScaleHold}
+	r.d = ScaleDecision{PoolID: p.ID, From: r.from, To: r.from, Direction: ScaleHold, Recommended: r.from}
 	if !p.Rules.Enabled {
 		return r.hold(CodeDisabled, "the scaling policy is disabled: the pool keeps its size")
 	}
@@ -362,6 +487,7 @@ func (sc *scaler) decide(p *ScalePool) ScaleDecision {
 		return r.hold(CodeInvalid, msg)
 	}
 
+	r.budget, r.disrupted = DisruptionBudget(p.Current, p.Rules.MaxDisruptedPercent), Disrupted(p)
 	r.candidates(false)
 	r.eligible, r.blocked = r.count(len(r.cands))
 	r.evaluateChecks()
@@ -578,11 +704,22 @@ func (r *poolScale) evaluate(c *CheckSample) (CheckResult, checkMeta) {
 			break
 		}
 		m.code = CodePendingTasks
-		need, sum := nodesFor(c.PendingTasks, r.p.NodeCapacity)
+		tasks, idle, refused := r.placeable(c.PendingTasks)
+		if len(tasks) == 0 {
+			m.code = CodeUnschedulable
+			res.Reason = fmt.Sprintf("%s still wait although node %s, added by the last scale-out %s ago, has been Ready and empty for %s with room for them: the pool's new nodes do not take them (constraints or labels), so no node is asked for them",
+				plural(refused, "pending task"), idle.ID, r.since(r.p.LastScaleUp), r.since(idle.CreatedAt))
+			break
+		}
+		need, sum := nodesFor(tasks, r.p.NodeCapacity)
 		res.Desired = grow(need)
 		res.Reason = fmt.Sprintf("%s reserving %s need %s of %s each, %s already starting",
-			plural(len(c.PendingTasks), "pending task"), fmtResources(sum), plural(need, "new node"),
+			plural(len(tasks), "pending task"), fmtResources(sum), plural(need, "new node"),
 			fmtResources(r.p.NodeCapacity), plural(r.p.Pending, "instance"))
+		if refused > 0 {
+			res.Reason += fmt.Sprintf("; %s more wait although node %s, added by the last scale-out, is Ready and empty with room for them, so they ask for no node",
+				plural(refused, "pending task"), idle.ID)
+		}
 	case CheckPrometheus:
 		if code, why := r.distrust(c); code != "" {
 			untrusted(code, why)
@@ -646,6 +783,60 @@ func (r *poolScale) evaluate(c *CheckSample) (CheckResult, checkMeta) {
 	return res, m
 }
 
+// placeable is the runaway guard of the pending_tasks check. It returns
+// the pending tasks that may ask for nodes, and the count of those that may
+// not with the idle node that shows why.
+//
+// A node the last scale-out added (joined at or after LastScaleUp) that is
+// a Ready worker, not draining, settled (joined at least SettleWindow ago)
+// and has nothing assigned is room the scheduler has had time to use. A
+// pending task that fits it and still waits does not fit the pool's new
+// nodes as they really join — a constraint or label that MatchesPool,
+// computed from the pool's declared labels, cannot see — so asking for
+// more such nodes would grow the pool every cooldown_up up to max_size
+// (RELIABILITY.md R7, F1). The guard needs no memory: it lifts as soon as
+// the node takes a task, leaves, or new tasks that do not fit it pend.
+// Only nodes of the last scale-out are judged, so older nodes joined with
+// outdated labels never stop a scale-out that would bring the new ones.
+func (r *poolScale) placeable(tasks []PendingTask) ([]PendingTask, *ScaleNode, int) {
+	last := r.p.LastScaleUp
+	if last.IsZero() {
+		return tasks, nil, 0
+	}
+	var idle []*ScaleNode
+	for i := range r.p.Nodes {
+		n := &r.p.Nodes[i]
+		if n.Role != policy.RoleManager && !n.Draining && n.RunningTasks == 0 && n.Reserved == (Resources{}) &&
+			!n.CreatedAt.Before(last) && r.now.Sub(n.CreatedAt) >= SettleWindow {
+			idle = append(idle, n)
+		}
+	}
+	if len(idle) == 0 {
+		return tasks, nil, 0
+	}
+	var out []PendingTask
+	var shown *ScaleNode
+	refused := 0
+	for _, t := range tasks {
+		var fits *ScaleNode
+		for _, n := range idle {
+			if fitsNode(Resources(t), n.Capacity) {
+				fits = n
+				break
+			}
+		}
+		if fits == nil {
+			out = append(out, t)
+			continue
+		}
+		if shown == nil {
+			shown = fits
+		}
+		refused++
+	}
+	return out, shown, refused
+}
+
 // distrust says why a Prometheus sample cannot be trusted; "" when it can.
 func (r *poolScale) distrust(c *CheckSample) (ScaleCode, string) {
 	maxAge := r.p.Rules.MaxSampleAge
@@ -697,6 +888,7 @@ func (r *poolScale) decideByChecks() ScaleDecision {
 	}
 	want := res[best].Desired
 	wins := r.describe(best)
+	r.d.Recommended = min(max(want, r.lo), r.hi)
 	switch {
 	case want > r.from:
 		if r.from >= r.hi {
@@ -729,8 +921,17 @@ func (r *poolScale) decideByChecks() ScaleDecision {
 		if hold, ok := r.scaleInHold(allowed); ok {
 			return hold
 		}
-		target := max(want, r.lo)
-		goal := min(r.from-target, r.step)
+		stable, at := r.stabilized()
+		if stable >= r.from {
+			return r.hold(CodeStabilization, fmt.Sprintf("%s, but the checks recommended %s %s ago, within the stabilisation window (cooldown_down %s): scale in no lower than the window's highest recommendation: hold at %d",
+				allowed, plural(stable, "node"), r.since(at), r.p.Rules.CooldownDown, r.from))
+		}
+		room := r.budget - r.disrupted
+		if room <= 0 {
+			return r.hold(CodeDisruptionBudget, fmt.Sprintf("%s, but %s: hold at %d", allowed, r.budgetNote(), r.from))
+		}
+		target := max(want, r.lo, stable)
+		goal := min(r.from-target, r.step, room)
 		remove := r.pick(goal)
 		if len(remove) == 0 {
 			return r.nodesHold(allowed)
@@ -749,6 +950,12 @@ func (r *poolScale) decideByChecks() ScaleDecision {
 				r.describe(lowest), res[lowest].Desired, r.p.Rules.ScaleInAfter, r.drainNote())
 		case want < r.lo && to == r.lo:
 			note = fmt.Sprintf(", stopping at min_size %d", r.lo)
+		case len(remove) == room && room < min(r.from-target, r.step):
+			r.d.Code = CodeDisruptionBudget
+			note = ", limited by the disruption budget: " + r.budgetNote()
+		case target == stable && stable > max(want, r.lo):
+			r.d.Code = CodeStabilization
+			note = fmt.Sprintf(", the highest size the checks recommended within the stabilisation window (cooldown_down %s)", r.p.Rules.CooldownDown)
 		default:
 			note = r.stepNote(len(remove) < r.from-target)
 		}
@@ -766,6 +973,11 @@ func (r *poolScale) decideByChecks() ScaleDecision {
 			return r.hold(CodeMinSize, fmt.Sprintf("%s, but the pool is at min_size %d: hold", allowed, r.lo))
 		}
 		return r.nodesHold(allowed)
+	}
+	for i := range res {
+		if res[i].Trusted && res[i].Desired == want && meta[i].code == CodeUnschedulable {
+			return r.hold(CodeUnschedulable, fmt.Sprintf("%s: hold at %d until the pool or the pending tasks change", r.describe(i), r.from))
+		}
 	}
 	return r.hold(CodeWithinTarget, fmt.Sprintf("the checks are satisfied at %d nodes (%s): hold", r.from, wins))
 }
@@ -786,6 +998,29 @@ func (r *poolScale) scaleInHold(allowed string) (ScaleDecision, bool) {
 			allowed, r.since(r.p.LastScaleUp), rules.CooldownDown, r.from)), true
 	}
 	return ScaleDecision{}, false
+}
+
+// stabilized is the highest size recommended within the stabilisation
+// window (cooldown_down) before now, and when; 0 and the zero time when
+// none was.
+func (r *poolScale) stabilized() (int, time.Time) {
+	size, at := 0, time.Time{}
+	for _, rec := range r.p.Recommendations {
+		if age := r.now.Sub(rec.At); age >= 0 && age < r.p.Rules.CooldownDown && rec.Size > size {
+			size, at = rec.Size, rec.At
+		}
+	}
+	return size, at
+}
+
+// budgetNote says how the disruption budget stands.
+func (r *poolScale) budgetNote() string {
+	pct := r.p.Rules.MaxDisruptedPercent
+	if pct <= 0 {
+		pct = policy.DefaultMaxDisruptedPercent
+	}
+	return fmt.Sprintf("%s of the pool's %d are being disrupted (draining, or in flight for healing or scale-in) and its disruption budget is %d (max(1, max_disrupted_percent %d %%))",
+		plural(r.disrupted, "node"), r.p.Current, r.budget, pct)
 }
 
 // nodesHold explains a scale-in that no node is eligible for.
@@ -814,9 +1049,13 @@ func (r *poolScale) allQuietAt(n int) bool {
 func (r *poolScale) forceDown() ScaleDecision {
 	r.candidates(true)
 	r.eligible, r.blocked = r.count(len(r.cands))
-	goal := min(r.from-r.hi, r.step)
-	remove := r.pick(goal)
 	over := fmt.Sprintf("the pool has %d nodes, more than max_size %d", r.from, r.hi)
+	room := r.budget - r.disrupted
+	if room <= 0 {
+		return r.hold(CodeDisruptionBudget, fmt.Sprintf("%s, but %s: hold", over, r.budgetNote()))
+	}
+	goal := min(r.from-r.hi, r.step, room)
+	remove := r.pick(goal)
 	if len(remove) == 0 {
 		if r.blocked > 0 && r.busy != nil {
 			return r.hold(CodeDraining, fmt.Sprintf("%s, but node %s is draining with %d running tasks: no other busy node drains until it is done",
@@ -831,6 +1070,9 @@ func (r *poolScale) forceDown() ScaleDecision {
 	to := r.from - len(remove)
 	r.d.To, r.d.Direction, r.d.Code, r.d.Forced, r.d.RemoveNodes = to, ScaleDown, CodeMaxSize, true, remove
 	note := r.stepNote(len(remove) < r.from-r.hi && len(remove) == r.step)
+	if len(remove) == room && room < min(r.from-r.hi, r.step) {
+		note = ", limited by the disruption budget: " + r.budgetNote()
+	}
 	if len(remove) < goal {
 		note = ", one busy node at a time"
 		if r.busy != nil {

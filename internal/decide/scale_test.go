@@ -27,6 +27,12 @@ func scaleRules() policy.ScalingRules {
 		panic(err)
 	}
 	r.PendingTasks = false
+	// The table tests are about the other rules (selection, drains, steps,
+	// bounds), which remove several nodes at once: their pools are too
+	// small for the default disruption budget of 10 %, which would allow
+	// one node at a time. The budget has tests of its own
+	// (scale_budget_test.go), with the default.
+	r.MaxDisruptedPercent = 100
 	return r
 }
 

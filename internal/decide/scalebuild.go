@@ -324,7 +324,7 @@ func ScaleInActions(d ScaleDecision, p ScalePool) []Action {
 		if manager {
 			continue
 		}
-		acts = append(acts, Action{Kind: RemoveNode, Key: "scale_in/" + d.PoolID + "/node:" + id, PoolID: d.PoolID,
+		acts = append(acts, Action{Kind: RemoveNode, Key: ScaleInKeyPrefix + d.PoolID + "/node:" + id, PoolID: d.PoolID,
 			Role: policy.RoleWorker, NodeID: id, InstanceID: inst, Drain: true, Shrink: true,
 			Reason: "scale-in: " + d.Message})
 	}

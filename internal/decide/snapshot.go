@@ -78,6 +78,10 @@ type PoolState struct {
 	Rules                         policy.HealingRules
 	// HasPolicy is false when no healing policy targets the pool.
 	HasPolicy bool
+	// MaxDisruptedPercent is the pool's disruption budget from its scaling
+	// policy (policy.ScalingRules.MaxDisruptedPercent); 0 means the
+	// default. Healing waits while scale-in removals in flight fill it.
+	MaxDisruptedPercent int
 }
 
 // Instance is one platform instance (a VM, or a dockerd on the local

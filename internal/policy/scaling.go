@@ -8,6 +8,7 @@ import (
 	"slices"
 	"strings"
 	"time"
+	"unicode/utf8"
 )
 
 // Scaling policy defaults, as the provider shows them and the agent assumes
@@ -42,14 +43,22 @@ const (
 	// instance needs a few seconds to boot and join even on the local
 	// platform, and a shorter timeout would terminate every new instance.
 	MinProvisionTimeout = 5 * time.Second
+	// DefaultMaxDisruptedPercent is the share of a pool's nodes that may be
+	// disrupted (drained or removed) at once, healing and scale-in
+	// together: Karpenter's default NodePool budget of 10 %. At least one
+	// node always may, so any pool can shrink and heal.
+	DefaultMaxDisruptedPercent = 10
 )
 
 // Bounds of the integer scaling fields.
 const (
-	MinMaxStep   = 1
-	MaxMaxStep   = 100
-	MinCheckStep = 1
-	MaxCheckStep = 100
+	MinMaxStep = 1
+	MaxMaxStep = 100
+	// max_disrupted_percent
+	MinMaxDisruptedPercent = 1
+	MaxMaxDisruptedPercent = 100
+	MinCheckStep           = 1
+	MaxCheckStep           = 100
 )
 
 // Node selectors: which nodes a scale-in removes first.
@@ -92,6 +101,9 @@ type Scaling struct {
 	// to become a Ready node; empty (a policy stored before it existed)
 	// means DefaultProvisionTimeout.
 	ProvisionTimeout string `json:"provision_timeout,omitempty"`
+	// MaxDisruptedPercent is the disruption budget; 0 (a policy stored
+	// before it existed) means DefaultMaxDisruptedPercent.
+	MaxDisruptedPercent int64 `json:"max_disrupted_percent,omitempty"`
 	// PendingTasks, when set, grows the pool for tasks Swarm cannot place.
 	PendingTasks *PendingTasksCheck `json:"pending_tasks,omitempty"`
 	Prometheus   []PrometheusCheck  `json:"prometheus,omitempty"`
@@ -146,10 +158,14 @@ type ScalingRules struct {
 	// that no instance answered) is given up: it no longer counts as
 	// capacity, is terminated, and the pool backs off.
 	ProvisionTimeout time.Duration
-	PendingTasks     bool
-	Prometheus       []PrometheusRule
-	Alert            []AlertRule
-	Enabled          bool
+	// MaxDisruptedPercent is resolved: DefaultMaxDisruptedPercent when the
+	// policy leaves it unset. At most max(1, ⌊pool size × it / 100⌋)
+	// nodes of the pool are disrupted at once (decide.DisruptionBudget).
+	MaxDisruptedPercent int
+	PendingTasks        bool
+	Prometheus          []PrometheusRule
+	Alert               []AlertRule
+	Enabled             bool
 }
 
 // PrometheusRule is a validated PrometheusCheck. Either TargetValue is set,
@@ -186,16 +202,17 @@ func (r ScalingRules) Bounds(poolMin, poolMax int) (lo, hi int) {
 // check yet, so it does not validate until one is added.
 func DefaultScaling(poolID string) Scaling {
 	return Scaling{
-		PoolID:             poolID,
-		EvaluationInterval: DefaultScalingEvaluationInterval,
-		CooldownUp:         DefaultCooldownUp,
-		CooldownDown:       DefaultCooldownDown,
-		ScaleInAfter:       DefaultScaleInAfter,
-		MaxStep:            DefaultMaxStep,
-		DrainTimeout:       DefaultDrainTimeout,
-		NodeSelector:       DefaultNodeSelector,
-		ProvisionTimeout:   DefaultProvisionTimeout,
-		Enabled:            true,
+		PoolID:              poolID,
+		EvaluationInterval:  DefaultScalingEvaluationInterval,
+		CooldownUp:          DefaultCooldownUp,
+		CooldownDown:        DefaultCooldownDown,
+		ScaleInAfter:        DefaultScaleInAfter,
+		MaxStep:             DefaultMaxStep,
+		DrainTimeout:        DefaultDrainTimeout,
+		NodeSelector:        DefaultNodeSelector,
+		ProvisionTimeout:    DefaultProvisionTimeout,
+		MaxDisruptedPercent: DefaultMaxDisruptedPercent,
+		Enabled:             true,
 	}
 }
 
@@ -283,6 +300,13 @@ func (s Scaling) parse() (ScalingRules, error) {
 		return r, fmt.Errorf("provision_timeout: %q is too short: a new instance needs time to boot and join the swarm, and would be terminated before it could; use at least %s (the default is %s)",
 			s.ProvisionTimeout, MinProvisionTimeout, DefaultProvisionTimeout)
 	}
+	r.MaxDisruptedPercent = DefaultMaxDisruptedPercent
+	if s.MaxDisruptedPercent != 0 {
+		if err := checkRange(s.MaxDisruptedPercent, MinMaxDisruptedPercent, MaxMaxDisruptedPercent); err != nil {
+			return r, fmt.Errorf("max_disrupted_percent: %w", err)
+		}
+		r.MaxDisruptedPercent = int(s.MaxDisruptedPercent)
+	}
 	if s.PendingTasks == nil && len(s.Prometheus) == 0 && len(s.Alert) == 0 {
 		return r, fmt.Errorf("a scaling policy needs at least one check: pending_tasks, prometheus or alert")
 	}
@@ -303,6 +327,10 @@ func (s Scaling) parse() (ScalingRules, error) {
 	for i, c := range s.Alert {
 		if strings.TrimSpace(c.Name) == "" {
 			return r, fmt.Errorf("alert[%d].name: must not be empty: use the alertname of an Alertmanager alert", i)
+		}
+		if !utf8.ValidString(c.Name) {
+			// Alertmanager's alert names are UTF-8; JSON would change this one.
+			return r, fmt.Errorf("alert[%d].name: is not valid UTF-8 text", i)
 		}
 		if c.Name != strings.TrimSpace(c.Name) {
 			return r, fmt.Errorf("alert[%d].name: %q has leading or trailing spaces: use the alertname exactly", i, c.Name)
@@ -342,6 +370,10 @@ func (c PrometheusCheck) parse() (PrometheusRule, error) {
 	}
 	if strings.TrimSpace(c.Query) == "" {
 		return PrometheusRule{}, fmt.Errorf(".query: must not be empty: use a PromQL expression that returns one series")
+	}
+	if !utf8.ValidString(c.Query) {
+		// The store keeps policies as JSON, which would change it.
+		return PrometheusRule{}, fmt.Errorf(".query: is not valid UTF-8 text")
 	}
 	// Parsed here, so a query Prometheus cannot run is refused at plan
 	// time, naming the check, instead of at the agent's first evaluation.
@@ -394,6 +426,9 @@ func (c PrometheusCheck) parse() (PrometheusRule, error) {
 // are refused: the address shows in logs and plan output (safety rule 8),
 // and an address that may hold them is not repeated in the error either.
 func validateAddress(address string) error {
+	if !utf8.ValidString(address) {
+		return fmt.Errorf("is not valid UTF-8 text: use a URL such as \"http://prometheus:9090\"")
+	}
 	u, err := url.Parse(address)
 	if err == nil && u.User != nil {
 		return fmt.Errorf("must not hold credentials: they would show in logs; use a URL such as \"http://prometheus:9090\"")

@@ -35,6 +35,7 @@ func TestDefaultScaling(t *testing.T) {
 		ProvisionTimeout:   "15m",
 		Enabled:            true,
 	}
+	want.MaxDisruptedPercent = 10
 	if !reflect.DeepEqual(s, want) {
 		t.Fatalf("DefaultScaling = %+v, want %+v", s, want)
 	}
@@ -65,6 +66,9 @@ func TestScalingValidate(t *testing.T) {
 		{name: "zero cooldowns", edit: func(s *Scaling) { s.CooldownUp, s.CooldownDown, s.ScaleInAfter = "0s", "0", "0s" }},
 		{name: "max_step 1", edit: func(s *Scaling) { s.MaxStep = 1 }},
 		{name: "max_step 100", edit: func(s *Scaling) { s.MaxStep = 100 }},
+		{name: "max_disrupted_percent 1", edit: func(s *Scaling) { s.MaxDisruptedPercent = 1 }},
+		{name: "max_disrupted_percent 100", edit: func(s *Scaling) { s.MaxDisruptedPercent = 100 }},
+		{name: "max_disrupted_percent unset (stored before it existed)", edit: func(s *Scaling) { s.MaxDisruptedPercent = 0 }},
 		{name: "least_busy", edit: func(s *Scaling) { s.NodeSelector = "least_busy" }},
 		{name: "oldest", edit: func(s *Scaling) { s.NodeSelector = "oldest" }},
 		{name: "newest", edit: func(s *Scaling) { s.NodeSelector = "newest" }},
@@ -112,6 +116,10 @@ func TestScalingValidate(t *testing.T) {
 			wantErr: `max_step: 0 is not allowed: use 1 to 100`},
 		{name: "max_step 101", edit: func(s *Scaling) { s.MaxStep = 101 },
 			wantErr: `max_step: 101 is not allowed: use 1 to 100`},
+		{name: "max_disrupted_percent negative", edit: func(s *Scaling) { s.MaxDisruptedPercent = -1 },
+			wantErr: `max_disrupted_percent: -1 is not allowed: use 1 to 100`},
+		{name: "max_disrupted_percent 101", edit: func(s *Scaling) { s.MaxDisruptedPercent = 101 },
+			wantErr: `max_disrupted_percent: 101 is not allowed: use 1 to 100`},
 		{name: "drain_timeout zero", edit: func(s *Scaling) { s.DrainTimeout = "0s" },
 			wantErr: `drain_timeout: "0s" is too short`},
 		{name: "node_selector random", edit: func(s *Scaling) { s.NodeSelector = "random" },
@@ -259,6 +267,8 @@ func TestScalingRules(t *testing.T) {
 				ProvisionTimeout:   15 * time.Minute,
 				PendingTasks:       true,
 				Enabled:            true,
+				// Resolved from the default.
+				MaxDisruptedPercent: 10,
 			},
 		},
 		{
@@ -267,6 +277,7 @@ func TestScalingRules(t *testing.T) {
 				PoolID: "prod/web", MinSize: i64(2), MaxSize: i64(20),
 				EvaluationInterval: "5s", CooldownUp: "1m", CooldownDown: "10m", ScaleInAfter: " 90s ",
 				MaxStep: 3, DrainTimeout: "2m", NodeSelector: "oldest", MaxSampleAge: "45s", ProvisionTimeout: "20m",
+				MaxDisruptedPercent: 25,
 				Prometheus: []PrometheusCheck{
 					cpuTarget(),
 					{Name: "queue", Address: "https://p", Query: "sum(queue)", Upper: f64(100), Lower: f64(5)},
@@ -279,6 +290,7 @@ func TestScalingRules(t *testing.T) {
 				EvaluationInterval: 5 * time.Second, CooldownUp: time.Minute, CooldownDown: 10 * time.Minute,
 				ScaleInAfter: 90 * time.Second, MaxStep: 3, DrainTimeout: 2 * time.Minute,
 				NodeSelector: "oldest", MaxSampleAge: 45 * time.Second, ProvisionTimeout: 20 * time.Minute,
+				MaxDisruptedPercent: 25,
 				Prometheus: []PrometheusRule{
 					{Name: "cpu", Address: "http://prometheus:9090", Query: "avg(rate(cpu[1m]))", TargetValue: f64(0.6)},
 					{Name: "queue", Address: "https://p", Query: "sum(queue)", Upper: f64(100), Lower: f64(5), Step: 1},
@@ -359,7 +371,7 @@ func TestScalingJSON(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	want := `{"node_pool_id":"prod/workers","evaluation_interval":"10s","cooldown_up":"30s","cooldown_down":"5m","scale_in_after":"2m","max_step":5,"drain_timeout":"5m","node_selector":"empty_first","max_sample_age":"","provision_timeout":"15m","pending_tasks":{},"enabled":true}`
+	want := `{"node_pool_id":"prod/workers","evaluation_interval":"10s","cooldown_up":"30s","cooldown_down":"5m","scale_in_after":"2m","max_step":5,"drain_timeout":"5m","node_selector":"empty_first","max_sample_age":"","provision_timeout":"15m","max_disrupted_percent":10,"pending_tasks":{},"enabled":true}`
 	if string(b) != want {
 		t.Fatalf("json = %s\nwant   %s", b, want)
 	}

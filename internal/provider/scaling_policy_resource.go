@@ -52,6 +52,7 @@ type scalingPolicyModel struct {
 	NodeSelector       types.String       `tfsdk:"node_selector"`
 	MaxSampleAge       types.String       `tfsdk:"max_sample_age"`
 	ProvisionTimeout   types.String       `tfsdk:"provision_timeout"`
+	MaxDisrupted       types.Int64        `tfsdk:"max_disrupted_percent"`
 	PendingTasks       *pendingTasksModel `tfsdk:"pending_tasks"`
 	Prometheus         []prometheusModel  `tfsdk:"prometheus"`
 	Alert              []alertModel       `tfsdk:"alert"`
@@ -124,6 +125,12 @@ func (r *scalingPolicyResource) Schema(_ context.Context, _ resource.SchemaReque
 				Optional: true, Computed: true, Default: int64default.StaticInt64(policy.DefaultMaxStep),
 				MarkdownDescription: fmt.Sprintf("The most nodes one decision adds or removes, %d to %d; defaults to %d.", policy.MinMaxStep, policy.MaxMaxStep, policy.DefaultMaxStep),
 				Validators:          []validator.Int64{int64validator.Between(policy.MinMaxStep, policy.MaxMaxStep)},
+			},
+			"max_disrupted_percent": schema.Int64Attribute{
+				Optional: true, Computed: true, Default: int64default.StaticInt64(policy.DefaultMaxDisruptedPercent),
+				MarkdownDescription: fmt.Sprintf("The disruption budget: the share of the pool's nodes, in percent (%d to %d), that may be disrupted (draining or being removed) at once, healing and scale-in counted together; at least one node always may. Scale-in removes no more than what is left of it, and healing waits while scale-in removals fill it. Defaults to %d (Karpenter's default budget).",
+					policy.MinMaxDisruptedPercent, policy.MaxMaxDisruptedPercent, policy.DefaultMaxDisruptedPercent),
+				Validators: []validator.Int64{int64validator.Between(policy.MinMaxDisruptedPercent, policy.MaxMaxDisruptedPercent)},
 			},
 			"drain_timeout": durationAttr(policy.DefaultDrainTimeout, "How long a node being removed is drained (its tasks rescheduled elsewhere) before it is removed anyway, recorded as forced.", 0),
 			"node_selector": schema.StringAttribute{
@@ -233,19 +240,20 @@ func (m scalingPolicyModel) known() bool {
 
 func (m scalingPolicyModel) descriptor() policy.Scaling {
 	s := policy.Scaling{
-		PoolID:             m.NodePoolID.ValueString(),
-		MinSize:            int64Ptr(m.MinSize),
-		MaxSize:            int64Ptr(m.MaxSize),
-		EvaluationInterval: m.EvaluationInterval.ValueString(),
-		CooldownUp:         m.CooldownUp.ValueString(),
-		CooldownDown:       m.CooldownDown.ValueString(),
-		ScaleInAfter:       m.ScaleInAfter.ValueString(),
-		MaxStep:            m.MaxStep.ValueInt64(),
-		DrainTimeout:       m.DrainTimeout.ValueString(),
-		NodeSelector:       m.NodeSelector.ValueString(),
-		MaxSampleAge:       m.MaxSampleAge.ValueString(),
-		ProvisionTimeout:   m.ProvisionTimeout.ValueString(),
-		Enabled:            m.Enabled.IsNull() || m.Enabled.IsUnknown() || m.Enabled.ValueBool(),
+		PoolID:              m.NodePoolID.ValueString(),
+		MinSize:             int64Ptr(m.MinSize),
+		MaxSize:             int64Ptr(m.MaxSize),
+		EvaluationInterval:  m.EvaluationInterval.ValueString(),
+		CooldownUp:          m.CooldownUp.ValueString(),
+		CooldownDown:        m.CooldownDown.ValueString(),
+		ScaleInAfter:        m.ScaleInAfter.ValueString(),
+		MaxStep:             m.MaxStep.ValueInt64(),
+		DrainTimeout:        m.DrainTimeout.ValueString(),
+		NodeSelector:        m.NodeSelector.ValueString(),
+		MaxSampleAge:        m.MaxSampleAge.ValueString(),
+		ProvisionTimeout:    m.ProvisionTimeout.ValueString(),
+		MaxDisruptedPercent: m.MaxDisrupted.ValueInt64(),
+		Enabled:             m.Enabled.IsNull() || m.Enabled.IsUnknown() || m.Enabled.ValueBool(),
 	}
 	// Defaults are filled in at plan time; in ValidateConfig they may be null.
 	d := policy.DefaultScaling(s.PoolID)
@@ -256,6 +264,9 @@ func (m scalingPolicyModel) descriptor() policy.Scaling {
 	}
 	if s.MaxStep == 0 && m.MaxStep.IsNull() {
 		s.MaxStep = d.MaxStep
+	}
+	if s.MaxDisruptedPercent == 0 && m.MaxDisrupted.IsNull() {
+		s.MaxDisruptedPercent = d.MaxDisruptedPercent
 	}
 	if m.PendingTasks != nil && (m.PendingTasks.Enabled.IsNull() || m.PendingTasks.Enabled.IsUnknown() || m.PendingTasks.Enabled.ValueBool()) {
 		s.PendingTasks = &policy.PendingTasksCheck{}
@@ -308,6 +319,11 @@ func (m *scalingPolicyModel) fill(s policy.Scaling) {
 	m.ProvisionTimeout = types.StringValue(policy.DefaultProvisionTimeout)
 	if s.ProvisionTimeout != "" {
 		m.ProvisionTimeout = types.StringValue(s.ProvisionTimeout)
+	}
+	// Likewise max_disrupted_percent.
+	m.MaxDisrupted = types.Int64Value(policy.DefaultMaxDisruptedPercent)
+	if s.MaxDisruptedPercent != 0 {
+		m.MaxDisrupted = types.Int64Value(s.MaxDisruptedPercent)
 	}
 	m.MaxSampleAge = types.StringNull()
 	if s.MaxSampleAge != "" {
