@@ -208,10 +208,12 @@ func agentPolicyCheckDoc(doc string, w agentPolicyWant, want []string) error {
 				// Exact parameters: no wildcard in the name (the region
 				// and account fields are checked above), but for the
 				// cluster's pool descriptors, whose sizes the agent keeps,
-				// and the set-aside copies of an unreadable journal.
+				// the parts of its journal and the set-aside copies of an
+				// unreadable journal.
 				for _, r := range st.Resource {
 					_, name, _ := strings.Cut(r, ":parameter/")
-					wildcardOK := name == "autarky/"+w.cluster+"/pools/*" || name == "autarky/"+w.cluster+"/journal-set-aside-*"
+					wildcardOK := name == "autarky/"+w.cluster+"/pools/*" || name == "autarky/"+w.cluster+"/journal-set-aside-*" ||
+						name == "autarky/"+w.cluster+"/journal-parts/*"
 					if strings.ContainsAny(name, "*?") && !wildcardOK {
 						return fmt.Errorf("%s: %s on a wildcard %q", where, a, r)
 					}
@@ -247,7 +249,7 @@ func agentPolicyCheckAgent(w agentPolicyWant) func(string) error {
 			"autoscaling:DescribeAutoScalingGroups", "autoscaling:DescribeInstanceRefreshes", "autoscaling:DescribeScalingActivities",
 			"autoscaling:SetDesiredCapacity", "autoscaling:TerminateInstanceInAutoScalingGroup",
 			"ec2:DescribeInstances", "kms:Decrypt",
-			"ssm:DeleteParameter", "ssm:GetParameter", "ssm:GetParameters", "ssm:GetParametersByPath", "ssm:PutParameter",
+			"ssm:DeleteParameter", "ssm:DeleteParameters", "ssm:GetParameter", "ssm:GetParameters", "ssm:GetParametersByPath", "ssm:PutParameter",
 		}
 		if w.kmsKey != "" {
 			want = append(want, "kms:Encrypt")
@@ -255,17 +257,19 @@ func agentPolicyCheckAgent(w agentPolicyWant) func(string) error {
 		if err := agentPolicyCheckDoc(doc, w, want); err != nil {
 			return fmt.Errorf("json: %w", err)
 		}
-		// The writes are exactly the journal, the pool descriptors (the size
-		// the agent gives a pool), the join tokens, the init lock and the
-		// set-aside copies of an unreadable journal; the only delete is of
-		// the journal (after a set-aside).
+		// The writes are exactly the journal and its parts, the pool
+		// descriptors (the size the agent gives a pool), the join tokens,
+		// the init lock and the set-aside copies of an unreadable journal;
+		// the only deletes are of the journal (after a set-aside) and its
+		// parts.
 		var p agentPolicyIAMDoc
 		_ = json.Unmarshal([]byte(doc), &p)
 		base := "/autarky/" + w.cluster
 		for action, want := range map[string][]string{
-			"ssm:PutParameter": {w.paramARN(base + "/journal"), w.paramARN(base + "/journal-set-aside-*"), w.paramARN(base + "/pools/*"),
+			"ssm:PutParameter": {w.paramARN(base + "/journal"), w.paramARN(base + "/journal-parts/*"), w.paramARN(base + "/journal-set-aside-*"), w.paramARN(base + "/pools/*"),
 				w.paramARN(base + "/swarm/init-lock"), w.paramARN(base + "/tokens/manager"), w.paramARN(base + "/tokens/worker")},
-			"ssm:DeleteParameter": {w.paramARN(base + "/journal")},
+			"ssm:DeleteParameter":  {w.paramARN(base + "/journal"), w.paramARN(base + "/journal-parts/*")},
+			"ssm:DeleteParameters": {w.paramARN(base + "/journal"), w.paramARN(base + "/journal-parts/*")},
 		} {
 			var got []string
 			for _, st := range p.Statement {

@@ -112,11 +112,13 @@ func (in PolicyInput) decryptViaSSM(encrypt bool) Statement {
 //   - SetDesiredCapacity and TerminateInstanceInAutoScalingGroup only on
 //     Auto Scaling Groups tagged autarky:cluster=<cluster>;
 //   - SSM reads only under /autarky/<cluster>;
-//   - SSM writes only to the agent's journal, the pool descriptors (the
-//     size the agent gives a pool), the join tokens and the init lock (the
-//     first manager's user data writes the last two), and the set-aside
-//     copies of an unreadable journal (journal-set-aside-*);
-//   - SSM deletes only of the journal (after it was set aside);
+//   - SSM writes only to the agent's journal and its parts, the pool
+//     descriptors (the size the agent gives a pool), the join tokens and
+//     the init lock (the first manager's user data writes the last two),
+//     and the set-aside copies of an unreadable journal
+//     (journal-set-aside-*);
+//   - SSM deletes only of the journal (after it was set aside) and its
+//     parts (those the journal's head no longer names);
 //   - kms:Decrypt only through SSM.
 func AgentPolicy(in PolicyInput) (PolicyDocument, error) {
 	if err := in.validate(); err != nil {
@@ -158,6 +160,7 @@ func AgentPolicy(in PolicyInput) (PolicyDocument, error) {
 			Action: []string{"ssm:PutParameter"},
 			Resource: []string{
 				in.parameterARN(JournalParameter(in.Cluster)),
+				in.parameterARN(JournalPartsPath(in.Cluster) + "/*"),
 				in.parameterARN(path + "/pools/*"),
 				in.parameterARN(InitLockParameter(in.Cluster)),
 				in.parameterARN(TokenParameter(in.Cluster, policy.RoleWorker)),
@@ -166,12 +169,16 @@ func AgentPolicy(in PolicyInput) (PolicyDocument, error) {
 			},
 		},
 		{
-			// SetAsideJournal removes the journal it copied; no other
-			// parameter may be deleted.
-			Sid:      "DeleteJournalAfterSetAside",
-			Effect:   "Allow",
-			Action:   []string{"ssm:DeleteParameter"},
-			Resource: []string{in.parameterARN(JournalParameter(in.Cluster))},
+			// SetAsideJournal removes the journal it copied, and a save
+			// the parts no head names any more; no other parameter may be
+			// deleted.
+			Sid:    "DeleteJournalAfterSetAsideAndOldParts",
+			Effect: "Allow",
+			Action: []string{"ssm:DeleteParameter", "ssm:DeleteParameters"},
+			Resource: []string{
+				in.parameterARN(JournalParameter(in.Cluster)),
+				in.parameterARN(JournalPartsPath(in.Cluster) + "/*"),
+			},
 		},
 		in.decryptViaSSM(true),
 	}}, nil

@@ -91,7 +91,7 @@ func TestAgentPolicy(t *testing.T) {
 			"autoscaling:DescribeAutoScalingGroups", "autoscaling:DescribeInstanceRefreshes", "autoscaling:DescribeScalingActivities",
 			"autoscaling:SetDesiredCapacity", "autoscaling:TerminateInstanceInAutoScalingGroup",
 			"ec2:DescribeInstances", "kms:Decrypt",
-			"ssm:DeleteParameter", "ssm:GetParameter", "ssm:GetParameters", "ssm:GetParametersByPath", "ssm:PutParameter",
+			"ssm:DeleteParameter", "ssm:DeleteParameters", "ssm:GetParameter", "ssm:GetParameters", "ssm:GetParametersByPath", "ssm:PutParameter",
 		}
 		if in.KMSKeyARN != "" {
 			want = append(want, "kms:Encrypt")
@@ -101,14 +101,16 @@ func TestAgentPolicy(t *testing.T) {
 			t.Errorf("%s: actions\n%v\nwant\n%v", name, actions, want)
 		}
 
-		// The SSM writes are exactly these parameters: the journal, its
-		// set-aside copies, the pool descriptors, the tokens and the init
-		// lock; the only delete is of the journal, after a set-aside.
+		// The SSM writes are exactly these parameters: the journal and its
+		// parts, its set-aside copies, the pool descriptors, the tokens and
+		// the init lock; the only deletes are of the journal, after a
+		// set-aside, and of its parts.
 		arn := func(name string) string { return in.parameterARN("/autarky/prod" + name) }
 		wantWrites := map[string][]string{
-			"ssm:PutParameter": {arn("/journal"), arn("/journal-set-aside-*"), arn("/pools/*"), arn("/swarm/init-lock"),
+			"ssm:PutParameter": {arn("/journal"), arn("/journal-parts/*"), arn("/journal-set-aside-*"), arn("/pools/*"), arn("/swarm/init-lock"),
 				arn("/tokens/manager"), arn("/tokens/worker")},
-			"ssm:DeleteParameter": {arn("/journal")},
+			"ssm:DeleteParameter":  {arn("/journal"), arn("/journal-parts/*")},
+			"ssm:DeleteParameters": {arn("/journal"), arn("/journal-parts/*")},
 		}
 		for action, want := range wantWrites {
 			var got []string
@@ -137,7 +139,8 @@ func TestSetAsidePatternMatchesSetAsideNames(t *testing.T) {
 	if !ok || strings.ContainsAny(prefix, "*?") {
 		t.Fatalf("pattern %q: want one trailing wildcard", pattern)
 	}
-	for _, name := range []string{JournalSetAsideParameter("prod", 1764239400), JournalSetAsideParameter("prod", 1764239400) + "-2"} {
+	for _, name := range []string{JournalSetAsideParameter("prod", 1764239400), JournalSetAsideParameter("prod", 1764239400) + "-2",
+		JournalSetAsidePart(JournalSetAsideParameter("prod", 1764239400), 3)} {
 		if !strings.HasPrefix(name, prefix) {
 			t.Errorf("%s is not matched by %s", name, pattern)
 		}
