@@ -1,7 +1,8 @@
 // Package metrics queries Prometheus for the agent's scaling checks and
 // decides whether a result can be trusted. An empty result, NaN or ±Inf, a
-// sample older than the allowed age, or an unreachable Prometheus is
-// reported as untrusted, never as a number: the decision core holds on it.
+// sample whose inputs are older than the allowed age, a failed freshness
+// check, or an unreachable Prometheus is reported as untrusted, never as a
+// number: the decision core holds on it.
 package metrics
 
 import (
@@ -16,12 +17,17 @@ import (
 	"github.com/prometheus/client_golang/api"
 	v1 "github.com/prometheus/client_golang/api/prometheus/v1"
 	"github.com/prometheus/common/model"
+
+	"github.com/autarky/terraform-provider-autarky/internal/policy"
 )
 
 // Sample is one check's reading.
 type Sample struct {
 	Value float64
-	// Time is the timestamp of the newest sample the query used.
+	// Time is when the sample's data was written: after Check, the oldest
+	// of the newest raw sample times of the series the query reads; after
+	// Query alone, Prometheus's timestamp of the result (the evaluation
+	// time for anything but a bare selector).
 	Time time.Time
 	// Empty is true when the query returned no series.
 	Empty bool
@@ -112,24 +118,97 @@ func (c *Client) Query(ctx context.Context, address, query string, now time.Time
 	}
 }
 
-// LastSampleTime finds the newest raw sample time behind a query's series,
-// so a frozen exporter (whose last value Prometheus keeps returning for
-// the staleness window) is detected: the query's own timestamp is the
-// evaluation time, not the scrape time.
-func (c *Client) LastSampleTime(ctx context.Context, address, query string, now time.Time) (time.Time, error) {
+// Check runs a check's query and finds how fresh its inputs are: the
+// sample's Time is the oldest of the newest raw sample times of the series
+// selectors the query reads (LastSampleTime), so every input must be fresh
+// for the sample to be. The query's own timestamp is only the evaluation
+// time: for avg(rate(x[1m])) Prometheus keeps answering for a minute after
+// x's exporter stopped. A freshness check that fails (Prometheus errs, a
+// selector has no sample in the window) makes the sample untrusted with
+// that reason; it is never skipped. maxAge is the oldest sample the caller
+// trusts; the window asked for is wider (freshnessWindow), so a stale
+// input shows with its age.
+func (c *Client) Check(ctx context.Context, address, query string, now time.Time, maxAge time.Duration) Sample {
+	s := c.Query(ctx, address, query, now)
+	if s.Err != "" || s.Empty {
+		return s
+	}
+	last, err := c.LastSampleTime(ctx, address, query, now, freshnessWindow(maxAge))
+	switch {
+	case err != nil:
+		s.Err = "the freshness check of the query's series failed: " + err.Error()
+	case !last.IsZero() && last.Before(s.Time):
+		s.Time = last
+	}
+	return s
+}
+
+// freshnessWindow is how far back LastSampleTime looks for a selector's
+// newest sample: three times the allowed age, at least a minute, so an
+// input that is stale shows how old it is rather than only that it is
+// older than allowed.
+func freshnessWindow(maxAge time.Duration) time.Duration {
+	return max(time.Minute, 3*maxAge)
+}
+
+// LastSampleTime finds how fresh the raw series behind a query are. It
+// parses the query with Prometheus's parser (policy.QuerySelectors), asks
+// for the newest raw sample time of each series selector within window,
+// and returns the oldest of those: the query is only as fresh as its
+// stalest input. It returns the zero time and no error for a query that
+// reads no series (vector(1), time()): nothing of it can go stale.
+//
+// A selector with no sample within window, or any failed request, is an
+// error naming the selector: the caller cannot tell the data is fresh.
+func (c *Client) LastSampleTime(ctx context.Context, address, query string, now time.Time, window time.Duration) (time.Time, error) {
+	sels, err := policy.QuerySelectors(query)
+	if err != nil {
+		return time.Time{}, err
+	}
 	a, err := c.api(address)
 	if err != nil {
 		return time.Time{}, err
 	}
+	var oldest time.Time
+	for _, sel := range sels {
+		t, err := c.newestSample(ctx, a, address, sel, now, window)
+		if err != nil {
+			return time.Time{}, err
+		}
+		if oldest.IsZero() || t.Before(oldest) {
+			oldest = t
+		}
+	}
+	return oldest, nil
+}
+
+// newestSample asks for the newest raw sample time of a selector's series.
+//
+// timestamp() of an instant selector is the sample's own time (Prometheus
+// special-cases it), but a selector whose target stopped answering holds a
+// staleness marker and returns nothing, even though rate(sel[1m]) still
+// answers from the samples before it. So the live case is answered exactly
+// by max(timestamp(sel)), and the stopped case by the newest real sample
+// seen at any step of a subquery over the window, with a resolution of a
+// sixtieth of it (at least 1s): a step after the marker sees nothing, a
+// step before it sees a real sample's own time. timestamp() of any other
+// expression (last_over_time(sel[w]), say) would be the evaluation time,
+// which is what the old max(timestamp(query)) check measured.
+func (c *Client) newestSample(ctx context.Context, a v1.API, address, sel string, now time.Time, window time.Duration) (time.Time, error) {
+	res := max(time.Second, (window / 60).Truncate(time.Second))
+	q := fmt.Sprintf("max(timestamp(%s)) or max(max_over_time(timestamp(%s)[%s:%s]))", sel, sel, model.Duration(window), model.Duration(res))
 	qctx, cancel := context.WithTimeout(ctx, c.timeout)
 	defer cancel()
-	val, _, err := a.Query(qctx, fmt.Sprintf("max(timestamp(%s))", query), now)
+	val, _, err := a.Query(qctx, q, now)
 	if err != nil {
-		return time.Time{}, errors.New(describe(address, err))
+		return time.Time{}, fmt.Errorf("asking for the newest sample of %s: %s", sel, describe(address, err))
 	}
 	v, ok := val.(model.Vector)
-	if !ok || len(v) == 0 {
-		return time.Time{}, nil
+	if !ok {
+		return time.Time{}, fmt.Errorf("asking for the newest sample of %s: Prometheus at %s answered a %s", sel, address, val.Type())
+	}
+	if len(v) == 0 {
+		return time.Time{}, fmt.Errorf("%s has no sample in the last %s: its exporter stopped, or the series is gone", sel, window)
 	}
 	sec := float64(v[0].Value)
 	return time.Unix(0, int64(sec*float64(time.Second))), nil
