@@ -68,7 +68,7 @@ func (a *Agent) readChecks(ctx context.Context, o *observation, sc *scaling) {
 		rules := sc.policies[id]
 		samples := make([]decide.CheckSample, 0, len(rules.Prometheus)+len(rules.Alert))
 		for _, pr := range rules.Prometheus {
-			samples = append(samples, a.prometheusSample(ctx, pr, o.now))
+			samples = append(samples, a.prometheusSample(ctx, pr, rules.MaxSampleAge, o.now))
 		}
 		a.mu.Lock()
 		for _, al := range rules.Alert {
@@ -82,18 +82,16 @@ func (a *Agent) readChecks(ctx context.Context, o *observation, sc *scaling) {
 	}
 }
 
-// prometheusSample reads one check. The sample time is the newest raw
-// sample behind the query, so a frozen exporter shows as stale even while
-// Prometheus still answers with its last value.
-func (a *Agent) prometheusSample(ctx context.Context, pr policy.PrometheusRule, now time.Time) decide.CheckSample {
+// prometheusSample reads one check (metrics.Client.Check). The sample time
+// is the oldest of the newest raw sample times of the series the query
+// reads, so a frozen exporter behind an aggregation (avg(rate(x[1m])),
+// which Prometheus keeps answering for a minute) shows as stale within
+// maxAge; a freshness check that fails sets Err, so the decision core
+// holds the pool rather than trusting a value of unknown age.
+func (a *Agent) prometheusSample(ctx context.Context, pr policy.PrometheusRule, maxAge time.Duration, now time.Time) decide.CheckSample {
 	s := decide.CheckSample{Name: pr.Name, Kind: decide.CheckPrometheus, Target: pr.TargetValue, Upper: pr.Upper, Lower: pr.Lower, Step: pr.Step}
-	m := a.prom.Query(ctx, pr.Address, pr.Query, now)
+	m := a.prom.Check(ctx, pr.Address, pr.Query, now, maxAge)
 	s.Value, s.Err, s.Empty, s.SampleTime = m.Value, m.Err, m.Empty, m.Time
-	if m.Err == "" && !m.Empty {
-		if last, err := a.prom.LastSampleTime(ctx, pr.Address, pr.Query, now); err == nil && !last.IsZero() && last.Before(s.SampleTime) {
-			s.SampleTime = last
-		}
-	}
 	return s
 }
 

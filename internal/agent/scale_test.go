@@ -242,10 +242,18 @@ func TestScaleHoldsOnBadData(t *testing.T) {
 	prom.Stop()
 	stale("Prometheus stopped")
 
-	// A query Prometheus rejects is reported on the first evaluation.
+	// A query that does not parse never reaches the agent: the store
+	// validates the policy as the provider does, naming the check.
 	prom.Start(t)
 	if err := h.p.PutScalingPolicy(context.Background(), scalingPolicy("sb/web", func(s *policy.Scaling) {
 		s.Prometheus = []policy.PrometheusCheck{{Name: "load", Address: prom.Addr, Query: "avg(rate(app_load[1m]", TargetValue: &target}}
+	})); err == nil || !strings.Contains(err.Error(), `prometheus[0].query: check "load"`) {
+		t.Fatalf("a query that does not parse was stored: %v", err)
+	}
+	// One that parses (an experimental function the parser knows) but
+	// this Prometheus rejects is reported on the first evaluation.
+	if err := h.p.PutScalingPolicy(context.Background(), scalingPolicy("sb/web", func(s *policy.Scaling) {
+		s.Prometheus = []policy.PrometheusCheck{{Name: "load", Address: prom.Addr, Query: `sort_by_label(app_load, "job")`, TargetValue: &target}}
 	})); err != nil {
 		t.Fatal(err)
 	}
