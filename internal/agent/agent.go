@@ -45,6 +45,10 @@ type Config struct {
 	Now func() time.Time
 	// Collectors are the platform's own metrics, served on /metrics too.
 	Collectors []prometheus.Collector
+	// CallDeadlines bound each Engine API call on its own (zero fields:
+	// swarm's production defaults), so a hung engine ends a call, not the
+	// evaluation's whole deadline; tests set short ones.
+	CallDeadlines swarm.Deadlines
 }
 
 // ValidateDockerHost accepts unix sockets, and refuses tcp:// without TLS:
@@ -147,7 +151,7 @@ func New(cfg Config, cluster platform.Cluster) (*Agent, error) {
 	if cfg.Now == nil {
 		cfg.Now = time.Now
 	}
-	docker, err := swarm.Dial(cfg.DockerHost)
+	docker, err := swarm.DialWith(cfg.DockerHost, cfg.CallDeadlines)
 	if err != nil {
 		return nil, err
 	}

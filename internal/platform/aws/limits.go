@@ -25,7 +25,7 @@ type Deadlines struct {
 	// EC2, SSM) answer in well under a second; default 10 s.
 	Attempt time.Duration
 	// Operation bounds one call with all its attempts, the rate limiter's
-	// waits and the retryer's backoff. It is below the agent's evaluation
+	// waits and the retryer's backoff. It fits in the agent's evaluation
 	// deadline under a watchdog (half of systemd's WatchdogSec=60), so a
 	// hung endpoint ends a call, the evaluation notes which, and the next
 	// evaluation goes on; longer throttling is the next evaluation's
