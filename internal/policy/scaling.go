@@ -149,8 +149,8 @@ type ScalingRules struct {
 	MaxStep            int
 	DrainTimeout       time.Duration
 	NodeSelector       string
-	// MaxSampleAge is resolved: twice EvaluationInterval when the policy
-	// leaves it empty.
+	// MaxSampleAge is resolved: twice EvaluationInterval (at least 1s)
+	// when the policy leaves it empty.
 	MaxSampleAge time.Duration
 	// ProvisionTimeout is resolved: DefaultProvisionTimeout when the
 	// policy leaves it empty. An instance that has not become a Ready
@@ -278,7 +278,10 @@ func (s Scaling) parse() (ScalingRules, error) {
 	if !slices.Contains(NodeSelectors, s.NodeSelector) {
 		return r, fmt.Errorf("node_selector: %q is not allowed: use one of %s", s.NodeSelector, quotedList(NodeSelectors))
 	}
-	r.MaxSampleAge = 2 * r.EvaluationInterval
+	// Twice the interval, and never below the 1s an explicit value needs:
+	// with a 100ms interval 200ms would call every scraped sample stale,
+	// and the pool would never shrink.
+	r.MaxSampleAge = max(2*r.EvaluationInterval, time.Second)
 	if s.MaxSampleAge != "" {
 		if r.MaxSampleAge, err = ParseDuration(s.MaxSampleAge); err != nil {
 			return r, fmt.Errorf("max_sample_age: %w", err)
