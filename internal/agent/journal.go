@@ -5,7 +5,10 @@ import (
 	"errors"
 	"fmt"
 	"maps"
+	"reflect"
 	"slices"
+	"sort"
+	"strings"
 	"time"
 
 	"github.com/autarky/terraform-provider-autarky/internal/decide"
@@ -17,6 +20,10 @@ import (
 // Journal is the agent's record of actions started and not finished, kept in
 // the store so that any agent that becomes leader, or this one after a
 // crash, finishes them instead of repeating them.
+//
+// Every map of the journal is a per-pool record, by pool id: prune drops
+// the records of pools that are gone without naming the fields, so a new
+// map must be by pool id too (or prune must learn of it).
 type Journal struct {
 	Entries []Entry                   `json:"entries"`
 	Backoff map[string]decide.Backoff `json:"backoff,omitempty"`
@@ -75,6 +82,59 @@ func (j Journal) clone() Journal {
 	j.LastScaleUp = maps.Clone(j.LastScaleUp)
 	j.LastScaleDown = maps.Clone(j.LastScaleDown)
 	return j
+}
+
+// prune drops the records that no longer matter, so that the journal holds
+// what is in flight and at most one record of each kind per live pool,
+// however long the cluster runs and however many pools come and go:
+//
+//   - every per-pool record (each map of the journal) of a pool that no
+//     longer exists and has no entry in flight: nothing reads it (Heal,
+//     scaling and the status look records up by the pools they see), and a
+//     pool made again under the same name starts afresh, as a new pool;
+//     while an entry of the pool is in flight its records stay, since
+//     finishing the entry may still update them;
+//   - a record that is its type's zero value (a backoff of no failures, a
+//     zero time): a map read of a missing key gives the same zero value,
+//     so it reads exactly as no record.
+//
+// Age alone never makes a live pool's record moot, so none is dropped for
+// it: a backoff's count of failures sets the next failure's delay,
+// LastScaleUp marks the nodes of the last scale-out for the runaway guard
+// with no time bound, and a cooldown may be raised after the fact.
+// Entries are not pruned here: an action leaves the journal when it
+// finishes (or is undone or dropped), and one of a pool that is gone still
+// names an instance to finish with. It returns what it dropped, as
+// "field[pool]", sorted.
+func (j *Journal) prune(pools map[string]policy.Pool) []string {
+	inFlight := map[string]bool{}
+	for _, e := range j.Entries {
+		inFlight[e.Action.PoolID] = true
+	}
+	var dropped []string
+	v := reflect.ValueOf(j).Elem()
+	for i := range v.NumField() {
+		m, field := v.Field(i), v.Type().Field(i)
+		if m.Kind() != reflect.Map || m.Type().Key().Kind() != reflect.String {
+			continue
+		}
+		name, _, _ := strings.Cut(field.Tag.Get("json"), ",")
+		for _, k := range m.MapKeys() {
+			pool := k.String()
+			_, live := pools[pool]
+			switch {
+			case m.MapIndex(k).IsZero():
+				dropped = append(dropped, name+"["+pool+"] (empty)")
+			case !live && !inFlight[pool]:
+				dropped = append(dropped, name+"["+pool+"] (pool gone)")
+			default:
+				continue
+			}
+			m.SetMapIndex(k, reflect.Value{}) // the map stays, empty maps are omitted
+		}
+	}
+	sort.Strings(dropped)
+	return dropped
 }
 
 func (j *Journal) fail(pool string, now time.Time) decide.Backoff {
@@ -144,6 +204,19 @@ func (a *Agent) readJournal(ctx context.Context, o *observation) error {
 	}
 	a.setJournalProblem("")
 	a.jrev, a.jcache = rev, j.clone()
+	if o.leader && !a.cfg.DryRun {
+		// Housekeeping: a failure leaves the journal as it was read, and
+		// the evaluation goes on (a conflict shows on the next write).
+		p := j.clone()
+		if dropped := p.prune(o.pools); len(dropped) > 0 {
+			if err := a.saveJournalLocked(ctx, "prune records that no longer matter", p); err != nil {
+				a.log.Warn("journal: dropping records that no longer matter failed", "records", dropped, "error", err)
+			} else {
+				a.log.Info("journal: dropped records that no longer matter", "records", dropped)
+				j = p
+			}
+		}
+	}
 	o.journal = j
 	return nil
 }
