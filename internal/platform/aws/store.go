@@ -387,14 +387,15 @@ func (s *Store) ScalingPolicies(ctx context.Context) ([]policy.Scaling, error) {
 //
 // and the head holds, by size of the journal's JSON:
 //
-//   - up to 4 KB: the JSON itself, exactly as one parameter always held it
-//     (a person reads it in the console; an older agent reads it too);
-//   - else, when the gzip of the JSON fits (base64, about 15 to 50
+//   - up to 4 KB (about 7 entries): the JSON itself, exactly as one
+//     parameter always held it (a person reads it in the console; an older
+//     agent reads it too);
+//   - else, when the gzip of the JSON fits (base64; up to about 30
 //     entries): "autarky-journal/2 " and a JSON head holding it inline;
 //   - else the same head naming parts: the base64 of the gzip cut into
 //     pieces of 4 KB, each a standard-tier parameter named by the SHA-256
-//     of its value (content-addressed). 100 entries in flight take about
-//     3 parts; a head names at most about 110 parts, some 4,000 entries,
+//     of its value (content-addressed). 100 entries in flight take 3
+//     parts; a head names at most about 110 parts, some 4,000 entries,
 //     and a journal larger than that is refused before any call.
 //
 // The head also carries the JSON's length and SHA-256, checked after the
@@ -417,7 +418,7 @@ func (s *Store) ScalingPolicies(ctx context.Context) ([]policy.Scaling, error) {
 // and deletes those that neither head names and that are older than
 // partSweepAge (a writer still putting its parts keeps them).
 //
-// Calls: a journal of up to about 50 entries costs 1 GetParameter to load
+// Calls: a journal of up to about 30 entries costs 1 GetParameter to load
 // and 2 calls to save (GetParameter, PutParameter), as one parameter did;
 // with p parts a load is 1 + ⌈p/10⌉ (GetParameters takes 10 names) and a
 // save 2 + p + ⌈p_old/10⌉ (DeleteParameters takes 10), plus the sweep's
