@@ -104,14 +104,22 @@ func Fits(constraints []string, role string, nodeLabels, engineLabels map[string
 	return true
 }
 
+// parseConstraint splits a constraint at its operator: the first "==" or
+// "!=" in it, since a key holds neither '=' nor '!' and the value may hold
+// both ("node.labels.expr==a!=b" asks for the value "a!=b"). Like Swarm,
+// it trims spaces around key and value and refuses an empty one.
 func parseConstraint(c string) (key, value string, eq, ok bool) {
-	if k, v, found := strings.Cut(c, "!="); found {
-		return strings.TrimSpace(k), strings.TrimSpace(v), false, true
+	i, j := strings.Index(c, "=="), strings.Index(c, "!=")
+	switch {
+	case i < 0 && j < 0:
+		return "", "", false, false
+	case i < 0 || (j >= 0 && j < i):
+		i, eq = j, false
+	default:
+		eq = true
 	}
-	if k, v, found := strings.Cut(c, "=="); found {
-		return strings.TrimSpace(k), strings.TrimSpace(v), true, true
-	}
-	return "", "", false, false
+	key, value = strings.TrimSpace(c[:i]), strings.TrimSpace(c[i+2:])
+	return key, value, eq, key != "" && value != ""
 }
 
 // RebalanceService makes Swarm reschedule a service's tasks (a forced
