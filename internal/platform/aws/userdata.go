@@ -10,6 +10,7 @@ import (
 	"strings"
 	"text/template"
 	"time"
+	"unicode/utf8"
 
 	"github.com/autarky/terraform-provider-autarky/internal/policy"
 )
@@ -179,6 +180,11 @@ func (u UserData) validate() error {
 		}
 		if strings.ContainsFunc(v, func(r rune) bool { return r < 0x20 || r == 0x7f }) {
 			return fmt.Errorf("label %q: its value holds a control character", k)
+		}
+		if !utf8.ValidString(v) {
+			// JSON (the engine's daemon.json) would replace the bad bytes,
+			// and the node would carry a label other than the pool's.
+			return fmt.Errorf("label %q: its value is not valid UTF-8 text", k)
 		}
 	}
 	if u.KMSKeyID != "" && !kmsKeyRE.MatchString(u.KMSKeyID) {
