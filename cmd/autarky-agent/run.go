@@ -94,7 +94,7 @@ func runAgent(args []string, stderr io.Writer) error {
 		if cl, err = aws.NewCluster(clients, *cluster, nil); err != nil {
 			return err
 		}
-		cfg.Collectors = append(cfg.Collectors, m.Retries)
+		cfg.Collectors = append(cfg.Collectors, m.Retries, m.RateWait)
 	default:
 		if *region != "" {
 			return fmt.Errorf("--region is for --platform aws, not %s", *plat)
