@@ -210,8 +210,8 @@ func (r *clusterResource) Schema(ctx context.Context, _ resource.SchemaRequest, 
 			},
 			"manager_pool_id": schema.StringAttribute{
 				Computed:            true,
-				MarkdownDescription: "The id of the cluster's manager pool (`<name>/managers`), for attaching a healing policy to the managers.",
-				PlanModifiers:       []planmodifier.String{stringplanmodifier.UseStateForUnknown()},
+				MarkdownDescription: "The id of the cluster's manager pool (`<name>/managers`), for attaching a healing policy to the managers. Known at plan time.",
+				PlanModifiers:       []planmodifier.String{managerPoolIDFromName{}},
 			},
 			"manager_addresses": schema.ListAttribute{
 				Computed:            true,
@@ -277,6 +277,31 @@ func (r *clusterResource) Schema(ctx context.Context, _ resource.SchemaRequest, 
 
 func (r *clusterResource) Configure(_ context.Context, req resource.ConfigureRequest, resp *resource.ConfigureResponse) {
 	r.data = configureData(req.ProviderData, &resp.Diagnostics)
+}
+
+// managerPoolIDFromName plans manager_pool_id from the cluster's name. The
+// managers' pool id is `<name>/managers`, so it is known as soon as the
+// name is, also when the cluster is created in the same run: a resource
+// that refers to it is then checked at plan time (a scaling policy on the
+// managers is refused by terraform plan, not at apply). The name forces
+// replacement, so the planned id never differs from the one Read sets.
+type managerPoolIDFromName struct{}
+
+func (managerPoolIDFromName) Description(context.Context) string {
+	return "the manager pool's id follows from the cluster's name"
+}
+
+func (m managerPoolIDFromName) MarkdownDescription(ctx context.Context) string {
+	return m.Description(ctx)
+}
+
+func (managerPoolIDFromName) PlanModifyString(ctx context.Context, req planmodifier.StringRequest, resp *planmodifier.StringResponse) {
+	var name types.String
+	resp.Diagnostics.Append(req.Plan.GetAttribute(ctx, path.Root("name"), &name)...)
+	if resp.Diagnostics.HasError() || name.IsNull() || name.IsUnknown() {
+		return
+	}
+	resp.PlanValue = types.StringValue(policy.Cluster{Name: name.ValueString()}.ManagerPoolID())
 }
 
 // ModifyPlan keeps the computed addresses from state unless the manager set changes.

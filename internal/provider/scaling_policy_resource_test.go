@@ -135,6 +135,9 @@ func TestAccScalingPolicy_badInput(t *testing.T) {
 		{``, `needs at least one check`},
 		{`prometheus = [{ name = "cpu", address = "http://127.0.0.1:9090", query = "up" }]`, `target_value`},
 		{`alert = [{ name = "X", step = 0 }]`, `step`},
+		// Prometheus's own parser refuses the query, naming the check.
+		{`prometheus = [{ name = "cpu", address = "http://127.0.0.1:9090", query = "avg(rate(x[1m]", target_value = 0.5 }]`,
+			`prometheus\[0\]\.query:\s+check\s+"cpu":\s+"avg\(rate\(x\[1m\]"\s+is\s+not\s+valid\s+PromQL:\s+1:15:\s+parse\s+error:\s+unclosed\s+left\s+parenthesis`},
 	}
 	var steps []resource.TestStep
 	for _, c := range cases {
@@ -148,6 +151,18 @@ resource "autarky_scaling_policy" "managers" {
 }`,
 		PlanOnly:    true,
 		ExpectError: regexp.MustCompile(`managers\s+are\s+never\s+autoscaled`),
+	})
+	// The managers' pool by reference, with the cluster created in the same
+	// run: its id follows from the cluster's name, so plan refuses it and
+	// nothing is created.
+	steps = append(steps, resource.TestStep{
+		Config: clusterConfig(stateDir, "scale", 1, "") + `
+resource "autarky_scaling_policy" "managers" {
+  node_pool_id  = autarky_cluster.test.manager_pool_id
+  pending_tasks = {}
+}`,
+		PlanOnly:    true,
+		ExpectError: regexp.MustCompile(`"scale/managers"\s+is\s+a\s+cluster's\s+manager\s+pool:\s+managers\s+are\s+never\s+autoscaled`),
 	})
 	resource.ParallelTest(t, resource.TestCase{
 		PreCheck:                 func() { preCheck(t) },
