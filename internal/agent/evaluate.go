@@ -15,19 +15,22 @@ import (
 
 // observation is one evaluation's view of the world.
 type observation struct {
-	now       time.Time
-	selfID    string
-	leader    bool
-	nodes     []swarm.Node
-	pending   []swarm.PendingTask       // tasks the scheduler could not place
-	load      map[string]swarm.TaskLoad // by node: running tasks and their reservations
-	cluster   policy.Cluster
-	pools     map[string]policy.Pool // by pool id, managers included
-	poolOrder []string
-	healing   map[string]policy.Healing
-	instances []platform.Instance
-	journal   Journal
-	scaling   *scaling
+	now     time.Time
+	selfID  string
+	leader  bool
+	nodes   []swarm.Node
+	pending []swarm.PendingTask       // tasks the scheduler could not place
+	load    map[string]swarm.TaskLoad // by node: running tasks and their reservations
+	// incomplete says why the task listing is not the whole truth (see
+	// swarm.TaskView); nothing is scaled in on such a view.
+	incomplete string
+	cluster    policy.Cluster
+	pools      map[string]policy.Pool // by pool id, managers included
+	poolOrder  []string
+	healing    map[string]policy.Healing
+	instances  []platform.Instance
+	journal    Journal
+	scaling    *scaling
 }
 
 // quorumLost reports errors a manager answers with when Raft has no leader.
@@ -75,9 +78,11 @@ func (a *Agent) evaluate(ctx context.Context) error {
 		a.selfID = ""
 		a.mu.Unlock()
 	}
-	if o.pending, o.load, err = a.docker.Tasks(ctx); err != nil {
+	tv, err := a.docker.Tasks(ctx)
+	if err != nil {
 		return a.observeFailed(err)
 	}
+	o.pending, o.load, o.incomplete = tv.Pending, tv.Load, tv.Incomplete
 	if err := a.readStore(ctx, &o); err != nil {
 		return a.observeFailed(err)
 	}

@@ -156,6 +156,12 @@ func (a *Agent) scaleSnapshot(o *observation, sc *scaling, inFlight map[string]b
 	obs.UnneededSince = maps.Clone(a.unneeded)
 	a.mu.Unlock()
 	snap, unneeded := decide.BuildScaleSnapshot(obs)
+	if o.incomplete != "" {
+		// Nodes look idle on a listing that lacks tasks: their unneeded
+		// clocks restart, so a scale-in needs scale_in_after of complete
+		// views again.
+		unneeded = map[string]time.Time{}
+	}
 	a.mu.Lock()
 	a.unneeded = unneeded
 	a.mu.Unlock()
@@ -200,6 +206,9 @@ func (a *Agent) decideScaling(o *observation) scaleRound {
 	}
 	r.snap = a.scaleSnapshot(o, sc, inFlight)
 	r.plan = decide.Scale(r.snap)
+	if o.incomplete != "" {
+		holdScaleIn(&r.plan, o.incomplete)
+	}
 	statuses := map[string]ScaleStatus{}
 	for i, d := range r.plan.Decisions {
 		sp := r.snap.Pools[i]
@@ -240,6 +249,27 @@ func (a *Agent) actScaling(ctx context.Context, o *observation, r scaleRound) er
 	}
 	a.rebalance(ctx, o)
 	return nil
+}
+
+// codeViewIncomplete: a scale-in held because the task listing lacks tasks.
+const codeViewIncomplete decide.ScaleCode = "view_incomplete"
+
+// holdScaleIn turns every scale-in of the plan into a hold, and marks every
+// hold: the view it was decided on lacks tasks (swarm.TaskView.Incomplete),
+// so the nodes it would remove may well be busy. Scale-outs stand:
+// missing tasks never make a pool look short.
+func holdScaleIn(p *decide.ScalePlan, why string) {
+	for i := range p.Decisions {
+		d := &p.Decisions[i]
+		switch d.Direction {
+		case decide.ScaleDown:
+			d.Message = fmt.Sprintf("would scale in to %d, but %s: nothing is scaled in until the listing is complete again and the nodes have been unneeded for scale_in_after since", d.To, why)
+			d.Direction, d.Code, d.To, d.RemoveNodes = decide.ScaleHold, codeViewIncomplete, d.From, nil
+		case decide.ScaleHold:
+			d.Message = fmt.Sprintf("%s; besides, %s: the nodes' unneeded clocks restart and nothing is scaled in", d.Message, why)
+			d.Code = codeViewIncomplete
+		}
+	}
 }
 
 func (a *Agent) reportInvalidScaling(o *observation, sc *scaling) {

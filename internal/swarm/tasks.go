@@ -31,18 +31,51 @@ type TaskLoad struct {
 	Reserved Resources
 }
 
-// Tasks reads every task once: pending tasks the scheduler could not place,
-// and per node the running tasks and their reservations.
-func (c *Client) Tasks(ctx context.Context) (pending []PendingTask, load map[string]TaskLoad, err error) {
+// TaskView is one reading of the cluster's tasks.
+type TaskView struct {
+	// Pending are the tasks the scheduler could not place.
+	Pending []PendingTask
+	// Load is, by node, what the running tasks reserve.
+	Load map[string]TaskLoad
+	// Incomplete says why the task listing cannot be the whole truth, or is
+	// empty when it can: a replicated service wants more replicas than
+	// the listing holds tasks meant to run for it. A manager that has just
+	// started (or just become leader) can answer before its store has
+	// caught up, with few or no tasks (kubernetes/autoscaler#446 is the
+	// same failure on another scheduler); on such a listing every node
+	// looks idle, so nothing may be scaled in on it.
+	Incomplete string
+}
+
+// Tasks reads every task once, then the services: pending tasks the
+// scheduler could not place, per node the running tasks and their
+// reservations, and whether the listing holds every task the services
+// ask for. The services are read after the tasks, so a service scaled
+// up between the two reads makes the view incomplete (a scale-in waits
+// one evaluation), never one scaled down (its extra tasks are still
+// listed).
+func (c *Client) Tasks(ctx context.Context) (TaskView, error) {
 	tasks, err := c.api.TaskList(ctx, dswarm.TaskListOptions{})
 	if err != nil {
-		return nil, nil, fmt.Errorf("task list: %w", err)
+		return TaskView{}, fmt.Errorf("task list: %w", err)
 	}
-	load = map[string]TaskLoad{}
+	services, err := c.api.ServiceList(ctx, dswarm.ServiceListOptions{})
+	if err != nil {
+		return TaskView{}, fmt.Errorf("service list: %w", err)
+	}
+	return taskView(tasks, services), nil
+}
+
+// taskView reads a task and a service listing; see Tasks.
+func taskView(tasks []dswarm.Task, services []dswarm.Service) TaskView {
+	var pending []PendingTask
+	load := map[string]TaskLoad{}
+	meant := map[string]uint64{} // by service: tasks meant to run
 	for _, t := range tasks {
 		if t.DesiredState != dswarm.TaskStateRunning {
 			continue
 		}
+		meant[t.ServiceID]++
 		var res Resources
 		if r := t.Spec.Resources; r != nil && r.Reservations != nil {
 			res = Resources{NanoCPUs: r.Reservations.NanoCPUs, MemoryBytes: r.Reservations.MemoryBytes}
@@ -70,7 +103,28 @@ func (c *Client) Tasks(ctx context.Context) (pending []PendingTask, load map[str
 			load[t.NodeID] = l
 		}
 	}
-	return pending, load, nil
+	return TaskView{Pending: pending, Load: load, Incomplete: missingTasks(services, meant)}
+}
+
+// missingTasks names the replicated services with fewer tasks meant to run
+// than replicas, and how many are missing in all; empty when none.
+func missingTasks(services []dswarm.Service, meant map[string]uint64) string {
+	var names []string
+	var missing uint64
+	for _, s := range services {
+		r := s.Spec.Mode.Replicated
+		if r == nil || r.Replicas == nil || meant[s.ID] >= *r.Replicas {
+			continue
+		}
+		missing += *r.Replicas - meant[s.ID]
+		if len(names) < 3 {
+			names = append(names, fmt.Sprintf("%s wants %d, %d listed", s.Spec.Name, *r.Replicas, meant[s.ID]))
+		}
+	}
+	if missing == 0 {
+		return ""
+	}
+	return fmt.Sprintf("the task listing lacks %d task(s) the services ask for (%s)", missing, strings.Join(names, "; "))
 }
 
 // Fits reports whether a new node with these labels and role would satisfy
