@@ -307,7 +307,7 @@ func Scale(s ScaleSnapshot) ScalePlan {
 		p := &s.Pools[i]
 		if _, dup := seen[p.ID]; dup {
 			from := max(0, p.Current-drainingNodes(p))
-			plan.Decisions = append(plan.Decisions, ScaleDecision{PoolID: p.ID, From: from, To: from,
+			plan.Decisions = append(plan.Decisions, ScaleDecision{PoolID: p.ID, From: from, To: from, Recommended: from,
 				Direction: ScaleHold, Code: CodeInvalid,
 				Message: "another pool of the snapshot has the same id; only the first is scaled"})
 			continue
@@ -477,6 +477,9 @@ func (sc *scaler) decide(p *ScalePool) ScaleDecision {
 		if n := &p.Nodes[i]; n.Draining && n.RunningTasks > 0 && r.busy == nil {
 			r.busy = n
 		}
+	}
+	if r.busy == nil {
+		r.busy = stoppingNode(p)
 	}
 	r.from = max(0, p.Current-drainingNodes(p))
 	r.d = ScaleDecision{PoolID: p.ID, From: r.from, To: r.from, Direction: ScaleHold, Recommended: r.from}
@@ -1023,11 +1026,49 @@ func (r *poolScale) budgetNote() string {
 		plural(r.disrupted, "node"), r.p.Current, r.budget, pct)
 }
 
+// stoppingNode is a node of the pool whose removal is in flight and that
+// Swarm still lists as Ready, though with no running task: the agent reads
+// tasks by desired state, and the tasks of a draining node are told to
+// stop before they have stopped (one ignoring SIGTERM runs for its whole
+// grace period), so such a node may still be busy. It counts as the busy
+// drain, so no second busy node drains beside it; empty nodes still go.
+// A node drained by hand with no action in flight does not count: it may
+// stay drained for good. Nil when there is none.
+func stoppingNode(p *ScalePool) *ScaleNode {
+	if len(p.InFlight) == 0 {
+		return nil
+	}
+	removing := make(map[string]bool, len(p.InFlight))
+	for i := range p.InFlight {
+		if a := &p.InFlight[i]; a.Kind == RemoveNode && a.NodeID != "" {
+			removing[a.NodeID] = true
+		}
+	}
+	for i := range p.Nodes {
+		if n := &p.Nodes[i]; n.Draining && removing[n.ID] {
+			return n
+		}
+	}
+	return nil
+}
+
+// busyNote names the busy drain, with its count of running tasks when
+// counted.
+func (r *poolScale) busyNote(counted bool) string {
+	switch {
+	case r.busy.RunningTasks > 0 && counted:
+		return fmt.Sprintf("node %s is draining with %d running tasks", r.busy.ID, r.busy.RunningTasks)
+	case r.busy.RunningTasks > 0:
+		return fmt.Sprintf("node %s is draining with running tasks", r.busy.ID)
+	}
+	return fmt.Sprintf("node %s is being removed and its tasks may still be stopping", r.busy.ID)
+}
+
 // nodesHold explains a scale-in that no node is eligible for.
 func (r *poolScale) nodesHold(allowed string) ScaleDecision {
 	if r.blocked > 0 && r.busy != nil {
-		return r.hold(CodeDraining, fmt.Sprintf("%s, but node %s is draining with %d running tasks: no other busy node drains until it is done: hold at %d",
-			allowed, r.busy.ID, r.busy.RunningTasks, r.from))
+		return r.hold(CodeDraining, fmt.Sprintf("%s, but %s: no other busy node drains until it is done: hold at %d",
+			allowed, r.busyNote(true), r.from))
 	}
 	return r.hold(CodeScaleInAfter, fmt.Sprintf("%s, but no node has been unneeded for scale_in_after %s: hold at %d",
 		allowed, r.p.Rules.ScaleInAfter, r.from))
@@ -1058,8 +1099,8 @@ func (r *poolScale) forceDown() ScaleDecision {
 	remove := r.pick(goal)
 	if len(remove) == 0 {
 		if r.blocked > 0 && r.busy != nil {
-			return r.hold(CodeDraining, fmt.Sprintf("%s, but node %s is draining with %d running tasks: no other busy node drains until it is done",
-				over, r.busy.ID, r.busy.RunningTasks))
+			return r.hold(CodeDraining, fmt.Sprintf("%s, but %s: no other busy node drains until it is done",
+				over, r.busyNote(true)))
 		}
 		if managers := managerNodes(r.p); managers > 0 {
 			return r.hold(CodeMaxSize, fmt.Sprintf("%s, but no node can go: every node is draining already or is a manager (%s, never scaled in)",
@@ -1076,7 +1117,7 @@ func (r *poolScale) forceDown() ScaleDecision {
 	if len(remove) < goal {
 		note = ", one busy node at a time"
 		if r.busy != nil {
-			note = fmt.Sprintf(", only empty nodes while node %s drains with running tasks", r.busy.ID)
+			note = fmt.Sprintf(", only empty nodes while %s", r.busyNote(false))
 		}
 	}
 	r.d.Message = fmt.Sprintf("%s: shrink to %d whatever the checks and cooldowns say%s, removing %s", over, to, note, listIDs(remove))
@@ -1111,7 +1152,7 @@ func (r *poolScale) unneededNote() string {
 func (r *poolScale) shortNote(n int) string {
 	switch {
 	case r.blocked > 0 && r.busy != nil:
-		return fmt.Sprintf(", as only %s can go now: node %s is draining with running tasks, so only empty nodes go", plural(n, "node"), r.busy.ID)
+		return fmt.Sprintf(", as only %s can go now: %s, so only empty nodes go", plural(n, "node"), r.busyNote(false))
 	case r.blocked > 0:
 		return fmt.Sprintf(", as only %s can go now: one busy node drains at a time", plural(n, "node"))
 	}
@@ -1120,7 +1161,7 @@ func (r *poolScale) shortNote(n int) string {
 
 func (r *poolScale) drainNote() string {
 	if r.blocked > 0 && r.busy != nil {
-		return fmt.Sprintf(" (node %s is draining with running tasks, so only empty nodes go)", r.busy.ID)
+		return fmt.Sprintf(" (%s, so only empty nodes go)", r.busyNote(false))
 	}
 	if r.blocked > 0 {
 		return " (one busy node drains at a time)"

@@ -1,6 +1,7 @@
 package decide
 
 import (
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -197,5 +198,33 @@ func TestScaleStabilizationWindow(t *testing.T) {
 		ScaleDecision{Recommended: 5}, t0, 5*time.Minute)
 	if len(recs) != 2 || recs[0].Size != 7 || recs[1] != (Recommendation{At: t0, Size: 5}) {
 		t.Errorf("Remember = %+v", recs)
+	}
+}
+
+// A node whose scale-in removal is in flight and that Swarm still lists
+// shows no running task while its tasks stop (the agent reads tasks by
+// desired state): it counts as the busy drain, so no second busy node
+// drains beside it; empty nodes still go. A node drained by hand, with no
+// action in flight, does not hold busy ones.
+func TestScaleStoppingNodeIsTheBusyDrain(t *testing.T) {
+	build := func(inFlight bool) ScalePool {
+		p := scalePool(5)
+		idleAll(&p, time.Hour)
+		idle(&p, time.Hour, "w1")
+		n := scaleNode(&p, "w5")
+		n.Draining, n.RunningTasks, n.Reserved = true, 0, Resources{}
+		if inFlight {
+			p.InFlight = []Action{{Kind: RemoveNode, Key: ScaleInKeyPrefix + workers + "/node:w5", PoolID: workers, NodeID: "w5", Drain: true, Shrink: true}}
+		}
+		p.Checks = []CheckSample{target("cpu", 0.1, 0.6)}
+		return p
+	}
+	d := Scale(ScaleSnapshot{Now: t0, Pools: []ScalePool{build(true)}}).Decisions[0]
+	if !slices.Equal(d.RemoveNodes, []string{"w1"}) || !strings.Contains(d.Message, "node w5 is being removed and its tasks may still be stopping, so only empty nodes go") {
+		t.Fatalf("with w5's removal in flight: %s %v: %s", d.Direction, d.RemoveNodes, d.Message)
+	}
+	d = Scale(ScaleSnapshot{Now: t0, Pools: []ScalePool{build(false)}}).Decisions[0]
+	if len(d.RemoveNodes) != 2 {
+		t.Fatalf("with w5 drained by hand: %s %v: %s", d.Direction, d.RemoveNodes, d.Message)
 	}
 }
