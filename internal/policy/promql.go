@@ -22,6 +22,18 @@ var promql = parser.NewParser(parser.Options{
 	EnableBinopFillModifiers:     true,
 })
 
+// ValidateQuery parses the check's query alone, with the error Validate
+// gives for it (".query: check <name>: ..."; the caller puts the check's
+// position in front). The provider calls it for a query known at plan time
+// while other values of the policy are not yet, so a query that does not
+// parse is refused by terraform plan whatever else waits for apply.
+func (c PrometheusCheck) ValidateQuery() error {
+	if _, err := QuerySelectors(c.Query); err != nil {
+		return fmt.Errorf(".query: check %q: %w", c.Name, err)
+	}
+	return nil
+}
+
 // QuerySelectors parses a check's query and returns the series selectors
 // it reads, in the order they first appear, each once: every instant
 // selector and the selector inside every range selector and subquery, as

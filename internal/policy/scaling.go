@@ -380,8 +380,8 @@ func (c PrometheusCheck) parse() (PrometheusRule, error) {
 	}
 	// Parsed here, so a query Prometheus cannot run is refused at plan
 	// time, naming the check, instead of at the agent's first evaluation.
-	if _, err := QuerySelectors(c.Query); err != nil {
-		return PrometheusRule{}, fmt.Errorf(".query: check %q: %w", c.Name, err)
+	if err := c.ValidateQuery(); err != nil {
+		return PrometheusRule{}, err
 	}
 	thresholds := c.Upper != nil || c.Lower != nil
 	switch {

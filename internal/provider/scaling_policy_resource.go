@@ -352,7 +352,22 @@ func (m *scalingPolicyModel) fill(s policy.Scaling) {
 func (r *scalingPolicyResource) ValidateConfig(ctx context.Context, req resource.ValidateConfigRequest, resp *resource.ValidateConfigResponse) {
 	var cfg scalingPolicyModel
 	resp.Diagnostics.Append(req.Config.Get(ctx, &cfg)...)
-	if resp.Diagnostics.HasError() || !cfg.known() {
+	if resp.Diagnostics.HasError() {
+		return
+	}
+	if !cfg.known() {
+		// The whole policy waits for its unknown values; a query known now
+		// is parsed now (policy.PrometheusCheck.ValidateQuery, the rule
+		// Validate applies below and the agent applies too).
+		for i, p := range cfg.Prometheus {
+			if p.Query.IsNull() || p.Query.IsUnknown() || p.Name.IsUnknown() {
+				continue
+			}
+			c := policy.PrometheusCheck{Name: p.Name.ValueString(), Query: p.Query.ValueString()}
+			if err := c.ValidateQuery(); err != nil {
+				resp.Diagnostics.AddAttributeError(path.Root("prometheus").AtListIndex(i).AtName("query"), "invalid scaling policy", fmt.Sprintf("prometheus[%d]%s", i, err))
+			}
+		}
 		return
 	}
 	d := cfg.descriptor()

@@ -138,6 +138,10 @@ func TestAccScalingPolicy_badInput(t *testing.T) {
 		// Prometheus's own parser refuses the query, naming the check.
 		{`prometheus = [{ name = "cpu", address = "http://127.0.0.1:9090", query = "avg(rate(x[1m]", target_value = 0.5 }]`,
 			`prometheus\[0\]\.query:\s+check\s+"cpu":\s+"avg\(rate\(x\[1m\]"\s+is\s+not\s+valid\s+PromQL:\s+1:15:\s+parse\s+error:\s+unclosed\s+left\s+parenthesis`},
+		// Also while another value of the policy is known only at apply
+		// (the address, from the cluster's id).
+		{`prometheus = [{ name = "cpu", address = "http://prometheus-${autarky_cluster.test.id}:9090", query = "avg(rate(x[1m]", target_value = 0.5 }]`,
+			`prometheus\[0\]\.query:\s+check\s+"cpu":\s+"avg\(rate\(x\[1m\]"\s+is\s+not\s+valid\s+PromQL`},
 	}
 	var steps []resource.TestStep
 	for _, c := range cases {
