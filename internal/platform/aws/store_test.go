@@ -21,6 +21,8 @@ import (
 	"github.com/aws/aws-sdk-go-v2/service/ssm"
 	ssmtypes "github.com/aws/aws-sdk-go-v2/service/ssm/types"
 
+	"github.com/autarky/terraform-provider-autarky/internal/agent"
+	"github.com/autarky/terraform-provider-autarky/internal/decide"
 	"github.com/autarky/terraform-provider-autarky/internal/platform"
 	"github.com/autarky/terraform-provider-autarky/internal/policy"
 )
@@ -655,6 +657,32 @@ func TestStoreJournal100InFlight(t *testing.T) {
 				t.Errorf("%d in flight in %d parts: save %d calls, load %d", n, p, saveCalls, loadCalls)
 			}
 		}
+	}
+
+	// The agent's own journal of 100 actions in flight, decoded by the
+	// agent's own (all or nothing) decoder, reads back as it was written.
+	fj := inFlight(100, 99)
+	aj := agent.Journal{Backoff: map[string]decide.Backoff{}, LastScaleUp: fj.LastScaleUp}
+	for _, e := range fj.Entries {
+		a := e.Action
+		aj.Entries = append(aj.Entries, agent.Entry{
+			Action: decide.Action{Kind: decide.RemoveNode, Key: a.Key, PoolID: a.PoolID, Role: a.Role, NodeID: a.NodeID,
+				InstanceID: a.InstanceID, Drain: true, Shrink: true, Reason: a.Reason},
+			StartedAt: e.StartedAt, By: e.By, Batch: e.Batch, DrainTimeout: e.DrainTimeout, DrainStartedAt: e.DrainStartedAt,
+		})
+		aj.Backoff[a.PoolID] = decide.Backoff{Failures: 2, LastFailure: e.StartedAt}
+	}
+	if rev, err = s.SaveJournal(ctx, &aj, rev); err != nil {
+		t.Fatal(err)
+	}
+	var back agent.Journal
+	if got, err := s.LoadJournal(ctx, &back); err != nil || got != rev {
+		t.Fatalf("the agent's journal of 100 in flight: rev %q (saved %q), %v", got, rev, err)
+	}
+	wantJSON, _ := json.Marshal(aj)
+	gotJSON, _ := json.Marshal(back)
+	if !bytes.Equal(gotJSON, wantJSON) || len(back.Entries) != 100 {
+		t.Fatalf("the agent's journal of 100 in flight read back as %d entries, %d bytes (wrote %d)", len(back.Entries), len(gotJSON), len(wantJSON))
 	}
 }
 
