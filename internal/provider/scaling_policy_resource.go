@@ -140,7 +140,7 @@ func (r *scalingPolicyResource) Schema(_ context.Context, _ resource.SchemaReque
 			},
 			"max_sample_age": schema.StringAttribute{
 				Optional:            true,
-				MarkdownDescription: "The oldest Prometheus sample still trusted; older ones hold the pool. Defaults to twice `evaluation_interval`.",
+				MarkdownDescription: "The oldest Prometheus sample still trusted; older ones hold the pool. The age is that of the raw series the query reads (its stalest series selector), not of the query's answer, which Prometheus stamps with the evaluation time. Defaults to twice `evaluation_interval`.",
 				Validators:          []validator.String{validators.Duration(time.Second)},
 			},
 			"provision_timeout": durationAttr(policy.DefaultProvisionTimeout, "How long an instance the pool asked for may take to become a Ready Swarm node, counted from its launch (or, for a raise of the desired size that no instance answers, from the raise). "+
@@ -163,7 +163,7 @@ func (r *scalingPolicyResource) Schema(_ context.Context, _ resource.SchemaReque
 				NestedObject: schema.NestedAttributeObject{Attributes: map[string]schema.Attribute{
 					"name":         schema.StringAttribute{Required: true, MarkdownDescription: "The check's name, unique in the policy, shown in the agent's status."},
 					"address":      schema.StringAttribute{Required: true, MarkdownDescription: "The Prometheus server's address, such as `http://127.0.0.1:9090`."},
-					"query":        schema.StringAttribute{Required: true, MarkdownDescription: "The PromQL query; it must return one series or a scalar."},
+					"query":        schema.StringAttribute{Required: true, MarkdownDescription: "The PromQL query; it must return one series or a scalar. Parsed at plan time with Prometheus's own parser."},
 					"target_value": schema.Float64Attribute{Optional: true, MarkdownDescription: "Target tracking: the value the query should have; the pool is sized to bring it there."},
 					"upper":        schema.Float64Attribute{Optional: true, MarkdownDescription: "Thresholds: above this value the pool grows by `step`."},
 					"lower":        schema.Float64Attribute{Optional: true, MarkdownDescription: "Thresholds: below this value the pool shrinks by `step`."},
