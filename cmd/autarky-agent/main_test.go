@@ -2,6 +2,8 @@ package main
 
 import (
 	"bytes"
+	"os"
+	"path/filepath"
 	"strings"
 	"testing"
 )
@@ -45,5 +47,19 @@ func TestRunRefusesBadFlags(t *testing.T) {
 		if code == 0 || !strings.Contains(errb.String(), c.want) {
 			t.Errorf("run %q: code %d, stderr %q, want it to name %q", c.args, code, errb.String(), c.want)
 		}
+	}
+}
+
+// A bearer token holding a space could never match what Alertmanager
+// sends ("Bearer <token>"): refused at start, naming the flag.
+func TestRunRefusesTokenWithSpace(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "token")
+	if err := os.WriteFile(path, []byte("two words\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	var out, errb bytes.Buffer
+	code := run([]string{"autarky-agent", "run", "--cluster", "c", "--alert-token-file", path}, &out, &errb)
+	if code == 0 || !strings.Contains(errb.String(), "--alert-token-file") || !strings.Contains(errb.String(), "space") {
+		t.Fatalf("code %d, stderr %q", code, errb.String())
 	}
 }

@@ -11,6 +11,7 @@ import (
 	"strings"
 	"syscall"
 	"time"
+	"unicode"
 
 	"github.com/hashicorp/go-hclog"
 
@@ -65,6 +66,11 @@ func runAgent(args []string, stderr io.Writer) error {
 			return fmt.Errorf("--alert-token-file: %w", err)
 		}
 		token = strings.TrimSpace(string(b))
+	}
+	if strings.ContainsFunc(token, unicode.IsSpace) {
+		// Sent as "Authorization: Bearer <token>", a token with a space
+		// in it could never match.
+		return fmt.Errorf("--alert-token-file / $AUTARKY_ALERT_TOKEN: the token holds a space: use one word (a bearer token, such as the output of `openssl rand -hex 32`)")
 	}
 	logger := hclog.New(&hclog.LoggerOptions{Name: "autarky-agent", Output: stderr, JSONFormat: *logFormat == "json", Level: hclog.Info})
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM, syscall.SIGINT)

@@ -9,7 +9,6 @@ import (
 	"errors"
 	"fmt"
 	"net"
-	"net/http"
 	"os"
 	"strconv"
 	"strings"
@@ -85,7 +84,10 @@ type Agent struct {
 	// nextWake is when the next rule's clock runs out; zero for none.
 	nextWake time.Time
 	alerts   map[string]alertState
-	wake     chan struct{}
+	// alertNames are the alert names the scaling policies use, as last
+	// read (noteAlertNames); nil until the policies were read once.
+	alertNames map[string]bool
+	wake       chan struct{}
 
 	prom         *metrics.Client
 	unneeded     map[string]time.Time // node id -> since when it is unneeded
@@ -192,7 +194,7 @@ func (a *Agent) Run(ctx context.Context) error {
 	if err != nil {
 		return fmt.Errorf("listen %s: %w", a.cfg.Listen, err)
 	}
-	srv := &http.Server{Handler: a.Handler(), ReadHeaderTimeout: 5 * time.Second}
+	srv := a.httpServer()
 	go func() { _ = srv.Serve(ln) }()
 	defer func() {
 		sctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
@@ -289,5 +291,6 @@ func (a *Agent) Status() Status {
 	s.Actions = append([]ActionStatus(nil), a.status.Actions...)
 	s.JournalSetAside = append([]string(nil), a.status.JournalSetAside...)
 	s.Decisions = append([]Decision(nil), a.status.Decisions...)
+	s.Alerts = a.alertStatuses()
 	return s
 }

@@ -44,6 +44,7 @@ func (a *Agent) readScaling(ctx context.Context, o *observation) (*scaling, erro
 	if err != nil {
 		return nil, err
 	}
+	a.noteAlertNames(ps)
 	sc := &scaling{policies: map[string]policy.ScalingRules{}, invalid: map[string]string{}}
 	for _, p := range ps {
 		if _, ok := o.pools[p.PoolID]; !ok {

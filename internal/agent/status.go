@@ -38,6 +38,9 @@ type Status struct {
 	JournalSetAside []string `json:"journal_set_aside,omitempty"`
 	// Health is what /healthz answers: "ok", or why the agent cannot act.
 	Health string `json:"health"`
+	// Alerts are the Alertmanager alerts the agent remembers: only those a
+	// scaling policy names.
+	Alerts []AlertStatus `json:"alerts"`
 }
 
 // ActionStatus is one journaled action in flight.
