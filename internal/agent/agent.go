@@ -89,6 +89,10 @@ type Agent struct {
 	alertNames map[string]bool
 	wake       chan struct{}
 
+	// recommended holds, by pool, the sizes the scaling decisions within
+	// the pool's stabilisation window recommended (decide.Remember).
+	recommended recommendations
+
 	prom         *metrics.Client
 	unneeded     map[string]time.Time // node id -> since when it is unneeded
 	rebalanceDue map[string]bool      // pools that grew and whose services may rebalance

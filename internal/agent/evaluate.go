@@ -233,6 +233,10 @@ func (a *Agent) snapshot(o *observation) decide.Snapshot {
 				a.log.Warn("ignoring invalid healing policy", "pool", id, "error", err)
 			}
 		}
+		if o.scaling != nil {
+			// Healing shares the scaling policy's disruption budget.
+			ps.MaxDisruptedPercent = o.scaling.policies[id].MaxDisruptedPercent
+		}
 		s.Pools = append(s.Pools, ps)
 	}
 	nodeOfInstance := map[string]string{}

@@ -17,8 +17,11 @@ import (
 // drain never holds up the healing of another pool. The journal drives
 // them: the loop starts a worker for every removal entry that has none and
 // whose retry time has come, whether this agent journaled it a moment ago
-// or a previous leader did before it crashed. Scale-in removals of one
-// pool run one at a time.
+// or a previous leader did before it crashed. The removals of one scale-in
+// batch run one at a time (a termination that fails undoes the rest of
+// its batch); batches run side by side, as many as the pool's disruption
+// budget let the decision core journal (decide.Scale counts every entry
+// in flight), so empty nodes still go while a busy one drains.
 
 // resume starts workers for the journal's removals; the leader's loop
 // calls it every evaluation.
@@ -34,7 +37,7 @@ func (a *Agent) resume(o *observation) {
 		_, busy := a.workers[e.Action.Key]
 		if e.Batch != "" && !busy {
 			for _, w := range a.workers {
-				if w.batch != "" && w.pool == e.Action.PoolID {
+				if w.batch == e.Batch && w.pool == e.Action.PoolID {
 					busy = true
 				}
 			}

@@ -185,9 +185,6 @@ func (a *Agent) observeScaling(ctx context.Context, o *observation) error {
 type scaleRound struct {
 	snap decide.ScaleSnapshot
 	plan decide.ScalePlan
-	// busy pools have an action in flight: they do not scale in (healing
-	// and scale-in share one disruption budget, and one scale-in at a time).
-	busy map[string]bool
 }
 
 // decideScaling decides for every pool under a scaling policy, and reports
@@ -195,18 +192,29 @@ type scaleRound struct {
 func (a *Agent) decideScaling(o *observation) scaleRound {
 	sc := o.scaling
 	a.reportInvalidScaling(o, sc)
-	r := scaleRound{busy: map[string]bool{}}
+	r := scaleRound{}
 	if len(sc.policies) == 0 {
 		a.setScaleStatus(map[string]ScaleStatus{})
 		return r
 	}
 	inFlight := map[string]bool{}
+	acts := map[string][]decide.Action{}
 	for _, e := range o.journal.Entries {
 		inFlight[e.Action.NodeID] = true
-		r.busy[e.Action.PoolID] = true
+		acts[e.Action.PoolID] = append(acts[e.Action.PoolID], e.Action)
 	}
 	r.snap = a.scaleSnapshot(o, sc, inFlight)
+	a.mu.Lock()
+	for i := range r.snap.Pools {
+		// The disruption budget counts every action in flight in the
+		// pool, healing and scale-in alike; the stabilisation window
+		// reads the recommendations of the decisions before.
+		p := &r.snap.Pools[i]
+		p.InFlight, p.Recommendations = acts[p.ID], a.recommended[p.ID]
+	}
+	a.mu.Unlock()
 	r.plan = decide.Scale(r.snap)
+	a.remember(r)
 	if o.incomplete != "" {
 		holdScaleIn(&r.plan, o.incomplete)
 	}
@@ -229,15 +237,33 @@ func (a *Agent) decideScaling(o *observation) scaleRound {
 	return r
 }
 
-// actScaling carries out the scaling decisions on the leader.
+// recommendations are, by pool, the scaling recommendations within the
+// pool's stabilisation window (Agent.recommended).
+type recommendations = map[string][]decide.Recommendation
+
+// remember keeps each pool's recommendations within its stabilisation
+// window (cooldown_down) for the next decisions, in memory: every agent
+// keeps them, leader or not, so a new leader has them; after a restart the
+// window starts empty, and the restart's own holds (the unneeded clocks
+// start again) cover it. Pools no longer under a policy are forgotten.
+func (a *Agent) remember(r scaleRound) {
+	next := make(recommendations, len(r.plan.Decisions))
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	for i, d := range r.plan.Decisions {
+		next[d.PoolID] = decide.Remember(a.recommended[d.PoolID], d, r.snap.Now, r.snap.Pools[i].Rules.CooldownDown)
+	}
+	a.recommended = next
+}
+
+// actScaling carries out the scaling decisions on the leader. A scale-in
+// is bounded by the pool's disruption budget in the decision core (actions
+// in flight, healing and scale-in, count against it), so a pool with an
+// action in flight may still shrink within what is left of it.
 func (a *Agent) actScaling(ctx context.Context, o *observation, r scaleRound) error {
 	for i, d := range r.plan.Decisions {
 		sp := r.snap.Pools[i]
 		if !sp.Rules.Enabled || d.Direction == decide.ScaleHold {
-			continue
-		}
-		if d.Direction == decide.ScaleDown && r.busy[d.PoolID] {
-			a.addDecision(o.now, d.PoolID, "hold", "healing_in_flight", "an action is in flight in this pool (healing, or a scale-in still draining): scale-in waits (one disruption budget)", false)
 			continue
 		}
 		if err := a.executeScale(ctx, o, sp, d); err != nil {
