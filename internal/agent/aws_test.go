@@ -50,6 +50,9 @@ type cloud struct {
 	guests map[string]string // instance id -> local guest id
 	// boots is how long each instance's guest took from start to Ready.
 	boots map[string]time.Duration
+	// hold, when set, names instances whose user data never runs: they
+	// stay in service without a node (provision_test.go).
+	hold func(id string) bool
 }
 
 func clientConfig(endpoint string) awsv2.Config {
@@ -166,8 +169,9 @@ func (c *cloud) cloudInit(ctx context.Context) {
 				all[id] = true
 				c.mu.Lock()
 				_, has := c.guests[id]
+				held := c.hold != nil && c.hold(id)
 				c.mu.Unlock()
-				if !has {
+				if !has && !held {
 					c.boot(ctx, pool, id)
 				}
 			}

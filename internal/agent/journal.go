@@ -30,6 +30,11 @@ type Journal struct {
 	// LastScaleUp and LastScaleDown keep the cooldowns across leaders.
 	LastScaleUp   map[string]time.Time `json:"last_scale_up,omitempty"`
 	LastScaleDown map[string]time.Time `json:"last_scale_down,omitempty"`
+	// ProvisionBackoff is each pool's record of provision timeouts, and
+	// Requested the size the agent last asked each pool's group for and has
+	// not seen listed yet (provision.go); both by pool id.
+	ProvisionBackoff map[string]decide.ProvisionBackoff `json:"provision_backoff,omitempty"`
+	Requested        map[string]decide.ScaleRequest     `json:"requested,omitempty"`
 }
 
 // Entry is one action in flight.
@@ -81,6 +86,8 @@ func (j Journal) clone() Journal {
 	j.Backoff = maps.Clone(j.Backoff)
 	j.LastScaleUp = maps.Clone(j.LastScaleUp)
 	j.LastScaleDown = maps.Clone(j.LastScaleDown)
+	j.ProvisionBackoff = maps.Clone(j.ProvisionBackoff)
+	j.Requested = maps.Clone(j.Requested)
 	return j
 }
 

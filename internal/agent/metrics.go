@@ -22,6 +22,9 @@ type agentMetrics struct {
 	scaleActions   *prometheus.CounterVec
 	scaleIns       *prometheus.CounterVec
 	poolSize       *prometheus.GaugeVec
+	// scaleBackoff and provisionTimeouts: provision.go.
+	scaleBackoff      *prometheus.GaugeVec
+	provisionTimeouts *prometheus.CounterVec
 
 	fenced        *prometheus.CounterVec
 	leaderAgentUp prometheus.Gauge
@@ -87,7 +90,13 @@ func newMetrics() *agentMetrics {
 		Name: "autarky_changes_total", Help: "Mutating calls this agent made (drains, removals, terminations, launches, size and label changes), each right after a leadership check.",
 	})
 	m.registry.MustRegister(m.fenced, m.leaderAgentUp, m.retries, m.healthy, m.changes)
-	m.registry.MustRegister(m.checkStale, m.scaleDecisions, m.scaleActions, m.scaleIns, m.poolSize)
+	m.scaleBackoff = prometheus.NewGaugeVec(prometheus.GaugeOpts{
+		Name: "autarky_scale_backoff_seconds", Help: "Seconds left of the pool's provision backoff, during which it does not scale out because instances it asked for did not become Ready nodes within provision_timeout; 0 when not backing off.",
+	}, []string{"pool"})
+	m.provisionTimeouts = prometheus.NewCounterVec(prometheus.CounterOpts{
+		Name: "autarky_provision_timeouts_total", Help: "Instances a pool asked for that did not become Ready nodes within provision_timeout: terminated (never_registered), or asked of a group and never listed (never_listed).",
+	}, []string{"pool", "kind"})
+	m.registry.MustRegister(m.checkStale, m.scaleDecisions, m.scaleActions, m.scaleIns, m.poolSize, m.scaleBackoff, m.provisionTimeouts)
 	m.registry.MustRegister(m.leader, m.quorum, m.nodes, m.replacements, m.decisions, m.breaker, m.evaluation,
 		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	return m

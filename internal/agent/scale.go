@@ -110,9 +110,17 @@ func sortedPools(policies map[string]policy.ScalingRules) []string {
 // which holds every rule. It does no I/O; it only sorts what was observed
 // by pool, and matches the pending tasks' constraints against each pool's
 // labels (swarm.Fits). It keeps the unneeded-since clocks for the next
-// evaluation.
+// evaluation, and exports each pool's provision backoff.
 func (a *Agent) scaleSnapshot(o *observation, sc *scaling, inFlight map[string]bool) decide.ScaleSnapshot {
 	obs := decide.ScaleObservation{Now: o.now}
+	// Instances an action in flight names are that action's to judge
+	// (a replacement's join_timeout), not provision_timeout's.
+	instInFlight := map[string]bool{}
+	for _, e := range o.journal.Entries {
+		instInFlight[e.Action.InstanceID] = true
+		instInFlight[e.Action.Replacement] = true
+	}
+	delete(instInFlight, "")
 	var clusterCapacity decide.Resources
 	for _, n := range o.nodes {
 		if n.State == decide.NodeReady && n.Capacity.NanoCPUs > 0 {
@@ -124,7 +132,8 @@ func (a *Agent) scaleSnapshot(o *observation, sc *scaling, inFlight map[string]b
 		pool := o.pools[id]
 		po := decide.PoolObservation{ID: id, Rules: sc.policies[id], PoolMinSize: int(pool.MinSize), PoolMaxSize: int(pool.MaxSize),
 			LastScaleUp: o.journal.LastScaleUp[id], LastScaleDown: o.journal.LastScaleDown[id],
-			Samples: sc.samples[id], ClusterNodeCapacity: clusterCapacity}
+			Samples: sc.samples[id], ClusterNodeCapacity: clusterCapacity,
+			ProvisionBackoff: o.journal.ProvisionBackoff[id], Requested: o.journal.Requested[id]}
 		for _, n := range o.nodes {
 			if nodePool(n, o.cluster.Name) != id {
 				continue
@@ -136,7 +145,8 @@ func (a *Agent) scaleSnapshot(o *observation, sc *scaling, inFlight map[string]b
 		}
 		for _, in := range o.instances {
 			if policy.PoolID(in.Cluster, in.Pool) == id {
-				po.Instances = append(po.Instances, decide.ObservedInstance{ID: in.ID, Running: in.Running})
+				po.Instances = append(po.Instances, decide.ObservedInstance{ID: in.ID, Running: in.Running,
+					LaunchedAt: in.CreatedAt, InFlight: instInFlight[in.ID]})
 			}
 		}
 		if po.Rules.PendingTasks {
@@ -166,6 +176,13 @@ func (a *Agent) scaleSnapshot(o *observation, sc *scaling, inFlight map[string]b
 	a.mu.Lock()
 	a.unneeded = unneeded
 	a.mu.Unlock()
+	for _, p := range snap.Pools {
+		left := 0.0
+		if until := p.ProvisionBackoff.Until(o.now); !until.IsZero() {
+			left = until.Sub(o.now).Seconds()
+		}
+		a.metrics.scaleBackoff.WithLabelValues(p.ID).Set(left)
+	}
 	return snap
 }
 
@@ -263,6 +280,15 @@ func (a *Agent) remember(r scaleRound) {
 func (a *Agent) actScaling(ctx context.Context, o *observation, r scaleRound) error {
 	for i, d := range r.plan.Decisions {
 		sp := r.snap.Pools[i]
+		if sp.Rules.Enabled {
+			if err := a.settleProvisioning(ctx, o, sp); err != nil {
+				if fenced(err) {
+					return err
+				}
+				a.log.Error("settling a provision timeout failed", "pool", sp.ID, "error", err)
+				a.addDecision(o.now, sp.ID, "provision_timeout", "error", err.Error(), false)
+			}
+		}
 		if !sp.Rules.Enabled || d.Direction == decide.ScaleHold {
 			continue
 		}

@@ -31,6 +31,15 @@ func (a *Agent) executeScale(ctx context.Context, o *observation, sp decide.Scal
 				j.LastScaleUp = map[string]time.Time{}
 			}
 			j.LastScaleUp[d.PoolID] = o.now
+			if a.group != nil {
+				// The group launches asynchronously and its describes lag:
+				// the request counts as capacity until it is listed
+				// (decide.ScaleRequest, settleProvisioning).
+				if j.Requested == nil {
+					j.Requested = map[string]decide.ScaleRequest{}
+				}
+				j.Requested[d.PoolID] = decide.ScaleRequest{Size: d.To, At: o.now}
+			}
 		})
 		if err != nil {
 			return err

@@ -104,10 +104,12 @@ func (r *poolScale) backoffHold(asks string) (ScaleDecision, bool) {
 	if until.IsZero() {
 		return ScaleDecision{}, false
 	}
+	// The message names fixed times only, so it reads the same at every
+	// evaluation of the backoff and is logged once.
 	b := r.p.ProvisionBackoff
-	msg := fmt.Sprintf("%s, but %s did not become Ready nodes within provision_timeout %s (the last %s ago): no scale-out before %s (in %s)",
-		asks, plural(b.Timeouts, "provision"), r.p.Rules.ProvisionTimeout, r.since(b.LastTimeout),
-		until.UTC().Format(time.RFC3339), until.Sub(r.now).Round(time.Second))
+	msg := fmt.Sprintf("%s, but instances it asked for did not become Ready nodes within provision_timeout %s (%s in a row, the last at %s): no scale-out before %s (backoff %s)",
+		asks, r.p.Rules.ProvisionTimeout, plural(b.Timeouts, "timeout"), b.LastTimeout.UTC().Format(time.RFC3339),
+		until.UTC().Format(time.RFC3339), ProvisionBackoffDelay(b.Timeouts))
 	return r.hold(CodeBackoff, msg+r.timedOutNote()), true
 }
 

@@ -103,7 +103,7 @@ func TestScaleProvisionTimeoutDecision(t *testing.T) {
 	if d.Direction != ScaleHold || d.Code != CodeBackoff || d.From != 2 {
 		t.Fatalf("at the timeout: %s %d->%d (%s): %s", d.Direction, d.From, d.To, d.Code, d.Message)
 	}
-	for _, want := range []string{"i-stuck", "provision_timeout 15m0s", "no scale-out before", "in 5m0s"} {
+	for _, want := range []string{"i-stuck", "provision_timeout 15m0s", "no scale-out before", "(backoff 5m0s)", "1 timeout in a row"} {
 		if !strings.Contains(d.Message, want) {
 			t.Errorf("message %q lacks %q", d.Message, want)
 		}

@@ -38,6 +38,9 @@ type AWSProxy struct {
 	calls  map[string]int
 	faultf func(AWSCall) *AWSFault
 	closed chan struct{} // closed when the test ends: hung calls let go
+
+	// rewritef changes moto's answers (SetRewrite).
+	rewritef func(AWSCall, []byte) []byte
 }
 
 // AWSCall is one request as the proxy sees it.
@@ -88,6 +91,10 @@ func NewAWSProxy(t testing.TB, target string) *AWSProxy {
 				_, _ = io.WriteString(w, ft.Body)
 				return
 			}
+		}
+		if rw := p.rewriter(); rw != nil {
+			rewrite(w, r, c, rp, rw)
+			return
 		}
 		rp.ServeHTTP(w, r)
 	}))
@@ -200,4 +207,34 @@ func NoRefreshes(next func(AWSCall) *AWSFault) func(AWSCall) *AWSFault {
 		}
 		return nil
 	}
+}
+
+// SetRewrite installs f, which may change the body of moto's answer to
+// every call that reaches it (nil: answers go back as moto gave them). A
+// test uses it for answers that are moto's with a difference: a describe
+// that shows an old desired capacity (an eventually consistent read), or
+// an instance that never leaves Pending.
+func (p *AWSProxy) SetRewrite(f func(c AWSCall, body []byte) []byte) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	p.rewritef = f
+}
+
+func (p *AWSProxy) rewriter() func(AWSCall, []byte) []byte {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return p.rewritef
+}
+
+// rewrite forwards r to moto, then answers with f applied to moto's body.
+func rewrite(w http.ResponseWriter, r *http.Request, c AWSCall, rp http.Handler, f func(AWSCall, []byte) []byte) {
+	rec := httptest.NewRecorder()
+	rp.ServeHTTP(rec, r)
+	body := f(c, rec.Body.Bytes())
+	for k, v := range rec.Header() {
+		w.Header()[k] = v
+	}
+	w.Header().Del("Content-Length")
+	w.WriteHeader(rec.Code)
+	_, _ = w.Write(body)
 }
