@@ -379,3 +379,82 @@ func TestStaleDescribeNoExtraIncrements(t *testing.T) {
 		t.Errorf("desired capacity %d, want 3", desired)
 	}
 }
+
+// A raise of the group's desired capacity that no instance answers (the
+// group is never described with the new instance: a capacity shortage,
+// InsufficientInstanceCapacity) counts as capacity on its way only for
+// provision_timeout: then the agent gives the launch up, sets the group's
+// desired capacity back to the instances it lists, and backs the pool off.
+// (Moto does launch the instance; the proxy hides it from the agent for
+// good, and what moto does with the lowered capacity is not asserted.)
+func TestProvisionNeverListedAWS(t *testing.T) {
+	c := newCloudWorkload(t, "short", 1)
+	initial, _, err := c.inService(context.Background())
+	if err != nil {
+		t.Fatal(err)
+	}
+	c.mu.Lock()
+	c.hold = func(id string) bool { return !initial[id] }
+	c.mu.Unlock()
+	group := aws.GroupName(c.pool.Cluster, c.pool.Name)
+	var mu sync.Mutex
+	var sizes []string
+	c.proxy.SetFault(testenv.NoRefreshes(func(call testenv.AWSCall) *testenv.AWSFault {
+		if call.Action == "SetDesiredCapacity" && testenv.AWSFormValue(call.Body, "AutoScalingGroupName") == group {
+			mu.Lock()
+			sizes = append(sizes, testenv.AWSFormValue(call.Body, "DesiredCapacity"))
+			mu.Unlock()
+		}
+		return nil
+	}))
+	// The agent never sees a new instance: the launch never happened.
+	c.proxy.SetRewrite(func(call testenv.AWSCall, body []byte) []byte {
+		if call.Action != "DescribeAutoScalingGroups" {
+			return body
+		}
+		return editInstances(body, func(id string, member []byte) []byte {
+			if initial[id] {
+				return member
+			}
+			return nil
+		})
+	})
+	sp := scalingPolicy(c.pool.ID(), func(s *policy.Scaling) {
+		s.PendingTasks = &policy.PendingTasksCheck{}
+		s.ProvisionTimeout = "10s"
+	})
+	if err := aws.NewPlatform(c.agentC, nil).PutScalingPolicy(context.Background(), sp); err != nil {
+		t.Fatal(err)
+	}
+	a := c.runAgent()
+	srv := httptest.NewServer(a.Handler())
+	defer srv.Close()
+	bigTasks(t, c.h, "big", 2)
+	cl, err := aws.NewCluster(c.agentC, c.h.name, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	c.h.waitFor("the launch given up and the pool backing off", 90*time.Second, func() (bool, string) {
+		var j agent.Journal
+		if _, err := cl.LoadJournal(context.Background(), &j); err != nil {
+			return false, err.Error()
+		}
+		mu.Lock()
+		defer mu.Unlock()
+		b := j.ProvisionBackoff[c.pool.ID()]
+		_, req := j.Requested[c.pool.ID()]
+		return b.Timeouts == 1 && len(sizes) == 2 && !req, fmt.Sprintf("backoff %+v, SetDesiredCapacity %v, request kept %t; %+v", b, sizes, req, statusOf(a, c.pool.ID()))
+	})
+	time.Sleep(3 * time.Second) // backing off: nothing more is asked
+	mu.Lock()
+	defer mu.Unlock()
+	if len(sizes) != 2 || sizes[0] != "2" || sizes[1] != "1" {
+		t.Errorf("SetDesiredCapacity %v, want [2 1]: the raise, then back to the listed size", sizes)
+	}
+	if v, _ := metric(srv.URL, `autarky_provision_timeouts_total{kind="never_listed",pool="`+c.pool.ID()+`"}`); v != 1 {
+		t.Errorf("autarky_provision_timeouts_total never_listed = %v, want 1", v)
+	}
+	if st := statusOf(a, c.pool.ID()); st.Code != string(decide.CodeBackoff) {
+		t.Errorf("status while backing off: %+v", st)
+	}
+}
