@@ -84,9 +84,9 @@ type Agent struct {
 	// nextWake is when the next rule's clock runs out; zero for none.
 	nextWake time.Time
 	alerts   map[string]alertState
-	// alertNames are the alert names the scaling policies use, as last
-	// read (noteAlertNames); nil until the policies were read once.
-	alertNames map[string]bool
+	// alertIndex holds the alert names the scaling policies use, and the
+	// alerts posted since the last reading that none used (alerts.go).
+	alertIndex alertIndex
 	wake       chan struct{}
 
 	// recommended holds, by pool, the sizes the scaling decisions within

@@ -21,12 +21,16 @@ import (
 // body is refused with 413 before it is read, not cut short and parsed.
 const maxAlertBody = 1 << 20
 
-// maxRememberedAlerts bounds the alerts the agent keeps. The agent only
-// acts on alerts a scaling policy names, so it only keeps those (once the
-// policies are read); the bound holds the memory of an agent that has not
-// read them yet, or whose policies name absurdly many, to a few hundred
-// kilobytes whatever is posted.
-const maxRememberedAlerts = 1000
+// Alerts posted with a name no scaling policy used at the agent's last
+// reading are held until the next one (within an evaluation interval),
+// which keeps those a policy now uses and drops the rest: a post that
+// races the policy naming it is not lost until Alertmanager's next repeat
+// (hours, by default). Held alerts are bounded in number and bytes, so a
+// post of thousands of names, or of huge ones, costs the agent nothing.
+const (
+	maxHeldAlerts     = 100
+	maxHeldAlertBytes = 64 << 10
+)
 
 // alertmanagerPayload is the part of Alertmanager's webhook body (version 4)
 // the agent reads.
@@ -96,27 +100,67 @@ func (a *Agent) alertStatuses() []AlertStatus {
 	return out
 }
 
+// alertIndex is what the agent knows of alert names. a.mu guards it.
+type alertIndex struct {
+	// used are the names the scaling policies used at the last reading;
+	// nil before the first.
+	used map[string]bool
+	// held are alerts posted since that reading under a name it did not
+	// hold, and heldBytes the length of their names.
+	held      map[string]alertState
+	heldBytes int
+}
+
 // noteAlertNames records the alert names the scaling policies use, read in
-// this evaluation, and forgets every remembered alert none of them uses:
-// from now on /v1/alerts keeps only these. Before the first reading the
-// agent cannot tell, and keeps what is posted up to maxRememberedAlerts,
-// so that a post arriving while it starts is not lost until Alertmanager's
-// next repeat (hours, by default).
+// this evaluation: alerts held since the last reading that a policy now
+// names join the remembered ones, the other held ones are dropped, and so
+// is every remembered alert no policy uses any more. The remembered
+// alerts are thus always a subset of the policies' names.
 func (a *Agent) noteAlertNames(ps []policy.Scaling) {
-	names := map[string]bool{}
+	used := map[string]bool{}
 	for _, p := range ps {
 		for _, c := range p.Alert {
-			names[c.Name] = true
+			used[c.Name] = true
 		}
 	}
 	a.mu.Lock()
 	defer a.mu.Unlock()
-	a.alertNames = names
+	ix := &a.alertIndex
+	for name, st := range ix.held {
+		if used[name] {
+			a.alerts[name] = st
+		}
+	}
+	ix.used, ix.held, ix.heldBytes = used, nil, 0
 	for name := range a.alerts {
-		if !names[name] {
+		if !used[name] {
 			delete(a.alerts, name)
 		}
 	}
+}
+
+// noteAlert takes one posted alert: remembered when a policy uses its
+// name, else held for the next reading while there is room. a.mu held.
+func (a *Agent) noteAlert(n alertNotice, now time.Time) (kept bool) {
+	st := alertState{Firing: n.Firing, ReceivedAt: now}
+	ix := &a.alertIndex
+	if ix.used[n.Name] {
+		a.alerts[n.Name] = st
+		return true
+	}
+	if _, ok := ix.held[n.Name]; ok {
+		ix.held[n.Name] = st
+		return true
+	}
+	if len(ix.held) >= maxHeldAlerts || ix.heldBytes+len(n.Name) > maxHeldAlertBytes {
+		return false
+	}
+	if ix.held == nil {
+		ix.held = map[string]alertState{}
+	}
+	ix.held[n.Name] = st
+	ix.heldBytes += len(n.Name)
+	return true
 }
 
 // loopbackListen reports whether the agent only listens on loopback.
@@ -165,7 +209,7 @@ func (a *Agent) authorized(r *http.Request) bool {
 // handleAlerts takes Alertmanager's webhook as is. Beyond loopback a bearer
 // token (Alertmanager's http_config.authorization) is required; without a
 // configured token every request is refused. Only alerts a scaling policy
-// names are kept (noteAlertNames), and never more than maxRememberedAlerts.
+// names are kept (noteAlert, noteAlertNames).
 func (a *Agent) handleAlerts(w http.ResponseWriter, r *http.Request) {
 	if r.Method != http.MethodPost {
 		w.Header().Set("Allow", http.MethodPost)
@@ -200,17 +244,11 @@ func (a *Agent) handleAlerts(w http.ResponseWriter, r *http.Request) {
 	kept, ignored := 0, 0
 	a.mu.Lock()
 	for _, n := range notices {
-		_, known := a.alerts[n.Name]
-		switch {
-		case a.alertNames != nil && !a.alertNames[n.Name]:
+		if a.noteAlert(n, now) {
+			kept++
+		} else {
 			ignored++
-			continue
-		case !known && len(a.alerts) >= maxRememberedAlerts:
-			ignored++
-			continue
 		}
-		a.alerts[n.Name] = alertState{Firing: n.Firing, ReceivedAt: now}
-		kept++
 	}
 	a.mu.Unlock()
 	a.log.Info("alerts received", "count", len(notices), "kept", kept, "ignored", ignored, "status", status)

@@ -83,8 +83,8 @@ func alertNames(s agent.Status) []string {
 // The agent's HTTP surface, through its real listener (Run) beside a real
 // swarm: the Bearer scheme is required (a bare token is refused), a body
 // over 1 MiB gets 413, only alerts a scaling policy names are remembered
-// (a 15,000-name post leaves one), an agent that has not read its policies
-// yet remembers at most a bounded number, and clients that send their
+// (a 15,000-name post leaves one), names no policy used at the last
+// reading are held for the next one, at most 100, and clients that send their
 // headers or body a byte at a time are cut off by the server's timeouts.
 func TestAlertsHTTPSurface(t *testing.T) {
 	h := newHarnessWith(t, "ah", 1, false, "1s", false)
@@ -168,29 +168,43 @@ func TestAlertsHTTPSurface(t *testing.T) {
 		}
 	})
 
-	t.Run("bounded before the policies are read", func(t *testing.T) {
-		// An agent that has not evaluated yet cannot tell which alerts
-		// matter: it keeps what it is sent, up to its bound.
+	t.Run("held until the policies are read, bounded", func(t *testing.T) {
+		// An agent that has not read its policies cannot tell which
+		// alerts matter: it holds the first 100 names posted until its
+		// next reading, which keeps those a policy uses.
+		h.scale(scalingPolicy("ah/web", func(s *policy.Scaling) {
+			s.Alert = []policy.AlertCheck{{Name: "WebOverloaded"}, {Name: "Noise00099"}, {Name: "Noise00100"}}
+		}))
 		fresh := h.inProcess(true)
 		srv := httptest.NewServer(fresh.Handler())
 		defer srv.Close()
-		if code := postAlerts(t, srv.URL, "", alertPost(manyAlertNames(15000, "WebOverloaded")...)); code != http.StatusAccepted {
+		if code := postAlerts(t, srv.URL, "", alertPost(manyAlertNames(15000)...)); code != http.StatusAccepted {
 			t.Fatalf("a 15,000-alert post: %d, want 202", code)
 		}
-		n := len(fresh.Status().Alerts)
-		if n == 0 || n > 1000 {
-			t.Fatalf("an agent that has not read its policies remembers %d alerts, want 1 to 1000", n)
-		}
-		// Its first evaluation reads the policies and forgets the rest.
-		fresh.Evaluate(context.Background())
 		if got := alertNames(fresh.Status()); len(got) != 0 {
-			t.Fatalf("after reading the policies %d alerts are remembered (%.5v...), want none: WebOverloaded was past the bound", len(got), got)
+			t.Fatalf("alerts remembered before any policy was read: %.5v (%d)", got, len(got))
 		}
-		if code := postAlerts(t, srv.URL, "", alertPost("WebOverloaded", "Other")); code != http.StatusAccepted {
+		fresh.Evaluate(context.Background())
+		if got := alertNames(fresh.Status()); len(got) != 1 || got[0] != "Noise00099" {
+			t.Fatalf("after reading the policies %d alerts are remembered (%.5v), want the 100th name posted, Noise00099, alone: the 101st is past the bound", len(got), got)
+		}
+
+		// A post that races the policy naming it: held, then kept.
+		if code := postAlerts(t, srv.URL, "", alertPost("Late")); code != http.StatusAccepted {
 			t.Fatalf("post: %d, want 202", code)
 		}
-		if got := alertNames(fresh.Status()); len(got) != 1 || got[0] != "WebOverloaded" {
-			t.Fatalf("remembered %v, want [WebOverloaded]", got)
+		if got := alertNames(fresh.Status()); len(got) != 1 {
+			t.Fatalf("an alert no policy names is remembered: %v", got)
+		}
+		h.scale(scalingPolicy("ah/web", func(s *policy.Scaling) {
+			s.Alert = []policy.AlertCheck{{Name: "WebOverloaded"}, {Name: "Late"}}
+		}))
+		fresh.Evaluate(context.Background())
+		if got := alertNames(fresh.Status()); len(got) != 1 || got[0] != "Late" {
+			t.Fatalf("remembered %v, want [Late]: the alert posted just before its policy", got)
+		}
+		if st := fresh.Status().Alerts[0]; !st.Firing {
+			t.Fatalf("Late is remembered as not firing: %+v", st)
 		}
 	})
 
