@@ -405,8 +405,18 @@ func checkScaleInvariants(t testing.TB, s ScaleSnapshot, plan ScalePlan) {
 		if busyDraining+busy > max(1, busyDraining) {
 			t.Errorf("pool %s: %d busy nodes draining and %d more chosen", p.ID, busyDraining, busy)
 		}
+		// The disruption budget, forced or not.
+		if budget, disrupted := DisruptionBudget(p.Current, r.MaxDisruptedPercent), Disrupted(p); disrupted+len(d.RemoveNodes) > budget {
+			t.Errorf("pool %s: removes %d with %d disrupted already, over the budget of %d", p.ID, len(d.RemoveNodes), disrupted, budget)
+		}
 		if d.Forced {
 			continue
+		}
+		// The stabilisation window.
+		for _, rec := range p.Recommendations {
+			if age := s.Now.Sub(rec.At); age >= 0 && age < r.CooldownDown && d.To < min(rec.Size, d.From) {
+				t.Errorf("pool %s: shrinks to %d below %d recommended %s ago", p.ID, d.To, rec.Size, age)
+			}
 		}
 		// Safety rule 2 and the agreement of every check.
 		if untrusted {
