@@ -77,3 +77,41 @@ func TestPartialViewAfterRestartNoScaleIn(t *testing.T) {
 		t.Fatalf("instances %d, journal %+v: a needed node was removed", n, h.journal().Entries)
 	}
 }
+
+// A drain in progress reads a task listing that lacks the services' tasks
+// (the manager restarted under it): the drain is not over, the busy node
+// is not terminated. Its stubborn task ignores SIGTERM, so only a listing
+// that hides it could make the node look drained before drain_timeout.
+func TestPartialViewDoesNotEndADrain(t *testing.T) {
+	h := newHarnessWith(t, "pd", 1, false, "500ms", true)
+	h.pool("batch", 2, nil)
+	h.stubborn("node.labels.autarky.pool==batch")
+	h.scaleInTo1("pd/batch", "3m")
+	px := h.proxy()
+	a := h.inProcessVia(px.Host)
+	h.evaluateUntil(a, "a batch node draining", time.Minute, func() (bool, string) { return h.draining("pd/batch") })
+	var emptied atomic.Int32
+	px.Fault(func(c testenv.DockerCall) *testenv.DockerFault {
+		if c.Method == "GET" && c.Path == "/tasks" {
+			emptied.Add(1)
+			return &testenv.DockerFault{Status: 200, Body: "[]"}
+		}
+		return nil
+	})
+	// 20 s: a local instance whose tasks ignore SIGTERM takes about 10 s
+	// to terminate, so a drain wrongly ended shows within this.
+	for i := 0; i < 20; i++ {
+		a.Evaluate(context.Background())
+		time.Sleep(time.Second)
+	}
+	if emptied.Load() < 6 {
+		t.Fatalf("only %d task listings were emptied", emptied.Load())
+	}
+	if n := len(h.instances("batch")); n != 2 {
+		t.Fatalf("%d batch instances left: the draining node was terminated on an empty task listing", n)
+	}
+	if draining, detail := h.draining("pd/batch"); !draining {
+		t.Fatalf("the drain ended on an empty task listing: %s", detail)
+	}
+	px.Fault(nil)
+}

@@ -2,6 +2,7 @@ package swarm
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"strings"
 
@@ -70,12 +71,17 @@ func (c *Client) Tasks(ctx context.Context) (TaskView, error) {
 func taskView(tasks []dswarm.Task, services []dswarm.Service) TaskView {
 	var pending []PendingTask
 	load := map[string]TaskLoad{}
-	meant := map[string]uint64{} // by service: tasks meant to run
+	meant := map[string]uint64{} // by service: tasks meant to run or still running
 	for _, t := range tasks {
+		if t.DesiredState == dswarm.TaskStateRunning || alive(t.Status.State) {
+			// A task being stopped (its node drains) still holds its
+			// slot until it has stopped: Swarm creates the replacement
+			// after, so the listing is whole with it.
+			meant[t.ServiceID]++
+		}
 		if t.DesiredState != dswarm.TaskStateRunning {
 			continue
 		}
-		meant[t.ServiceID]++
 		var res Resources
 		if r := t.Spec.Resources; r != nil && r.Reservations != nil {
 			res = Resources{NanoCPUs: r.Reservations.NanoCPUs, MemoryBytes: r.Reservations.MemoryBytes}
@@ -104,6 +110,17 @@ func taskView(tasks []dswarm.Task, services []dswarm.Service) TaskView {
 		}
 	}
 	return TaskView{Pending: pending, Load: load, Incomplete: missingTasks(services, meant)}
+}
+
+// alive reports whether a task in this state has (or is about to have) a
+// container running.
+func alive(s dswarm.TaskState) bool {
+	switch s {
+	case dswarm.TaskStateAssigned, dswarm.TaskStateAccepted, dswarm.TaskStatePreparing, dswarm.TaskStateReady,
+		dswarm.TaskStateStarting, dswarm.TaskStateRunning:
+		return true
+	}
+	return false
 }
 
 // missingTasks names the replicated services with fewer tasks meant to run
@@ -209,11 +226,20 @@ func (c *Client) LabelledServices(ctx context.Context, label, value string) ([]s
 
 // TasksStillRunning counts the tasks whose containers still run on a node,
 // whatever Swarm wants of them: a drained node's tasks are told to shut down
-// at once, but a drain is only over when they have stopped.
+// at once, but a drain is only over when they have stopped. A listing that
+// lacks tasks the services ask for (see TaskView.Incomplete) is an error,
+// never zero: on it a busy node would look drained.
 func (c *Client) TasksStillRunning(ctx context.Context, nodeID string) (int, error) {
 	tasks, err := c.api.TaskList(ctx, dswarm.TaskListOptions{})
 	if err != nil {
 		return 0, fmt.Errorf("task list: %w", err)
+	}
+	services, err := c.api.ServiceList(ctx, dswarm.ServiceListOptions{})
+	if err != nil {
+		return 0, fmt.Errorf("service list: %w", err)
+	}
+	if why := taskView(tasks, services).Incomplete; why != "" {
+		return 0, errors.New(why)
 	}
 	n := 0
 	for _, t := range tasks {

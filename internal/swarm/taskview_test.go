@@ -41,6 +41,8 @@ func TestTaskViewCompleteness(t *testing.T) {
 		{name: "zero replicas", services: []dswarm.Service{replicated("a", "web", 0)}},
 		{name: "empty listing", services: []dswarm.Service{replicated("a", "web", 3), replicated("b", "db", 1)},
 			want: "lacks 4 task(s) the services ask for (web wants 3, 0 listed; db wants 1, 0 listed)"},
+		{name: "a task still stopping on a draining node holds its slot", services: []dswarm.Service{replicated("a", "web", 2)},
+			tasks: []dswarm.Task{task("a", "n1", run, run), task("a", "n2", shut, run)}},
 		{name: "shut-down tasks do not count", services: []dswarm.Service{replicated("a", "web", 2)},
 			tasks: []dswarm.Task{task("a", "n1", run, run), task("a", "n2", shut, shut)}, want: "web wants 2, 1 listed"},
 	}
