@@ -26,7 +26,8 @@ import (
 //     again, unless that would take the pool below min_size, which the
 //     group must keep anyway;
 //   - an abandoned request lowers the group's desired capacity to the
-//     instances it lists (desiredTrimmer), which terminates none of them;
+//     instances it lists (desiredTrimmer), which terminates none of them,
+//     before the journal forgets the request;
 //   - the pool's desired size is set to its real size, within its bounds;
 //   - the request record leaves the journal once the platform lists the
 //     instances asked for, or once they are abandoned.
@@ -71,6 +72,21 @@ func (a *Agent) settleProvisioning(ctx context.Context, o *observation, sp decid
 			PoolID: sp.ID, Role: policy.RoleWorker, InstanceID: id, Shrink: shrink,
 			Reason: fmt.Sprintf("instance %s did not become a Ready node within provision_timeout %s: terminate it", id, sp.Rules.ProvisionTimeout)})
 	}
+	// A launch never listed is given up before the journal forgets the
+	// request: trimming is idempotent, so a failure here leaves the request
+	// to be given up again at the next evaluation.
+	trimmed := ""
+	if t, ok := a.cluster.(desiredTrimmer); ok && sp.Abandoned > 0 {
+		var from, to int
+		if err := a.guarded(ctx, "give up the launches of "+sp.ID, func(ctx context.Context) error {
+			var err error
+			from, to, err = t.TrimDesired(ctx, pool.Name)
+			return err
+		}); err != nil {
+			return err
+		}
+		trimmed = fmt.Sprintf(", group desired capacity %d -> %d", from, to)
+	}
 	j, err := a.updateJournal(ctx, "provisioning of "+sp.ID, func(j *Journal) {
 		for _, act := range acts {
 			if j.find(act.Key) < 0 {
@@ -101,19 +117,7 @@ func (a *Agent) settleProvisioning(ctx context.Context, o *observation, sp decid
 	}
 	if sp.Abandoned > 0 {
 		a.metrics.provisionTimeouts.WithLabelValues(sp.ID, "never_listed").Add(float64(sp.Abandoned))
-		msg += fmt.Sprintf(": %d instance(s) asked of the group were never listed", sp.Abandoned)
-		if t, ok := a.cluster.(desiredTrimmer); ok {
-			var from, to int
-			terr := a.guarded(ctx, "give up the launches of "+sp.ID, func(ctx context.Context) error {
-				var err error
-				from, to, err = t.TrimDesired(ctx, pool.Name)
-				return err
-			})
-			if terr != nil {
-				return terr
-			}
-			msg += fmt.Sprintf(", group desired capacity %d -> %d", from, to)
-		}
+		msg += fmt.Sprintf(": %d instance(s) asked of the group were never listed%s", sp.Abandoned, trimmed)
 	}
 	size := min(max(sp.Current, int(pool.MinSize)), int(pool.MaxSize))
 	if err := a.guarded(ctx, "set the desired size of "+sp.ID, func(ctx context.Context) error {
