@@ -231,10 +231,10 @@ func (a *Agent) decideScaling(o *observation) scaleRound {
 	}
 	a.mu.Unlock()
 	r.plan = decide.Scale(r.snap)
-	a.remember(r)
 	if o.incomplete != "" {
 		holdScaleIn(&r.plan, o.incomplete)
 	}
+	a.remember(r)
 	statuses := map[string]ScaleStatus{}
 	for i, d := range r.plan.Decisions {
 		sp := r.snap.Pools[i]
