@@ -574,7 +574,13 @@ func TestAWSScaleInUndoneWhenATerminationFails(t *testing.T) {
 		s.Alert = []policy.AlertCheck{{Name: "never"}}
 		s.ScaleInAfter = "1s"
 		s.DrainTimeout = "5s"
-		s.CooldownDown = "1h" // one scale-in decision in this test
+		// One scale-in decision in this test: it comes once the
+		// stabilisation window (cooldown_down) has passed since the first
+		// evaluations, which recommend the nodes not yet unneeded, and no
+		// second one comes before the assertions below. Every node may be
+		// disrupted at once, so the decision is one batch of three.
+		s.CooldownDown = "45s"
+		s.MaxDisruptedPercent = 100
 	})
 	p := aws.NewPlatform(c.agentC, nil)
 	if err := p.PutScalingPolicy(context.Background(), sp); err != nil {
