@@ -9,6 +9,7 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"sync"
 	"syscall"
 	"testing"
 	"time"
@@ -357,4 +358,49 @@ func saveJournal(c platform.Cluster, j *agent.Journal) error {
 	}
 	_, err = c.SaveJournal(context.Background(), j, rev)
 	return err
+}
+
+// freezeNew stops (SIGSTOP) every instance of pool but except as soon as its
+// process exists: a machine that boots and never joins. frozen returns the
+// instances frozen so far; stop ends the watch. When the test ends the
+// watch stops and every instance of the pool is thawed.
+func (h *harness) freezeNew(pool, except string) (frozen func() map[string]bool, stop func()) {
+	var mu sync.Mutex
+	ids := map[string]bool{}
+	quit, done := make(chan struct{}), make(chan struct{})
+	go func() {
+		defer close(done)
+		for {
+			select {
+			case <-quit:
+				return
+			case <-time.After(20 * time.Millisecond):
+			}
+			for _, r := range h.records(pool) {
+				mu.Lock()
+				if r.ID != except && !ids[r.ID] && r.PID > 0 && syscall.Kill(r.PID, syscall.SIGSTOP) == nil {
+					ids[r.ID] = true
+				}
+				mu.Unlock()
+			}
+		}
+	}()
+	var once sync.Once
+	stop = func() { once.Do(func() { close(quit); <-done }) }
+	h.t.Cleanup(func() {
+		stop()
+		for _, r := range h.records(pool) {
+			_ = syscall.Kill(r.PID, syscall.SIGCONT)
+		}
+	})
+	frozen = func() map[string]bool {
+		mu.Lock()
+		defer mu.Unlock()
+		out := make(map[string]bool, len(ids))
+		for id := range ids {
+			out[id] = true
+		}
+		return out
+	}
+	return frozen, stop
 }

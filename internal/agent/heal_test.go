@@ -385,26 +385,7 @@ func TestNeverJoins(t *testing.T) {
 
 	// Freeze every new instance of the pool as soon as its process exists:
 	// a machine that boots and never joins.
-	stop := make(chan struct{})
-	frozen := map[string]bool{}
-	done := make(chan struct{})
-	go func() {
-		defer close(done)
-		for {
-			select {
-			case <-stop:
-				return
-			case <-time.After(20 * time.Millisecond):
-			}
-			for _, r := range h.records("web") {
-				if r.ID != original && !frozen[r.ID] && r.PID > 0 {
-					if syscall.Kill(r.PID, syscall.SIGSTOP) == nil {
-						frozen[r.ID] = true
-					}
-				}
-			}
-		}
-	}()
+	frozenIDs, stopFreezing := h.freezeNew("web", original)
 	h.kill(original)
 	h.nodeDown(original, 30*time.Second)
 	a := h.inProcess(false)
@@ -413,8 +394,8 @@ func TestNeverJoins(t *testing.T) {
 		b := h.journal().Backoff["nj/web"]
 		return b.Failures >= 2, fmt.Sprintf("backoff %+v", b)
 	})
-	close(stop)
-	<-done
+	stopFreezing()
+	frozen := frozenIDs()
 	b := h.journal().Backoff["nj/web"]
 	if decide.BackoffDelay(b.Failures) <= decide.BackoffDelay(1) {
 		t.Errorf("backoff did not grow: %d failures, delay %s", b.Failures, decide.BackoffDelay(b.Failures))

@@ -9,7 +9,6 @@ import (
 	"strconv"
 	"strings"
 	"sync"
-	"syscall"
 	"testing"
 	"time"
 
@@ -64,34 +63,7 @@ func TestProvisionTimeoutLocal(t *testing.T) {
 		s.ProvisionTimeout = "8s"
 	}))
 
-	stop := make(chan struct{})
-	done := make(chan struct{})
-	var mu sync.Mutex
-	frozen := map[string]bool{}
-	go func() {
-		defer close(done)
-		for {
-			select {
-			case <-stop:
-				return
-			case <-time.After(20 * time.Millisecond):
-			}
-			for _, r := range h.records("web") {
-				mu.Lock()
-				if r.ID != original && !frozen[r.ID] && r.PID > 0 && syscall.Kill(r.PID, syscall.SIGSTOP) == nil {
-					frozen[r.ID] = true
-				}
-				mu.Unlock()
-			}
-		}
-	}()
-	t.Cleanup(func() {
-		close(stop)
-		<-done
-		for _, r := range h.records("web") {
-			_ = syscall.Kill(r.PID, syscall.SIGCONT)
-		}
-	})
+	frozen, _ := h.freezeNew("web", original)
 
 	a := h.inProcess(false)
 	srv := httptest.NewServer(a.Handler())
@@ -99,9 +71,7 @@ func TestProvisionTimeoutLocal(t *testing.T) {
 	bigTasks(t, h, "big", 2) // one runs on the pool's node, one waits
 	var stuck string
 	h.evaluateUntil(a, "a second instance, frozen", time.Minute, func() (bool, string) {
-		mu.Lock()
-		defer mu.Unlock()
-		for id := range frozen {
+		for id := range frozen() {
 			stuck = id
 		}
 		return stuck != "", fmt.Sprintf("%d instances; %+v", len(h.instances("web")), h.scaling(a, "pv/web"))
