@@ -346,8 +346,10 @@ func TestScaleInForcedAfterDrainTimeout(t *testing.T) {
 	h.scaleInTo1("sf/web", "3s")
 	a := h.inProcess(false)
 	start := time.Now()
+	// The removal is over, and recorded, once its journal entry is gone: the
+	// instance leaves the listing before the node is removed from Swarm.
 	h.evaluateUntil(a, "scale in to 1", 2*time.Minute, func() (bool, string) {
-		return len(h.instances("web")) == 1, fmt.Sprintf("%+v", h.scaling(a, "sf/web"))
+		return len(h.instances("web")) == 1 && len(h.journal().Entries) == 0, fmt.Sprintf("%+v", h.scaling(a, "sf/web"))
 	})
 	if time.Since(start) < 3*time.Second {
 		t.Fatalf("the node went after %s, before drain_timeout", time.Since(start))
