@@ -15,7 +15,8 @@ import (
 // TestUserDataShellcheck renders the user data of a manager (with the
 // agent) and of a worker pool, while the cluster's tokens sit in moto's
 // Parameter Store, and runs shellcheck (Debian's) on both: POSIX sh, no
-// warning, no token, only the token's parameter name.
+// warning, no token, only the token's parameter name; sh -n and bash -n
+// parse them.
 func TestUserDataShellcheck(t *testing.T) {
 	shellcheck, err := exec.LookPath("shellcheck")
 	if err != nil {
@@ -97,8 +98,10 @@ func TestUserDataShellcheck(t *testing.T) {
 		if b, err := exec.Command(shellcheck, "--shell=sh", "--severity=style", path).CombinedOutput(); err != nil {
 			t.Errorf("shellcheck %s user data: %v\n%s", name, err, b)
 		}
-		if b, err := exec.Command("sh", "-n", path).CombinedOutput(); err != nil {
-			t.Errorf("sh -n %s user data: %v\n%s", name, err, b)
+		for _, shell := range []string{"sh", "bash"} {
+			if b, err := exec.Command(shell, "-n", path).CombinedOutput(); err != nil {
+				t.Errorf("%s -n %s user data: %v\n%s", shell, name, err, b)
+			}
 		}
 	}
 }
