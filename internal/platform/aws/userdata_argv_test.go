@@ -3,6 +3,7 @@ package aws
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -10,6 +11,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/docker/docker/api/types/swarm"
 
 	"github.com/autarky/terraform-provider-autarky/internal/policy"
 )
@@ -177,7 +180,7 @@ func runTokenPath(t *testing.T, shell, script, calls string, codes ...string) ar
 }
 
 // got reads the request file a stub kept, checks it had mode 0600, and
-// decodes it.
+// decodes it, refusing fields v does not have.
 func (r argvRun) got(t *testing.T, name string, v any) {
 	t.Helper()
 	mode, err := os.ReadFile(filepath.Join(r.dir, "got", name+".mode"))
@@ -191,14 +194,11 @@ func (r argvRun) got(t *testing.T, name string, v any) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if err := json.Unmarshal(b, v); err != nil {
+	dec := json.NewDecoder(strings.NewReader(string(b)))
+	dec.DisallowUnknownFields()
+	if err := dec.Decode(v); err != nil {
 		t.Fatalf("request file %s is not JSON: %v\n%s", name, err, b)
 	}
-}
-
-type joinRequest struct {
-	ListenAddr, AdvertiseAddr, JoinToken, Availability string
-	RemoteAddrs                                        []string
 }
 
 // TestUserDataJoinTokenNotInArgv runs a worker's join for real, with sh
@@ -227,10 +227,11 @@ func TestUserDataJoinTokenNotInArgv(t *testing.T) {
 				}
 			}
 			for i, addr := range []string{"10.0.0.7:2377", "10.0.0.8:2377"} {
-				var req joinRequest
+				// The Engine API's own request type: a misspelt field fails.
+				var req swarm.JoinRequest
 				r.got(t, "join-"+string(rune('1'+i)), &req)
-				want := joinRequest{ListenAddr: "0.0.0.0:2377", AdvertiseAddr: "10.0.0.5", JoinToken: canaryWorkerToken,
-					Availability: "active", RemoteAddrs: []string{addr}}
+				want := swarm.JoinRequest{ListenAddr: "0.0.0.0:2377", AdvertiseAddr: "10.0.0.5", JoinToken: canaryWorkerToken,
+					Availability: swarm.NodeAvailabilityActive, RemoteAddrs: []string{addr}}
 				if !reflect.DeepEqual(req, want) {
 					t.Errorf("join request %d: %+v, want %+v", i+1, req, want)
 				}
@@ -253,18 +254,12 @@ func TestUserDataJoinGivesUp(t *testing.T) {
 	}
 	r := runTokenPath(t, "sh", script, `join_swarm "$TOKEN_PARAM"; log "not reached"`, "503")
 	var exit *exec.ExitError
-	if !asExitError(r.err, &exit) || exit.ExitCode() != 1 {
+	if !errors.As(r.err, &exit) || exit.ExitCode() != 1 {
 		t.Fatalf("exit %v, want status 1", r.err)
 	}
 	if !strings.Contains(r.stderr, "did not join the swarm within 1s") || strings.Contains(r.stderr, "not reached") {
 		t.Errorf("the script did not give up with its error")
 	}
-}
-
-func asExitError(err error, target **exec.ExitError) bool {
-	e, ok := err.(*exec.ExitError)
-	*target = e
-	return ok
 }
 
 // TestUserDataStoreTokensNotInArgv runs the first manager's init for real
@@ -306,7 +301,7 @@ func TestUserDataStoreTokensNotInArgv(t *testing.T) {
 			if n := strings.Count(r.argv, "--cli-input-json file://"); n != 2 {
 				t.Errorf("%d put-parameter calls with --cli-input-json, want 2", n)
 			}
-			var req joinRequest
+			var req swarm.JoinRequest
 			r.got(t, "join-1", &req)
 			if req.JoinToken != canaryManagerToken {
 				t.Errorf("the manager joined with another token than the manager token")
