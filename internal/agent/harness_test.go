@@ -172,7 +172,10 @@ func (h *harness) nodes() ([]swarm.Node, error) {
 		if err != nil {
 			continue
 		}
-		ctx, cancel := context.WithTimeout(context.Background(), 3*time.Second)
+		// As long as the agent's own read deadline: a manager busy with a
+		// membership change on two loaded cores can take more than a few
+		// seconds, and a slow answer is not a missing leader.
+		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 		ns, err := cli.Nodes(ctx)
 		cancel()
 		cli.Close()
