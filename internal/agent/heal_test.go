@@ -133,8 +133,10 @@ func TestHealManagers(t *testing.T) {
 				return
 			case <-tick.C:
 			}
-			s := sample{at: time.Now()}
+			// A sample is of the moment its answer came: a manager busy
+			// with an election can take seconds to answer.
 			ns, err := h.nodes()
+			s := sample{at: time.Now()}
 			if err != nil {
 				s.err = err.Error()
 			}
