@@ -38,6 +38,9 @@ type TaskView struct {
 	Pending []PendingTask
 	// Load is, by node, what the running tasks reserve.
 	Load map[string]TaskLoad
+	// StillRunning counts, by node, the tasks whose containers run,
+	// whatever Swarm wants of them (see TasksStillRunning).
+	StillRunning map[string]int
 	// Incomplete says why the task listing cannot be the whole truth, or is
 	// empty when it can: a replicated service wants more replicas than
 	// the listing holds tasks meant to run for it. A manager that has just
@@ -72,7 +75,11 @@ func taskView(tasks []dswarm.Task, services []dswarm.Service) TaskView {
 	var pending []PendingTask
 	load := map[string]TaskLoad{}
 	meant := map[string]uint64{} // by service: tasks meant to run or still running
+	still := map[string]int{}
 	for _, t := range tasks {
+		if t.NodeID != "" && t.Status.State == dswarm.TaskStateRunning {
+			still[t.NodeID]++
+		}
 		if t.DesiredState == dswarm.TaskStateRunning || alive(t.Status.State) {
 			// A task being stopped (its node drains) still holds its
 			// slot until it has stopped: Swarm creates the replacement
@@ -109,7 +116,7 @@ func taskView(tasks []dswarm.Task, services []dswarm.Service) TaskView {
 			load[t.NodeID] = l
 		}
 	}
-	return TaskView{Pending: pending, Load: load, Incomplete: missingTasks(services, meant)}
+	return TaskView{Pending: pending, Load: load, StillRunning: still, Incomplete: missingTasks(services, meant)}
 }
 
 // alive reports whether a task in this state has (or is about to have) a
@@ -230,22 +237,12 @@ func (c *Client) LabelledServices(ctx context.Context, label, value string) ([]s
 // lacks tasks the services ask for (see TaskView.Incomplete) is an error,
 // never zero: on it a busy node would look drained.
 func (c *Client) TasksStillRunning(ctx context.Context, nodeID string) (int, error) {
-	tasks, err := c.api.TaskList(ctx, dswarm.TaskListOptions{})
+	v, err := c.Tasks(ctx)
 	if err != nil {
-		return 0, fmt.Errorf("task list: %w", err)
+		return 0, err
 	}
-	services, err := c.api.ServiceList(ctx, dswarm.ServiceListOptions{})
-	if err != nil {
-		return 0, fmt.Errorf("service list: %w", err)
+	if v.Incomplete != "" {
+		return 0, errors.New(v.Incomplete)
 	}
-	if why := taskView(tasks, services).Incomplete; why != "" {
-		return 0, errors.New(why)
-	}
-	n := 0
-	for _, t := range tasks {
-		if t.NodeID == nodeID && t.Status.State == dswarm.TaskStateRunning {
-			n++
-		}
-	}
-	return n, nil
+	return v.StillRunning[nodeID], nil
 }

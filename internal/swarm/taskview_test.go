@@ -58,7 +58,11 @@ func TestTaskViewCompleteness(t *testing.T) {
 		})
 	}
 	v := taskView([]dswarm.Task{task("a", "n1", run, run)}, []dswarm.Service{replicated("a", "web", 1)})
-	if v.Load["n1"].Running != 1 {
+	// A task told to stop whose container still runs keeps its node busy.
+	if v := taskView([]dswarm.Task{task("a", "n2", dswarm.TaskStateShutdown, run)}, nil); v.StillRunning["n2"] != 1 || v.Load["n2"].Running != 0 {
+		t.Fatalf("a stopping task: still running %v, load %+v", v.StillRunning, v.Load)
+	}
+	if v.Load["n1"].Running != 1 || v.StillRunning["n1"] != 1 {
 		t.Fatalf("load = %+v", v.Load)
 	}
 }
