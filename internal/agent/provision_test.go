@@ -198,17 +198,7 @@ func TestProvisionTimeoutAWS(t *testing.T) {
 			return lifecycleRe.ReplaceAll(member, []byte("<LifecycleState>Pending</LifecycleState>"))
 		})
 	})
-	sp := scalingPolicy(c.pool.ID(), func(s *policy.Scaling) {
-		s.PendingTasks = &policy.PendingTasksCheck{}
-		s.ProvisionTimeout = "15s"
-	})
-	if err := aws.NewPlatform(c.agentC, nil).PutScalingPolicy(context.Background(), sp); err != nil {
-		t.Fatal(err)
-	}
-	a := c.runAgent()
-	srv := httptest.NewServer(a.Handler())
-	defer srv.Close()
-	bigTasks(t, c.h, "big", 2)
+	a, srv := c.growOnPendingTasks(t, "15s")
 	var stuck string
 	c.h.waitFor("the group to launch an instance that stays Pending", time.Minute, func() (bool, string) {
 		ids, desired, err := c.inService(context.Background())
@@ -389,17 +379,7 @@ func TestProvisionNeverListedAWS(t *testing.T) {
 			return nil
 		})
 	})
-	sp := scalingPolicy(c.pool.ID(), func(s *policy.Scaling) {
-		s.PendingTasks = &policy.PendingTasksCheck{}
-		s.ProvisionTimeout = "10s"
-	})
-	if err := aws.NewPlatform(c.agentC, nil).PutScalingPolicy(context.Background(), sp); err != nil {
-		t.Fatal(err)
-	}
-	a := c.runAgent()
-	srv := httptest.NewServer(a.Handler())
-	defer srv.Close()
-	bigTasks(t, c.h, "big", 2)
+	a, srv := c.growOnPendingTasks(t, "10s")
 	cl, err := aws.NewCluster(c.agentC, c.h.name, nil)
 	if err != nil {
 		t.Fatal(err)
@@ -427,4 +407,24 @@ func TestProvisionNeverListedAWS(t *testing.T) {
 	if st := statusOf(a, c.pool.ID()); st.Code != string(decide.CodeBackoff) {
 		t.Errorf("status while backing off: %+v", st)
 	}
+}
+
+// growOnPendingTasks puts a pending_tasks policy with provisionTimeout on
+// the cloud's pool, runs its agent (and a server of its handler, closed
+// when the test ends), and starts two tasks too big to share a node: one
+// waits for a new instance.
+func (c *cloud) growOnPendingTasks(t *testing.T, provisionTimeout string) (*agent.Agent, *httptest.Server) {
+	t.Helper()
+	sp := scalingPolicy(c.pool.ID(), func(s *policy.Scaling) {
+		s.PendingTasks = &policy.PendingTasksCheck{}
+		s.ProvisionTimeout = provisionTimeout
+	})
+	if err := aws.NewPlatform(c.agentC, nil).PutScalingPolicy(context.Background(), sp); err != nil {
+		t.Fatal(err)
+	}
+	a := c.runAgent()
+	srv := httptest.NewServer(a.Handler())
+	t.Cleanup(srv.Close)
+	bigTasks(t, c.h, "big", 2)
+	return a, srv
 }
