@@ -8,10 +8,8 @@ import (
 	"io"
 	"os"
 	"os/signal"
-	"strings"
 	"syscall"
 	"time"
-	"unicode"
 
 	"github.com/hashicorp/go-hclog"
 
@@ -36,7 +34,8 @@ func runAgent(args []string, stderr io.Writer) error {
 	logFormat := fs.String("log-format", "text", "log format: json or text")
 	interval := fs.String("evaluation-interval", policy.DefaultEvaluationInterval.String(), "how often to evaluate when no event arrives")
 	drain := fs.Duration("drain-timeout", 2*time.Minute, "how long a node with tasks is drained before it is removed anyway")
-	tokenFile := fs.String("alert-token-file", "", "file holding the bearer token /v1/alerts requires (also $AUTARKY_ALERT_TOKEN); required for alerts when --listen is beyond loopback")
+	tokenFile := fs.String("alert-token-file", "", "file holding the bearer token /v1/alerts requires (also $AUTARKY_ALERT_TOKEN); required for alerts when --listen is beyond loopback, where /v1/status takes it too unless --status-token-file gives another")
+	statusTokenFile := fs.String("status-token-file", "", "file holding the bearer token /v1/status requires (also $AUTARKY_STATUS_TOKEN); default: open on loopback, the alert token beyond")
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
@@ -59,24 +58,20 @@ func runAgent(args []string, stderr io.Writer) error {
 	if err := agent.ValidateDockerHost(*dockerHost); err != nil {
 		return fmt.Errorf("--docker-host: %w", err)
 	}
-	token := os.Getenv("AUTARKY_ALERT_TOKEN")
-	if *tokenFile != "" {
-		b, err := os.ReadFile(*tokenFile)
-		if err != nil {
-			return fmt.Errorf("--alert-token-file: %w", err)
-		}
-		token = strings.TrimSpace(string(b))
+	token, err := agent.ReadToken("--alert-token-file", *tokenFile, "AUTARKY_ALERT_TOKEN", os.Getenv("AUTARKY_ALERT_TOKEN"))
+	if err != nil {
+		return err
 	}
-	if strings.ContainsFunc(token, unicode.IsSpace) {
-		// Sent as "Authorization: Bearer <token>", a token with a space
-		// in it could never match.
-		return fmt.Errorf("--alert-token-file / $AUTARKY_ALERT_TOKEN: the token holds a space: use one word (a bearer token, such as the output of `openssl rand -hex 32`)")
+	statusToken, err := agent.ReadToken("--status-token-file", *statusTokenFile, "AUTARKY_STATUS_TOKEN", os.Getenv("AUTARKY_STATUS_TOKEN"))
+	if err != nil {
+		return err
 	}
 	logger := hclog.New(&hclog.LoggerOptions{Name: "autarky-agent", Output: stderr, JSONFormat: *logFormat == "json", Level: hclog.Info})
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM, syscall.SIGINT)
 	defer stop()
 	cfg := agent.Config{
 		DockerHost: *dockerHost, Listen: *listen, DryRun: *dryRun, EvaluationInterval: every, DrainTimeout: *drain, Logger: logger, AlertToken: token,
+		StatusToken: statusToken,
 	}
 	var cl platform.Cluster
 	switch *plat {
@@ -124,16 +119,27 @@ func statusCmd(args []string, stdout, stderr io.Writer) error {
 	fs.SetOutput(stderr)
 	addr := fs.String("address", fmt.Sprintf("http://127.0.0.1:%d", policy.AgentPort), "the agent's HTTP address")
 	asJSON := fs.Bool("json", false, "print the raw JSON of /v1/status")
+	tokenFile := fs.String("token-file", "", "file holding the token /v1/status requires beyond loopback (default "+policy.AgentTokenFile+" when it exists, as the boot script on aws writes it)")
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
+	file := *tokenFile
+	if file == "" {
+		if _, err := os.Stat(policy.AgentTokenFile); err == nil {
+			file = policy.AgentTokenFile
+		}
+	}
+	token, err := agent.ReadToken("--token-file", file, "", "")
+	if err != nil {
+		return err
+	}
 	if *asJSON {
-		body, err := agent.FetchStatus(*addr)
+		body, err := agent.FetchStatus(*addr, token)
 		if err != nil {
 			return err
 		}
 		_, err = stdout.Write(body)
 		return err
 	}
-	return agent.PrintRemoteStatus(stdout, *addr)
+	return agent.PrintRemoteStatus(stdout, *addr, token)
 }

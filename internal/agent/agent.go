@@ -39,7 +39,12 @@ type Config struct {
 	// AlertToken is the bearer token /v1/alerts requires; it must be set
 	// for alerts to be taken when Listen is beyond loopback.
 	AlertToken string
-	Logger     hclog.Logger
+	// StatusToken is the bearer token /v1/status requires. Empty means:
+	// open on loopback, and beyond loopback the AlertToken (one secret
+	// per cluster is what an operator hands out and rotates; a separate
+	// one keeps Alertmanager's credential from reading the topology).
+	StatusToken string
+	Logger      hclog.Logger
 	// Now is the clock; time.Now when nil.
 	Now func() time.Time
 	// Collectors are the platform's own metrics, served on /metrics too.
@@ -207,6 +212,9 @@ func (a *Agent) Run(ctx context.Context) error {
 	}()
 	if !loopbackListen(a.cfg.Listen) && a.cfg.AlertToken == "" {
 		a.log.Warn("listening beyond loopback without an alert token: /v1/alerts refuses every request (401)", "listen", a.cfg.Listen)
+		if a.cfg.StatusToken == "" {
+			a.log.Warn("listening beyond loopback without a status token: /v1/status refuses every request (401)", "listen", a.cfg.Listen)
+		}
 	}
 	a.log.Info("agent started", "cluster", a.cluster.Name(), "listen", ln.Addr().String(), "docker_host", a.cfg.DockerHost,
 		"dry_run", a.cfg.DryRun, "evaluation_interval", a.cfg.EvaluationInterval.String())

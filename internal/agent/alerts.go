@@ -8,9 +8,11 @@ import (
 	"io"
 	"net"
 	"net/http"
+	"os"
 	"sort"
 	"strings"
 	"time"
+	"unicode"
 
 	"github.com/autarky/terraform-provider-autarky/internal/policy"
 )
@@ -192,18 +194,63 @@ func bearerToken(header string) (token string, ok bool) {
 	return token, true
 }
 
+// ReadToken reads a bearer token the way autarky-agent's flags give it:
+// from file when the flag names one (trimmed of surrounding white space,
+// so a file that `aws ssm get-parameter ... > file` or an editor wrote
+// works), else from the environment variable's value env. flag and
+// envName name them in errors. A token is one word: sent as
+// "Authorization: Bearer <token>", one with a space in it could never
+// match. No error ever holds the token.
+func ReadToken(flag, file, envName, env string) (string, error) {
+	token, from := env, "$"+envName
+	if file != "" {
+		b, err := os.ReadFile(file)
+		if err != nil {
+			return "", fmt.Errorf("%s: %w", flag, err)
+		}
+		token, from = strings.TrimSpace(string(b)), flag+" "+file
+		if token == "" {
+			return "", fmt.Errorf("%s: %s is empty: it must hold the token (one word, such as the output of `openssl rand -hex 32`)", flag, file)
+		}
+	}
+	if strings.ContainsFunc(token, unicode.IsSpace) {
+		return "", fmt.Errorf("%s: the token holds a space: use one word (such as the output of `openssl rand -hex 32`)", from)
+	}
+	return token, nil
+}
+
 // authorized reports whether r may post alerts: on loopback without a
 // configured token anyone on the machine may; otherwise the request must
-// carry the token in the Bearer scheme, compared in constant time.
+// carry the token in the Bearer scheme.
 func (a *Agent) authorized(r *http.Request) bool {
 	if a.cfg.AlertToken == "" {
 		return loopbackListen(a.cfg.Listen)
 	}
+	return carriesToken(r, a.cfg.AlertToken)
+}
+
+// statusAuthorized reports whether r may read /v1/status, which shows the
+// cluster's topology (node addresses, host names, what is failing): with
+// a status token configured, only with it; else anyone on loopback, and
+// beyond loopback only with the alert token (none configured: nobody).
+func (a *Agent) statusAuthorized(r *http.Request) bool {
+	token := a.cfg.StatusToken
+	if token == "" {
+		if loopbackListen(a.cfg.Listen) {
+			return true
+		}
+		token = a.cfg.AlertToken
+	}
+	return token != "" && carriesToken(r, token)
+}
+
+// carriesToken reports whether r's Authorization header is token in the
+// Bearer scheme, compared in constant time. ConstantTimeCompare returns
+// at once on a length mismatch; hashing first would hide the length too,
+// but the token's length is no secret worth it: it is a random string.
+func carriesToken(r *http.Request, token string) bool {
 	got, ok := bearerToken(r.Header.Get("Authorization"))
-	// ConstantTimeCompare returns at once on a length mismatch; hashing
-	// first would hide the length too, but the token's length is no
-	// secret worth it: it is the operator's random string.
-	return ok && subtle.ConstantTimeCompare([]byte(got), []byte(a.cfg.AlertToken)) == 1
+	return ok && subtle.ConstantTimeCompare([]byte(got), []byte(token)) == 1
 }
 
 // handleAlerts takes Alertmanager's webhook as is. Beyond loopback a bearer

@@ -60,7 +60,7 @@ func TestQuorumLostHoldsEverything(t *testing.T) {
 	srv := httptest.NewServer(a.Handler())
 	defer srv.Close()
 	var out strings.Builder
-	if err := agent.PrintRemoteStatus(&out, srv.URL); err != nil {
+	if err := agent.PrintRemoteStatus(&out, srv.URL, ""); err != nil {
 		t.Fatal(err)
 	}
 	if !strings.Contains(out.String(), "quorum LOST") || !strings.Contains(out.String(), "cluster ql") {

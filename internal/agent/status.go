@@ -11,6 +11,8 @@ import (
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus/promhttp"
+
+	"github.com/autarky/terraform-provider-autarky/internal/policy"
 )
 
 // Status is what /v1/status serves: every pool, its nodes and their health,
@@ -113,7 +115,11 @@ type Decision struct {
 
 const maxDecisions = 100
 
-// Handler serves /metrics, /healthz and /v1/status.
+// Handler serves /metrics, /healthz, /v1/alerts and /v1/status. /metrics
+// and /healthz are open: Prometheus scrapes the first and the other agents
+// probe the second, and neither names a node, an address or a host
+// (metrics carry pool names and counts). /v1/alerts and /v1/status take a
+// bearer token beyond loopback (authorized, statusAuthorized).
 func (a *Agent) Handler() http.Handler {
 	mux := http.NewServeMux()
 	mux.Handle("/metrics", promhttp.HandlerFor(a.metrics.registry, promhttp.HandlerOpts{}))
@@ -125,7 +131,12 @@ func (a *Agent) Handler() http.Handler {
 		_, _ = io.WriteString(w, "ok\n")
 	})
 	mux.HandleFunc("/v1/alerts", a.handleAlerts)
-	mux.HandleFunc("/v1/status", func(w http.ResponseWriter, _ *http.Request) {
+	mux.HandleFunc("/v1/status", func(w http.ResponseWriter, r *http.Request) {
+		if !a.statusAuthorized(r) {
+			w.Header().Set("WWW-Authenticate", `Bearer realm="autarky-agent"`)
+			http.Error(w, "an Authorization header \"Bearer <token>\" is required: the agent's status token (--status-token-file), else its alert token; `autarky-agent status --token-file FILE` sends it", http.StatusUnauthorized)
+			return
+		}
 		w.Header().Set("Content-Type", "application/json")
 		enc := json.NewEncoder(w)
 		enc.SetIndent("", "  ")
@@ -237,27 +248,41 @@ func short(id string) string {
 }
 
 // FetchStatus reads an agent's /v1/status document from its address
-// ("http://host:port" or "host:port").
-func FetchStatus(addr string) ([]byte, error) {
+// ("http://host:port" or "host:port"), sending token, when not empty, in
+// the Bearer scheme.
+func FetchStatus(addr, token string) ([]byte, error) {
 	base := addr
 	if !strings.Contains(base, "://") {
 		base = "http://" + base
 	}
+	req, err := http.NewRequest(http.MethodGet, strings.TrimRight(base, "/")+"/v1/status", nil)
+	if err != nil {
+		return nil, fmt.Errorf("agent at %s: %w", base, err)
+	}
+	if token != "" {
+		req.Header.Set("Authorization", "Bearer "+token)
+	}
 	client := &http.Client{Timeout: 10 * time.Second}
-	resp, err := client.Get(strings.TrimRight(base, "/") + "/v1/status")
+	resp, err := client.Do(req)
 	if err != nil {
 		return nil, fmt.Errorf("agent at %s: %w", base, err)
 	}
 	defer resp.Body.Close()
-	if resp.StatusCode != http.StatusOK {
+	switch {
+	case resp.StatusCode == http.StatusUnauthorized && token == "":
+		return nil, fmt.Errorf("agent at %s: %s: it wants its token: pass --token-file (on an aws manager, as root: %s)", base, resp.Status, policy.AgentTokenFile)
+	case resp.StatusCode == http.StatusUnauthorized:
+		return nil, fmt.Errorf("agent at %s: %s: it refused the token given", base, resp.Status)
+	case resp.StatusCode != http.StatusOK:
 		return nil, fmt.Errorf("agent at %s: %s", base, resp.Status)
 	}
 	return io.ReadAll(resp.Body)
 }
 
-// PrintRemoteStatus prints a running agent's status for a person.
-func PrintRemoteStatus(w io.Writer, addr string) error {
-	body, err := FetchStatus(addr)
+// PrintRemoteStatus prints a running agent's status for a person; token
+// as for FetchStatus.
+func PrintRemoteStatus(w io.Writer, addr, token string) error {
+	body, err := FetchStatus(addr, token)
 	if err != nil {
 		return err
 	}

@@ -87,6 +87,12 @@ const DefaultEvaluationInterval = 2 * time.Second
 // AgentPort is the port every agent listens on, on its manager's address.
 const AgentPort = 9910
 
+// AgentTokenFile is where a manager's boot script on a cloud writes the
+// agent's bearer token (root's, mode 0600): the agent's unit reads it
+// with --alert-token-file, and `autarky-agent status` run as root on the
+// manager sends it without being told.
+const AgentTokenFile = "/etc/autarky/alert-token"
+
 // ManagerPoolID is the id of the cluster's manager pool.
 func (c Cluster) ManagerPoolID() string { return PoolID(c.Name, ManagerPoolName) }
 

@@ -132,6 +132,9 @@ func (p *Platform) CreateCluster(ctx context.Context, c policy.Cluster) (st plat
 	if err := s.PutDescriptor(ctx, c); err != nil {
 		return st, err
 	}
+	if err := p.ensureAgentToken(ctx, s, c); err != nil {
+		return st, err
+	}
 	mp := managerPool(c)
 	if err := p.putGroup(ctx, c, mp, false); err != nil {
 		return st, err
@@ -142,6 +145,21 @@ func (p *Platform) CreateCluster(ctx context.Context, c policy.Cluster) (st plat
 	}
 	_, st, err = p.ReadCluster(ctx, c.Name)
 	return st, err
+}
+
+// ensureAgentToken creates the agents' bearer token (AlertTokenParameter)
+// before any manager that runs the agent boots, since its user data reads
+// it; a cluster whose agent is off needs none. Only the parameter's name
+// ever reaches Terraform, never its value.
+func (p *Platform) ensureAgentToken(ctx context.Context, s *Store, c policy.Cluster) error {
+	if c.Agent == nil || !c.Agent.Enabled {
+		return nil
+	}
+	created, err := s.EnsureAlertToken(ctx)
+	if created {
+		p.progress("created the agents' bearer token", "cluster", c.Name, "parameter", AlertTokenParameter(c.Name))
+	}
+	return err
 }
 
 // managersGone reports whether the managers' group of cluster is gone.
@@ -234,6 +252,9 @@ func (p *Platform) UpdateCluster(ctx context.Context, c policy.Cluster) (platfor
 	}
 	c.CreatedAt = old.CreatedAt
 	if err := s.PutDescriptor(ctx, c); err != nil {
+		return st, err
+	}
+	if err := p.ensureAgentToken(ctx, s, c); err != nil {
 		return st, err
 	}
 	if err := p.putGroup(ctx, c, managerPool(c), true); err != nil {

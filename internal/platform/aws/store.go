@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"compress/gzip"
 	"context"
+	"crypto/rand"
 	"crypto/sha256"
 	"encoding/base64"
 	"encoding/hex"
@@ -39,6 +40,7 @@ import (
 //	                                      an unreadable journal kept for a person
 //	/autarky/<cluster>/tokens/worker      the Swarm join tokens (SecureString)
 //	/autarky/<cluster>/tokens/manager
+//	/autarky/<cluster>/agent/alert-token the agents' bearer token (SecureString)
 //	/autarky/<cluster>/swarm/init-lock    the first manager's lock (user data)
 //
 // JSON parameters use the Intelligent-Tiering tier: standard (free, up to
@@ -1068,6 +1070,78 @@ func (s *Store) DeleteTokens(ctx context.Context) error {
 		}
 	}
 	return nil
+}
+
+// AlertTokenParameter is the SecureString parameter holding the bearer
+// token the cluster's agents require on /v1/alerts and /v1/status beyond
+// loopback. The provider creates it; the managers' user data copies it
+// into policy.AgentTokenFile at boot (the managers' role reads the whole
+// cluster path, the workers' role only the worker join token); the
+// operator gives Alertmanager the same value. It is under the cluster's
+// path, so destroying the cluster deletes it.
+func AlertTokenParameter(cluster string) string { return ClusterPath(cluster) + "/agent/alert-token" }
+
+// alertTokenBytes is the entropy of a new agent token: 256 bits, written
+// as 64 hex digits, one word that goes into an Authorization header and
+// a shell variable as is.
+const alertTokenBytes = 32
+
+// EnsureAlertToken creates the agents' bearer token, from crypto/rand,
+// unless the parameter exists: created with Overwrite=false, so a token an
+// operator rotated by hand (put-parameter --overwrite), or the token of a
+// cluster created anew over its parameters, is kept and Alertmanager keeps
+// working. An existing parameter that is not a SecureString is refused:
+// its value is readable in clear by anyone who may describe parameters.
+// The token is never returned, logged, or put in an error.
+func (s *Store) EnsureAlertToken(ctx context.Context) (created bool, err error) {
+	name := AlertTokenParameter(s.cluster)
+	raw := make([]byte, alertTokenBytes)
+	if _, err := rand.Read(raw); err != nil {
+		return false, fmt.Errorf("agent token %s: %w", name, err)
+	}
+	token := hex.EncodeToString(raw)
+	in := &ssm.PutParameterInput{
+		Name:        awsv2.String(name),
+		Value:       awsv2.String(token),
+		Type:        types.ParameterTypeSecureString,
+		Overwrite:   awsv2.Bool(false),
+		Description: awsv2.String("Bearer token of the autarky agents of cluster " + s.cluster + " (/v1/alerts, /v1/status); give Alertmanager the same"),
+	}
+	if s.KMSKeyID != "" {
+		in.KeyId = awsv2.String(s.KMSKeyID)
+	}
+	_, err = s.api.PutParameter(ctx, in)
+	var exists *types.ParameterAlreadyExists
+	switch {
+	case err == nil:
+		return true, nil
+	case !errors.As(err, &exists):
+		return false, scrub(fmt.Errorf("create the agent token %s: %w", name, err), token)
+	}
+	out, err := s.api.GetParameter(ctx, &ssm.GetParameterInput{Name: awsv2.String(name), WithDecryption: awsv2.Bool(false)})
+	if err != nil {
+		return false, scrub(fmt.Errorf("read the agent token %s: %w", name, err))
+	}
+	if out.Parameter.Type != types.ParameterTypeSecureString {
+		return false, fmt.Errorf("agent token %s is a %s parameter, readable in clear: delete it and apply again (a SecureString is made), or put it back as a SecureString", name, out.Parameter.Type)
+	}
+	return false, nil
+}
+
+// AlertToken reads the agents' bearer token, decrypted: for an operator's
+// tooling and the tests (the managers read it with the AWS CLI at boot).
+// platform.ErrNotFound when the cluster has none.
+func (s *Store) AlertToken(ctx context.Context) (string, error) {
+	name := AlertTokenParameter(s.cluster)
+	out, err := s.api.GetParameter(ctx, &ssm.GetParameterInput{Name: awsv2.String(name), WithDecryption: awsv2.Bool(true)})
+	if err != nil {
+		var nf *types.ParameterNotFound
+		if errors.As(err, &nf) {
+			return "", fmt.Errorf("agent token %s: %w", name, platform.ErrNotFound)
+		}
+		return "", scrub(fmt.Errorf("read the agent token %s: %w", name, err))
+	}
+	return awsv2.ToString(out.Parameter.Value), nil
 }
 
 // AcquireInitLock creates the first manager's lock parameter with

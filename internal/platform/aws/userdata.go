@@ -97,6 +97,9 @@ type userDataView struct {
 type agentView struct {
 	AgentBoot
 	Port int
+	// TokenParameter holds the agents' bearer token, which the script
+	// copies into TokenFile for the unit's --alert-token-file.
+	TokenParameter, TokenFile string
 }
 
 // RenderUserData renders the boot script of one pool's instances.
@@ -141,7 +144,8 @@ func RenderUserData(u UserData) (string, error) {
 		if a.EvaluationInterval == "" {
 			a.EvaluationInterval = policy.DefaultEvaluationInterval.String()
 		}
-		v.Agent = &agentView{AgentBoot: a, Port: policy.AgentPort}
+		v.Agent = &agentView{AgentBoot: a, Port: policy.AgentPort,
+			TokenParameter: AlertTokenParameter(u.Cluster), TokenFile: policy.AgentTokenFile}
 	}
 	var buf bytes.Buffer
 	if err := userDataTmpl.Execute(&buf, v); err != nil {

@@ -21,6 +21,10 @@ import (
 const (
 	canaryWorkerToken  = "SWMTKN-1-canaryworker0argv0test0a1b2c3d4e5f6g7h8i9j0k1l2m3n4o5p6-w0rk3rcanary0000000000000"
 	canaryManagerToken = "SWMTKN-1-canarymanager0argv0test0a1b2c3d4e5f6g7h8i9j0k1l2m3n4o5-m4n4g3rcanary000000000000"
+	// The agents' bearer tokens: the one the provider made, and the one
+	// an operator rotated it to.
+	canaryAgentToken   = "agent0canary0c4f1e2d3b4a5968778695a4b3c2d1e0f0e1d2c3b4a59687786"
+	canaryRotatedToken = "agent0rotated0canary0Zm9vYmFy-._~+/="
 )
 
 // argvStubs are the executables the boot script's token paths run, put
@@ -39,6 +43,7 @@ var argvStubs = map[string]string{
 	case $name in
 	*/tokens/worker) exec cat "$STUB_DIR/token.worker" ;;
 	*/tokens/manager) exec cat "$STUB_DIR/token.manager" ;;
+	*/agent/alert-token) exec cat "$STUB_DIR/${AGENT_TOKEN_SOURCE:-token.agent}" ;;
 	esac
 	echo "An error occurred (ParameterNotFound)" >&2
 	exit 254
@@ -96,6 +101,8 @@ exit 2
 	"mktemp": "exec mktemp \"$@\"\n",
 	"rm":     "exec rm \"$@\"\n",
 	"cat":    "exec cat \"$@\"\n",
+	"mkdir":  "exec mkdir \"$@\"\n",
+	"mv":     "exec mv \"$@\"\n",
 }
 
 type argvRun struct {
@@ -127,6 +134,8 @@ func runTokenPath(t *testing.T, shell, script, calls string, codes ...string) ar
 	}
 	for file, text := range map[string]string{
 		"token.worker": canaryWorkerToken + "\n", "token.manager": canaryManagerToken + "\n",
+		"token.agent": canaryAgentToken + "\n", "token.rotated": canaryRotatedToken + "\n",
+		"token.bad":  "two words " + canaryAgentToken + "\n",
 		"curl.codes": strings.Join(codes, "\n") + "\n", "argv": "",
 	} {
 		if err := os.WriteFile(filepath.Join(dir, file), []byte(text), 0o600); err != nil {
@@ -155,7 +164,7 @@ func runTokenPath(t *testing.T, shell, script, calls string, codes ...string) ar
 	r := argvRun{dir: dir, argv: string(argv), stderr: stderr.String(), err: err}
 	t.Logf("%s: exit %v\nstderr:\n%sargv:\n%s", shell, err, r.stderr, r.argv)
 
-	for _, tok := range []string{canaryWorkerToken, canaryManagerToken} {
+	for _, tok := range []string{canaryWorkerToken, canaryManagerToken, canaryAgentToken, canaryRotatedToken} {
 		if strings.Contains(r.argv, tok) {
 			t.Errorf("a command had the token on its argument list")
 		}
@@ -362,5 +371,98 @@ func TestUserDataNoTokenArgument(t *testing.T) {
 		if uses == 0 {
 			t.Fatalf("%s user data never uses $token: the check checks nothing", u.Role)
 		}
+	}
+}
+
+// TestUserDataAgentTokenNotInArgv runs a manager's write_agent_token for
+// real (sh and bash, stubs as above): the agents' bearer token goes from
+// the AWS CLI's output (its SecureString parameter, decrypted with the
+// instance role) into the token file, mode 0600, without ever being an
+// argument; a rerun (a reboot) leaves the file as it was, a token rotated
+// in SSM replaces it, and a token that is not one word is refused with
+// the parameter's name and without being printed. The unit hands the
+// file to the agent with --alert-token-file. Without the change there is
+// no write_agent_token and the unit passes no token.
+func TestUserDataAgentTokenNotInArgv(t *testing.T) {
+	script, err := RenderUserData(UserData{Cluster: "prod", Pool: policy.ManagerPoolName, Role: policy.RoleManager,
+		Region: testRegion, ManagerGroup: "prod-managers",
+		Agent: &AgentBoot{URL: "https://example.com/autarky-agent", SHA256: strings.Repeat("0f", 32)}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	param := AlertTokenParameter("prod")
+	for _, want := range []string{
+		"AGENT_TOKEN_PARAM=" + shellQuote(param) + "\n",
+		"AGENT_TOKEN_FILE=" + shellQuote(policy.AgentTokenFile) + "\n",
+		" --alert-token-file $AGENT_TOKEN_FILE ",
+		"start_agent() {\n\twrite_agent_token\n",
+	} {
+		if !strings.Contains(script, want) {
+			t.Errorf("the manager's user data lacks %q", want)
+		}
+	}
+	for _, line := range strings.Split(script, "\n") {
+		if strings.HasPrefix(line, "ExecStart=") && !strings.Contains(line, "--alert-token-file $AGENT_TOKEN_FILE") {
+			t.Errorf("the unit runs the agent without its token: %s", line)
+		}
+	}
+	// The file the test's boot writes, in place of /etc/autarky.
+	const setFile = `AGENT_TOKEN_FILE=$STUB_DIR/etc/autarky/alert-token` + "\n"
+	for _, shell := range []string{"sh", "bash"} {
+		t.Run(shell, func(t *testing.T) {
+			r := runTokenPath(t, shell, script, setFile+"write_agent_token\nwrite_agent_token", "200")
+			if r.err != nil {
+				t.Fatalf("write_agent_token failed: %v", r.err)
+			}
+			file := filepath.Join(r.dir, "etc", "autarky", "alert-token")
+			checkTokenFile(t, file, canaryAgentToken)
+			if n := strings.Count(r.stderr, "wrote the agent token"); n != 1 {
+				t.Errorf("two runs wrote the token file %d times, want once: the rerun at reboot must change nothing", n)
+			}
+			if got := strings.Count(r.argv, "aws ssm get-parameter --region "+testRegion+" --name "+param+" --with-decryption"); got != 2 {
+				t.Errorf("%d decrypted reads of %s, want 2", got, param)
+			}
+			left, _ := filepath.Glob(file + ".*")
+			if len(left) != 0 {
+				t.Errorf("files left beside the token file: %v", left)
+			}
+
+			r = runTokenPath(t, shell, script, setFile+"write_agent_token\nAGENT_TOKEN_SOURCE=token.rotated; export AGENT_TOKEN_SOURCE\nwrite_agent_token", "200")
+			if r.err != nil {
+				t.Fatalf("write_agent_token after a rotation failed: %v", r.err)
+			}
+			checkTokenFile(t, filepath.Join(r.dir, "etc", "autarky", "alert-token"), canaryRotatedToken)
+
+			r = runTokenPath(t, shell, script, setFile+"AGENT_TOKEN_SOURCE=token.bad; export AGENT_TOKEN_SOURCE\nwrite_agent_token; log 'not reached'", "200")
+			var exit *exec.ExitError
+			if !errors.As(r.err, &exit) || exit.ExitCode() != 1 {
+				t.Fatalf("a token of two words: exit %v, want status 1", r.err)
+			}
+			if !strings.Contains(r.stderr, "the agent token in "+param+" is not one word") || strings.Contains(r.stderr, "not reached") {
+				t.Errorf("a token of two words was not refused naming %s", param)
+			}
+			if _, err := os.Stat(filepath.Join(r.dir, "etc", "autarky", "alert-token")); !os.IsNotExist(err) {
+				t.Errorf("a refused token was written: %v", err)
+			}
+		})
+	}
+}
+
+// checkTokenFile checks that file holds token (and a newline), mode 0600.
+func checkTokenFile(t *testing.T, file, token string) {
+	t.Helper()
+	fi, err := os.Stat(file)
+	if err != nil {
+		t.Fatalf("no token file: %v", err)
+	}
+	if fi.Mode().Perm() != 0o600 {
+		t.Errorf("the token file has mode %o, want 600", fi.Mode().Perm())
+	}
+	b, err := os.ReadFile(file)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if string(b) != token+"\n" {
+		t.Errorf("the token file holds another token than the parameter's")
 	}
 }
