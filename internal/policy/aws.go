@@ -26,8 +26,33 @@ type AWS struct {
 
 // AWSPool overrides the cluster's AWS settings for one pool.
 type AWSPool struct {
-	InstanceType string            `json:"instance_type,omitempty"`
-	Tags         map[string]string `json:"tags,omitempty"`
+	InstanceType string `json:"instance_type,omitempty"`
+	// InstanceProfile is the name or ARN of the pool's own IAM instance
+	// profile, whose role needs the autarky_aws_agent_policy data source's
+	// worker_json. The cluster's AWS.InstanceProfile is the managers':
+	// its role may resize and terminate instances and read the manager
+	// join token, so a worker pool that leaves this empty boots with the
+	// managers' rights (kept so that configurations from before per-pool
+	// profiles keep working; the provider warns about it).
+	InstanceProfile string            `json:"instance_profile,omitempty"`
+	Tags            map[string]string `json:"tags,omitempty"`
+}
+
+// ValidateInstanceProfile checks an IAM instance profile's name or ARN.
+func ValidateInstanceProfile(s string) error {
+	if !instanceProfileRE.MatchString(s) {
+		return fmt.Errorf("%q is neither an instance profile name (1 to 128 letters, digits and +=,.@_-) nor its ARN (arn:<partition>:iam::<account id>:instance-profile/<name>)", s)
+	}
+	return nil
+}
+
+// InstanceProfileOf is the instance profile a pool's instances boot with:
+// its own, else the cluster's (the managers').
+func InstanceProfileOf(c AWS, pool *AWSPool) string {
+	if pool != nil && pool.InstanceProfile != "" {
+		return pool.InstanceProfile
+	}
+	return c.InstanceProfile
 }
 
 var (
@@ -113,8 +138,10 @@ func (a AWS) Validate() error {
 			return fmt.Errorf("aws.security_groups: %w", err)
 		}
 	}
-	if a.InstanceProfile != "" && !instanceProfileRE.MatchString(a.InstanceProfile) {
-		return fmt.Errorf("aws.instance_profile: %q is neither an instance profile name nor its ARN", a.InstanceProfile)
+	if a.InstanceProfile != "" {
+		if err := ValidateInstanceProfile(a.InstanceProfile); err != nil {
+			return fmt.Errorf("aws.instance_profile: %w", err)
+		}
 	}
 	if a.KeyName != "" && !keyNameRE.MatchString(a.KeyName) {
 		return fmt.Errorf("aws.key_name: %q: use 1 to 255 printable ASCII characters", a.KeyName)
@@ -130,6 +157,11 @@ func (a AWSPool) Validate() error {
 	if a.InstanceType != "" {
 		if err := ValidateInstanceType(a.InstanceType); err != nil {
 			return fmt.Errorf("aws.instance_type: %w", err)
+		}
+	}
+	if a.InstanceProfile != "" {
+		if err := ValidateInstanceProfile(a.InstanceProfile); err != nil {
+			return fmt.Errorf("aws.instance_profile: %w", err)
 		}
 	}
 	if err := ValidateAWSTags(a.Tags); err != nil {

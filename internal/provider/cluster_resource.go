@@ -260,7 +260,10 @@ func (r *clusterResource) Schema(ctx context.Context, _ resource.SchemaRequest, 
 						Validators:          []validator.List{listvalidator.ValueStringsAre(validators.Check("must be a security group id", policy.ValidateSecurityGroup))},
 					},
 					"instance_profile": schema.StringAttribute{
-						Optional: true, MarkdownDescription: "The IAM instance profile (name or ARN) of every instance; its role needs the policy the `autarky_aws_agent_policy` data source renders.",
+						Optional: true,
+						MarkdownDescription: "The IAM instance profile (name or ARN) of the managers' instances; its role needs the `json` policy of the `autarky_aws_agent_policy` data source, which the agent and the managers' user data run with. " +
+							"A node pool's instances get the pool's own `aws.instance_profile` (with the data source's `worker_json`); a pool without one falls back to this profile, and with it to the managers' rights.",
+						Validators: []validator.String{validators.Check("must be an IAM instance profile name or ARN", policy.ValidateInstanceProfile)},
 					},
 					"key_name": schema.StringAttribute{
 						Optional: true, MarkdownDescription: "An EC2 key pair name for SSH access to the instances.",

@@ -8,6 +8,7 @@ import (
 
 	"github.com/hashicorp/terraform-plugin-framework-timeouts/resource/timeouts"
 	"github.com/hashicorp/terraform-plugin-framework-validators/int64validator"
+	"github.com/hashicorp/terraform-plugin-framework/diag"
 	"github.com/hashicorp/terraform-plugin-framework/path"
 	"github.com/hashicorp/terraform-plugin-framework/resource"
 	"github.com/hashicorp/terraform-plugin-framework/resource/schema"
@@ -20,6 +21,7 @@ import (
 
 	"github.com/autarky/terraform-provider-autarky/internal/planmodifiers"
 	"github.com/autarky/terraform-provider-autarky/internal/platform"
+	"github.com/autarky/terraform-provider-autarky/internal/platform/aws"
 	"github.com/autarky/terraform-provider-autarky/internal/policy"
 	"github.com/autarky/terraform-provider-autarky/internal/validators"
 )
@@ -55,8 +57,9 @@ type nodePoolModel struct {
 }
 
 type poolAWSModel struct {
-	InstanceType types.String `tfsdk:"instance_type"`
-	Tags         types.Map    `tfsdk:"tags"`
+	InstanceType    types.String `tfsdk:"instance_type"`
+	InstanceProfile types.String `tfsdk:"instance_profile"`
+	Tags            types.Map    `tfsdk:"tags"`
 }
 
 func (r *nodePoolResource) Metadata(_ context.Context, req resource.MetadataRequest, resp *resource.MetadataResponse) {
@@ -144,6 +147,15 @@ func (r *nodePoolResource) Schema(ctx context.Context, _ resource.SchemaRequest,
 						Optional: true, MarkdownDescription: "The EC2 instance type of this pool's instances; defaults to the cluster's.",
 						Validators: []validator.String{validators.Check("must be an EC2 instance type", policy.ValidateInstanceType)},
 					},
+					"instance_profile": schema.StringAttribute{
+						Optional: true,
+						MarkdownDescription: "The IAM instance profile (name or ARN) of this pool's instances; its role needs the `worker_json` policy of the `autarky_aws_agent_policy` data source, " +
+							"which lets a worker find the managers and read the worker join token and nothing else. " +
+							"Unset, the pool's instances get the cluster's `aws.instance_profile`, the managers' profile, whose role may read the manager join token, write the cluster's parameters and resize and terminate its instances: " +
+							"every such worker then holds the managers' rights, and plan and apply warn about it. (Without the fallback, workers that boot with no role could not read their join token and would never join.) " +
+							"Changing it adds a version to the pool's launch template: instances launched from then on get the new profile, running ones keep theirs until they are replaced.",
+						Validators: []validator.String{validators.Check("must be an IAM instance profile name or ARN", policy.ValidateInstanceProfile)},
+					},
 					"tags": schema.MapAttribute{
 						Optional: true, ElementType: types.StringType,
 						MarkdownDescription: "Tags added to the cluster's on this pool's group, launch template and instances (propagated at launch).",
@@ -205,6 +217,9 @@ func (r *nodePoolResource) ModifyPlan(ctx context.Context, req resource.ModifyPl
 			return
 		}
 	}
+	if plan.AWS != nil && plan.AWS.InstanceProfile.IsNull() {
+		warnManagersProfile(&resp.Diagnostics, plan)
+	}
 	if plan.DesiredSize.IsUnknown() && !plan.MinSize.IsUnknown() && !plan.MaxSize.IsUnknown() {
 		// Not configured: keep what the pool has, clamped to the new bounds.
 		d := plan.MinSize.ValueInt64()
@@ -224,6 +239,20 @@ func (r *nodePoolResource) ModifyPlan(ctx context.Context, req resource.ModifyPl
 	}
 }
 
+// warnManagersProfile warns that a pool without its own instance profile
+// boots with the cluster's, the managers'. It is a warning, not an error:
+// configurations from before per-pool profiles had only the cluster's,
+// and refusing them would stop every apply until the operator has created
+// a role. Plan warns when the pool has an aws block (an aws pool, known
+// without asking AWS); apply warns, once on AWS, when it has none.
+func warnManagersProfile(diags *diag.Diagnostics, m nodePoolModel) {
+	diags.AddAttributeWarning(path.Root("aws").AtName("instance_profile"), "node pool without its own instance profile",
+		fmt.Sprintf("node pool %s/%s sets no aws.instance_profile, so on AWS its instances boot with the cluster's aws.instance_profile, the managers' profile: "+
+			"every one of its workers could read the manager join token, overwrite the cluster's parameters and resize and terminate its instances. "+
+			"Set aws.instance_profile to a profile whose role has the worker_json policy of data.autarky_aws_agent_policy.",
+			m.ClusterID.ValueString(), m.Name.ValueString()))
+}
+
 func (m nodePoolModel) descriptor(ctx context.Context) (policy.Pool, time.Duration, error) {
 	p := policy.Pool{
 		Cluster:                m.ClusterID.ValueString(),
@@ -239,8 +268,8 @@ func (m nodePoolModel) descriptor(ctx context.Context) (policy.Pool, time.Durati
 		return p, 0, fmt.Errorf("labels: %w", err)
 	}
 	p.Labels = labels
-	if a := m.AWS; a != nil && !allNull(a.InstanceType, a.Tags) {
-		p.AWS = &policy.AWSPool{InstanceType: a.InstanceType.ValueString()}
+	if a := m.AWS; a != nil && !allNull(a.InstanceType, a.InstanceProfile, a.Tags) {
+		p.AWS = &policy.AWSPool{InstanceType: a.InstanceType.ValueString(), InstanceProfile: a.InstanceProfile.ValueString()}
 		if p.AWS.Tags, err = mapFromModel(ctx, a.Tags); err != nil {
 			return p, 0, fmt.Errorf("aws.tags: %w", err)
 		}
@@ -295,7 +324,7 @@ func (m *nodePoolModel) fill(ctx context.Context, p policy.Pool, st platform.Poo
 		if err != nil {
 			return err
 		}
-		m.AWS = &poolAWSModel{InstanceType: optionalString(p.AWS.InstanceType), Tags: tags}
+		m.AWS = &poolAWSModel{InstanceType: optionalString(p.AWS.InstanceType), InstanceProfile: optionalString(p.AWS.InstanceProfile), Tags: tags}
 	} else {
 		m.AWS = nil
 	}
@@ -324,6 +353,9 @@ func (r *nodePoolResource) Create(ctx context.Context, req resource.CreateReques
 	if err != nil {
 		resp.Diagnostics.AddError("creating node pool", err.Error())
 		return
+	}
+	if _, onAWS := p.(*aws.Platform); onAWS && plan.AWS == nil {
+		warnManagersProfile(&resp.Diagnostics, plan)
 	}
 	st, err := p.CreatePool(ctx, pool, wait)
 	if err != nil {
@@ -397,6 +429,9 @@ func (r *nodePoolResource) Update(ctx context.Context, req resource.UpdateReques
 	if err != nil {
 		resp.Diagnostics.AddError("updating node pool", err.Error())
 		return
+	}
+	if _, onAWS := p.(*aws.Platform); onAWS && plan.AWS == nil {
+		warnManagersProfile(&resp.Diagnostics, plan)
 	}
 	pool, st, err := p.UpdatePool(ctx, pool, wait)
 	if err != nil {

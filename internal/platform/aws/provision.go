@@ -508,7 +508,9 @@ func (p *Platform) launchTemplateData(c policy.Cluster, pool policy.Pool) (*ec2t
 	if c.AWS.KeyName != "" {
 		data.KeyName = awsv2.String(c.AWS.KeyName)
 	}
-	if ip := c.AWS.InstanceProfile; ip != "" {
+	// The managers' pool boots with the cluster's profile; a worker pool
+	// with its own, so that its role can hold the worker policy alone.
+	if ip := policy.InstanceProfileOf(*c.AWS, pool.AWS); ip != "" {
 		if strings.HasPrefix(ip, "arn:") {
 			data.IamInstanceProfile = &ec2types.LaunchTemplateIamInstanceProfileSpecificationRequest{Arn: awsv2.String(ip)}
 		} else {

@@ -243,3 +243,72 @@ func TestProvisionLostClusterIsCreatedAnew(t *testing.T) {
 	}
 	assertNothingLeft(t, c, "phoenix")
 }
+
+// profileOf is the instance profile (name or ARN, as given) of a launch
+// template's latest version, and that version's number.
+func profileOf(t *testing.T, c *Clients, template string) (string, int64) {
+	t.Helper()
+	out, err := c.EC2.DescribeLaunchTemplateVersions(context.Background(), &ec2.DescribeLaunchTemplateVersionsInput{
+		LaunchTemplateName: awsv2.String(template), Versions: []string{"$Latest"}})
+	if err != nil || len(out.LaunchTemplateVersions) == 0 {
+		t.Fatalf("launch template %s: %v", template, err)
+	}
+	v := out.LaunchTemplateVersions[0]
+	ip := v.LaunchTemplateData.IamInstanceProfile
+	if ip == nil {
+		return "", awsv2.ToInt64(v.VersionNumber)
+	}
+	return awsv2.ToString(ip.Name) + awsv2.ToString(ip.Arn), awsv2.ToInt64(v.VersionNumber)
+}
+
+// Each pool's launch template names its own instance profile; the
+// managers' names the cluster's, and so does a pool without its own (the
+// fallback the provider warns about). Changing a pool's profile adds a
+// launch template version with the new one; reading the pool back (what
+// import does) returns it.
+func TestProvisionPerPoolInstanceProfile(t *testing.T) {
+	c, _, p, ami, subnet, sg := provisionEnv(t)
+	ctx := context.Background()
+	cl := testCluster("prod", ami, subnet, sg)
+	cl.AWS.InstanceProfile = "autarky-prod-managers"
+	if _, err := p.CreateCluster(ctx, cl); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = p.DeleteCluster(context.Background(), "prod") })
+	web := policy.Pool{Cluster: "prod", Name: "web", Role: policy.RoleWorker, MinSize: 0, MaxSize: 2, DesiredSize: 0,
+		WaitForCapacityTimeout: "0s", AWS: &policy.AWSPool{InstanceProfile: "autarky-prod-workers"}}
+	bare := policy.Pool{Cluster: "prod", Name: "bare", Role: policy.RoleWorker, MinSize: 0, MaxSize: 2, DesiredSize: 0, WaitForCapacityTimeout: "0s"}
+	for _, pool := range []policy.Pool{web, bare} {
+		if _, err := p.CreatePool(ctx, pool, 0); err != nil {
+			t.Fatal(err)
+		}
+	}
+	for template, want := range map[string]string{"prod-managers": "autarky-prod-managers", "prod-web": "autarky-prod-workers", "prod-bare": "autarky-prod-managers"} {
+		if got, _ := profileOf(t, c, template); got != want {
+			t.Errorf("launch template %s: instance profile %q, want %q", template, got, want)
+		}
+	}
+
+	_, before := profileOf(t, c, "prod-web")
+	arn := "arn:aws:iam::123456789012:instance-profile/autarky/prod-web"
+	web.AWS.InstanceProfile = arn
+	if _, _, err := p.UpdatePool(ctx, web, 0); err != nil {
+		t.Fatal(err)
+	}
+	got, after := profileOf(t, c, "prod-web")
+	if got != arn || after != before+1 {
+		t.Fatalf("after changing the pool's profile: latest version %d (was %d) names %q, want a new version naming %q", after, before, got, arn)
+	}
+	if mgr, _ := profileOf(t, c, "prod-managers"); mgr != "autarky-prod-managers" {
+		t.Errorf("changing a pool's profile changed the managers' to %q", mgr)
+	}
+	read, _, err := p.ReadPool(ctx, "prod", "web")
+	if err != nil || read.AWS == nil || read.AWS.InstanceProfile != arn {
+		t.Fatalf("read back: %+v %v, want instance profile %s", read.AWS, err, arn)
+	}
+
+	web.AWS.InstanceProfile = "not a profile"
+	if _, _, err := p.UpdatePool(ctx, web, 0); err == nil || !strings.Contains(err.Error(), "aws.instance_profile") {
+		t.Fatalf("an invalid profile: got %v, want an error naming aws.instance_profile", err)
+	}
+}
