@@ -123,6 +123,10 @@ type Agent struct {
 	evalDeadline time.Duration
 	// failedEvaluations counts evaluations in a row that failed.
 	failedEvaluations int
+	// tokensRotatedFor is the join_token_rotation trigger this agent saw
+	// done in the token store (tokens.go): it reads the store again only
+	// when the descriptor names another.
+	tokensRotatedFor string
 }
 
 // wakeNow asks the loop for an evaluation at once.

@@ -41,6 +41,8 @@ type cloud struct {
 	pool   policy.Pool
 	// mgrs is the managers' pool when cloud-init boots its instances too.
 	mgrs *policy.Pool
+	// plat is the provider's side, straight to moto: what apply does.
+	plat *aws.Platform
 
 	// leaderHost is the Docker endpoint of the harness's own manager, the
 	// swarm's first and Raft leader, where the agent runs.
@@ -91,6 +93,7 @@ func newCloudWith(t testing.TB, h *harness, workers, managers int64) *cloud {
 	ami, subnet, sg := testenv.MotoNetwork(t, moto)
 	p := aws.NewPlatform(aws.NewClients(clientConfig(moto), aws.Config{}, nil), nil)
 	p.Poll = 50 * time.Millisecond
+	c.plat = p
 	ctx := context.Background()
 	if _, err := p.CreateCluster(ctx, policy.Cluster{Name: name, Platform: policy.PlatformAWS, ManagerCount: managers, HeartbeatPeriod: "1s",
 		AWS: &policy.AWS{AMI: ami, InstanceType: "t3.micro", Subnets: []string{subnet}, SecurityGroups: []string{sg}}}); err != nil {

@@ -119,6 +119,9 @@ func (a *Agent) evaluate(ctx context.Context) error {
 	if a.group != nil {
 		a.labelNodes(ctx, &o)
 	}
+	if err := a.rotateJoinTokens(ctx, &o); err != nil {
+		return a.stopActing(err)
+	}
 	for _, act := range plan.Actions {
 		if err := a.execute(ctx, &o, act); err != nil {
 			if fenced(err) {

@@ -165,7 +165,25 @@ func (h *harness) kill(id string) {
 }
 
 // nodes lists the swarm's nodes through any manager that answers.
-func (h *harness) nodes() ([]swarm.Node, error) {
+func (h *harness) nodes() (ns []swarm.Node, err error) {
+	err = h.onManager(func(ctx context.Context, cli *swarm.Client) (err error) {
+		ns, err = cli.Nodes(ctx)
+		return err
+	})
+	return ns, err
+}
+
+// tokens reads the swarm's join tokens through any manager that answers.
+func (h *harness) tokens() (t swarm.Tokens, err error) {
+	err = h.onManager(func(ctx context.Context, cli *swarm.Client) (err error) {
+		t, err = cli.JoinTokens(ctx)
+		return err
+	})
+	return t, err
+}
+
+// onManager runs f against the first manager that answers it.
+func (h *harness) onManager(f func(context.Context, *swarm.Client) error) error {
 	var last error
 	for _, r := range h.records(policy.ManagerPoolName) {
 		cli, err := swarm.Dial(r.DockerHost)
@@ -176,15 +194,15 @@ func (h *harness) nodes() ([]swarm.Node, error) {
 		// membership change on two loaded cores can take more than a few
 		// seconds, and a slow answer is not a missing leader.
 		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-		ns, err := cli.Nodes(ctx)
+		err = f(ctx, cli)
 		cancel()
 		cli.Close()
 		if err == nil {
-			return ns, nil
+			return nil
 		}
 		last = err
 	}
-	return nil, fmt.Errorf("no manager answers: %v", last)
+	return fmt.Errorf("no manager answers: %v", last)
 }
 
 func (h *harness) waitFor(what string, timeout time.Duration, cond func() (bool, string)) {

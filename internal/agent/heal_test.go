@@ -70,7 +70,7 @@ func TestHealWorker(t *testing.T) {
 	}
 
 	// Secrets never appear in agent logs, metrics or status.
-	_, cst, err := h.p.ReadCluster(context.Background(), "hw")
+	tokens, err := h.tokens()
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -81,7 +81,7 @@ func TestHealWorker(t *testing.T) {
 		st, _ := get(agentURL(r) + "/v1/status")
 		seen = append(seen, string(b), m, st)
 	}
-	for _, tok := range []string{cst.Tokens.Worker, cst.Tokens.Manager} {
+	for _, tok := range []string{tokens.Worker, tokens.Manager} {
 		if tok == "" {
 			t.Fatal("no token to look for")
 		}

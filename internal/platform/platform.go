@@ -17,7 +17,6 @@ import (
 type ClusterStatus struct {
 	ManagerAddresses []string // "ip:2377" of every live manager
 	DockerHost       string   // endpoint of a live manager, where one is reachable
-	Tokens           swarm.Tokens
 	LiveManagers     int
 	// Lost says every manager is gone for good, so the swarm is too: on
 	// local no manager process runs; on a cloud the managers' group is
@@ -147,6 +146,19 @@ type GroupCluster interface {
 	// nil, or a Transient error saying why not (protected from scale-in,
 	// terminations suspended, the group busy with its own work).
 	CheckScaleIn(ctx context.Context, pool, id string) error
+}
+
+// TokenStore is a Cluster whose join tokens live in a store of the
+// platform (SSM on aws), where booting instances read them. Terraform
+// does not reach the engines there, so when the descriptor's
+// JoinTokenRotation changes, the leading agent rotates the tokens in the
+// swarm and stores the new ones here, the trigger last.
+type TokenStore interface {
+	// TokensRotatedFor is the trigger the stored tokens were last rotated
+	// for, "" when they never were.
+	TokensRotatedFor(ctx context.Context) (string, error)
+	// PutRotatedTokens stores tokens rotated for trigger.
+	PutRotatedTokens(ctx context.Context, trigger string, t swarm.Tokens) error
 }
 
 // Transient is implemented by errors that mean "not now" (throttling, a

@@ -62,8 +62,30 @@ type Cluster struct {
 	Labels          map[string]string `json:"labels,omitempty"`
 	Agent           *Agent            `json:"agent,omitempty"`
 	// AWS holds the platform's settings when Platform is "aws".
-	AWS       *AWS      `json:"aws,omitempty"`
-	CreatedAt time.Time `json:"created_at"`
+	AWS *AWS `json:"aws,omitempty"`
+	// JoinTokenRotation is the user's rotation trigger: whenever it
+	// changes, both join tokens are rotated in the swarm (and in the
+	// platform's token store), so a leaked token stops admitting nodes.
+	JoinTokenRotation string    `json:"join_token_rotation,omitempty"`
+	CreatedAt         time.Time `json:"created_at"`
+}
+
+// MaxJoinTokenRotationLength bounds join_token_rotation: a trigger, such
+// as a date or a counter, not a place for data.
+const MaxJoinTokenRotationLength = 256
+
+// ValidateJoinTokenRotation accepts any trigger of printable characters up
+// to MaxJoinTokenRotationLength.
+func ValidateJoinTokenRotation(v string) error {
+	if len(v) > MaxJoinTokenRotationLength {
+		return fmt.Errorf("is %d characters long: use at most %d (a date, a counter or a ticket id)", len(v), MaxJoinTokenRotationLength)
+	}
+	for _, r := range v {
+		if r < 0x20 || r == 0x7f {
+			return fmt.Errorf("holds a control character: use printable text (a date, a counter or a ticket id)")
+		}
+	}
+	return nil
 }
 
 // Agent says how the platform starts autarky-agent beside every manager.
@@ -106,6 +128,12 @@ func (c Cluster) Validate() error {
 	}
 	if err := ValidateManagerCount(c.ManagerCount); err != nil {
 		return fmt.Errorf("manager_count: %w", err)
+	}
+	if err := ValidateJoinTokenRotation(c.JoinTokenRotation); err != nil {
+		return fmt.Errorf("join_token_rotation: %w", err)
+	}
+	if c.JoinTokenRotation != "" && c.Platform == PlatformAWS && (c.Agent == nil || !c.Agent.Enabled || c.Agent.DryRun) {
+		return fmt.Errorf("join_token_rotation: on platform \"aws\" the agent on the managers rotates the join tokens (Terraform does not reach the engines): set agent.enabled = true and agent.dry_run = false")
 	}
 	d, err := ParseDuration(c.HeartbeatPeriod)
 	if err != nil {

@@ -2,6 +2,7 @@ package provider
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"time"
@@ -19,9 +20,11 @@ import (
 	"github.com/hashicorp/terraform-plugin-framework/resource/schema/stringplanmodifier"
 	"github.com/hashicorp/terraform-plugin-framework/schema/validator"
 	"github.com/hashicorp/terraform-plugin-framework/types"
+	"github.com/hashicorp/terraform-plugin-go/tfprotov6"
 
 	"github.com/autarky/terraform-provider-autarky/internal/planmodifiers"
 	"github.com/autarky/terraform-provider-autarky/internal/platform"
+	"github.com/autarky/terraform-provider-autarky/internal/platform/aws"
 	"github.com/autarky/terraform-provider-autarky/internal/policy"
 	"github.com/autarky/terraform-provider-autarky/internal/validators"
 )
@@ -32,7 +35,43 @@ var (
 	_ resource.ResourceWithImportState    = &clusterResource{}
 	_ resource.ResourceWithModifyPlan     = &clusterResource{}
 	_ resource.ResourceWithValidateConfig = &clusterResource{}
+	_ resource.ResourceWithUpgradeState   = &clusterResource{}
 )
+
+// tokenAttributes are the attributes schema version 0 had and version 1
+// dropped: the swarm's join tokens, which a state file (and every copy of
+// it, such as Terraform Cloud's) must not hold.
+var tokenAttributes = []string{"worker_join_token", "manager_join_token"}
+
+// UpgradeState takes a version 0 state (with the join tokens in it) to
+// version 1: the same values without the tokens, and no rotation trigger.
+// It works on the raw JSON, so the old schema need not be kept here, and
+// the next state Terraform writes no longer holds the tokens.
+func (r *clusterResource) UpgradeState(context.Context) map[int64]resource.StateUpgrader {
+	return map[int64]resource.StateUpgrader{
+		0: {StateUpgrader: func(_ context.Context, req resource.UpgradeStateRequest, resp *resource.UpgradeStateResponse) {
+			if req.RawState == nil || req.RawState.JSON == nil {
+				resp.Diagnostics.AddError("upgrading cluster state", "the version 0 state has no JSON to upgrade")
+				return
+			}
+			var attrs map[string]json.RawMessage
+			if err := json.Unmarshal(req.RawState.JSON, &attrs); err != nil {
+				resp.Diagnostics.AddError("upgrading cluster state", "the version 0 state is not a JSON object: "+err.Error())
+				return
+			}
+			for _, name := range tokenAttributes {
+				delete(attrs, name)
+			}
+			attrs["join_token_rotation"] = json.RawMessage("null")
+			b, err := json.Marshal(attrs)
+			if err != nil {
+				resp.Diagnostics.AddError("upgrading cluster state", err.Error())
+				return
+			}
+			resp.DynamicValue = &tfprotov6.DynamicValue{JSON: b}
+		}},
+	}
+}
 
 // ValidateConfig checks what single attributes cannot: the aws block
 // belongs to platform aws and has what it needs there, and so does the
@@ -96,9 +135,10 @@ type clusterModel struct {
 	DockerHost       types.String     `tfsdk:"docker_host"`
 	Agent            *agentModel      `tfsdk:"agent"`
 	AWS              *clusterAWSModel `tfsdk:"aws"`
-	WorkerJoinToken  types.String     `tfsdk:"worker_join_token"`
-	ManagerJoinToken types.String     `tfsdk:"manager_join_token"`
-	Timeouts         timeouts.Value   `tfsdk:"timeouts"`
+	// JoinTokenRotation is the rotation trigger. The join tokens
+	// themselves are never in state: see UpgradeState.
+	JoinTokenRotation types.String   `tfsdk:"join_token_rotation"`
+	Timeouts          timeouts.Value `tfsdk:"timeouts"`
 }
 
 type agentModel struct {
@@ -131,6 +171,8 @@ func (r *clusterResource) Metadata(_ context.Context, req resource.MetadataReque
 
 func (r *clusterResource) Schema(ctx context.Context, _ resource.SchemaRequest, resp *resource.SchemaResponse) {
 	resp.Schema = schema.Schema{
+		// Version 1 dropped worker_join_token and manager_join_token.
+		Version: 1,
 		MarkdownDescription: "A Docker Swarm cluster: its managers form the cluster's manager pool. " +
 			"On the `local` platform each manager is a dockerd process on this machine; the first initialises the swarm and the others join it as managers.",
 		Attributes: map[string]schema.Attribute{
@@ -222,17 +264,16 @@ func (r *clusterResource) Schema(ctx context.Context, _ resource.SchemaRequest, 
 				Computed:            true,
 				MarkdownDescription: "The Docker endpoint of a running manager, for `docker -H` or `DOCKER_HOST`.",
 			},
-			"worker_join_token": schema.StringAttribute{
-				Computed:            true,
-				Sensitive:           true,
-				MarkdownDescription: "The swarm's worker join token. Secret.",
-				PlanModifiers:       []planmodifier.String{stringplanmodifier.UseStateForUnknown()},
-			},
-			"manager_join_token": schema.StringAttribute{
-				Computed:            true,
-				Sensitive:           true,
-				MarkdownDescription: "The swarm's manager join token. Secret.",
-				PlanModifiers:       []planmodifier.String{stringplanmodifier.UseStateForUnknown()},
+			"join_token_rotation": schema.StringAttribute{
+				Optional: true,
+				MarkdownDescription: "A rotation trigger for the swarm's join tokens: any text (a date, a counter, a ticket id), at most 256 characters. " +
+					"Whenever it changes to a new value (not when it is removed), apply rotates both tokens (worker and manager) in the swarm, as `docker swarm join-token --rotate` does, and in the platform's token store, " +
+					"so a token that leaked no longer admits a node; nodes already in the swarm are not affected. " +
+					"On `local` the provider rotates them itself; on `aws` the agent on the leading manager does (it needs `agent.enabled` and not `dry_run`), " +
+					"stores the new tokens in SSM, and apply waits until it has. Setting it on create rotates nothing: a new swarm has new tokens.\n\n" +
+					"The join tokens are not attributes of this resource and never enter Terraform's state or plan. Read them where they live when you need one: " +
+					"`docker -H <docker_host> swarm join-token -q worker` on `local`, `aws ssm get-parameter --with-decryption --name " + aws.PathPrefix + "/<name>/tokens/worker` on `aws`.",
+				Validators: []validator.String{validators.Check("must be a short rotation trigger", policy.ValidateJoinTokenRotation)},
 			},
 		},
 		Blocks: map[string]schema.Block{
@@ -329,6 +370,8 @@ func (m clusterModel) descriptor(ctx context.Context) (policy.Cluster, error) {
 		Platform:        m.Platform.ValueString(),
 		ManagerCount:    m.ManagerCount.ValueInt64(),
 		HeartbeatPeriod: m.HeartbeatPeriod.ValueString(),
+		// Null and "" both mean no trigger.
+		JoinTokenRotation: m.JoinTokenRotation.ValueString(),
 	}
 	if m.Agent != nil {
 		c.Agent = &policy.Agent{
@@ -411,8 +454,7 @@ func (m *clusterModel) fill(ctx context.Context, c policy.Cluster, st platform.C
 	}
 	m.ManagerAddresses = addrs
 	m.DockerHost = types.StringValue(st.DockerHost)
-	m.WorkerJoinToken = types.StringValue(st.Tokens.Worker)
-	m.ManagerJoinToken = types.StringValue(st.Tokens.Manager)
+	m.JoinTokenRotation = optionalString(c.JoinTokenRotation)
 	return nil
 }
 

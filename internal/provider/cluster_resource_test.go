@@ -43,7 +43,6 @@ func TestAccCluster_lifecycle(t *testing.T) {
 					statecheck.ExpectKnownValue("autarky_cluster.test", tfjsonpath.New("manager_pool_id"), knownvalue.StringExact("life/managers")),
 					statecheck.ExpectKnownValue("autarky_cluster.test", tfjsonpath.New("manager_addresses"), knownvalue.ListSizeExact(1)),
 					statecheck.ExpectKnownValue("autarky_cluster.test", tfjsonpath.New("docker_host"), knownvalue.StringRegexp(regexp.MustCompile(`^unix:///.*/docker\.sock$`))),
-					statecheck.ExpectKnownValue("autarky_cluster.test", tfjsonpath.New("worker_join_token"), knownvalue.StringRegexp(regexp.MustCompile(`^SWMTKN-`))),
 				},
 				Check: checkSwarm("autarky_cluster.test", 1, 0, nil),
 			},

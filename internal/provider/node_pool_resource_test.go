@@ -4,14 +4,12 @@ import (
 	"fmt"
 	"os"
 	"regexp"
-	"strings"
 	"testing"
 
 	"github.com/hashicorp/terraform-plugin-testing/helper/resource"
 	"github.com/hashicorp/terraform-plugin-testing/knownvalue"
 	"github.com/hashicorp/terraform-plugin-testing/plancheck"
 	"github.com/hashicorp/terraform-plugin-testing/statecheck"
-	"github.com/hashicorp/terraform-plugin-testing/terraform"
 	"github.com/hashicorp/terraform-plugin-testing/tfjsonpath"
 
 	"github.com/autarky/terraform-provider-autarky/internal/policy"
@@ -178,49 +176,5 @@ resource "autarky_cluster" "c" { name = "c" }`, `workload_binary "/bin/sh" is dy
 	})
 	if entries, _ := os.ReadDir(stateDir); len(entries) > 0 {
 		t.Fatalf("bad input created %v in the state dir", entries)
-	}
-}
-
-// Join tokens are Sensitive and never reach the provider's log, even at trace.
-func TestAccCluster_tokensStaySecret(t *testing.T) {
-	stateDir := testenv.StateDir(t)
-	logPath := stateDir + "/provider.log"
-	t.Setenv("TF_LOG", "trace")
-	t.Setenv("TF_ACC_LOG_PATH", logPath)
-	var tokens []string
-	resource.Test(t, resource.TestCase{
-		PreCheck:                 func() { preCheck(t) },
-		ProtoV6ProviderFactories: protoV6ProviderFactories,
-		Steps: []resource.TestStep{
-			{
-				Config: poolConfig(stateDir, "secret", 1, 1, "{}"),
-				Check: func(s *terraform.State) error {
-					a := s.RootModule().Resources["autarky_cluster.test"].Primary.Attributes
-					tokens = []string{a["worker_join_token"], a["manager_join_token"]}
-					return nil
-				},
-				ConfigPlanChecks: resource.ConfigPlanChecks{
-					PostApplyPostRefresh: []plancheck.PlanCheck{plancheck.ExpectEmptyPlan()},
-				},
-			},
-		},
-	})
-	for _, attr := range []string{"worker_join_token", "manager_join_token"} {
-		var resp = schemaOf(t, newClusterResource())
-		if !resp.Attributes[attr].IsSensitive() {
-			t.Errorf("%s is not Sensitive", attr)
-		}
-	}
-	logText, err := os.ReadFile(logPath)
-	if err != nil || len(logText) == 0 {
-		t.Fatalf("provider log %s is empty or missing (%v): the test cannot check it", logPath, err)
-	}
-	for _, tok := range tokens {
-		if tok == "" || !strings.HasPrefix(tok, "SWMTKN-") {
-			t.Fatalf("token %q not read from state", tok)
-		}
-		if strings.Contains(string(logText), tok) || strings.Contains(string(logText), tok[len(tok)-25:]) {
-			t.Errorf("a join token appears in the provider log at TF_LOG=trace")
-		}
 	}
 }

@@ -166,6 +166,29 @@ func (c *Client) JoinTokens(ctx context.Context) (Tokens, error) {
 	return Tokens{Worker: sw.JoinTokens.Worker, Manager: sw.JoinTokens.Manager}, nil
 }
 
+// RotateJoinTokens replaces both join tokens with new ones and returns
+// them: a node can no longer join with an old token (nodes already in the
+// swarm are not affected). The update is tied to the swarm's version, so a
+// concurrent change of the spec makes it fail rather than be undone.
+func (c *Client) RotateJoinTokens(ctx context.Context) (Tokens, error) {
+	sw, err := c.api.SwarmInspect(ctx)
+	if err != nil {
+		return Tokens{}, fmt.Errorf("swarm inspect: %w", err)
+	}
+	flags := dswarm.UpdateFlags{RotateWorkerToken: true, RotateManagerToken: true}
+	if err := c.api.SwarmUpdate(ctx, sw.Version, sw.Spec, flags); err != nil {
+		return Tokens{}, fmt.Errorf("swarm update (rotating the join tokens): %s", Redact(err.Error(), sw.JoinTokens.Worker, sw.JoinTokens.Manager))
+	}
+	t, err := c.JoinTokens(ctx)
+	if err != nil {
+		return Tokens{}, err
+	}
+	if t.Worker == sw.JoinTokens.Worker || t.Manager == sw.JoinTokens.Manager {
+		return Tokens{}, fmt.Errorf("swarm update (rotating the join tokens): the engine still gives an old token")
+	}
+	return t, nil
+}
+
 // Update changes the swarm-wide settings Autarky manages.
 func (c *Client) Update(ctx context.Context, heartbeat time.Duration, labels map[string]string) error {
 	sw, err := c.api.SwarmInspect(ctx)

@@ -15,9 +15,13 @@ import (
 
 	"github.com/autarky/terraform-provider-autarky/internal/platform"
 	"github.com/autarky/terraform-provider-autarky/internal/policy"
+	"github.com/autarky/terraform-provider-autarky/internal/swarm"
 )
 
-var _ platform.GroupCluster = (*Cluster)(nil)
+var (
+	_ platform.GroupCluster = (*Cluster)(nil)
+	_ platform.TokenStore   = (*Cluster)(nil)
+)
 
 // transientError marks an AWS error that only means "not now" (IsTransient)
 // so the agent, which knows no AWS error codes, reads it as
@@ -130,6 +134,16 @@ func (c *Cluster) LoadJournal(ctx context.Context, v any) (string, error) {
 // SaveJournal replaces the agent's journal in the store.
 func (c *Cluster) SaveJournal(ctx context.Context, v any, rev string) (string, error) {
 	return c.store.SaveJournal(ctx, v, rev)
+}
+
+// TokensRotatedFor is platform.TokenStore's: read from SSM.
+func (c *Cluster) TokensRotatedFor(ctx context.Context) (string, error) {
+	return c.store.TokensRotatedFor(ctx)
+}
+
+// PutRotatedTokens is platform.TokenStore's: written to SSM.
+func (c *Cluster) PutRotatedTokens(ctx context.Context, trigger string, t swarm.Tokens) error {
+	return c.store.PutRotatedTokens(ctx, trigger, t)
 }
 
 // SetAsideJournal keeps an unreadable journal for a person.

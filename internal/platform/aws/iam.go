@@ -114,7 +114,9 @@ func (in PolicyInput) decryptViaSSM(encrypt bool) Statement {
 //   - SSM reads only under /autarky/<cluster>;
 //   - SSM writes only to the agent's journal and its parts, the pool
 //     descriptors (the size the agent gives a pool), the join tokens and
-//     the init lock (the first manager's user data writes the last two),
+//     the init lock (the first manager's user data writes the last two;
+//     the agent rewrites the tokens and their rotation record when it
+//     rotates them),
 //     and the set-aside copies of an unreadable journal
 //     (journal-set-aside-*);
 //   - SSM deletes only of the journal (after it was set aside) and its
@@ -165,6 +167,7 @@ func AgentPolicy(in PolicyInput) (PolicyDocument, error) {
 				in.parameterARN(InitLockParameter(in.Cluster)),
 				in.parameterARN(TokenParameter(in.Cluster, policy.RoleWorker)),
 				in.parameterARN(TokenParameter(in.Cluster, policy.RoleManager)),
+				in.parameterARN(TokenRotationParameter(in.Cluster)),
 				in.parameterARN(JournalSetAsideParameterPattern(in.Cluster)),
 			},
 		},

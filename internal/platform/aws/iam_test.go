@@ -102,13 +102,13 @@ func TestAgentPolicy(t *testing.T) {
 		}
 
 		// The SSM writes are exactly these parameters: the journal and its
-		// parts, its set-aside copies, the pool descriptors, the tokens and
-		// the init lock; the only deletes are of the journal, after a
+		// parts, its set-aside copies, the pool descriptors, the tokens,
+		// their rotation record and the init lock; the only deletes are of the journal, after a
 		// set-aside, and of its parts.
 		arn := func(name string) string { return in.parameterARN("/autarky/prod" + name) }
 		wantWrites := map[string][]string{
 			"ssm:PutParameter": {arn("/journal"), arn("/journal-parts/*"), arn("/journal-set-aside-*"), arn("/pools/*"), arn("/swarm/init-lock"),
-				arn("/tokens/manager"), arn("/tokens/worker")},
+				arn("/tokens/manager"), arn("/tokens/rotation"), arn("/tokens/worker")},
 			"ssm:DeleteParameter":  {arn("/journal"), arn("/journal-parts/*")},
 			"ssm:DeleteParameters": {arn("/journal"), arn("/journal-parts/*")},
 		}

@@ -22,7 +22,6 @@ import (
 
 	"github.com/autarky/terraform-provider-autarky/internal/platform"
 	"github.com/autarky/terraform-provider-autarky/internal/policy"
-	"github.com/autarky/terraform-provider-autarky/internal/swarm"
 )
 
 // Platform is what the provider does on AWS: it creates, reads, changes and
@@ -132,6 +131,13 @@ func (p *Platform) CreateCluster(ctx context.Context, c policy.Cluster) (st plat
 	if err := s.PutDescriptor(ctx, c); err != nil {
 		return st, err
 	}
+	if c.JoinTokenRotation != "" {
+		// A new swarm's tokens are new: they count as rotated for the
+		// trigger the cluster starts with, so the agent leaves them.
+		if err := s.MarkTokensRotated(ctx, c.JoinTokenRotation); err != nil {
+			return st, err
+		}
+	}
 	if err := p.ensureAgentToken(ctx, s, c); err != nil {
 		return st, err
 	}
@@ -180,8 +186,8 @@ func managerPool(c policy.Cluster) policy.Pool {
 }
 
 // ReadCluster reads the descriptor from SSM and the managers' group:
-// manager_count drifts with the group's minimum size, and the join tokens
-// come from SSM once the first manager has written them.
+// manager_count drifts with the group's minimum size. The join tokens
+// stay in SSM: Terraform's state never holds them.
 func (p *Platform) ReadCluster(ctx context.Context, name string) (policy.Cluster, platform.ClusterStatus, error) {
 	var st platform.ClusterStatus
 	s, err := p.store(name)
@@ -221,11 +227,6 @@ func (p *Platform) ReadCluster(ctx context.Context, name string) (policy.Cluster
 		}
 	}
 	sort.Strings(st.ManagerAddresses)
-	if t, err := s.GetTokens(ctx); err == nil {
-		st.Tokens = swarm.Tokens{Worker: t.Worker, Manager: t.Manager}
-	} else if !errors.Is(err, platform.ErrNotFound) {
-		return c, st, err
-	}
 	return c, st, nil
 }
 
@@ -263,8 +264,38 @@ func (p *Platform) UpdateCluster(ctx context.Context, c policy.Cluster) (platfor
 	if err := p.waitInService(ctx, GroupName(c.Name, policy.ManagerPoolName), int(c.ManagerCount)); err != nil {
 		return st, err
 	}
+	// Waited for whenever the store has not seen the trigger, not only
+	// when it changed: an apply that timed out already wrote it to the
+	// descriptor, and the next apply must still wait for the agent.
+	if c.JoinTokenRotation != "" {
+		if err := p.waitTokensRotated(ctx, s, c.JoinTokenRotation); err != nil {
+			return st, err
+		}
+	}
 	_, st, err = p.ReadCluster(ctx, c.Name)
 	return st, err
+}
+
+// waitTokensRotated waits until the leading agent has rotated the join
+// tokens for trigger and stored them (Terraform does not reach the
+// engines on aws; the agent reads the new trigger from the descriptor).
+func (p *Platform) waitTokensRotated(ctx context.Context, s *Store, trigger string) error {
+	for {
+		done, err := s.TokensRotatedFor(ctx)
+		if err == nil && done == trigger {
+			return nil
+		}
+		select {
+		case <-ctx.Done():
+			why := "the store still names an earlier rotation"
+			if err != nil {
+				why = err.Error()
+			}
+			return fmt.Errorf("join_token_rotation: the agent on the leading manager did not rotate the join tokens for %q before the update's timeout (%s): "+
+				"check that it runs and leads (`autarky-agent status` on a manager, `journalctl -u autarky-agent`), then apply again", trigger, why)
+		case <-time.After(p.poll()):
+		}
+	}
 }
 
 // DeleteCluster deletes every pool's group and launch template, the

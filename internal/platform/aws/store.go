@@ -26,6 +26,7 @@ import (
 
 	"github.com/autarky/terraform-provider-autarky/internal/platform"
 	"github.com/autarky/terraform-provider-autarky/internal/policy"
+	"github.com/autarky/terraform-provider-autarky/internal/swarm"
 )
 
 // The AWS store is SSM Parameter Store, one path per cluster:
@@ -1062,10 +1063,51 @@ func (s *Store) GetTokens(ctx context.Context) (Tokens, error) {
 	return t, nil
 }
 
-// DeleteTokens removes both join tokens.
+// TokenRotationParameter records the join_token_rotation trigger the
+// stored tokens were last rotated for: the agent writes it after the new
+// tokens, so it never names a rotation whose tokens are not in SSM yet,
+// and Terraform's apply waits for it.
+func TokenRotationParameter(cluster string) string { return ClusterPath(cluster) + "/tokens/rotation" }
+
+// TokensRotatedFor returns the trigger the stored tokens were rotated
+// for, "" when they never were.
+func (s *Store) TokensRotatedFor(ctx context.Context) (string, error) {
+	name := TokenRotationParameter(s.cluster)
+	out, err := s.api.GetParameter(ctx, &ssm.GetParameterInput{Name: awsv2.String(name)})
+	var nf *types.ParameterNotFound
+	switch {
+	case errors.As(err, &nf):
+		return "", nil
+	case err != nil:
+		return "", fmt.Errorf("get SSM parameter %s: %w", name, err)
+	}
+	return awsv2.ToString(out.Parameter.Value), nil
+}
+
+// PutRotatedTokens stores tokens the swarm gave when it rotated them for
+// trigger: the tokens first, the trigger last.
+func (s *Store) PutRotatedTokens(ctx context.Context, trigger string, t swarm.Tokens) error {
+	if err := s.PutTokens(ctx, Tokens{Worker: t.Worker, Manager: t.Manager}); err != nil {
+		return err
+	}
+	return s.MarkTokensRotated(ctx, trigger)
+}
+
+// MarkTokensRotated records that the stored tokens (or, on a new cluster,
+// those its first manager is about to store) belong to trigger.
+func (s *Store) MarkTokensRotated(ctx context.Context, trigger string) error {
+	name := TokenRotationParameter(s.cluster)
+	if _, err := s.api.PutParameter(ctx, &ssm.PutParameterInput{Name: awsv2.String(name), Value: awsv2.String(trigger),
+		Type: types.ParameterTypeString, Overwrite: awsv2.Bool(true)}); err != nil {
+		return fmt.Errorf("put SSM parameter %s: %w", name, err)
+	}
+	return nil
+}
+
+// DeleteTokens removes both join tokens and the rotation record.
 func (s *Store) DeleteTokens(ctx context.Context) error {
-	for _, role := range []string{policy.RoleWorker, policy.RoleManager} {
-		if err := s.remove(ctx, TokenParameter(s.cluster, role)); err != nil {
+	for _, name := range []string{TokenParameter(s.cluster, policy.RoleWorker), TokenParameter(s.cluster, policy.RoleManager), TokenRotationParameter(s.cluster)} {
+		if err := s.remove(ctx, name); err != nil {
 			return err
 		}
 	}

@@ -275,13 +275,7 @@ func (p *Platform) clusterStatus(ctx context.Context, name string) (ClusterStatu
 		st.Lost = true
 		return st, nil
 	}
-	mgr, err := p.manager(ctx, name)
-	if err != nil {
-		return st, err
-	}
-	defer mgr.Close()
-	st.Tokens, err = mgr.JoinTokens(ctx)
-	return st, err
+	return st, nil
 }
 
 // UpdateCluster applies settings and changes the number of managers in place.
@@ -303,6 +297,11 @@ func (p *Platform) UpdateCluster(ctx context.Context, c policy.Cluster) (Cluster
 	}
 	heartbeat, _ := policy.ParseDuration(c.HeartbeatPeriod)
 	err = mgr.Update(ctx, heartbeat, c.Labels)
+	if err == nil && c.JoinTokenRotation != "" && c.JoinTokenRotation != old.JoinTokenRotation {
+		// A changed trigger rotates both tokens; instances this platform
+		// starts later read the new ones from the swarm.
+		_, err = mgr.RotateJoinTokens(ctx)
+	}
 	mgr.Close()
 	if err != nil {
 		return ClusterStatus{}, err
