@@ -15,6 +15,7 @@ import (
 	"github.com/hashicorp/terraform-plugin-testing/plancheck"
 	"github.com/hashicorp/terraform-plugin-testing/terraform"
 
+	"github.com/autarky/terraform-provider-autarky/internal/platform/aws"
 	"github.com/autarky/terraform-provider-autarky/internal/swarm"
 	"github.com/autarky/terraform-provider-autarky/internal/testenv"
 )
@@ -46,16 +47,18 @@ func swarmTokens(s *terraform.State, cluster string) (swarm.Tokens, error) {
 func secretPart(token string) string { return token[strings.LastIndex(token, "-")+1:] }
 
 // noTokenIn fails when any attribute of any resource in the state holds a
-// token, whole or its secret part.
+// token (its secret part), or is a token attribute at all.
 func noTokenIn(s *terraform.State, tokens ...string) error {
+	var parts []string
+	for _, tok := range tokens {
+		parts = append(parts, secretPart(tok))
+	}
+	if err := noSecretIn(s, parts...); err != nil {
+		return err
+	}
 	for _, m := range s.Modules {
 		for name, rs := range m.Resources {
-			for attr, v := range rs.Primary.Attributes {
-				for _, tok := range tokens {
-					if strings.Contains(v, secretPart(tok)) {
-						return fmt.Errorf("the state holds a join token in %s.%s", name, attr)
-					}
-				}
+			for attr := range rs.Primary.Attributes {
 				if strings.Contains(attr, "join_token") && attr != "join_token_rotation" {
 					return fmt.Errorf("the state has a token attribute %s.%s", name, attr)
 				}
@@ -192,4 +195,89 @@ func TestClusterStateUpgradeDropsTokens(t *testing.T) {
 			t.Errorf("the upgraded state lost %q", kept)
 		}
 	}
+}
+
+// On aws no secret reaches the state or Terraform's log at TF_LOG=trace:
+// not the AWS secret key the provider signs with, not the agents' bearer
+// token it creates in SSM, and not join tokens the managers stored there
+// (canaries: SSM holds them while the provider refreshes).
+func TestAccAWS_noSecretsInStateOrLog(t *testing.T) {
+	e := newAWSEnv(t)
+	const secretKey = "canaryAwsSecretKey0123456789abcdefghijklmn"
+	t.Setenv("AWS_SECRET_ACCESS_KEY", secretKey)
+	logPath := e.stateDir + "/terraform.log"
+	t.Setenv("TF_LOG", "trace")
+	t.Setenv("TF_ACC_LOG_PATH", logPath)
+	config := e.provider() + e.cluster("vault", 1, `agent = {
+    enabled       = true
+    binary_url    = "https://releases.example.com/autarky-agent"
+    binary_sha256 = "`+strings.Repeat("ab", 32)+`"
+  }`)
+	_, _, ssmc := e.clients()
+	store, err := aws.NewStore(ssmc, "vault")
+	if err != nil {
+		t.Fatal(err)
+	}
+	joinTokens := aws.Tokens{Worker: "SWMTKN-1-digestdigest-workercanarysecret", Manager: "SWMTKN-1-digestdigest-managercanarysecret"}
+	var agentToken string
+	resource.Test(t, resource.TestCase{
+		ProtoV6ProviderFactories: protoV6ProviderFactories,
+		CheckDestroy:             e.checkNothingLeftInAWS("vault"),
+		Steps: []resource.TestStep{
+			{
+				Config: config,
+				Check: func(s *terraform.State) (err error) {
+					// What the first manager's user data would store.
+					if err := store.PutTokens(context.Background(), joinTokens); err != nil {
+						return err
+					}
+					if agentToken, err = store.AlertToken(context.Background()); err != nil || len(agentToken) < 32 {
+						return fmt.Errorf("the agents' bearer token was not created (%d characters): %v", len(agentToken), err)
+					}
+					return noSecretIn(s, secretKey, agentToken)
+				},
+			},
+			{
+				// A refresh and plan with the tokens in SSM.
+				Config:   config,
+				PlanOnly: true,
+				Check: func(s *terraform.State) error {
+					return noSecretIn(s, secretKey, agentToken, secretPart(joinTokens.Worker), secretPart(joinTokens.Manager))
+				},
+			},
+		},
+	})
+	logText, err := os.ReadFile(logPath)
+	if err != nil || len(logText) == 0 {
+		t.Fatalf("Terraform's log %s is empty or missing (%v): the test cannot check it", logPath, err)
+	}
+	if !strings.Contains(string(logText), "vault-managers") {
+		t.Fatal("Terraform's log does not mention the cluster's group: it is not the log of this run")
+	}
+	for name, canary := range map[string]string{"the AWS secret key": secretKey, "the agents' bearer token": agentToken,
+		"the worker join token": secretPart(joinTokens.Worker), "the manager join token": secretPart(joinTokens.Manager)} {
+		if canary == "" {
+			t.Fatalf("no canary for %s", name)
+		}
+		if strings.Contains(string(logText), canary) {
+			t.Errorf("%s appears in Terraform's log at TF_LOG=trace", name)
+		}
+	}
+}
+
+// noSecretIn fails when any attribute of any resource in the state holds
+// one of secrets.
+func noSecretIn(s *terraform.State, secrets ...string) error {
+	for _, m := range s.Modules {
+		for name, rs := range m.Resources {
+			for attr, v := range rs.Primary.Attributes {
+				for _, sec := range secrets {
+					if sec != "" && strings.Contains(v, sec) {
+						return fmt.Errorf("the state holds a secret in %s.%s", name, attr)
+					}
+				}
+			}
+		}
+	}
+	return nil
 }
