@@ -38,6 +38,7 @@ func TestRunRefusesBadFlags(t *testing.T) {
 		{[]string{"--cluster", "c", "--docker-host", "tcp://10.0.0.1:2375"}, "tcp:// without TLS is refused"},
 		{[]string{"--cluster", "c", "--docker-host", "/var/run/docker.sock"}, "use unix:///path/to/docker.sock"},
 		{[]string{"--cluster", "c", "--alert-token-file", "/nonexistent/token"}, "--alert-token-file:"},
+		{[]string{"--cluster", "c", "--status-token-file", "/nonexistent/token"}, "--status-token-file:"},
 		{[]string{"--cluster", "c", "--region", "eu-west-1"}, "--region is for --platform aws, not local"},
 		{[]string{"--cluster", "c", "--platform", "aws", "--region", "moon-1"}, `--region: "moon-1" is not an AWS region name`},
 	}
@@ -61,5 +62,43 @@ func TestRunRefusesTokenWithSpace(t *testing.T) {
 	code := run([]string{"autarky-agent", "run", "--cluster", "c", "--alert-token-file", path}, &out, &errb)
 	if code == 0 || !strings.Contains(errb.String(), "--alert-token-file") || !strings.Contains(errb.String(), "space") {
 		t.Fatalf("code %d, stderr %q", code, errb.String())
+	}
+}
+
+// A token file that is empty, or holds two words, is refused naming the
+// flag, for the agent's own tokens and for `status --token-file`; the
+// token itself is never in the message.
+func TestTokenFilesRefused(t *testing.T) {
+	dir := t.TempDir()
+	empty, spaced := filepath.Join(dir, "empty"), filepath.Join(dir, "spaced")
+	if err := os.WriteFile(empty, []byte("\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(spaced, []byte("s3cret0canary two\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	for _, c := range []struct {
+		args []string
+		want string
+	}{
+		{[]string{"run", "--cluster", "c", "--status-token-file", empty}, "--status-token-file: " + empty + " is empty"},
+		{[]string{"run", "--cluster", "c", "--alert-token-file", empty}, "--alert-token-file: " + empty + " is empty"},
+		{[]string{"run", "--cluster", "c", "--status-token-file", spaced}, "--status-token-file " + spaced + ": the token holds a space"},
+		{[]string{"status", "--token-file", "/nonexistent/token"}, "--token-file: open /nonexistent/token"},
+		{[]string{"status", "--token-file", spaced}, "--token-file " + spaced + ": the token holds a space"},
+	} {
+		var out, errb bytes.Buffer
+		code := run(append([]string{"autarky-agent"}, c.args...), &out, &errb)
+		if code == 0 || !strings.Contains(errb.String(), c.want) {
+			t.Errorf("%q: code %d, stderr %q, want it to say %q", c.args, code, errb.String(), c.want)
+		}
+		if strings.Contains(errb.String(), "s3cret0canary") {
+			t.Errorf("%q: the error shows the token", c.args)
+		}
+	}
+	t.Setenv("AUTARKY_STATUS_TOKEN", "two words")
+	var out, errb bytes.Buffer
+	if code := run([]string{"autarky-agent", "run", "--cluster", "c"}, &out, &errb); code == 0 || !strings.Contains(errb.String(), "$AUTARKY_STATUS_TOKEN: the token holds a space") {
+		t.Errorf("$AUTARKY_STATUS_TOKEN with a space: code %d, stderr %q", code, errb.String())
 	}
 }

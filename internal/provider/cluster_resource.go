@@ -217,7 +217,33 @@ func (r *clusterResource) Schema(ctx context.Context, _ resource.SchemaRequest, 
 			"agent": schema.SingleNestedAttribute{
 				Optional: true,
 				MarkdownDescription: "Runs `autarky-agent` beside every manager, the way user data does on a cloud: the agent on the Raft leader heals and scales the cluster by its policies, " +
-					"the others observe and take over when leadership moves. On the `local` platform each agent serves `/metrics`, `/healthz` and `/v1/status` on its manager's address, port 9910.",
+					"the others observe and take over when leadership moves. On the `local` platform each agent serves `/metrics`, `/healthz` and `/v1/status` on its manager's address, port 9910.\n\n" +
+					"On `aws` each agent listens on its manager's private address, port 9910, and `/v1/alerts` and `/v1/status` require a bearer token there " +
+					"(`/metrics` and `/healthz` stay open, for Prometheus and the other agents: they name pools and counts, no node or address; keep port 9910 to your monitoring hosts with the security group). " +
+					"Apply makes the token, 256 random bits, as the SecureString SSM parameter `" + aws.PathPrefix + "/<name>/agent/alert-token` before any manager boots; " +
+					"Terraform knows its name, never its value, so neither the state nor the plan holds it. Destroy deletes it. " +
+					"Each manager's user data reads it with the instance role (the managers' policy of `autarky_aws_agent_policy`; the workers' policy cannot) " +
+					"into `/etc/autarky/alert-token` (root's, mode 0600, never on a command line), and the agent's unit passes `--alert-token-file`. " +
+					"`autarky-agent status --address http://<private address>:9910`, run as root on a manager, sends it by itself.\n\n" +
+					"Give Alertmanager the same secret in a file, and a webhook receiver per manager (the agents on followers ignore what they get; only the leader's acts):\n\n" +
+					"```shell\n" +
+					"aws ssm get-parameter --with-decryption --name " + aws.PathPrefix + "/<name>/agent/alert-token \\\n" +
+					"  --query Parameter.Value --output text > /etc/alertmanager/autarky-token\n" +
+					"chmod 0600 /etc/alertmanager/autarky-token   # and chown it to the user Alertmanager runs as\n" +
+					"```\n\n" +
+					"```yaml\n" +
+					"receivers:\n" +
+					"  - name: autarky\n" +
+					"    webhook_configs:\n" +
+					"      - url: http://10.0.1.10:9910/v1/alerts   # one entry per manager address\n" +
+					"        http_config:\n" +
+					"          authorization:\n" +
+					"            type: Bearer\n" +
+					"            credentials_file: /etc/alertmanager/autarky-token\n" +
+					"```\n\n" +
+					"Without it, or with the bare token, an agent answers 401. To rotate the token, put a new value " +
+					"(`aws ssm put-parameter --overwrite --type SecureString --cli-input-json file://request.json`, so the value is not an argument), " +
+					"write it into Alertmanager's file, then on each manager rerun its user data or replace the instance: the agent reads its file when it starts.",
 				Attributes: map[string]schema.Attribute{
 					"enabled": schema.BoolAttribute{
 						Required:            true,
