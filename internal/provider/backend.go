@@ -56,14 +56,18 @@ func (d *providerData) backendFor(ctx context.Context, platformName string) (bac
 // the resources that name a cluster without a platform (node pools and
 // policies): the local state dir when it holds the cluster, else AWS when
 // the provider has an aws block and SSM holds it, else the local platform
-// (whose answer is "not found").
+// (whose answer is "not found"). A state dir the local platform cannot
+// open does not stop a provider with an aws block from finding its
+// clusters there: the aws platform needs no state dir.
 func (d *providerData) backendOfCluster(ctx context.Context, cluster string) (backend, error) {
-	lp, err := d.localPlatform(ctx)
-	if err != nil {
-		return nil, err
+	lp, lerr := d.localPlatform(ctx)
+	if lerr != nil && d.aws == nil {
+		return nil, lerr
 	}
-	if _, err := lp.Cluster(cluster).Descriptor(ctx); err == nil || d.aws == nil {
-		return lp, nil
+	if lerr == nil {
+		if _, err := lp.Cluster(cluster).Descriptor(ctx); err == nil || d.aws == nil {
+			return lp, nil
+		}
 	}
 	ap, err := d.awsPlatform(ctx)
 	if err != nil {
@@ -73,6 +77,9 @@ func (d *providerData) backendOfCluster(ctx context.Context, cluster string) (ba
 		return nil, fmt.Errorf("looking for cluster %s in %s: %w", cluster, ap.Where(), err)
 	} else if ok {
 		return ap, nil
+	}
+	if lerr != nil {
+		return nil, lerr
 	}
 	return lp, nil
 }

@@ -37,15 +37,41 @@ type providerModel struct {
 }
 
 type awsProviderModel struct {
-	Region    types.String    `tfsdk:"region"`
-	Profile   types.String    `tfsdk:"profile"`
-	Endpoints *endpointsModel `tfsdk:"endpoints"`
+	Region            types.String      `tfsdk:"region"`
+	Profile           types.String      `tfsdk:"profile"`
+	SharedConfigFiles types.List        `tfsdk:"shared_config_files"`
+	Endpoints         *endpointsModel   `tfsdk:"endpoints"`
+	AssumeRole        *assumeRoleModel  `tfsdk:"assume_role"`
+	WebIdentity       *webIdentityModel `tfsdk:"assume_role_with_web_identity"`
 }
 
 type endpointsModel struct {
 	EC2         types.String `tfsdk:"ec2"`
 	AutoScaling types.String `tfsdk:"autoscaling"`
 	SSM         types.String `tfsdk:"ssm"`
+	STS         types.String `tfsdk:"sts"`
+}
+
+// assumeRoleModel and webIdentityModel are the hashicorp/aws provider's
+// blocks of the same names (the subset that matters to a deployment).
+type assumeRoleModel struct {
+	RoleARN        types.String `tfsdk:"role_arn"`
+	SessionName    types.String `tfsdk:"session_name"`
+	ExternalID     types.String `tfsdk:"external_id"`
+	Duration       types.String `tfsdk:"duration"`
+	Policy         types.String `tfsdk:"policy"`
+	PolicyARNs     types.Set    `tfsdk:"policy_arns"`
+	SourceIdentity types.String `tfsdk:"source_identity"`
+}
+
+type webIdentityModel struct {
+	RoleARN              types.String `tfsdk:"role_arn"`
+	SessionName          types.String `tfsdk:"session_name"`
+	WebIdentityToken     types.String `tfsdk:"web_identity_token"`
+	WebIdentityTokenFile types.String `tfsdk:"web_identity_token_file"`
+	Duration             types.String `tfsdk:"duration"`
+	Policy               types.String `tfsdk:"policy"`
+	PolicyARNs           types.Set    `tfsdk:"policy_arns"`
 }
 
 type localModel struct {
@@ -122,7 +148,14 @@ func (p *autarkyProvider) Schema(_ context.Context, _ provider.SchemaRequest, re
 		Blocks: map[string]schema.Block{
 			"aws": schema.SingleNestedBlock{
 				MarkdownDescription: "Settings of the `aws` platform, whose node pools are Auto Scaling Groups. Credentials come from the standard AWS chain: " +
-					"`AWS_ACCESS_KEY_ID`/`AWS_SECRET_ACCESS_KEY`, the shared config and credentials files (`profile`), SSO, or the instance or container role.",
+					"`AWS_ACCESS_KEY_ID`/`AWS_SECRET_ACCESS_KEY`, `AWS_ROLE_ARN` with `AWS_WEB_IDENTITY_TOKEN_FILE` (Terraform Cloud's dynamic provider credentials, EKS service accounts), " +
+					"the shared config and credentials files (`profile`, `shared_config_files`), SSO, or the instance or container role; " +
+					"`assume_role_with_web_identity` and `assume_role` then change whose they are, as in the hashicorp/aws provider. " +
+					"The aws platform keeps nothing on the machine running Terraform: it needs no state directory and writes nothing to the home directory.",
+				Blocks: map[string]schema.Block{
+					"assume_role":                   assumeRoleBlock(),
+					"assume_role_with_web_identity": webIdentityBlock(),
+				},
 				Attributes: map[string]schema.Attribute{
 					"region": schema.StringAttribute{
 						Optional:            true,
@@ -133,6 +166,12 @@ func (p *autarkyProvider) Schema(_ context.Context, _ provider.SchemaRequest, re
 						Optional:            true,
 						MarkdownDescription: "The shared config profile to take credentials and region from. Defaults to `AWS_PROFILE`, else `default`.",
 					},
+					"shared_config_files": schema.ListAttribute{
+						Optional:    true,
+						ElementType: types.StringType,
+						MarkdownDescription: "Shared config files to read instead of `AWS_CONFIG_FILE` or `~/.aws/config`, such as the one Terraform Cloud writes for dynamic provider credentials " +
+							"(`var.tfc_aws_dynamic_credentials.default.shared_config_file`).",
+					},
 					"endpoints": schema.SingleNestedAttribute{
 						Optional:            true,
 						MarkdownDescription: "Custom service endpoints, only to reach an emulator or private (VPC) endpoints. Each is an http(s) URL.",
@@ -142,6 +181,8 @@ func (p *autarkyProvider) Schema(_ context.Context, _ provider.SchemaRequest, re
 							"autoscaling": schema.StringAttribute{Optional: true, MarkdownDescription: "The Auto Scaling endpoint URL.",
 								Validators: []validator.String{validators.Check("must be an http(s) URL", policy.ValidateHTTPURL)}},
 							"ssm": schema.StringAttribute{Optional: true, MarkdownDescription: "The SSM (Parameter Store) endpoint URL.",
+								Validators: []validator.String{validators.Check("must be an http(s) URL", policy.ValidateHTTPURL)}},
+							"sts": schema.StringAttribute{Optional: true, MarkdownDescription: "The STS endpoint URL, for role assumption (`assume_role`, `assume_role_with_web_identity`, and `AWS_ROLE_ARN` from the environment or a profile).",
 								Validators: []validator.String{validators.Check("must be an http(s) URL", policy.ValidateHTTPURL)}},
 						},
 					},
@@ -170,7 +211,13 @@ func (p *autarkyProvider) Schema(_ context.Context, _ provider.SchemaRequest, re
 func (p *autarkyProvider) ValidateConfig(ctx context.Context, req provider.ValidateConfigRequest, resp *provider.ValidateConfigResponse) {
 	var cfg providerModel
 	resp.Diagnostics.Append(req.Config.Get(ctx, &cfg)...)
-	if resp.Diagnostics.HasError() || cfg.Local == nil {
+	if resp.Diagnostics.HasError() {
+		return
+	}
+	if cfg.AWS != nil {
+		validateAWSCredentials(cfg.AWS, &resp.Diagnostics)
+	}
+	if cfg.Local == nil {
 		return
 	}
 	if v := cfg.Local.StateDir; !v.IsNull() && !v.IsUnknown() {
@@ -196,7 +243,10 @@ func (p *autarkyProvider) Configure(ctx context.Context, req provider.ConfigureR
 		configured = cfg.Local.StateDir.ValueString()
 	}
 	dir := local.StateDirFrom(configured)
-	if err := local.ValidateStateDir(dir); err != nil {
+	// A provider with only an aws block (a Terraform Cloud run) never
+	// uses the state directory: whatever AUTARKY_STATE_DIR says is the
+	// local platform's business, checked when that platform is opened.
+	if err := local.ValidateStateDir(dir); err != nil && (cfg.Local != nil || cfg.AWS == nil) {
 		resp.Diagnostics.AddAttributeError(path.Root("local").AtName("state_dir"), "invalid local.state_dir", err.Error())
 		return
 	}
@@ -204,7 +254,11 @@ func (p *autarkyProvider) Configure(ctx context.Context, req provider.ConfigureR
 	if a := cfg.AWS; a != nil {
 		data.aws = &aws.Config{Region: a.Region.ValueString(), Profile: a.Profile.ValueString()}
 		if e := a.Endpoints; e != nil {
-			data.aws.Endpoints = aws.Endpoints{EC2: e.EC2.ValueString(), AutoScaling: e.AutoScaling.ValueString(), SSM: e.SSM.ValueString()}
+			data.aws.Endpoints = aws.Endpoints{EC2: e.EC2.ValueString(), AutoScaling: e.AutoScaling.ValueString(), SSM: e.SSM.ValueString(), STS: e.STS.ValueString()}
+		}
+		resp.Diagnostics.Append(awsCredentials(ctx, a, data.aws)...)
+		if resp.Diagnostics.HasError() {
+			return
 		}
 	}
 	if cfg.Local != nil && !cfg.Local.WorkloadBinary.IsNull() {

@@ -48,6 +48,10 @@ type AWSCall struct {
 	Service string // autoscaling, ec2, ssm (from the signature's scope)
 	Action  string // DescribeAutoScalingGroups, PutParameter, ...
 	Body    []byte
+	// AccessKey is the access key id that signed the request (from the
+	// signature's scope), "" for an unsigned one such as STS
+	// AssumeRoleWithWebIdentity: whose credentials a call was made with.
+	AccessKey string
 }
 
 // NewAWSProxy starts the proxy in front of target (a moto endpoint).
@@ -66,7 +70,7 @@ func NewAWSProxy(t testing.TB, target string) *AWSProxy {
 			return
 		}
 		r.Body = io.NopCloser(bytes.NewReader(body))
-		c := AWSCall{Service: serviceOf(r), Action: actionOf(r, body), Body: body}
+		c := AWSCall{Service: serviceOf(r), Action: actionOf(r, body), Body: body, AccessKey: scopeOf(r)[0]}
 		p.mu.Lock()
 		p.calls[c.Action]++
 		f := p.faultf
@@ -126,15 +130,22 @@ func (p *AWSProxy) SetFault(f func(AWSCall) *AWSFault) {
 }
 
 func serviceOf(r *http.Request) string {
+	return scopeOf(r)[3]
+}
+
+// scopeOf is the signature's credential scope: access key id, date,
+// region, service, terminator ("" each when the request is unsigned).
+func scopeOf(r *http.Request) [5]string {
 	// Authorization: AWS4-HMAC-SHA256 Credential=AKID/20240101/us-east-1/ssm/aws4_request, ...
+	var scope [5]string
 	auth := r.Header.Get("Authorization")
 	if i := strings.Index(auth, "Credential="); i >= 0 {
 		parts := strings.Split(strings.SplitN(auth[i+len("Credential="):], ",", 2)[0], "/")
 		if len(parts) >= 4 {
-			return parts[3]
+			copy(scope[:], parts)
 		}
 	}
-	return ""
+	return scope
 }
 
 func actionOf(r *http.Request, body []byte) string {

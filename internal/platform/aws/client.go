@@ -23,14 +23,20 @@ import (
 )
 
 // Config says which AWS account and region the platform talks to, as the
-// provider's aws block declares it. Credentials always come from the
-// standard chain (environment, shared config and credentials files, SSO,
-// container and instance roles); Profile picks a shared-config profile.
+// provider's aws block declares it. Credentials come from the standard
+// chain (environment, including AWS_ROLE_ARN with
+// AWS_WEB_IDENTITY_TOKEN_FILE; shared config and credentials files, SSO,
+// container and instance roles); Profile picks a shared-config profile and
+// SharedConfigFiles replaces the shared config files. WebIdentity and
+// AssumeRole then change whose credentials they are (see credentials.go).
 type Config struct {
-	Region    string
-	Profile   string
-	Endpoints Endpoints
-	Retry     RetryConfig
+	Region            string
+	Profile           string
+	SharedConfigFiles []string
+	WebIdentity       *WebIdentity
+	AssumeRole        *AssumeRole
+	Endpoints         Endpoints
+	Retry             RetryConfig
 	// Deadlines bound each call and each attempt; Rates are the
 	// client-side token buckets, shared per account and region.
 	Deadlines Deadlines
@@ -44,6 +50,9 @@ type Endpoints struct {
 	EC2         string
 	AutoScaling string
 	SSM         string
+	// STS serves role assumption (web identity and assume_role), the
+	// SDK's own chain included.
+	STS string
 }
 
 // RetryConfig tunes the retryer; zero fields take the defaults.
@@ -230,6 +239,10 @@ func LoadConfig(ctx context.Context, c Config) (awsv2.Config, error) {
 	if c.Profile != "" {
 		opts = append(opts, config.WithSharedConfigProfile(c.Profile))
 	}
+	if len(c.SharedConfigFiles) > 0 {
+		opts = append(opts, config.WithSharedConfigFiles(c.SharedConfigFiles))
+	}
+	opts = append(opts, stsOptions(c.Endpoints.STS)...)
 	cfg, err := config.LoadDefaultConfig(ctx, opts...)
 	if err != nil {
 		return awsv2.Config{}, fmt.Errorf("loading AWS configuration: %w", err)
@@ -237,18 +250,23 @@ func LoadConfig(ctx context.Context, c Config) (awsv2.Config, error) {
 	if cfg.Region == "" {
 		return awsv2.Config{}, errors.New("no AWS region: set region in the provider's aws block, or AWS_REGION, or a region in the shared config profile")
 	}
+	if err := assumeRoles(&cfg, c); err != nil {
+		return awsv2.Config{}, err
+	}
 	return cfg, nil
 }
+
+const noCredentials = "no valid credential sources found for AWS: set AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY, a profile, AWS_ROLE_ARN with AWS_WEB_IDENTITY_TOKEN_FILE, or run with an instance role"
 
 // CheckCredentials resolves credentials once, so a user without any gets
 // the error at plan time, worded as the AWS provider words it, rather than
 // from the first API call.
 func CheckCredentials(ctx context.Context, cfg awsv2.Config) error {
 	if cfg.Credentials == nil {
-		return errors.New("no valid credential sources found for AWS: set AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY, a profile, or run with an instance role")
+		return errors.New(noCredentials)
 	}
 	if _, err := cfg.Credentials.Retrieve(ctx); err != nil {
-		return fmt.Errorf("no valid credential sources found for AWS: set AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY, a profile, or run with an instance role: %w", err)
+		return fmt.Errorf("%s: %w", noCredentials, err)
 	}
 	return nil
 }
