@@ -5,6 +5,7 @@ import (
 	"context"
 	"net"
 	"net/http"
+	"os"
 	"os/exec"
 	"strconv"
 	"sync"
@@ -24,9 +25,14 @@ import (
 // endpoint URL, http://127.0.0.1:port. Every AWS service answers on that one
 // endpoint, told apart by the signature's credential scope. The server
 // starts empty and is stopped when the test ends. The test fails, naming
-// the setup command, when moto_server is not installed.
-func StartMoto(t testing.TB) string {
+// the setup command, when moto_server is not installed. EnforceIAM makes
+// it check every call's signature and IAM policy.
+func StartMoto(t testing.TB, opts ...MotoOption) string {
 	t.Helper()
+	var o motoOptions
+	for _, opt := range opts {
+		opt(&o)
+	}
 	bin, err := exec.LookPath("moto_server")
 	if err != nil {
 		t.Fatalf("moto_server is not installed: run `%s` (it installs moto[server] from PyPI)", Setup)
@@ -42,6 +48,9 @@ func StartMoto(t testing.TB) string {
 	var out LockedBuffer
 	cmd := exec.Command(bin, "-H", "127.0.0.1", "-p", strconv.Itoa(port))
 	cmd.Stdout, cmd.Stderr = &out, &out
+	if o.iam != nil {
+		cmd.Env = append(os.Environ(), "INITIAL_NO_AUTH_ACTION_COUNT="+strconv.Itoa(o.iam.unauthenticatedCalls()))
+	}
 	// Its own process group: moto_server may be a launcher (a pyenv shim)
 	// in front of python, and stopping the group stops both.
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
@@ -72,6 +81,9 @@ func StartMoto(t testing.TB) string {
 		if resp, err := client.Get(url + "/moto-api/data.json"); err == nil {
 			resp.Body.Close()
 			if resp.StatusCode == http.StatusOK {
+				if o.iam != nil {
+					o.iam.createUsers(t, url)
+				}
 				return url
 			}
 		}
@@ -105,13 +117,19 @@ func (b *LockedBuffer) String() string {
 
 // MotoNetwork creates, in the moto at endpoint, what a user brings to an
 // AWS cluster: a VPC with one subnet and a security group. It returns an
-// AMI moto can launch, the subnet and the security group.
-func MotoNetwork(t testing.TB, endpoint string) (ami, subnet, securityGroup string) {
+// AMI moto can launch, the subnet and the security group. It signs with
+// as (in a moto that enforces IAM, a user allowed to), else with test
+// credentials.
+func MotoNetwork(t testing.TB, endpoint string, as ...*IAMUser) (ami, subnet, securityGroup string) {
 	t.Helper()
 	ctx := context.Background()
+	creds := awsv2.CredentialsProvider(credentials.NewStaticCredentialsProvider("testing", "testing", ""))
+	if len(as) > 0 {
+		creds = as[0].Credentials()
+	}
 	c := ec2.NewFromConfig(awsv2.Config{
 		Region:       MotoRegion,
-		Credentials:  credentials.NewStaticCredentialsProvider("testing", "testing", ""),
+		Credentials:  creds,
 		BaseEndpoint: awsv2.String(endpoint),
 	})
 	imgs, err := c.DescribeImages(ctx, &ec2.DescribeImagesInput{Owners: []string{"amazon"}})
