@@ -11,6 +11,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -71,6 +72,7 @@ type TestNet struct {
 	prefix string
 	mu     sync.Mutex
 	n      int
+	hosts  []*TestHost
 }
 
 // RequireTestHosts fails the test unless test hosts can run here: root,
@@ -236,6 +238,26 @@ func (n *TestNet) Serve(t testing.TB, h http.Handler) string {
 	return "http://" + ln.Addr().String()
 }
 
+// Cmdlines lists the argument lists (joined by spaces) of the processes
+// running in the net's hosts now, as ps on the hosts would show them.
+func (n *TestNet) Cmdlines() []string {
+	n.mu.Lock()
+	hosts := slices.Clone(n.hosts)
+	n.mu.Unlock()
+	var out []string
+	for _, h := range hosts {
+		if h.netIno == 0 {
+			continue
+		}
+		for _, pid := range processesInNetns(h.netIno) {
+			if b, err := os.ReadFile(fmt.Sprintf("/proc/%d/cmdline", pid)); err == nil {
+				out = append(out, strings.TrimSpace(strings.ReplaceAll(string(b), "\x00", " ")))
+			}
+		}
+	}
+	return out
+}
+
 // HostSpec is the instance a test host stands for.
 type HostSpec struct {
 	// InstanceID and PrivateIP are the cloud's, served as instance
@@ -270,9 +292,10 @@ func (n *TestNet) StartHost(t testing.TB, spec HostSpec) *TestHost {
 	n.mu.Lock()
 	n.n++
 	idx := n.n
-	n.mu.Unlock()
 	h := &TestHost{Spec: spec, Name: fmt.Sprintf("%s-%d", n.prefix, idx), net: n,
 		dir: filepath.Join(n.dir, "host"+strconv.Itoa(idx))}
+	n.hosts = append(n.hosts, h)
+	n.mu.Unlock()
 	t.Cleanup(func() {
 		if err := h.stop(false); err != nil {
 			t.Errorf("test host %s: %v", h.Name, err)

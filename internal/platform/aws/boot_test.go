@@ -84,6 +84,14 @@ func TestBootScriptOnTestHosts(t *testing.T) {
 	if _, err := p.CreateCluster(ctx, cl); err != nil {
 		t.Fatal(err)
 	}
+	// While the hosts boot, no process in them may have a join token (or
+	// the agents' bearer token) among its arguments, where ps shows it.
+	secrets := []string{"SWMTKN-"}
+	if tok, err := c.SSM.GetParameter(ctx, &ssm.GetParameterInput{Name: awsv2.String(AlertTokenParameter(cluster)), WithDecryption: awsv2.Bool(true)}); err == nil {
+		secrets = append(secrets, awsv2.ToString(tok.Parameter.Value))
+	}
+	stopArgv := b.watchArgv(tnet, secrets)
+	defer stopArgv()
 	managers := b.startGroup(tnet, GroupName(cluster, policy.ManagerPoolName), policy.RoleManager, env)
 	pool := policy.Pool{Cluster: cluster, Name: "web", Role: policy.RoleWorker, MinSize: 2, MaxSize: 3, DesiredSize: 2,
 		Labels: map[string]string{"tier": "web"}, WaitForCapacityTimeout: "1m"}
@@ -100,6 +108,13 @@ func TestBootScriptOnTestHosts(t *testing.T) {
 	}
 	b.waitReady(all, 2*time.Minute)
 	stopWatch()
+	stopArgv()
+	for _, h := range all {
+		// The script's private directory for tokens went when it exited.
+		if left, _ := h.Exec(10*time.Second, "sh", "-c", "ls -d /run/autarky.* 2>/dev/null || true"); left != "" {
+			t.Fatalf("the boot script on %s left %s", h.ID, left)
+		}
+	}
 
 	// Exactly one manager initialised the swarm: the one whose id is in the
 	// init lock.
@@ -148,7 +163,9 @@ func TestBootScriptOnTestHosts(t *testing.T) {
 		if err := h.Reboot(); err != nil {
 			t.Fatalf("reboot %s: %v", h.ID, err)
 		}
+		rebooted := time.Now()
 		out, err := h.RunScript(h.script, 5*time.Minute)
+		ran := time.Since(rebooted)
 		if err != nil || !strings.Contains(out, "autarky: done") {
 			t.Fatalf("the boot script after a reboot of %s failed: %v\n%s\ndocker.log tail:\n%s", h.ID, err, out, tail(h.Log("docker.log"), 20))
 		}
@@ -157,7 +174,8 @@ func TestBootScriptOnTestHosts(t *testing.T) {
 			t.Fatalf("after a reboot of %s the script did not find its node a member:\n%s", h.ID, out)
 		}
 		b.waitReadyAgain(managers, h, 2*time.Minute)
-		t.Logf("reboot of %s (%s): script rerun and node Ready again in %s", h.ID, h.role, time.Since(start).Round(100*time.Millisecond))
+		t.Logf("reboot of %s (%s): shut down and up in %s, script rerun in %s, node Ready again %s after the reboot began", h.ID, h.role,
+			rebooted.Sub(start).Round(100*time.Millisecond), ran.Round(100*time.Millisecond), time.Since(start).Round(100*time.Millisecond))
 	}
 	// A leader change puts the nodes in unknown until they report to the
 	// new leader.
@@ -311,6 +329,45 @@ func (b *bootRun) watchReady() (stop func()) {
 	}()
 	var once sync.Once
 	return func() { once.Do(func() { close(done); <-finished }) }
+}
+
+// watchArgv samples, every 20 ms until stopped, the argument lists of
+// every process in the hosts, and fails the test (when stopped) if one
+// held a secret.
+func (b *bootRun) watchArgv(tnet *testenv.TestNet, secrets []string) (stop func()) {
+	done := make(chan struct{})
+	finished := make(chan struct{})
+	var seen []string
+	samples := 0
+	go func() {
+		defer close(finished)
+		for {
+			for _, cmd := range tnet.Cmdlines() {
+				for _, s := range secrets {
+					if strings.Contains(cmd, s) {
+						seen = append(seen, cmd)
+					}
+				}
+			}
+			samples++
+			select {
+			case <-done:
+				return
+			case <-time.After(20 * time.Millisecond):
+			}
+		}
+	}()
+	var once sync.Once
+	return func() {
+		once.Do(func() {
+			close(done)
+			<-finished
+			if len(seen) > 0 {
+				b.t.Errorf("processes in the hosts had a token among their arguments (ps shows them): %d seen, first %q", len(seen), seen[0])
+			}
+			b.t.Logf("argument lists sampled %d times: no token", samples)
+		})
+	}
 }
 
 // waitReady waits until every host's node was seen Ready.

@@ -72,6 +72,15 @@ while [ $# -gt 0 ]; do
 	esac
 	shift
 done
+case $url in
+https://*:2377/)
+	# The probe for a listening manager: the addresses in $STUB_DIR/refuse
+	# refuse the connection (curl's exit status 7), every other listens.
+	addr=${url#https://}
+	grep -qxF "${addr%:2377/}" "$STUB_DIR/refuse" 2>/dev/null && exit 7
+	exit 0
+	;;
+esac
 [ "$sock" = /var/run/docker.sock ] && [ "$url" = http://localhost/swarm/join ] || { echo "stub curl: unexpected call" >&2; exit 2; }
 n=$(($(cat "$STUB_DIR/curl.calls" 2>/dev/null || echo 0) + 1))
 echo "$n" >"$STUB_DIR/curl.calls"
@@ -249,6 +258,32 @@ func TestUserDataJoinTokenNotInArgv(t *testing.T) {
 				t.Errorf("the script ran docker swarm join")
 			}
 		})
+	}
+}
+
+// TestUserDataJoinSkipsManagerNotListening: managers boot at once, and
+// one that refuses connections on 2377 is not a swarm manager yet: the
+// join goes on to the next address without asking the engine to join
+// through it (which, run for real in TestBootScriptOnTestHosts, cost the
+// engine's whole join attempt, about 20 s).
+func TestUserDataJoinSkipsManagerNotListening(t *testing.T) {
+	script, err := RenderUserData(UserData{Cluster: "prod", Pool: "web", Role: policy.RoleWorker, Region: testRegion, ManagerGroup: "prod-managers"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	r := runTokenPath(t, "sh", script, `printf '10.0.0.7\n' >"$STUB_DIR/refuse"; join_swarm "$TOKEN_PARAM"`, "200")
+	if r.err != nil {
+		t.Fatalf("join_swarm failed: %v", r.err)
+	}
+	for _, want := range []string{"no swarm manager on 10.0.0.7 yet", "joined the swarm through 10.0.0.8"} {
+		if !strings.Contains(r.stderr, want) {
+			t.Errorf("the script did not log %q", want)
+		}
+	}
+	var req swarm.JoinRequest
+	r.got(t, "join-1", &req)
+	if !reflect.DeepEqual(req.RemoteAddrs, []string{"10.0.0.8:2377"}) {
+		t.Errorf("the first join request went through %v, want 10.0.0.8:2377", req.RemoteAddrs)
 	}
 }
 
