@@ -10,6 +10,7 @@ import (
 	"github.com/autarky/terraform-provider-autarky/internal/platform/aws"
 	"github.com/autarky/terraform-provider-autarky/internal/platform/local"
 	"github.com/autarky/terraform-provider-autarky/internal/policy"
+	"github.com/autarky/terraform-provider-autarky/internal/swarm"
 )
 
 // backend is what the resources need from a platform: clusters, node
@@ -20,6 +21,9 @@ type backend interface {
 	ReadCluster(ctx context.Context, name string) (policy.Cluster, platform.ClusterStatus, error)
 	UpdateCluster(ctx context.Context, c policy.Cluster) (platform.ClusterStatus, error)
 	DeleteCluster(ctx context.Context, name string) error
+	// JoinTokens reads the swarm's join tokens where they live, for the
+	// autarky_join_token ephemeral resource only: never for state.
+	JoinTokens(ctx context.Context, cluster string) (swarm.Tokens, error)
 	CreatePool(ctx context.Context, pool policy.Pool, wait time.Duration) (platform.PoolStatus, error)
 	ReadPool(ctx context.Context, cluster, name string) (policy.Pool, platform.PoolStatus, error)
 	UpdatePool(ctx context.Context, pool policy.Pool, wait time.Duration) (policy.Pool, platform.PoolStatus, error)

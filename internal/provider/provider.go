@@ -10,6 +10,7 @@ import (
 	"sync"
 
 	"github.com/hashicorp/terraform-plugin-framework/datasource"
+	"github.com/hashicorp/terraform-plugin-framework/ephemeral"
 	"github.com/hashicorp/terraform-plugin-framework/path"
 	"github.com/hashicorp/terraform-plugin-framework/provider"
 	"github.com/hashicorp/terraform-plugin-framework/provider/schema"
@@ -266,6 +267,7 @@ func (p *autarkyProvider) Configure(ctx context.Context, req provider.ConfigureR
 	}
 	resp.ResourceData = data
 	resp.DataSourceData = data
+	resp.EphemeralResourceData = data
 }
 
 func (p *autarkyProvider) Resources(context.Context) []func() resource.Resource {
@@ -279,6 +281,11 @@ func (p *autarkyProvider) Resources(context.Context) []func() resource.Resource 
 
 func (p *autarkyProvider) DataSources(context.Context) []func() datasource.DataSource {
 	return []func() datasource.DataSource{newAgentPolicyDataSource}
+}
+
+// EphemeralResources are values Terraform never stores: the join tokens.
+func (p *autarkyProvider) EphemeralResources(context.Context) []func() ephemeral.EphemeralResource {
+	return []func() ephemeral.EphemeralResource{newJoinTokenEphemeral}
 }
 
 // configureData extracts providerData in a resource's Configure.

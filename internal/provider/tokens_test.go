@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"os"
+	"regexp"
 	"strings"
 	"testing"
 	"time"
@@ -280,4 +281,88 @@ func noSecretIn(s *terraform.State, secrets ...string) error {
 		}
 	}
 	return nil
+}
+
+// tofuPath is the OpenTofu CLI `make tools` builds: the tests of what
+// Terraform 1.5 does not know (ephemeral resources) run with it.
+func tofuPath(t *testing.T) string {
+	t.Helper()
+	p := os.Getenv("AUTARKY_TOFU_PATH")
+	if p == "" {
+		p = os.ExpandEnv("$HOME/.cache/autarky/tofu-1.12.6/tofu")
+	}
+	if _, err := os.Stat(p); err != nil {
+		t.Fatalf("OpenTofu is not at %s: run `make tools` (it builds OpenTofu from the Go module proxy)", p)
+	}
+	return p
+}
+
+// autarky_join_token hands a token to where an ephemeral value may go
+// (here a provisioner, which writes it to a file as a machine's bootstrap
+// would) and nothing of it reaches the state; a wrong role is refused at
+// plan, naming the attribute. Run with OpenTofu: Terraform 1.5 has no
+// ephemeral resources.
+func TestAccJoinToken_ephemeral(t *testing.T) {
+	t.Setenv("TF_ACC_TERRAFORM_PATH", tofuPath(t))
+	// An empty CLI configuration: without one OpenTofu warns on standard
+	// output, and the test framework cannot read its version.
+	rc := t.TempDir() + "/tofurc"
+	if err := os.WriteFile(rc, nil, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	t.Setenv("TF_CLI_CONFIG_FILE", rc)
+	// The provider is served in-process under OpenTofu's registry name.
+	t.Setenv("TF_ACC_PROVIDER_HOST", "registry.opentofu.org")
+	stateDir := testenv.StateDir(t)
+	dir := t.TempDir()
+	config := func(workerRole string) string {
+		return clusterConfig(stateDir, "ephem", 1, "") + fmt.Sprintf(`
+ephemeral "autarky_join_token" "worker" {
+  cluster_id = autarky_cluster.test.id
+  role       = %q
+}
+
+ephemeral "autarky_join_token" "manager" {
+  cluster_id = autarky_cluster.test.id
+  role       = "manager"
+}
+
+resource "terraform_data" "bootstrap" {
+  provisioner "local-exec" {
+    command = "printf %%s \"$WORKER\" > %[2]s/worker && printf %%s \"$MANAGER\" > %[2]s/manager"
+    environment = {
+      WORKER  = ephemeral.autarky_join_token.worker.token
+      MANAGER = ephemeral.autarky_join_token.manager.token
+    }
+  }
+}
+`, workerRole, dir)
+	}
+	resource.Test(t, resource.TestCase{
+		PreCheck:                 func() { preCheck(t) },
+		ProtoV6ProviderFactories: protoV6ProviderFactories,
+		CheckDestroy:             checkNothingLeft(stateDir),
+		Steps: []resource.TestStep{
+			{Config: config("admin"), PlanOnly: true, ExpectError: regexp.MustCompile(`(?s)role.*worker.*manager`)},
+			{
+				Config: config("worker"),
+				Check: func(s *terraform.State) error {
+					tokens, err := swarmTokens(s, "autarky_cluster.test")
+					if err != nil {
+						return err
+					}
+					for role, want := range map[string]string{"worker": tokens.Worker, "manager": tokens.Manager} {
+						got, err := os.ReadFile(dir + "/" + role)
+						if err != nil {
+							return fmt.Errorf("the provisioner wrote no %s token: %w", role, err)
+						}
+						if string(got) != want {
+							return fmt.Errorf("the ephemeral %s token is not the swarm's", role)
+						}
+					}
+					return noTokenIn(s, tokens.Worker, tokens.Manager)
+				},
+			},
+		},
+	})
 }

@@ -22,6 +22,7 @@ import (
 
 	"github.com/autarky/terraform-provider-autarky/internal/platform"
 	"github.com/autarky/terraform-provider-autarky/internal/policy"
+	"github.com/autarky/terraform-provider-autarky/internal/swarm"
 )
 
 // Platform is what the provider does on AWS: it creates, reads, changes and
@@ -228,6 +229,20 @@ func (p *Platform) ReadCluster(ctx context.Context, name string) (policy.Cluster
 	}
 	sort.Strings(st.ManagerAddresses)
 	return c, st, nil
+}
+
+// JoinTokens reads the join tokens from SSM, where the first manager
+// stored them; an error naming what to wait for when it has not yet.
+func (p *Platform) JoinTokens(ctx context.Context, cluster string) (swarm.Tokens, error) {
+	s, err := p.store(cluster)
+	if err != nil {
+		return swarm.Tokens{}, err
+	}
+	t, err := s.GetTokens(ctx)
+	if errors.Is(err, platform.ErrNotFound) {
+		return swarm.Tokens{}, fmt.Errorf("%w: the first manager of %s stores them when it has initialised the swarm; try again once it has booted", err, cluster)
+	}
+	return swarm.Tokens{Worker: t.Worker, Manager: t.Manager}, err
 }
 
 // UpdateCluster writes the new descriptor, a new launch template version

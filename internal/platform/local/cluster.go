@@ -278,6 +278,16 @@ func (p *Platform) clusterStatus(ctx context.Context, name string) (ClusterStatu
 	return st, nil
 }
 
+// JoinTokens reads the swarm's join tokens from a manager.
+func (p *Platform) JoinTokens(ctx context.Context, cluster string) (swarm.Tokens, error) {
+	mgr, err := p.manager(ctx, cluster)
+	if err != nil {
+		return swarm.Tokens{}, err
+	}
+	defer mgr.Close()
+	return mgr.JoinTokens(ctx)
+}
+
 // UpdateCluster applies settings and changes the number of managers in place.
 func (p *Platform) UpdateCluster(ctx context.Context, c policy.Cluster) (ClusterStatus, error) {
 	if err := c.Validate(); err != nil {
