@@ -50,11 +50,14 @@ import (
 // test hosts, followed by the owning test process's pid.
 const testHostPrefix = "akh"
 
-// TestNetAddr is the bridge's address: the machine as every test host
-// reaches it (moto's forwarder, the agent binary's server). It is in
-// 198.18.0.0/15, the range kept for network tests, so it meets no real
-// network; each host has a route to it.
-const TestNetAddr = "198.18.0.1"
+// TestHostVPC is the private network (a /16) whose subnet
+// (TestHostVPC's 10.x.1.0/24) a test creates in moto for instances its
+// test hosts stand for: the second octet comes from the test process's
+// pid, so two runs at once route different subnets onto their bridges.
+func TestHostVPC() (vpc, subnet string) {
+	x := 100 + os.Getpid()%100
+	return fmt.Sprintf("10.%d.0.0/16", x), fmt.Sprintf("10.%d.1.0/24", x)
+}
 
 // MetadataMockVersion is the amazon-ec2-metadata-mock `make tools` builds.
 const MetadataMockVersion = "1.13.0"
@@ -65,6 +68,11 @@ var systemctlStandIn []byte
 // TestNet is the bridge test hosts are plugged into.
 type TestNet struct {
 	Bridge string
+	// Addr is the bridge's address: the machine as every test host
+	// reaches it (moto's forwarder, the agent binary's server). It is in
+	// 198.18.0.0/15, the range kept for network tests, so it meets no
+	// real network; each host has a route to it.
+	Addr   string
 	subnet *net.IPNet
 	dir    string // the machine's directory of the net and its hosts
 	bin    string // stand-ins, first on every host's PATH
@@ -109,7 +117,7 @@ func MetadataMockPath() string {
 }
 
 // NewTestNet removes what killed runs left, then creates the bridge with
-// TestNetAddr and a route to subnet (the hosts' subnet, moto's) through
+// its Addr and a route to subnet (the hosts' subnet, moto's) through
 // it. It is removed, with every host, when the test ends.
 func NewTestNet(t testing.TB, subnet string) *TestNet {
 	t.Helper()
@@ -125,7 +133,7 @@ func NewTestNet(t testing.TB, subnet string) *TestNet {
 	if err != nil {
 		t.Fatal(err)
 	}
-	n := &TestNet{Bridge: prefix + "b", subnet: ipnet, dir: dir, bin: filepath.Join(dir, "bin"),
+	n := &TestNet{Bridge: prefix + "b", Addr: fmt.Sprintf("198.18.%d.1", os.Getpid()%250+1), subnet: ipnet, dir: dir, bin: filepath.Join(dir, "bin"),
 		mock: MetadataMockPath(), prefix: prefix}
 	t.Cleanup(func() {
 		_ = run("ip", "link", "del", n.Bridge)
@@ -142,9 +150,9 @@ func NewTestNet(t testing.TB, subnet string) *TestNet {
 	// the machine's iptables (where Docker may drop forwarded traffic).
 	for _, args := range [][]string{
 		{"link", "add", n.Bridge, "type", "bridge", "nf_call_iptables", "0"},
-		{"addr", "add", TestNetAddr + "/32", "dev", n.Bridge},
+		{"addr", "add", n.Addr + "/32", "dev", n.Bridge},
 		{"link", "set", n.Bridge, "up"},
-		{"route", "add", subnet, "dev", n.Bridge, "src", TestNetAddr},
+		{"route", "add", subnet, "dev", n.Bridge, "src", n.Addr},
 	} {
 		if err := run("ip", args...); err != nil {
 			t.Fatalf("test net: %v", err)
@@ -159,7 +167,7 @@ func NewTestNet(t testing.TB, subnet string) *TestNet {
 func (n *TestNet) Forward(t testing.TB, target string) string {
 	t.Helper()
 	target = strings.TrimPrefix(strings.TrimPrefix(target, "http://"), "https://")
-	ln, err := net.Listen("tcp", net.JoinHostPort(TestNetAddr, "0"))
+	ln, err := net.Listen("tcp", net.JoinHostPort(n.Addr, "0"))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -228,7 +236,7 @@ func (n *TestNet) Forward(t testing.TB, target string) string {
 // it; it stops when the test ends.
 func (n *TestNet) Serve(t testing.TB, h http.Handler) string {
 	t.Helper()
-	ln, err := net.Listen("tcp", net.JoinHostPort(TestNetAddr, "0"))
+	ln, err := net.Listen("tcp", net.JoinHostPort(n.Addr, "0"))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -321,8 +329,8 @@ func (n *TestNet) StartHost(t testing.TB, spec HostSpec) *TestHost {
 		in("link", "set", "eth0", "up"),
 		in("link", "set", "lo", "up"),
 		in("addr", "add", "169.254.169.254/32", "dev", "lo"),
-		in("route", "add", TestNetAddr+"/32", "dev", "eth0"),
-		in("route", "add", "default", "via", TestNetAddr, "dev", "eth0"),
+		in("route", "add", n.Addr+"/32", "dev", "eth0"),
+		in("route", "add", "default", "via", n.Addr, "dev", "eth0"),
 	} {
 		if err := run("ip", args...); err != nil {
 			t.Fatalf("test host %s: %v", spec.InstanceID, err)

@@ -48,12 +48,26 @@ func TestBootScriptOnTestHosts(t *testing.T) {
 	ctx := context.Background()
 	moto := testenv.StartMoto(t)
 	c := NewClients(testConfig(moto), Config{Retry: fastRetry}, nil)
-	ami, subnet, sg := testenv.MotoNetwork(t, moto)
-	sn, err := c.EC2.DescribeSubnets(ctx, &ec2.DescribeSubnetsInput{SubnetIds: []string{subnet}})
-	if err != nil || len(sn.Subnets) != 1 {
-		t.Fatalf("describe subnet %s: %v", subnet, err)
+	ami, _, _ := testenv.MotoNetwork(t, moto)
+	// The instances' subnet is this run's own (TestHostVPC): its route
+	// onto the test bridge meets no other run's.
+	vpcCIDR, subnetCIDR := testenv.TestHostVPC()
+	vpc, err := c.EC2.CreateVpc(ctx, &ec2.CreateVpcInput{CidrBlock: awsv2.String(vpcCIDR)})
+	if err != nil {
+		t.Fatal(err)
 	}
-	tnet := testenv.NewTestNet(t, awsv2.ToString(sn.Subnets[0].CidrBlock))
+	sn, err := c.EC2.CreateSubnet(ctx, &ec2.CreateSubnetInput{VpcId: vpc.Vpc.VpcId, CidrBlock: awsv2.String(subnetCIDR),
+		AvailabilityZone: awsv2.String(testenv.MotoRegion + "a")})
+	if err != nil {
+		t.Fatal(err)
+	}
+	sgOut, err := c.EC2.CreateSecurityGroup(ctx, &ec2.CreateSecurityGroupInput{VpcId: vpc.Vpc.VpcId,
+		GroupName: awsv2.String("swarm"), Description: awsv2.String("swarm nodes")})
+	if err != nil {
+		t.Fatal(err)
+	}
+	subnet, sg := awsv2.ToString(sn.Subnet.SubnetId), awsv2.ToString(sgOut.GroupId)
+	tnet := testenv.NewTestNet(t, subnetCIDR)
 	endpoint := tnet.Forward(t, moto)
 
 	agentBin := testenv.AgentBinary(t)
