@@ -127,7 +127,6 @@ func NewTestNet(t testing.TB, subnet string) *TestNet {
 		t.Fatalf("test net subnet %q: %v", subnet, err)
 	}
 	RemoveStaleTestHosts(t)
-	closeInheritedOnExec()
 	prefix := testHostPrefix + strconv.Itoa(os.Getpid())
 	dir, err := os.MkdirTemp("", prefix+"-")
 	if err != nil {
@@ -375,7 +374,7 @@ mount -t sysfs sysfs /sys
 mount --rbind "$d/cgroup" /sys/fs/cgroup
 umount -l "$d/cgroup"
 mount -t overlay overlay -o "lowerdir=/etc,upperdir=$d/etc,workdir=$d/etc.work" /etc
-mkdir -p /etc/docker /var/lib/docker
+mkdir -p /etc/docker /etc/systemd/system /var/lib/docker
 mount --bind "$d/etc-docker" /etc/docker
 mount -t overlay overlay -o "lowerdir=/usr/local/bin,upperdir=$d/bin,workdir=$d/bin.work" /usr/local/bin
 mount --bind "$d/var-lib-docker" /var/lib/docker
@@ -696,12 +695,14 @@ func RemoveStaleTestHosts(t testing.TB) {
 	}
 }
 
-// closeInheritedOnExec marks every descriptor this process inherited
-// (beyond standard input, output and error) close-on-exec, so the
-// processes of test hosts do not inherit them: `flock
-// /tmp/autarky-swarm.lock go test` hands the lock's descriptor down, and a
-// dockerd left by a killed run would hold the lock forever, so the next
-// run could never start and remove it.
+// init marks every descriptor a test process inherited (beyond standard
+// input, output and error) close-on-exec, so what the tests start —
+// dockerd nodes, moto, test hosts, Terraform and the provider — does not
+// inherit them: `flock /tmp/autarky-swarm.lock go test` hands the lock's
+// descriptor down, and a dockerd left running by a killed test would hold
+// the lock forever, so no later run could start (and clean up).
+func init() { closeInheritedOnExec() }
+
 func closeInheritedOnExec() {
 	entries, _ := os.ReadDir("/proc/self/fd")
 	for _, e := range entries {
