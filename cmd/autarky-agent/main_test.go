@@ -102,3 +102,27 @@ func TestTokenFilesRefused(t *testing.T) {
 		t.Errorf("$AUTARKY_STATUS_TOKEN with a space: code %d, stderr %q", code, errb.String())
 	}
 }
+
+// `autarky-agent status` on an aws manager finds its agent, which listens
+// on the private address, through the file the boot script writes; without
+// the file (or with something else in it) it asks loopback.
+func TestStatusAddressFromBootFile(t *testing.T) {
+	dir := t.TempDir()
+	loopback := "http://127.0.0.1:9910"
+	for _, c := range []struct{ content, want string }{
+		{"http://10.0.1.5:9910\n", "http://10.0.1.5:9910"},
+		{"10.0.1.5:9910", loopback},
+		{"", loopback},
+	} {
+		file := dir + "/agent-address"
+		if err := os.WriteFile(file, []byte(c.content), 0o644); err != nil {
+			t.Fatal(err)
+		}
+		if got := defaultAgentAddress(file); got != c.want {
+			t.Errorf("address file %q: got %s, want %s", c.content, got, c.want)
+		}
+	}
+	if got := defaultAgentAddress(dir + "/missing"); got != loopback {
+		t.Errorf("no address file: got %s, want %s", got, loopback)
+	}
+}

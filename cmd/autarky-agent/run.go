@@ -8,6 +8,7 @@ import (
 	"io"
 	"os"
 	"os/signal"
+	"strings"
 	"syscall"
 	"time"
 
@@ -117,7 +118,7 @@ func runAgent(args []string, stderr io.Writer) error {
 func statusCmd(args []string, stdout, stderr io.Writer) error {
 	fs := flag.NewFlagSet("status", flag.ContinueOnError)
 	fs.SetOutput(stderr)
-	addr := fs.String("address", fmt.Sprintf("http://127.0.0.1:%d", policy.AgentPort), "the agent's HTTP address")
+	addr := fs.String("address", "", fmt.Sprintf("the agent's HTTP address (default: what %s says, as the boot script on aws writes it, else http://127.0.0.1:%d)", policy.AgentAddressFile, policy.AgentPort))
 	asJSON := fs.Bool("json", false, "print the raw JSON of /v1/status")
 	tokenFile := fs.String("token-file", "", "file holding the token /v1/status requires beyond loopback (default "+policy.AgentTokenFile+" when it exists, as the boot script on aws writes it)")
 	if err := fs.Parse(args); err != nil {
@@ -133,6 +134,9 @@ func statusCmd(args []string, stdout, stderr io.Writer) error {
 	if err != nil {
 		return err
 	}
+	if *addr == "" {
+		*addr = defaultAgentAddress(policy.AgentAddressFile)
+	}
 	if *asJSON {
 		body, err := agent.FetchStatus(*addr, token)
 		if err != nil {
@@ -142,4 +146,15 @@ func statusCmd(args []string, stdout, stderr io.Writer) error {
 		return err
 	}
 	return agent.PrintRemoteStatus(stdout, *addr, token)
+}
+
+// defaultAgentAddress is the URL in file (one line, http or https), else
+// the agent's loopback default.
+func defaultAgentAddress(file string) string {
+	if b, err := os.ReadFile(file); err == nil {
+		if u := strings.TrimSpace(string(b)); strings.HasPrefix(u, "http://") || strings.HasPrefix(u, "https://") {
+			return u
+		}
+	}
+	return fmt.Sprintf("http://127.0.0.1:%d", policy.AgentPort)
 }

@@ -115,6 +115,11 @@ const AgentPort = 9910
 // manager sends it without being told.
 const AgentTokenFile = "/etc/autarky/alert-token"
 
+// AgentAddressFile is where a manager's boot script on a cloud writes the
+// URL its agent listens on (the manager's private address, not loopback),
+// so `autarky-agent status` on the manager finds it without --address.
+const AgentAddressFile = "/etc/autarky/agent-address"
+
 // ManagerPoolID is the id of the cluster's manager pool.
 func (c Cluster) ManagerPoolID() string { return PoolID(c.Name, ManagerPoolName) }
 

@@ -100,6 +100,9 @@ type agentView struct {
 	// TokenParameter holds the agents' bearer token, which the script
 	// copies into TokenFile for the unit's --alert-token-file.
 	TokenParameter, TokenFile string
+	// AddressFile is where the script writes the agent's URL, which
+	// `autarky-agent status` on the manager reads.
+	AddressFile string
 }
 
 // RenderUserData renders the boot script of one pool's instances.
@@ -145,7 +148,7 @@ func RenderUserData(u UserData) (string, error) {
 			a.EvaluationInterval = policy.DefaultEvaluationInterval.String()
 		}
 		v.Agent = &agentView{AgentBoot: a, Port: policy.AgentPort,
-			TokenParameter: AlertTokenParameter(u.Cluster), TokenFile: policy.AgentTokenFile}
+			TokenParameter: AlertTokenParameter(u.Cluster), TokenFile: policy.AgentTokenFile, AddressFile: policy.AgentAddressFile}
 	}
 	var buf bytes.Buffer
 	if err := userDataTmpl.Execute(&buf, v); err != nil {
