@@ -119,6 +119,13 @@ func TestBootScriptOnTestHosts(t *testing.T) {
 		if h.err != nil || !strings.Contains(h.out, "autarky: done") {
 			t.Fatalf("the boot script on %s (%s) failed: %v\n%s\ndocker.log tail:\n%s", h.ID, h.role, h.err, h.out, tail(h.Log("docker.log"), 20))
 		}
+		// Package installation is not stood in for: curl, the AWS CLI
+		// and Docker are installed, and the script must find them.
+		for _, what := range []string{"installing curl", "installing the AWS CLI", "installing Docker"} {
+			if strings.Contains(h.out, what) {
+				t.Fatalf("the boot script on %s went on to install packages (%q): it did not find what is installed\n%s", h.ID, what, h.out)
+			}
+		}
 	}
 	b.waitReady(all, 2*time.Minute)
 	stopWatch()
