@@ -127,6 +127,10 @@ type Agent struct {
 	// done in the token store (tokens.go): it reads the store again only
 	// when the descriptor names another.
 	tokensRotatedFor string
+	// tokensRetryAt and tokensBackoff space out retries of a failed
+	// rotation.
+	tokensRetryAt time.Time
+	tokensBackoff time.Duration
 }
 
 // wakeNow asks the loop for an evaluation at once.

@@ -3,6 +3,7 @@ package agent
 import (
 	"context"
 	"fmt"
+	"time"
 
 	"github.com/autarky/terraform-provider-autarky/internal/platform"
 	"github.com/autarky/terraform-provider-autarky/internal/policy"
@@ -15,13 +16,14 @@ import (
 // the store has not seen, the leader rotates both tokens in the swarm and
 // stores the new ones, the trigger last; a node booting meanwhile reads an
 // old token, is refused, and reads again (its user data retries). A
-// failed store write is retried next round with another rotation, so the
-// store never keeps tokens the swarm no longer takes. It returns only the
+// failed store write is retried later (backing off) with another
+// rotation, so the store never keeps tokens the swarm no longer takes for
+// long. It returns only the
 // errors that end the round's acting (deposed, fenced).
 func (a *Agent) rotateJoinTokens(ctx context.Context, o *observation) error {
 	ts, ok := a.cluster.(platform.TokenStore)
 	want := o.cluster.JoinTokenRotation
-	if !ok || want == "" || want == a.tokensRotatedFor {
+	if !ok || want == "" || want == a.tokensRotatedFor || o.now.Before(a.tokensRetryAt) {
 		return nil
 	}
 	managers := policy.PoolID(o.cluster.Name, policy.ManagerPoolName)
@@ -43,10 +45,16 @@ func (a *Agent) rotateJoinTokens(ctx context.Context, o *observation) error {
 			return err
 		}
 		if err != nil {
-			a.log.Error("rotating the join tokens failed: the next round tries again", "rotation", want, "error", err)
+			// A failure that persists (a policy without the right, a
+			// store that refuses) must not rotate the swarm's tokens
+			// every round: the retries back off, doubling to a cap.
+			a.tokensBackoff = min(max(2*a.tokensBackoff, tokenRetryMin), tokenRetryMax)
+			a.tokensRetryAt = o.now.Add(a.tokensBackoff)
+			a.log.Error("rotating the join tokens failed: trying again later", "rotation", want, "retry_in", a.tokensBackoff, "error", err)
 			a.addDecision(o.now, managers, "rotate_tokens", "error", err.Error(), false)
 			return nil
 		}
+		a.tokensBackoff = 0
 		msg := fmt.Sprintf("rotated both join tokens for join_token_rotation %q and stored them: a node joining with an earlier token is refused", want)
 		a.log.Info(msg, "rotation", want)
 		a.addDecision(o.now, managers, "rotate_tokens", "rotation", msg, false)
@@ -54,6 +62,13 @@ func (a *Agent) rotateJoinTokens(ctx context.Context, o *observation) error {
 	a.tokensRotatedFor = want
 	return nil
 }
+
+// The backoff of a failed join token rotation: from tokenRetryMin,
+// doubling, to tokenRetryMax.
+const (
+	tokenRetryMin = 5 * time.Second
+	tokenRetryMax = 5 * time.Minute
+)
 
 // scrubTokens keeps the tokens out of an error that may be logged.
 func scrubTokens(err error, t swarm.Tokens) error {

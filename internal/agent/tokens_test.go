@@ -3,20 +3,23 @@ package agent_test
 import (
 	"context"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
 	"github.com/autarky/terraform-provider-autarky/internal/platform/aws"
 	"github.com/autarky/terraform-provider-autarky/internal/policy"
+	"github.com/autarky/terraform-provider-autarky/internal/testenv"
 )
 
 // On aws Terraform does not reach the engines: apply writes the new
 // join_token_rotation into the descriptor and waits; the leading agent
 // rotates both tokens in the real swarm and stores them in SSM, where
 // booting instances read them. Without an agent the update ends at its
-// deadline with an error that says what to check.
+// deadline with an error that says what to check. IAM is enforced: the
+// agent rotates with the managers' policy and nothing more.
 func TestAWSRotateJoinTokens(t *testing.T) {
-	c := newCloud(t, "keys", 1)
+	c := newCloudIAM(t, newHarness(t, "keys", 1, false), 1, 1, true)
 	ctx := context.Background()
 	old, err := c.h.tokens()
 	if err != nil {
@@ -39,6 +42,9 @@ func TestAWSRotateJoinTokens(t *testing.T) {
 	}
 
 	c.runAgent()
+	// Bounded: an agent that cannot rotate leaves the update waiting.
+	ctx, cancel = context.WithTimeout(ctx, 2*time.Minute)
+	defer cancel()
 	started := time.Now()
 	if _, err := c.plat.UpdateCluster(ctx, desc); err != nil {
 		t.Fatalf("update with the agent running: %v", err)
@@ -78,4 +84,58 @@ func TestAWSRotateJoinTokens(t *testing.T) {
 		t.Fatalf("a second trigger did not rotate the tokens (%v)", err)
 	}
 
+}
+
+// A rotation the store keeps refusing (here every write of the rotation
+// record is denied) is retried with backoff, not every round: each retry
+// rotates the swarm's tokens again.
+func TestAWSRotationRetriesBackOff(t *testing.T) {
+	c := newCloud(t, "spin", 1)
+	var mu sync.Mutex
+	var denied []time.Time
+	c.proxy.SetFault(testenv.NoRefreshes(func(call testenv.AWSCall) *testenv.AWSFault {
+		if call.Action != "PutParameter" || !strings.Contains(string(call.Body), "/tokens/rotation") {
+			return nil
+		}
+		mu.Lock()
+		denied = append(denied, time.Now())
+		mu.Unlock()
+		return testenv.AWSAPIError(call, "AccessDeniedException", "not allowed (injected)")
+	}))
+	before, err := c.h.tokens()
+	if err != nil {
+		t.Fatal(err)
+	}
+	desc, _, err := c.plat.ReadCluster(context.Background(), "spin")
+	if err != nil {
+		t.Fatal(err)
+	}
+	desc.Agent = &policy.Agent{Enabled: true, EvaluationInterval: "1s",
+		BinaryURL: "https://releases.example.com/autarky-agent", BinarySHA256: strings.Repeat("ab", 32)}
+	desc.JoinTokenRotation = "denied"
+	a := c.runAgent() // evaluates every 500ms
+	ctx, cancel := context.WithTimeout(context.Background(), 12*time.Second)
+	_, err = c.plat.UpdateCluster(ctx, desc)
+	cancel()
+	if err == nil || !strings.Contains(err.Error(), "join_token_rotation") {
+		t.Fatalf("update with every rotation record refused: got %v, want an error naming join_token_rotation", err)
+	}
+	mu.Lock()
+	n := len(denied)
+	mu.Unlock()
+	// Tries at about 0s, 5s and 15s: at most 3 in 12s (trying every round
+	// made 6 here).
+	if n == 0 || n > 3 {
+		t.Fatalf("%d attempts to store the rotation in 12s, want 1 to 3 (backing off)", n)
+	}
+	if now, err := c.h.tokens(); err != nil || now == before {
+		t.Fatalf("the first attempt did not rotate the swarm's tokens (%v)", err)
+	}
+	found := false
+	for _, d := range a.Status().Decisions {
+		found = found || d.Kind == "rotate_tokens" && d.Code == "error"
+	}
+	if !found {
+		t.Error("no rotate_tokens error among the agent's decisions")
+	}
 }
