@@ -112,7 +112,7 @@ func (d *agentPolicyDataSource) Schema(_ context.Context, _ datasource.SchemaReq
 				Computed: true,
 				MarkdownDescription: "The IAM policy document of the managers' instance role, as JSON: describe calls on anything; `autoscaling:SetDesiredCapacity` and `autoscaling:TerminateInstanceInAutoScalingGroup` " +
 					"only on Auto Scaling Groups tagged `" + aws.TagCluster + "=<cluster_name>`; SSM reads only under `" + aws.PathPrefix + "/<cluster_name>`; " +
-					"`ssm:PutParameter` only on the agent's journal and its parts (and the copies it sets aside when the journal cannot be read), the pool descriptors, the join tokens and the swarm init lock; " +
+					"`ssm:PutParameter` only on the agent's journal and its parts (and the copies it sets aside when the journal cannot be read), the pool descriptors, the join tokens, their rotation record and the swarm init lock; " +
 					"`ssm:DeleteParameter` and `ssm:DeleteParameters` only on the journal and its parts; KMS only through SSM.",
 			},
 			"worker_json": schema.StringAttribute{

@@ -258,7 +258,8 @@ func agentPolicyCheckAgent(w agentPolicyWant) func(string) error {
 			return fmt.Errorf("json: %w", err)
 		}
 		// The writes are exactly the journal and its parts, the pool
-		// descriptors (the size the agent gives a pool), the join tokens,
+		// descriptors (the size the agent gives a pool), the join tokens and
+		// their rotation record,
 		// the init lock and the set-aside copies of an unreadable journal;
 		// the only deletes are of the journal (after a set-aside) and its
 		// parts.
@@ -267,7 +268,7 @@ func agentPolicyCheckAgent(w agentPolicyWant) func(string) error {
 		base := "/autarky/" + w.cluster
 		for action, want := range map[string][]string{
 			"ssm:PutParameter": {w.paramARN(base + "/journal"), w.paramARN(base + "/journal-parts/*"), w.paramARN(base + "/journal-set-aside-*"), w.paramARN(base + "/pools/*"),
-				w.paramARN(base + "/swarm/init-lock"), w.paramARN(base + "/tokens/manager"), w.paramARN(base + "/tokens/worker")},
+				w.paramARN(base + "/swarm/init-lock"), w.paramARN(base + "/tokens/manager"), w.paramARN(base + "/tokens/rotation"), w.paramARN(base + "/tokens/worker")},
 			"ssm:DeleteParameter":  {w.paramARN(base + "/journal"), w.paramARN(base + "/journal-parts/*")},
 			"ssm:DeleteParameters": {w.paramARN(base + "/journal"), w.paramARN(base + "/journal-parts/*")},
 		} {
