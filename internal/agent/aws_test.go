@@ -43,6 +43,10 @@ type cloud struct {
 	mgrs *policy.Pool
 	// plat is the provider's side, straight to moto: what apply does.
 	plat *aws.Platform
+	// agentCfg is the agent's AWS configuration: through the proxy, with
+	// the managers' credentials; a test that needs other client settings
+	// makes its clients from it.
+	agentCfg awsv2.Config
 
 	// leaderHost is the Docker endpoint of the harness's own manager, the
 	// swarm's first and Raft leader, where the agent runs.
@@ -82,9 +86,11 @@ func newCloudWorkload(t testing.TB, name string, workers int64) *cloud {
 	return newCloudWith(t, newHarnessWith(t, name, 1, false, "1s", true), workers, 1)
 }
 
+// newCloudWith enforces IAM: every agent test on AWS runs with the
+// managers' policy and nothing more.
 func newCloudWith(t testing.TB, h *harness, workers, managers int64) *cloud {
 	t.Helper()
-	return newCloudIAM(t, h, workers, managers, false)
+	return newCloudIAM(t, h, workers, managers, true)
 }
 
 // newCloudIAM is newCloudWith; with enforceIAM, moto enforces IAM
@@ -122,6 +128,7 @@ func newCloudIAM(t testing.TB, h *harness, workers, managers int64, enforceIAM b
 	} else {
 		c.proxy.SetFault(testenv.NoRefreshes(nil))
 	}
+	c.agentCfg = agentCfg
 	c.agentC = aws.NewClients(agentCfg, aws.Config{Retry: aws.RetryConfig{MaxAttempts: 6, BaseDelay: 20 * time.Millisecond, MaxDelay: 200 * time.Millisecond}}, nil)
 	var ami, subnet, sg string
 	if enforceIAM {
@@ -481,7 +488,7 @@ func TestAWSFaultsWhileHealing(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	c.agentC = aws.NewClients(clientConfig(c.proxy.URL), aws.Config{Retry: aws.RetryConfig{MaxAttempts: 4, BaseDelay: 20 * time.Millisecond, MaxDelay: 200 * time.Millisecond}}, m)
+	c.agentC = aws.NewClients(c.agentCfg, aws.Config{Retry: aws.RetryConfig{MaxAttempts: 4, BaseDelay: 20 * time.Millisecond, MaxDelay: 200 * time.Millisecond}}, m)
 	var f faults
 	f.add("DescribeAutoScalingGroups", 12, apiErr("Throttling"))
 	f.add("TerminateInstanceInAutoScalingGroup", 5, apiErr("ScalingActivityInProgress"))
@@ -519,8 +526,7 @@ func TestAWSFaultsWhileHealing(t *testing.T) {
 func TestAWSScaleThroughGroup(t *testing.T) {
 	c := newCloudWorkload(t, "tide", 1)
 	sp := scalingPolicy(c.pool.ID(), func(s *policy.Scaling) { s.PendingTasks = &policy.PendingTasksCheck{} })
-	p := aws.NewPlatform(c.agentC, nil)
-	if err := p.PutScalingPolicy(context.Background(), sp); err != nil {
+	if err := c.plat.PutScalingPolicy(context.Background(), sp); err != nil {
 		t.Fatal(err)
 	}
 	decrements := c.recordTerminations()
@@ -648,8 +654,7 @@ func TestAWSScaleInUndoneWhenATerminationFails(t *testing.T) {
 		s.CooldownDown = "45s"
 		s.MaxDisruptedPercent = 100
 	})
-	p := aws.NewPlatform(c.agentC, nil)
-	if err := p.PutScalingPolicy(context.Background(), sp); err != nil {
+	if err := c.plat.PutScalingPolicy(context.Background(), sp); err != nil {
 		t.Fatal(err)
 	}
 	var mu sync.Mutex

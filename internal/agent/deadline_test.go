@@ -161,7 +161,7 @@ func TestHungDockerEndpointEndsAtCallDeadline(t *testing.T) {
 func TestHungAWSEndpointEndsAtCallDeadline(t *testing.T) {
 	c := newCloud(t, "hungaws", 2)
 	deadlines := aws.Deadlines{Attempt: 500 * time.Millisecond, Operation: 2 * time.Second}
-	c.agentC = aws.NewClients(clientConfig(c.proxy.URL), aws.Config{
+	c.agentC = aws.NewClients(c.agentCfg, aws.Config{
 		Retry:     aws.RetryConfig{MaxAttempts: 6, BaseDelay: 20 * time.Millisecond, MaxDelay: 200 * time.Millisecond},
 		Deadlines: deadlines,
 	}, nil)

@@ -310,7 +310,7 @@ func TestStaleDescribeNoExtraIncrements(t *testing.T) {
 		return append(append(append([]byte{}, body[:i+j[0]]...), frozenCap...), body[i+j[1]:]...)
 	})
 	sp := scalingPolicy(c.pool.ID(), func(s *policy.Scaling) { s.PendingTasks = &policy.PendingTasksCheck{} })
-	if err := aws.NewPlatform(c.agentC, nil).PutScalingPolicy(context.Background(), sp); err != nil {
+	if err := c.plat.PutScalingPolicy(context.Background(), sp); err != nil {
 		t.Fatal(err)
 	}
 	a := c.runAgent()
@@ -419,7 +419,7 @@ func (c *cloud) growOnPendingTasks(t *testing.T, provisionTimeout string) (*agen
 		s.PendingTasks = &policy.PendingTasksCheck{}
 		s.ProvisionTimeout = provisionTimeout
 	})
-	if err := aws.NewPlatform(c.agentC, nil).PutScalingPolicy(context.Background(), sp); err != nil {
+	if err := c.plat.PutScalingPolicy(context.Background(), sp); err != nil {
 		t.Fatal(err)
 	}
 	a := c.runAgent()
