@@ -168,6 +168,13 @@ func TestBootScriptOnTestHosts(t *testing.T) {
 			t.Fatalf("the agent on %s does not serve /metrics: %v %v", h.ID, err, resp)
 		}
 		resp.Body.Close()
+		// An operator's first look, as root on the manager: no flags. The
+		// agent listens on the private address and wants its token; the
+		// boot script left both where the command looks.
+		out, err := h.Exec(30*time.Second, "/usr/local/bin/autarky-agent", "status")
+		if err != nil || !strings.Contains(out, "cluster "+cluster+" — agent on node") {
+			t.Fatalf("autarky-agent status on %s: %v\n%s", h.ID, err, out)
+		}
 	}
 	if n := downloads.Load(); n != 3 {
 		t.Fatalf("the agent binary was downloaded %d times, want 3 (once per manager)", n)
