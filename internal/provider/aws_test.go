@@ -291,6 +291,8 @@ resource "autarky_cluster" "test" {
 }`, `aws.ami: platform "aws" needs it`},
 		{e.provider() + e.cluster("bad", 1, `agent = { enabled = true }`), `agent.binary_url: "" is not an http\(s\) URL`},
 		{local + e.cluster("bad", 1, ""), `platform "aws" needs the provider's aws block`},
+		{e.provider() + e.cluster("bad", 1, `join_token_rotation = "2026-11"`), `join_token_rotation: on platform "aws" the agent on the leading manager rotates`},
+		{e.provider() + e.cluster("bad", 1, `join_token_rotation = "`+strings.Repeat("x", 300)+`"`), `join_token_rotation: is 300 characters long: use at most 256`},
 		{strings.Replace(e.provider(), `region    = "us-east-1"`, `region    = "moon"`, 1) + e.cluster("bad", 1, ""), `"moon" is not an AWS region name`},
 		{strings.Replace(e.provider(), `ec2 = "`, `ec2 = "ftp:`, 1) + e.cluster("bad", 1, ""), `endpoints.ec2: "ftp:http://127.0.0.1:[0-9]+" is not an http\(s\) URL`},
 		{e.provider() + e.cluster("bad", 1, "") + `

@@ -109,6 +109,12 @@ func (r *clusterResource) ValidateConfig(ctx context.Context, req resource.Valid
 				}
 			}
 		}
+		if r := m.JoinTokenRotation; !r.IsNull() && !r.IsUnknown() && r.ValueString() != "" {
+			if a := m.Agent; a == nil || (!a.Enabled.IsUnknown() && !a.Enabled.ValueBool()) || (!a.DryRun.IsUnknown() && a.DryRun.ValueBool()) {
+				resp.Diagnostics.AddAttributeError(path.Root("join_token_rotation"), "join_token_rotation needs the agent on aws",
+					"join_token_rotation: on platform \"aws\" the agent on the leading manager rotates the join tokens (Terraform does not reach the engines): set agent.enabled = true and leave agent.dry_run false")
+			}
+		}
 		if a := m.Agent; a != nil && a.Enabled.ValueBool() && !a.BinaryURL.IsUnknown() && !a.BinarySHA256.IsUnknown() {
 			if err := policy.ValidateAgentDownload(a.BinaryURL.ValueString(), a.BinarySHA256.ValueString()); err != nil {
 				resp.Diagnostics.AddAttributeError(path.Root("agent"), "invalid agent download", err.Error()+" (managers on aws download the agent at boot)")
