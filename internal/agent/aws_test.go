@@ -86,56 +86,35 @@ func newCloudWorkload(t testing.TB, name string, workers int64) *cloud {
 	return newCloudWith(t, newHarnessWith(t, name, 1, false, "1s", true), workers, 1)
 }
 
-// newCloudWith enforces IAM: every agent test on AWS runs with the
-// managers' policy and nothing more.
+// newCloudWith makes the cluster with IAM enforced: moto enforces it
+// (testenv.EnforceIAM) and the agent's clients sign as a user holding the
+// managers' policy (aws.AgentPolicy) and nothing more, checked by moto
+// (actions) and by the proxy (resources and conditions,
+// testenv.IAMResourceCheck), while the harness itself (setup, cloud-init's
+// view) signs as an admin user. Every agent test on AWS so shows that the
+// policy names every call the agent makes.
 func newCloudWith(t testing.TB, h *harness, workers, managers int64) *cloud {
 	t.Helper()
-	return newCloudIAM(t, h, workers, managers, true)
-}
-
-// newCloudIAM is newCloudWith; with enforceIAM, moto enforces IAM
-// (testenv.EnforceIAM) and the agent's clients sign as a user holding the
-// managers' policy (aws.AgentPolicy), checked by moto (actions) and by the
-// proxy (resources and conditions, testenv.IAMResourceCheck), while the
-// harness itself (setup, cloud-init's view) signs as an admin user.
-func newCloudIAM(t testing.TB, h *harness, workers, managers int64, enforceIAM bool) *cloud {
-	t.Helper()
 	name := h.name
-	var opts []testenv.MotoOption
-	var admin, agentUser *testenv.IAMUser
-	if enforceIAM {
-		doc, err := aws.AgentPolicy(aws.PolicyInput{Cluster: name, Region: testenv.MotoRegion, AccountID: "123456789012"})
-		if err != nil {
-			t.Fatal(err)
-		}
-		js, err := doc.JSON()
-		if err != nil {
-			t.Fatal(err)
-		}
-		admin, agentUser = &testenv.IAMUser{Name: "admin", Policy: testenv.AdminPolicy}, &testenv.IAMUser{Name: "managers", Policy: js}
-		opts = append(opts, testenv.EnforceIAM(admin, agentUser))
+	doc, err := aws.AgentPolicy(aws.PolicyInput{Cluster: name, Region: testenv.MotoRegion, AccountID: "123456789012"})
+	if err != nil {
+		t.Fatal(err)
 	}
-	moto := testenv.StartMoto(t, opts...)
+	js, err := doc.JSON()
+	if err != nil {
+		t.Fatal(err)
+	}
+	admin, agentUser := &testenv.IAMUser{Name: "admin", Policy: testenv.AdminPolicy}, &testenv.IAMUser{Name: "managers", Policy: js}
+	moto := testenv.StartMoto(t, testenv.EnforceIAM(admin, agentUser))
 	setupCfg, agentCfg := clientConfig(moto), clientConfig("")
-	if enforceIAM {
-		setupCfg.Credentials, agentCfg.Credentials = admin.Credentials(), agentUser.Credentials()
-	}
+	setupCfg.Credentials, agentCfg.Credentials = admin.Credentials(), agentUser.Credentials()
 	c := &cloud{t: t, h: h, proxy: testenv.NewAWSProxy(t, moto), guests: map[string]string{}, boots: map[string]time.Duration{},
 		direct: autoscaling.NewFromConfig(setupCfg)}
 	agentCfg.BaseEndpoint = awsv2.String(c.proxy.URL)
-	if enforceIAM {
-		c.proxy.SetFault(testenv.NoRefreshes(testenv.IAMResourceCheck(moto, admin, agentUser)))
-	} else {
-		c.proxy.SetFault(testenv.NoRefreshes(nil))
-	}
+	c.proxy.SetFault(testenv.NoRefreshes(testenv.IAMResourceCheck(moto, admin, agentUser)))
 	c.agentCfg = agentCfg
 	c.agentC = aws.NewClients(agentCfg, aws.Config{Retry: aws.RetryConfig{MaxAttempts: 6, BaseDelay: 20 * time.Millisecond, MaxDelay: 200 * time.Millisecond}}, nil)
-	var ami, subnet, sg string
-	if enforceIAM {
-		ami, subnet, sg = testenv.MotoNetwork(t, moto, admin)
-	} else {
-		ami, subnet, sg = testenv.MotoNetwork(t, moto)
-	}
+	ami, subnet, sg := testenv.MotoNetwork(t, moto, admin)
 	p := aws.NewPlatform(aws.NewClients(setupCfg, aws.Config{}, nil), nil)
 	p.Poll = 50 * time.Millisecond
 	c.plat = p
@@ -419,31 +398,6 @@ func TestAWSHealWorkerThroughGroup(t *testing.T) {
 	}
 	if n := c.proxy.Calls("SetDesiredCapacity"); n != 0 {
 		t.Errorf("%d SetDesiredCapacity calls: healing a worker must not resize the group", n)
-	}
-}
-
-// With IAM enforced and the agent signing with the managers' policy
-// (aws.AgentPolicy) alone, the agent heals a worker through its group just
-// as with any credentials: the policy names every call the agent makes
-// (moto refuses any other action) on resources it covers (the proxy's
-// resource and aws:ResourceTag check; moto evaluates neither).
-func TestAWSHealWorkerUnderManagersPolicy(t *testing.T) {
-	c := newCloudIAM(t, newHarness(t, "iam", 1, false), 2, 1, true)
-	victim := c.anyWorker()
-	c.runAgent()
-	c.h.kill(c.guestOf(victim))
-	c.h.nodeDown(victim, 30*time.Second)
-	c.waitWorkers(2, 90*time.Second)
-	c.waitJournalEmpty(30 * time.Second)
-	after, desired, err := c.inService(context.Background())
-	if err != nil {
-		t.Fatal(err)
-	}
-	if after[victim] || desired != 2 {
-		t.Fatalf("after healing: victim %s still in service %t, desired capacity %d (want 2)", victim, after[victim], desired)
-	}
-	if n := c.proxy.Calls("TerminateInstanceInAutoScalingGroup"); n != 1 {
-		t.Errorf("%d TerminateInstanceInAutoScalingGroup calls, want 1", n)
 	}
 }
 

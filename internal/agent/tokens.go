@@ -7,7 +7,6 @@ import (
 
 	"github.com/autarky/terraform-provider-autarky/internal/platform"
 	"github.com/autarky/terraform-provider-autarky/internal/policy"
-	"github.com/autarky/terraform-provider-autarky/internal/swarm"
 )
 
 // rotateJoinTokens carries out a join_token_rotation on a platform whose
@@ -38,8 +37,8 @@ func (a *Agent) rotateJoinTokens(ctx context.Context, o *observation) error {
 			if err != nil {
 				return err
 			}
-			err = ts.PutRotatedTokens(cctx, want, t)
-			return scrubTokens(err, t)
+			// The store keeps the tokens out of its errors (aws: scrub).
+			return ts.PutRotatedTokens(cctx, want, t)
 		})
 		if fenced(err) {
 			return err
@@ -69,11 +68,3 @@ const (
 	tokenRetryMin = 5 * time.Second
 	tokenRetryMax = 5 * time.Minute
 )
-
-// scrubTokens keeps the tokens out of an error that may be logged.
-func scrubTokens(err error, t swarm.Tokens) error {
-	if err == nil {
-		return nil
-	}
-	return fmt.Errorf("%s", swarm.Redact(err.Error(), t.Worker, t.Manager))
-}
