@@ -9,7 +9,6 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strings"
-	"syscall"
 	"testing"
 	"time"
 
@@ -290,42 +289,10 @@ func startAlertmanager(t *testing.T, bin, config string) string {
 		t.Fatal(err)
 	}
 	addr := freeAddr(t)
-	var out testenv.LockedBuffer
 	cmd := exec.Command(bin, "--config.file="+cfg, "--storage.path="+filepath.Join(dir, "data"),
 		"--web.listen-address="+addr, "--cluster.listen-address=")
-	cmd.Stdout, cmd.Stderr = &out, &out
-	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	exited := make(chan struct{})
-	go func() { _ = cmd.Wait(); close(exited) }()
-	t.Cleanup(func() {
-		_ = syscall.Kill(-cmd.Process.Pid, syscall.SIGKILL)
-		<-exited
-		if t.Failed() {
-			t.Logf("alertmanager:\n%s", out.String())
-		}
-	})
-	url := "http://" + addr
-	deadline := time.Now().Add(30 * time.Second)
-	for {
-		select {
-		case <-exited:
-			t.Fatalf("alertmanager exited:\n%s", out.String())
-		default:
-		}
-		if resp, err := http.Get(url + "/-/ready"); err == nil {
-			resp.Body.Close()
-			if resp.StatusCode == http.StatusOK {
-				return url
-			}
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("alertmanager not ready after 30s:\n%s", out.String())
-		}
-		time.Sleep(100 * time.Millisecond)
-	}
+	testenv.StartServer(t, "alertmanager", cmd, "http://"+addr+"/-/ready", 30*time.Second)
+	return "http://" + addr
 }
 
 // alertmanagerFailures sums Alertmanager's failed webhook notifications.

@@ -45,17 +45,31 @@ func StartMoto(t testing.TB, opts ...MotoOption) string {
 	ln.Close()
 	url := "http://127.0.0.1:" + strconv.Itoa(port)
 
-	var out LockedBuffer
 	cmd := exec.Command(bin, "-H", "127.0.0.1", "-p", strconv.Itoa(port))
-	cmd.Stdout, cmd.Stderr = &out, &out
 	if o.iam != nil {
 		cmd.Env = append(os.Environ(), "INITIAL_NO_AUTH_ACTION_COUNT="+strconv.Itoa(o.iam.unauthenticatedCalls()))
 	}
-	// Its own process group: moto_server may be a launcher (a pyenv shim)
-	// in front of python, and stopping the group stops both.
+	// The moto API answers without a signature once the server serves.
+	StartServer(t, "moto_server", cmd, url+"/moto-api/data.json", 60*time.Second)
+	if o.iam != nil {
+		o.iam.createUsers(t, url)
+	}
+	return url
+}
+
+// StartServer starts cmd, a server, in its own process group (the binary
+// may be a launcher, such as a pyenv shim, in front of the real process:
+// stopping the group stops both), waits until ready answers 200 within
+// wait, and stops it when the test ends (SIGTERM, then SIGKILL after 10s).
+// The test fails, with the server's output, when it exits or is not ready
+// in time; its output is logged too when the test failed.
+func StartServer(t testing.TB, name string, cmd *exec.Cmd, ready string, wait time.Duration) {
+	t.Helper()
+	var out LockedBuffer
+	cmd.Stdout, cmd.Stderr = &out, &out
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
 	if err := cmd.Start(); err != nil {
-		t.Fatalf("start moto_server: %v", err)
+		t.Fatalf("start %s: %v", name, err)
 	}
 	exited := make(chan struct{})
 	go func() { _ = cmd.Wait(); close(exited) }()
@@ -67,30 +81,27 @@ func StartMoto(t testing.TB, opts ...MotoOption) string {
 			_ = syscall.Kill(-cmd.Process.Pid, syscall.SIGKILL)
 			<-exited
 		}
+		if t.Failed() {
+			t.Logf("%s:\n%s", name, out.String())
+		}
 	})
-
 	client := &http.Client{Timeout: 2 * time.Second}
-	deadline := time.Now().Add(60 * time.Second)
+	deadline := time.Now().Add(wait)
 	for time.Now().Before(deadline) {
 		select {
 		case <-exited:
-			t.Fatalf("moto_server exited before it was ready:\n%s", out.String())
+			t.Fatalf("%s exited before it was ready:\n%s", name, out.String())
 		default:
 		}
-		// The moto API answers without a signature once the server serves.
-		if resp, err := client.Get(url + "/moto-api/data.json"); err == nil {
+		if resp, err := client.Get(ready); err == nil {
 			resp.Body.Close()
 			if resp.StatusCode == http.StatusOK {
-				if o.iam != nil {
-					o.iam.createUsers(t, url)
-				}
-				return url
+				return
 			}
 		}
 		time.Sleep(100 * time.Millisecond)
 	}
-	t.Fatalf("moto_server did not become ready on %s within 60s:\n%s", url, out.String())
-	return ""
+	t.Fatalf("%s was not ready at %s within %s:\n%s", name, ready, wait, out.String())
 }
 
 // LockedBuffer collects a process's output while it runs, safe for one
