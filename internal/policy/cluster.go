@@ -63,6 +63,8 @@ type Cluster struct {
 	Agent           *Agent            `json:"agent,omitempty"`
 	// AWS holds the platform's settings when Platform is "aws".
 	AWS *AWS `json:"aws,omitempty"`
+	// GCP holds the platform's settings when Platform is "gcp".
+	GCP *GCP `json:"gcp,omitempty"`
 	// JoinTokenRotation is the user's rotation trigger: whenever it
 	// changes, both join tokens are rotated in the swarm (and in the
 	// platform's token store), so a leaked token stops admitting nodes.
@@ -156,6 +158,14 @@ func (c Cluster) Validate() error {
 				return fmt.Errorf("%w (managers on aws download the agent at boot)", err)
 			}
 		}
+	}
+	switch {
+	case c.Platform == PlatformGCP && c.GCP == nil:
+		return fmt.Errorf("gcp: platform \"gcp\" needs a gcp block (project, region, machine_type, image, subnetwork, bucket)")
+	case c.Platform != PlatformGCP && c.GCP != nil:
+		return fmt.Errorf("gcp: the gcp block is for platform \"gcp\" only, not %q", c.Platform)
+	case c.GCP != nil:
+		return c.GCP.Validate()
 	}
 	switch {
 	case c.Platform == PlatformAWS && c.AWS == nil:

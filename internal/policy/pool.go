@@ -33,7 +33,9 @@ type Pool struct {
 	// leaves the pool alone instead of replacing the nodes going away.
 	Deleting bool `json:"deleting,omitempty"`
 	// AWS overrides the cluster's AWS settings for this pool (aws only).
-	AWS       *AWSPool  `json:"aws,omitempty"`
+	AWS *AWSPool `json:"aws,omitempty"`
+	// GCP overrides the cluster's GCP settings for this pool (gcp only).
+	GCP       *GCPPool  `json:"gcp,omitempty"`
 	CreatedAt time.Time `json:"created_at"`
 }
 
@@ -94,6 +96,11 @@ func (p Pool) Validate() error {
 	}
 	if _, err := ParseDuration(p.WaitForCapacityTimeout); err != nil {
 		return fmt.Errorf("wait_for_capacity_timeout: %w", err)
+	}
+	if p.GCP != nil {
+		if err := p.GCP.Validate(); err != nil {
+			return err
+		}
 	}
 	if p.AWS != nil {
 		return p.AWS.Validate()
