@@ -32,6 +32,33 @@ type PoolStatus struct {
 	Instances   []Instance
 }
 
+// Backend is what the provider needs from a platform: clusters, node
+// pools and policies. The local platform and the cloud platforms' shared
+// layer (group.Platform) implement it.
+type Backend interface {
+	// Where says where the platform keeps clusters, for messages.
+	Where() string
+	// HasCluster reports whether the platform holds cluster.
+	HasCluster(ctx context.Context, cluster string) (bool, error)
+	CreateCluster(ctx context.Context, c policy.Cluster) (ClusterStatus, error)
+	ReadCluster(ctx context.Context, name string) (policy.Cluster, ClusterStatus, error)
+	UpdateCluster(ctx context.Context, c policy.Cluster) (ClusterStatus, error)
+	DeleteCluster(ctx context.Context, name string) error
+	// JoinTokens reads the swarm's join tokens where they live, for the
+	// autarky_join_token ephemeral resource only: never for state.
+	JoinTokens(ctx context.Context, cluster string) (swarm.Tokens, error)
+	CreatePool(ctx context.Context, pool policy.Pool, wait time.Duration) (PoolStatus, error)
+	ReadPool(ctx context.Context, cluster, name string) (policy.Pool, PoolStatus, error)
+	UpdatePool(ctx context.Context, pool policy.Pool, wait time.Duration) (policy.Pool, PoolStatus, error)
+	DeletePool(ctx context.Context, cluster, name string) error
+	PutHealingPolicy(ctx context.Context, h policy.Healing) error
+	GetHealingPolicy(ctx context.Context, poolID string) (policy.Healing, error)
+	DeleteHealingPolicy(ctx context.Context, poolID string) error
+	PutScalingPolicy(ctx context.Context, s policy.Scaling) error
+	GetScalingPolicy(ctx context.Context, poolID string) (policy.Scaling, error)
+	DeleteScalingPolicy(ctx context.Context, poolID string) error
+}
+
 // ErrExists is returned when a cluster or pool of that name already exists.
 var ErrExists = errors.New("already exists")
 

@@ -223,6 +223,13 @@ func (s Scaling) Validate() error {
 	return err
 }
 
+// ErrManagersNotAutoscaled is the error of a scaling policy for a
+// cluster's manager pool: managers are never autoscaled, since a quorum
+// must not move with load.
+func ErrManagersNotAutoscaled(poolID string) error {
+	return fmt.Errorf("node_pool_id: %q is a cluster's manager pool: managers are never autoscaled; use a worker pool's id", poolID)
+}
+
 // Rules validates the policy and returns its parsed form.
 func (s Scaling) Rules() (ScalingRules, error) {
 	r, err := s.parse()
@@ -238,8 +245,10 @@ var checkName = regexp.MustCompile(`^[a-z0-9]([-_a-z0-9]{0,61}[a-z0-9])?$`)
 // parse does the work of Validate and Rules, so the two cannot disagree.
 func (s Scaling) parse() (ScalingRules, error) {
 	var r ScalingRules
-	if _, _, err := SplitPoolID(s.PoolID); err != nil {
+	if _, pool, err := SplitPoolID(s.PoolID); err != nil {
 		return r, fmt.Errorf("node_pool_id: %w", err)
+	} else if pool == ManagerPoolName {
+		return r, ErrManagersNotAutoscaled(s.PoolID)
 	}
 	if s.MinSize != nil && *s.MinSize < 0 {
 		return r, fmt.Errorf("min_size is %d: it must be 0 or more", *s.MinSize)

@@ -4,37 +4,15 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"time"
 
 	"github.com/autarky/terraform-provider-autarky/internal/platform"
 	"github.com/autarky/terraform-provider-autarky/internal/platform/aws"
 	"github.com/autarky/terraform-provider-autarky/internal/platform/local"
 	"github.com/autarky/terraform-provider-autarky/internal/policy"
-	"github.com/autarky/terraform-provider-autarky/internal/swarm"
 )
 
-// backend is what the resources need from a platform: clusters, node
-// pools and policies. local.Platform and aws.Platform implement it.
-type backend interface {
-	Where() string
-	CreateCluster(ctx context.Context, c policy.Cluster) (platform.ClusterStatus, error)
-	ReadCluster(ctx context.Context, name string) (policy.Cluster, platform.ClusterStatus, error)
-	UpdateCluster(ctx context.Context, c policy.Cluster) (platform.ClusterStatus, error)
-	DeleteCluster(ctx context.Context, name string) error
-	// JoinTokens reads the swarm's join tokens where they live, for the
-	// autarky_join_token ephemeral resource only: never for state.
-	JoinTokens(ctx context.Context, cluster string) (swarm.Tokens, error)
-	CreatePool(ctx context.Context, pool policy.Pool, wait time.Duration) (platform.PoolStatus, error)
-	ReadPool(ctx context.Context, cluster, name string) (policy.Pool, platform.PoolStatus, error)
-	UpdatePool(ctx context.Context, pool policy.Pool, wait time.Duration) (policy.Pool, platform.PoolStatus, error)
-	DeletePool(ctx context.Context, cluster, name string) error
-	PutHealingPolicy(ctx context.Context, h policy.Healing) error
-	GetHealingPolicy(ctx context.Context, poolID string) (policy.Healing, error)
-	DeleteHealingPolicy(ctx context.Context, poolID string) error
-	PutScalingPolicy(ctx context.Context, s policy.Scaling) error
-	GetScalingPolicy(ctx context.Context, poolID string) (policy.Scaling, error)
-	DeleteScalingPolicy(ctx context.Context, poolID string) error
-}
+// backend is what the resources need from a platform.
+type backend = platform.Backend
 
 var (
 	_ backend = (*local.Platform)(nil)

@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"strings"
 	"time"
 
 	"github.com/hashicorp/terraform-plugin-framework-validators/int64validator"
@@ -201,9 +200,8 @@ func (workerPoolValidator) ValidateString(_ context.Context, req validator.Strin
 	if req.ConfigValue.IsNull() || req.ConfigValue.IsUnknown() {
 		return
 	}
-	if strings.HasSuffix(req.ConfigValue.ValueString(), "/"+policy.ManagerPoolName) {
-		resp.Diagnostics.AddAttributeError(req.Path, "invalid node_pool_id",
-			fmt.Sprintf("node_pool_id: %q is a cluster's manager pool: managers are never autoscaled; use a worker pool's id", req.ConfigValue.ValueString()))
+	if _, pool, err := policy.SplitPoolID(req.ConfigValue.ValueString()); err == nil && pool == policy.ManagerPoolName {
+		resp.Diagnostics.AddAttributeError(req.Path, "invalid node_pool_id", policy.ErrManagersNotAutoscaled(req.ConfigValue.ValueString()).Error())
 	}
 }
 

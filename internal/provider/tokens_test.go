@@ -219,7 +219,7 @@ func TestAccAWS_noSecretsInStateOrLog(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	joinTokens := aws.Tokens{Worker: "SWMTKN-1-digestdigest-workercanarysecret", Manager: "SWMTKN-1-digestdigest-managercanarysecret"}
+	joinTokens := swarm.Tokens{Worker: "SWMTKN-1-digestdigest-workercanarysecret", Manager: "SWMTKN-1-digestdigest-managercanarysecret"}
 	var agentToken string
 	resource.Test(t, resource.TestCase{
 		ProtoV6ProviderFactories: protoV6ProviderFactories,

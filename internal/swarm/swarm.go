@@ -151,11 +151,16 @@ func (c *Client) LocalNodeID(ctx context.Context) (string, error) {
 	return info.Swarm.NodeID, nil
 }
 
-// Tokens are a swarm's join tokens. They are secrets.
+// Tokens are a swarm's join tokens, the one token type of every platform.
+// They are secrets: they print as "[redacted]", so they cannot leak
+// through a log line or an error by accident.
 type Tokens struct {
 	Worker  string
 	Manager string
 }
+
+func (Tokens) String() string     { return "Tokens{Worker:" + redacted + " Manager:" + redacted + "}" }
+func (t Tokens) GoString() string { return t.String() }
 
 // JoinTokens reads the join tokens; the engine must be a manager.
 func (c *Client) JoinTokens(ctx context.Context) (Tokens, error) {
@@ -397,11 +402,13 @@ func (c *Client) WaitNodes(ctx context.Context, what string, ok func([]Node) boo
 // ErrNoManager is returned when no manager of a cluster answers.
 var ErrNoManager = errors.New("no manager of the cluster answers")
 
+const redacted = "[redacted]"
+
 // Redact replaces every secret in s with "[redacted]".
 func Redact(s string, secrets ...string) string {
 	for _, sec := range secrets {
 		if sec != "" {
-			s = strings.ReplaceAll(s, sec, "[redacted]")
+			s = strings.ReplaceAll(s, sec, redacted)
 		}
 	}
 	return s

@@ -471,33 +471,3 @@ func isInstanceNotFound(err error) bool {
 	}
 	return api.ErrorCode() == "ValidationError" && strings.Contains(strings.ToLower(api.ErrorMessage()), "not found")
 }
-
-// TrimDesired gives up the launches a pool's group was asked for and never
-// made: it lowers the group's desired capacity to the instances the group
-// lists as running (InService or Pending), never below the group's
-// minimum, and returns the capacity before and after. It never asks Auto
-// Scaling to terminate anything: a group holding as many instances as it
-// desires has none to shed. The agent calls it only for a request no
-// instance answered within provision_timeout (a capacity shortage,
-// InsufficientInstanceCapacity), long after any describe lag; it does not
-// wait for a busy group, since the busy work is the failing launch.
-func (c *Cluster) TrimDesired(ctx context.Context, pool string) (from, to int, err error) {
-	g, err := c.group(ctx, pool)
-	if err != nil {
-		return 0, 0, mark(err)
-	}
-	live := int32(0)
-	for _, in := range g.Instances {
-		if running(in.LifecycleState) {
-			live++
-		}
-	}
-	target := max(live, g.Min)
-	if target >= g.Desired {
-		return int(g.Desired), int(g.Desired), nil
-	}
-	if err := c.groups.SetDesiredCapacity(ctx, g.Name, target); err != nil {
-		return int(g.Desired), int(g.Desired), mark(err)
-	}
-	return int(g.Desired), int(target), nil
-}

@@ -17,6 +17,7 @@ import (
 	smithyhttp "github.com/aws/smithy-go/transport/http"
 
 	"github.com/autarky/terraform-provider-autarky/internal/policy"
+	"github.com/autarky/terraform-provider-autarky/internal/swarm"
 	"github.com/autarky/terraform-provider-autarky/internal/testenv"
 )
 
@@ -117,7 +118,7 @@ func TestIAMEnforcedWorkerAndManagerPolicies(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		if err := s.PutTokens(ctx, Tokens{Worker: "SWMTKN-1-worker-" + name, Manager: "SWMTKN-1-manager-" + name}); err != nil {
+		if err := s.PutTokens(ctx, swarm.Tokens{Worker: "SWMTKN-1-worker-" + name, Manager: "SWMTKN-1-manager-" + name}); err != nil {
 			t.Fatal(err)
 		}
 	}

@@ -16,6 +16,7 @@ import (
 
 	"github.com/autarky/terraform-provider-autarky/internal/platform"
 	"github.com/autarky/terraform-provider-autarky/internal/policy"
+	"github.com/autarky/terraform-provider-autarky/internal/swarm"
 	"github.com/autarky/terraform-provider-autarky/internal/testenv"
 )
 
@@ -221,7 +222,7 @@ func TestProvisionLostClusterIsCreatedAnew(t *testing.T) {
 		t.Fatal(err)
 	}
 	s, _ := NewStore(c.SSM, "phoenix")
-	if err := s.PutTokens(ctx, Tokens{Worker: "SWMTKN-old-worker", Manager: "SWMTKN-old-manager"}); err != nil {
+	if err := s.PutTokens(ctx, swarm.Tokens{Worker: "SWMTKN-old-worker", Manager: "SWMTKN-old-manager"}); err != nil {
 		t.Fatal(err)
 	}
 	if _, err := c.AutoScaling.DeleteAutoScalingGroup(ctx, &autoscaling.DeleteAutoScalingGroupInput{

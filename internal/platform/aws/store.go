@@ -4,7 +4,6 @@ import (
 	"bytes"
 	"compress/gzip"
 	"context"
-	"crypto/rand"
 	"crypto/sha256"
 	"encoding/base64"
 	"encoding/hex"
@@ -25,7 +24,7 @@ import (
 	"github.com/aws/smithy-go"
 
 	"github.com/autarky/terraform-provider-autarky/internal/platform"
-	"github.com/autarky/terraform-provider-autarky/internal/policy"
+	"github.com/autarky/terraform-provider-autarky/internal/platform/group"
 	"github.com/autarky/terraform-provider-autarky/internal/swarm"
 )
 
@@ -64,17 +63,22 @@ func TokenParameter(cluster, role string) string { return ClusterPath(cluster) +
 
 // InitLockParameter is the parameter the first manager creates with
 // Overwrite=false to win the right to `docker swarm init`.
-func InitLockParameter(cluster string) string { return ClusterPath(cluster) + "/swarm/init-lock" }
+func InitLockParameter(cluster string) string { return ClusterPath(cluster) + "/" + group.KeyInitLock }
 
 // JournalParameter is the parameter holding the agent's journal.
 func JournalParameter(cluster string) string { return ClusterPath(cluster) + "/journal" }
 
-// Store is one cluster's store in SSM Parameter Store.
+// Store is one cluster's store in SSM Parameter Store: the shared
+// layer's store (group.Store: descriptors, policies, tokens, the init
+// lock and the agent token, with their semantics) over SSM (ssmKV), and
+// the journal in SSM's own layout (below), since one parameter holds
+// only 4 KB and SSM has no conditional put.
 type Store struct {
+	*group.Store
 	api     *ssm.Client
 	cluster string
-	// KMSKeyID encrypts the tokens; empty means the account's AWS managed
-	// key for SSM (alias/aws/ssm).
+	// KMSKeyID encrypts the secrets (tokens); empty means the account's
+	// AWS managed key for SSM (alias/aws/ssm).
 	KMSKeyID string
 
 	// partSweepAge is how old an orphaned journal part must be for a
@@ -87,10 +91,13 @@ type Store struct {
 
 // NewStore opens the store of cluster; api comes from NewClients.
 func NewStore(api *ssm.Client, cluster string) (*Store, error) {
-	if err := policy.ValidateName(cluster); err != nil {
-		return nil, fmt.Errorf("cluster name: %w", err)
+	s := &Store{api: api, cluster: cluster}
+	gs, err := group.NewStore(ssmKV{s}, s, cluster)
+	if err != nil {
+		return nil, err
 	}
-	return &Store{api: api, cluster: cluster}, nil
+	s.Store = gs
+	return s, nil
 }
 
 // Name is the cluster's name.
@@ -99,53 +106,127 @@ func (s *Store) Name() string { return s.cluster }
 // Path is the cluster's parameter path.
 func (s *Store) Path() string { return ClusterPath(s.cluster) }
 
-func (s *Store) param(parts ...string) string {
-	return s.Path() + "/" + strings.Join(parts, "/")
-}
+// LoadJournal, SaveJournal and SetAsideJournal are the journal's in SSM
+// (group.Journal), below; the embedded group.Store's call them.
 
-// putJSON writes v as a JSON String parameter, replacing any value.
-func (s *Store) putJSON(ctx context.Context, name string, v any) error {
-	_, err := s.putJSONVersion(ctx, name, v, true)
-	return err
-}
+// ssmKV is the shared layer's KV over SSM Parameter Store: a key is the
+// parameter <cluster path>/<key>; a revision is the parameter's Version.
+// Values go to the Intelligent-Tiering tier (standard, free, up to 4 KB,
+// while they fit; advanced up to 8 KB); secrets are SecureString under
+// the store's KMS key, and errors about them are scrubbed of the value.
+type ssmKV struct{ s *Store }
 
-// putJSONVersion writes v as a JSON String parameter and returns the
-// version the put made; without overwrite it only creates (an error
-// wrapping *types.ParameterAlreadyExists when the parameter exists).
-func (s *Store) putJSONVersion(ctx context.Context, name string, v any, overwrite bool) (int64, error) {
-	b, err := json.Marshal(v)
-	if err != nil {
-		return 0, err
-	}
-	if len(b) > MaxParameterSize {
-		return 0, fmt.Errorf("%s is %d bytes: an SSM parameter holds at most %d", name, len(b), MaxParameterSize)
-	}
-	out, err := s.api.PutParameter(ctx, &ssm.PutParameterInput{
-		Name:      awsv2.String(name),
-		Value:     awsv2.String(string(b)),
-		Type:      types.ParameterTypeString,
-		Overwrite: awsv2.Bool(overwrite),
-		Tier:      types.ParameterTierIntelligentTiering,
-	})
-	if err != nil {
-		return 0, fmt.Errorf("put SSM parameter %s: %w", name, err)
-	}
-	return out.Version, nil
-}
+func (kv ssmKV) name(key string) string { return kv.s.Path() + "/" + key }
 
-// getJSON reads a JSON String parameter into v; what names the thing for
-// the ErrNotFound error.
-func (s *Store) getJSON(ctx context.Context, name, what string, v any) error {
-	out, err := s.api.GetParameter(ctx, &ssm.GetParameterInput{Name: awsv2.String(name)})
+func (kv ssmKV) Where() string { return "SSM path " + kv.s.Path() }
+
+func (kv ssmKV) Get(ctx context.Context, key string) ([]byte, string, error) {
+	name := kv.name(key)
+	out, err := kv.s.api.GetParameter(ctx, &ssm.GetParameterInput{Name: awsv2.String(name), WithDecryption: awsv2.Bool(true)})
 	if err != nil {
 		var nf *types.ParameterNotFound
 		if errors.As(err, &nf) {
-			return fmt.Errorf("%s: %w", what, platform.ErrNotFound)
+			return nil, "", fmt.Errorf("SSM parameter %s: %w", name, platform.ErrNotFound)
 		}
-		return fmt.Errorf("get SSM parameter %s: %w", name, err)
+		return nil, "", scrub(fmt.Errorf("get SSM parameter %s: %w", name, err))
 	}
-	if err := json.Unmarshal([]byte(awsv2.ToString(out.Parameter.Value)), v); err != nil {
-		return fmt.Errorf("SSM parameter %s: %w", name, err)
+	return []byte(awsv2.ToString(out.Parameter.Value)), strconv.FormatInt(out.Parameter.Version, 10), nil
+}
+
+func (kv ssmKV) List(ctx context.Context, prefix string) ([]group.Entry, error) {
+	params, err := kv.s.list(ctx, kv.name(prefix), false)
+	if err != nil {
+		return nil, err
+	}
+	out := make([]group.Entry, 0, len(params))
+	for _, p := range params {
+		out = append(out, group.Entry{Key: strings.TrimPrefix(awsv2.ToString(p.Name), kv.s.Path()+"/"),
+			Data: []byte(awsv2.ToString(p.Value)), Rev: strconv.FormatInt(p.Version, 10)})
+	}
+	return out, nil
+}
+
+// Put writes a parameter. IfRev is as narrow as SSM allows: the version
+// is read right before the put, and the put must make exactly the next
+// version. An existing secret put with IfAbsent that is not a
+// SecureString is refused: its value is readable in clear by anyone who
+// may describe parameters.
+func (kv ssmKV) Put(ctx context.Context, key string, data []byte, o group.PutOptions) (string, error) {
+	name := kv.name(key)
+	if len(data) > MaxParameterSize {
+		return "", fmt.Errorf("%s is %d bytes: an SSM parameter holds at most %d", name, len(data), MaxParameterSize)
+	}
+	if o.IfRev != "" {
+		_, rev, err := kv.Get(ctx, key)
+		if err != nil && !errors.Is(err, platform.ErrNotFound) {
+			return "", err
+		}
+		if rev != o.IfRev {
+			return "", fmt.Errorf("SSM parameter %s is at version %q, not %q: %w", name, rev, o.IfRev, platform.ErrConflict)
+		}
+	}
+	in := &ssm.PutParameterInput{Name: awsv2.String(name), Value: awsv2.String(string(data)), Type: types.ParameterTypeString,
+		Overwrite: awsv2.Bool(!o.IfAbsent), Tier: types.ParameterTierIntelligentTiering}
+	if o.Secret {
+		in.Type, in.Tier = types.ParameterTypeSecureString, ""
+		if kv.s.KMSKeyID != "" {
+			in.KeyId = awsv2.String(kv.s.KMSKeyID)
+		}
+	}
+	out, err := kv.s.api.PutParameter(ctx, in)
+	var exists *types.ParameterAlreadyExists
+	switch {
+	case errors.As(err, &exists):
+		if o.Secret {
+			if err := kv.checkSecure(ctx, name); err != nil {
+				return "", err
+			}
+		}
+		return "", fmt.Errorf("SSM parameter %s: %w", name, platform.ErrExists)
+	case err != nil && o.Secret:
+		return "", scrub(fmt.Errorf("put SSM parameter %s: %w", name, err), string(data))
+	case err != nil:
+		return "", fmt.Errorf("put SSM parameter %s: %w", name, err)
+	}
+	rev := strconv.FormatInt(out.Version, 10)
+	if o.IfRev != "" {
+		if want, _ := strconv.ParseInt(o.IfRev, 10, 64); out.Version != want+1 {
+			return rev, fmt.Errorf("SSM parameter %s: another writer put version %d since version %s was read: %w", name, out.Version-1, o.IfRev, platform.ErrConflict)
+		}
+	}
+	return rev, nil
+}
+
+// checkSecure refuses an existing parameter that is not a SecureString.
+func (kv ssmKV) checkSecure(ctx context.Context, name string) error {
+	out, err := kv.s.api.GetParameter(ctx, &ssm.GetParameterInput{Name: awsv2.String(name), WithDecryption: awsv2.Bool(false)})
+	if err != nil {
+		return scrub(fmt.Errorf("read SSM parameter %s: %w", name, err))
+	}
+	if out.Parameter.Type != types.ParameterTypeSecureString {
+		return fmt.Errorf("%s is a %s parameter, readable in clear: delete it and apply again (a SecureString is made), or put it back as a SecureString", name, out.Parameter.Type)
+	}
+	return nil
+}
+
+func (kv ssmKV) Delete(ctx context.Context, key string) error { return kv.s.remove(ctx, kv.name(key)) }
+
+// DeleteAll removes every parameter of the cluster, tokens and lock
+// included (destroy).
+func (kv ssmKV) DeleteAll(ctx context.Context) error {
+	s := kv.s
+	params, err := s.list(ctx, s.Path(), true)
+	if err != nil {
+		return err
+	}
+	names := make([]string, 0, len(params))
+	for _, p := range params {
+		names = append(names, awsv2.ToString(p.Name))
+	}
+	for start := 0; start < len(names); start += 10 { // DeleteParameters takes at most 10
+		if _, err := s.api.DeleteParameters(ctx, &ssm.DeleteParametersInput{Names: names[start:min(start+10, len(names))]}); err != nil {
+			return fmt.Errorf("delete SSM parameters under %s: %w", s.Path(), err)
+		}
 	}
 	return nil
 }
@@ -185,197 +266,6 @@ func (s *Store) list(ctx context.Context, path string, recursive bool) ([]types.
 	}
 	sort.Slice(out, func(i, j int) bool { return awsv2.ToString(out[i].Name) < awsv2.ToString(out[j].Name) })
 	return out, nil
-}
-
-// listJSON decodes every JSON parameter directly under path, by name.
-func listJSON[T any](ctx context.Context, s *Store, path string) ([]T, error) {
-	params, err := s.list(ctx, path, false)
-	if err != nil {
-		return nil, err
-	}
-	out := make([]T, 0, len(params))
-	for _, p := range params {
-		var v T
-		if err := json.Unmarshal([]byte(awsv2.ToString(p.Value)), &v); err != nil {
-			return nil, fmt.Errorf("SSM parameter %s: %w", awsv2.ToString(p.Name), err)
-		}
-		out = append(out, v)
-	}
-	return out, nil
-}
-
-// PutDescriptor writes the cluster descriptor.
-func (s *Store) PutDescriptor(ctx context.Context, c policy.Cluster) error {
-	if c.Name != s.cluster {
-		return fmt.Errorf("descriptor of cluster %q does not belong in the store of %q", c.Name, s.cluster)
-	}
-	return s.putJSON(ctx, s.param("cluster"), c)
-}
-
-// Descriptor reads the cluster descriptor.
-func (s *Store) Descriptor(ctx context.Context) (policy.Cluster, error) {
-	var c policy.Cluster
-	err := s.getJSON(ctx, s.param("cluster"), "cluster "+s.cluster, &c)
-	return c, err
-}
-
-// PutPool writes a worker pool's descriptor.
-func (s *Store) PutPool(ctx context.Context, p policy.Pool) error {
-	if err := p.Validate(); err != nil {
-		return err
-	}
-	if p.Cluster != s.cluster {
-		return fmt.Errorf("node pool %s does not belong in the store of %q", p.ID(), s.cluster)
-	}
-	return s.putJSON(ctx, s.param("pools", p.Name), p)
-}
-
-// GetPool reads a worker pool's descriptor.
-func (s *Store) GetPool(ctx context.Context, name string) (policy.Pool, error) {
-	var p policy.Pool
-	err := s.getJSON(ctx, s.param("pools", name), "node pool "+policy.PoolID(s.cluster, name), &p)
-	return p, err
-}
-
-// DeletePool removes a pool's descriptor and its policies.
-func (s *Store) DeletePool(ctx context.Context, name string) error {
-	for _, kind := range []string{"scaling", "healing", "pools"} {
-		if err := s.remove(ctx, s.param(kind, name)); err != nil {
-			return err
-		}
-	}
-	return nil
-}
-
-// Pools reads every worker pool descriptor, by name.
-func (s *Store) Pools(ctx context.Context) ([]policy.Pool, error) {
-	return listJSON[policy.Pool](ctx, s, s.param("pools"))
-}
-
-// poolExists reports whether pool (a worker pool or the manager pool) exists.
-func (s *Store) poolExists(ctx context.Context, pool string) error {
-	if pool == policy.ManagerPoolName {
-		_, err := s.Descriptor(ctx)
-		return err
-	}
-	_, err := s.GetPool(ctx, pool)
-	return err
-}
-
-// policyPool splits a policy's pool id and checks it is this cluster's.
-func (s *Store) policyPool(poolID string) (string, error) {
-	cluster, pool, err := policy.SplitPoolID(poolID)
-	if err != nil {
-		return "", err
-	}
-	if cluster != s.cluster {
-		return "", fmt.Errorf("node pool %s does not belong to cluster %q", poolID, s.cluster)
-	}
-	return pool, nil
-}
-
-// PutHealingPolicy writes a pool's healing policy for the agent.
-func (s *Store) PutHealingPolicy(ctx context.Context, h policy.Healing) error {
-	if err := h.Validate(); err != nil {
-		return err
-	}
-	pool, err := s.policyPool(h.PoolID)
-	if err != nil {
-		return err
-	}
-	if err := s.poolExists(ctx, pool); err != nil {
-		return err
-	}
-	return s.putJSON(ctx, s.param("healing", pool), h)
-}
-
-// GetHealingPolicy reads a pool's healing policy; platform.ErrNotFound
-// when there is none.
-func (s *Store) GetHealingPolicy(ctx context.Context, poolID string) (policy.Healing, error) {
-	var h policy.Healing
-	pool, err := s.policyPool(poolID)
-	if err != nil {
-		return h, err
-	}
-	err = s.getJSON(ctx, s.param("healing", pool), "healing policy for "+poolID, &h)
-	return h, err
-}
-
-// DeleteHealingPolicy removes a pool's healing policy; one that is gone is
-// not an error.
-func (s *Store) DeleteHealingPolicy(ctx context.Context, poolID string) error {
-	pool, err := s.policyPool(poolID)
-	if err != nil {
-		return err
-	}
-	return s.remove(ctx, s.param("healing", pool))
-}
-
-// HealingPolicies reads every healing policy of the cluster.
-func (s *Store) HealingPolicies(ctx context.Context) ([]policy.Healing, error) {
-	return listJSON[policy.Healing](ctx, s, s.param("healing"))
-}
-
-// PutScalingPolicy writes a worker pool's scaling policy for the agent and
-// hands the pool's size to the agent, as on the local platform.
-func (s *Store) PutScalingPolicy(ctx context.Context, sp policy.Scaling) error {
-	if err := sp.Validate(); err != nil {
-		return err
-	}
-	pool, err := s.policyPool(sp.PoolID)
-	if err != nil {
-		return err
-	}
-	if pool == policy.ManagerPoolName {
-		return fmt.Errorf("node_pool_id %q is a manager pool: managers are never autoscaled", sp.PoolID)
-	}
-	p, err := s.GetPool(ctx, pool)
-	if err != nil {
-		return err
-	}
-	if err := s.putJSON(ctx, s.param("scaling", pool), sp); err != nil {
-		return err
-	}
-	p.SizeOwner = policy.SizeOwnerAgent
-	return s.putJSON(ctx, s.param("pools", pool), p)
-}
-
-// GetScalingPolicy reads a pool's scaling policy; platform.ErrNotFound
-// when there is none.
-func (s *Store) GetScalingPolicy(ctx context.Context, poolID string) (policy.Scaling, error) {
-	var sp policy.Scaling
-	pool, err := s.policyPool(poolID)
-	if err != nil {
-		return sp, err
-	}
-	err = s.getJSON(ctx, s.param("scaling", pool), "scaling policy for "+poolID, &sp)
-	return sp, err
-}
-
-// DeleteScalingPolicy removes a pool's scaling policy and gives the pool's
-// size back to Terraform.
-func (s *Store) DeleteScalingPolicy(ctx context.Context, poolID string) error {
-	pool, err := s.policyPool(poolID)
-	if err != nil {
-		return err
-	}
-	if err := s.remove(ctx, s.param("scaling", pool)); err != nil {
-		return err
-	}
-	p, err := s.GetPool(ctx, pool)
-	if errors.Is(err, platform.ErrNotFound) {
-		return nil
-	}
-	if err != nil {
-		return err
-	}
-	p.SizeOwner = policy.SizeOwnerTerraform
-	return s.putJSON(ctx, s.param("pools", pool), p)
-}
-
-// ScalingPolicies reads every scaling policy of the cluster.
-func (s *Store) ScalingPolicies(ctx context.Context) ([]policy.Scaling, error) {
-	return listJSON[policy.Scaling](ctx, s, s.param("scaling"))
 }
 
 // The journal in SSM: a head parameter and, for a large journal, parts.
@@ -998,233 +888,22 @@ func (s *Store) SetAsideJournal(ctx context.Context) (string, error) {
 	return dst, nil
 }
 
-// Tokens are a swarm's join tokens. They print as "[redacted]" so they
-// cannot leak through a log line or an error by accident.
-type Tokens struct {
-	Worker  string
-	Manager string
-}
-
-const redacted = "[redacted]"
-
-func (Tokens) String() string     { return "Tokens{Worker:" + redacted + " Manager:" + redacted + "}" }
-func (t Tokens) GoString() string { return t.String() }
-
-// PutTokens writes both join tokens as SecureString parameters. Errors
-// never carry a token: whatever AWS echoes back is scrubbed.
-func (s *Store) PutTokens(ctx context.Context, t Tokens) error {
-	if t.Worker == "" || t.Manager == "" {
-		return errors.New("join tokens: both the worker and the manager token are required")
-	}
-	for _, kv := range []struct{ role, value string }{{policy.RoleWorker, t.Worker}, {policy.RoleManager, t.Manager}} {
-		name := TokenParameter(s.cluster, kv.role)
-		in := &ssm.PutParameterInput{
-			Name:      awsv2.String(name),
-			Value:     awsv2.String(kv.value),
-			Type:      types.ParameterTypeSecureString,
-			Overwrite: awsv2.Bool(true),
-		}
-		if s.KMSKeyID != "" {
-			in.KeyId = awsv2.String(s.KMSKeyID)
-		}
-		if _, err := s.api.PutParameter(ctx, in); err != nil {
-			return scrub(fmt.Errorf("put SSM parameter %s: %w", name, err), t.Worker, t.Manager)
-		}
-	}
-	return nil
-}
-
-// GetTokens reads both join tokens, decrypted, in one call;
-// platform.ErrNotFound when either is missing.
-func (s *Store) GetTokens(ctx context.Context) (Tokens, error) {
-	worker, manager := TokenParameter(s.cluster, policy.RoleWorker), TokenParameter(s.cluster, policy.RoleManager)
-	out, err := s.api.GetParameters(ctx, &ssm.GetParametersInput{
-		Names:          []string{worker, manager},
-		WithDecryption: awsv2.Bool(true),
-	})
-	if err != nil {
-		return Tokens{}, scrub(fmt.Errorf("get join tokens of %s: %w", s.cluster, err))
-	}
-	if len(out.InvalidParameters) > 0 {
-		return Tokens{}, fmt.Errorf("join tokens of %s (%s): %w", s.cluster, strings.Join(out.InvalidParameters, ", "), platform.ErrNotFound)
-	}
-	var t Tokens
-	for _, p := range out.Parameters {
-		switch awsv2.ToString(p.Name) {
-		case worker:
-			t.Worker = awsv2.ToString(p.Value)
-		case manager:
-			t.Manager = awsv2.ToString(p.Value)
-		}
-	}
-	if t.Worker == "" || t.Manager == "" {
-		return Tokens{}, fmt.Errorf("join tokens of %s: %w", s.cluster, platform.ErrNotFound)
-	}
-	return t, nil
-}
-
 // TokenRotationParameter records the join_token_rotation trigger the
 // stored tokens were last rotated for: the agent writes it after the new
 // tokens, so it never names a rotation whose tokens are not in SSM yet,
 // and Terraform's apply waits for it.
-func TokenRotationParameter(cluster string) string { return ClusterPath(cluster) + "/tokens/rotation" }
-
-// TokensRotatedFor returns the trigger the stored tokens were rotated
-// for, "" when they never were.
-func (s *Store) TokensRotatedFor(ctx context.Context) (string, error) {
-	name := TokenRotationParameter(s.cluster)
-	out, err := s.api.GetParameter(ctx, &ssm.GetParameterInput{Name: awsv2.String(name)})
-	var nf *types.ParameterNotFound
-	switch {
-	case errors.As(err, &nf):
-		return "", nil
-	case err != nil:
-		return "", fmt.Errorf("get SSM parameter %s: %w", name, err)
-	}
-	return awsv2.ToString(out.Parameter.Value), nil
-}
-
-// PutRotatedTokens stores tokens the swarm gave when it rotated them for
-// trigger: the tokens first, the trigger last.
-func (s *Store) PutRotatedTokens(ctx context.Context, trigger string, t swarm.Tokens) error {
-	if err := s.PutTokens(ctx, Tokens{Worker: t.Worker, Manager: t.Manager}); err != nil {
-		return err
-	}
-	return s.MarkTokensRotated(ctx, trigger)
-}
-
-// MarkTokensRotated records that the stored tokens (or, on a new cluster,
-// those its first manager is about to store) belong to trigger.
-func (s *Store) MarkTokensRotated(ctx context.Context, trigger string) error {
-	name := TokenRotationParameter(s.cluster)
-	if _, err := s.api.PutParameter(ctx, &ssm.PutParameterInput{Name: awsv2.String(name), Value: awsv2.String(trigger),
-		Type: types.ParameterTypeString, Overwrite: awsv2.Bool(true)}); err != nil {
-		return fmt.Errorf("put SSM parameter %s: %w", name, err)
-	}
-	return nil
-}
-
-// DeleteTokens removes both join tokens and the rotation record.
-func (s *Store) DeleteTokens(ctx context.Context) error {
-	for _, name := range []string{TokenParameter(s.cluster, policy.RoleWorker), TokenParameter(s.cluster, policy.RoleManager), TokenRotationParameter(s.cluster)} {
-		if err := s.remove(ctx, name); err != nil {
-			return err
-		}
-	}
-	return nil
+func TokenRotationParameter(cluster string) string {
+	return ClusterPath(cluster) + "/" + group.KeyTokenRotation
 }
 
 // AlertTokenParameter is the SecureString parameter holding the bearer
 // token the cluster's agents require on /v1/alerts and /v1/status beyond
-// loopback. The provider creates it; the managers' user data copies it
-// into policy.AgentTokenFile at boot (the managers' role reads the whole
-// cluster path, the workers' role only the worker join token); the
-// operator gives Alertmanager the same value. It is under the cluster's
-// path, so destroying the cluster deletes it.
-func AlertTokenParameter(cluster string) string { return ClusterPath(cluster) + "/agent/alert-token" }
-
-// alertTokenBytes is the entropy of a new agent token: 256 bits, written
-// as 64 hex digits, one word that goes into an Authorization header and
-// a shell variable as is.
-const alertTokenBytes = 32
-
-// EnsureAlertToken creates the agents' bearer token, from crypto/rand,
-// unless the parameter exists: created with Overwrite=false, so a token an
-// operator rotated by hand (put-parameter --overwrite), or the token of a
-// cluster created anew over its parameters, is kept and Alertmanager keeps
-// working. An existing parameter that is not a SecureString is refused:
-// its value is readable in clear by anyone who may describe parameters.
-// The token is never returned, logged, or put in an error.
-func (s *Store) EnsureAlertToken(ctx context.Context) (created bool, err error) {
-	name := AlertTokenParameter(s.cluster)
-	raw := make([]byte, alertTokenBytes)
-	if _, err := rand.Read(raw); err != nil {
-		return false, fmt.Errorf("agent token %s: %w", name, err)
-	}
-	token := hex.EncodeToString(raw)
-	in := &ssm.PutParameterInput{
-		Name:        awsv2.String(name),
-		Value:       awsv2.String(token),
-		Type:        types.ParameterTypeSecureString,
-		Overwrite:   awsv2.Bool(false),
-		Description: awsv2.String("Bearer token of the autarky agents of cluster " + s.cluster + " (/v1/alerts, /v1/status); give Alertmanager the same"),
-	}
-	if s.KMSKeyID != "" {
-		in.KeyId = awsv2.String(s.KMSKeyID)
-	}
-	_, err = s.api.PutParameter(ctx, in)
-	var exists *types.ParameterAlreadyExists
-	switch {
-	case err == nil:
-		return true, nil
-	case !errors.As(err, &exists):
-		return false, scrub(fmt.Errorf("create the agent token %s: %w", name, err), token)
-	}
-	out, err := s.api.GetParameter(ctx, &ssm.GetParameterInput{Name: awsv2.String(name), WithDecryption: awsv2.Bool(false)})
-	if err != nil {
-		return false, scrub(fmt.Errorf("read the agent token %s: %w", name, err))
-	}
-	if out.Parameter.Type != types.ParameterTypeSecureString {
-		return false, fmt.Errorf("agent token %s is a %s parameter, readable in clear: delete it and apply again (a SecureString is made), or put it back as a SecureString", name, out.Parameter.Type)
-	}
-	return false, nil
-}
-
-// AlertToken reads the agents' bearer token, decrypted: for an operator's
-// tooling and the tests (the managers read it with the AWS CLI at boot).
-// platform.ErrNotFound when the cluster has none.
-func (s *Store) AlertToken(ctx context.Context) (string, error) {
-	name := AlertTokenParameter(s.cluster)
-	out, err := s.api.GetParameter(ctx, &ssm.GetParameterInput{Name: awsv2.String(name), WithDecryption: awsv2.Bool(true)})
-	if err != nil {
-		var nf *types.ParameterNotFound
-		if errors.As(err, &nf) {
-			return "", fmt.Errorf("agent token %s: %w", name, platform.ErrNotFound)
-		}
-		return "", scrub(fmt.Errorf("read the agent token %s: %w", name, err))
-	}
-	return awsv2.ToString(out.Parameter.Value), nil
-}
-
-// AcquireInitLock creates the first manager's lock parameter with
-// Overwrite=false, holding owner (an instance id): exactly one caller, ever,
-// gets true, the one that may `docker swarm init`. User data does the same
-// with the AWS CLI; this is the same protocol for Go callers and tests.
-func (s *Store) AcquireInitLock(ctx context.Context, owner string) (bool, error) {
-	_, err := s.api.PutParameter(ctx, &ssm.PutParameterInput{
-		Name:      awsv2.String(InitLockParameter(s.cluster)),
-		Value:     awsv2.String(owner),
-		Type:      types.ParameterTypeString,
-		Overwrite: awsv2.Bool(false),
-	})
-	var exists *types.ParameterAlreadyExists
-	switch {
-	case err == nil:
-		return true, nil
-	case errors.As(err, &exists):
-		return false, nil
-	default:
-		return false, fmt.Errorf("create the swarm init lock of %s: %w", s.cluster, err)
-	}
-}
-
-// Delete removes every parameter of the cluster, tokens and lock included
-// (destroy).
-func (s *Store) Delete(ctx context.Context) error {
-	params, err := s.list(ctx, s.Path(), true)
-	if err != nil {
-		return err
-	}
-	names := make([]string, 0, len(params))
-	for _, p := range params {
-		names = append(names, awsv2.ToString(p.Name))
-	}
-	for start := 0; start < len(names); start += 10 { // DeleteParameters takes at most 10
-		if _, err := s.api.DeleteParameters(ctx, &ssm.DeleteParametersInput{Names: names[start:min(start+10, len(names))]}); err != nil {
-			return fmt.Errorf("delete SSM parameters under %s: %w", s.Path(), err)
-		}
-	}
-	return nil
+// loopback (group.Store.EnsureAlertToken). The managers' user data copies
+// it into policy.AgentTokenFile at boot (the managers' role reads the
+// whole cluster path, the workers' role only the worker join token). It
+// is under the cluster's path, so destroying the cluster deletes it.
+func AlertTokenParameter(cluster string) string {
+	return ClusterPath(cluster) + "/" + group.KeyAlertToken
 }
 
 // scrub returns err with every secret replaced by "[redacted]". It keeps
@@ -1237,7 +916,7 @@ func scrub(err error, secrets ...string) error {
 	msg := err.Error()
 	for _, sec := range secrets {
 		if sec != "" {
-			msg = strings.ReplaceAll(msg, sec, redacted)
+			msg = swarm.Redact(msg, sec)
 		}
 	}
 	return &scrubbedError{msg: msg, code: errorCode(err)}

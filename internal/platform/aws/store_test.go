@@ -25,6 +25,7 @@ import (
 	"github.com/autarky/terraform-provider-autarky/internal/decide"
 	"github.com/autarky/terraform-provider-autarky/internal/platform"
 	"github.com/autarky/terraform-provider-autarky/internal/policy"
+	"github.com/autarky/terraform-provider-autarky/internal/swarm"
 )
 
 // Join tokens as Swarm makes them (made up, never a real swarm's).
@@ -195,7 +196,7 @@ func TestTokens(t *testing.T) {
 	if _, err := s.GetTokens(ctx); !errors.Is(err, platform.ErrNotFound) {
 		t.Fatalf("tokens of an empty store: %v", err)
 	}
-	want := Tokens{Worker: testWorkerToken, Manager: testManagerToken}
+	want := swarm.Tokens{Worker: testWorkerToken, Manager: testManagerToken}
 	if err := s.PutTokens(ctx, want); err != nil {
 		t.Fatal(err)
 	}
@@ -207,8 +208,11 @@ func TestTokens(t *testing.T) {
 	if got != want {
 		t.Fatal("tokens did not round trip")
 	}
-	if n := proxy.Calls("GetParameters"); n != 1 {
-		t.Errorf("reading both tokens took %d calls", n)
+	// One GetParameter per token: the shared store reads keys one by one
+	// (only apply and the ephemeral resource read them, never the agent's
+	// evaluation).
+	if n, many := proxy.Calls("GetParameter"), proxy.Calls("GetParameters"); n != 2 || many != 0 {
+		t.Errorf("reading both tokens took %d GetParameter and %d GetParameters calls", n, many)
 	}
 	for _, role := range []string{policy.RoleWorker, policy.RoleManager} {
 		out, err := c.SSM.GetParameter(ctx, &ssm.GetParameterInput{Name: awsv2.String(TokenParameter("tok", role))})
@@ -252,14 +256,14 @@ func TestTokens(t *testing.T) {
 	if err == nil {
 		t.Fatal("a failed put succeeded")
 	}
-	if strings.Contains(err.Error(), "SWMTKN") || !strings.Contains(err.Error(), redacted) || !strings.Contains(err.Error(), "ValidationException") {
+	if strings.Contains(err.Error(), "SWMTKN") || !strings.Contains(err.Error(), "[redacted]") || !strings.Contains(err.Error(), "ValidationException") {
 		t.Errorf("error: %v", err)
 	}
 	var unwrapped = errors.Unwrap(err)
 	if unwrapped != nil {
 		t.Errorf("a scrubbed error still unwraps to %v", unwrapped)
 	}
-	if err := s.PutTokens(ctx, Tokens{Worker: testWorkerToken}); err == nil || strings.Contains(err.Error(), "SWMTKN") {
+	if err := s.PutTokens(ctx, swarm.Tokens{Worker: testWorkerToken}); err == nil || strings.Contains(err.Error(), "SWMTKN") {
 		t.Errorf("a missing manager token: %v", err)
 	}
 }

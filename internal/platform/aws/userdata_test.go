@@ -9,6 +9,7 @@ import (
 	"testing"
 
 	"github.com/autarky/terraform-provider-autarky/internal/policy"
+	"github.com/autarky/terraform-provider-autarky/internal/swarm"
 	"github.com/autarky/terraform-provider-autarky/internal/testenv"
 )
 
@@ -24,7 +25,7 @@ func TestUserDataShellcheck(t *testing.T) {
 	}
 	c, _ := testClients(t, nil)
 	s, _ := NewStore(c.SSM, "prod")
-	if err := s.PutTokens(context.Background(), Tokens{Worker: testWorkerToken, Manager: testManagerToken}); err != nil {
+	if err := s.PutTokens(context.Background(), swarm.Tokens{Worker: testWorkerToken, Manager: testManagerToken}); err != nil {
 		t.Fatal(err)
 	}
 

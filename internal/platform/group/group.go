@@ -75,6 +75,11 @@ type Groups interface {
 type Group struct {
 	Name    string
 	Desired int
+	// Bounded says the cloud keeps Min and Max (an Auto Scaling Group
+	// does); when false (a MIG without an autoscaler has only a target
+	// size) the pool descriptor's bounds are the only ones, and drift of
+	// the bounds cannot be read from the cloud.
+	Bounded bool
 	Min     int
 	Max     int
 	Members []Member
@@ -93,6 +98,10 @@ type Member struct {
 	// (launching included); false once the cloud is removing it or it is
 	// gone.
 	Running bool
+	// Ready is true once the cloud counts the member in service (AWS
+	// InService; a MIG's currentAction NONE with the VM RUNNING): what
+	// apply waits for.
+	Ready bool
 	// CreatedAt and Addr (the private address) come from Details.
 	CreatedAt time.Time
 	Addr      string
@@ -159,7 +168,10 @@ type PutOptions struct {
 	IfRev string
 	// Secret stores the value encrypted, readable only by those the
 	// cloud's IAM lets decrypt it (SSM SecureString); a store that
-	// encrypts everything at rest ignores it.
+	// encrypts everything at rest ignores it. An error about a secret
+	// never carries its value (the KV scrubs what the cloud echoes back);
+	// with IfAbsent, an existing key that is not stored as a secret is an
+	// error, not platform.ErrExists.
 	Secret bool
 }
 

@@ -402,3 +402,12 @@ func engineLabels(inst platform.Instance) map[string]string {
 
 // Where says where the platform keeps clusters, for messages.
 func (p *Platform) Where() string { return "state dir " + p.stateDir }
+
+// HasCluster reports whether the state dir holds cluster's descriptor.
+func (p *Platform) HasCluster(ctx context.Context, cluster string) (bool, error) {
+	_, err := p.Cluster(cluster).Descriptor(ctx)
+	if errors.Is(err, platform.ErrNotFound) {
+		return false, nil
+	}
+	return err == nil, err
+}

@@ -25,9 +25,6 @@ func (p *Platform) PutScalingPolicy(_ context.Context, s policy.Scaling) error {
 	if err != nil {
 		return err
 	}
-	if pool == policy.ManagerPoolName {
-		return fmt.Errorf("node_pool_id %q is a manager pool: managers are never autoscaled", s.PoolID)
-	}
 	if err := p.poolExists(cluster, pool); err != nil {
 		return err
 	}
