@@ -108,12 +108,18 @@ func RequireTestHosts(t testing.TB) {
 
 // MetadataMockPath is where `make tools` puts amazon-ec2-metadata-mock.
 func MetadataMockPath() string {
-	dir := os.Getenv("TOOLS_DIR")
-	if dir == "" {
+	return ToolPath("ec2-metadata-mock-"+MetadataMockVersion, "ec2-metadata-mock")
+}
+
+// ToolPath is where `make tools` caches a tool it builds:
+// $TOOLS_DIR/<dir>/<bin>, TOOLS_DIR being ~/.cache/autarky unless set.
+func ToolPath(dir, bin string) string {
+	tools := os.Getenv("TOOLS_DIR")
+	if tools == "" {
 		home, _ := os.UserHomeDir()
-		dir = filepath.Join(home, ".cache", "autarky")
+		tools = filepath.Join(home, ".cache", "autarky")
 	}
-	return filepath.Join(dir, "ec2-metadata-mock-"+MetadataMockVersion, "ec2-metadata-mock")
+	return filepath.Join(tools, dir, bin)
 }
 
 // NewTestNet removes what killed runs left, then creates the bridge with
