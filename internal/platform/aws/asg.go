@@ -416,4 +416,3 @@ func isGroupNotFound(err error) bool {
 	var api smithy.APIError
 	return errors.As(err, &api) && api.ErrorCode() == "ValidationError" && strings.Contains(strings.ToLower(api.ErrorMessage()), "not found")
 }
-

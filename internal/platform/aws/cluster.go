@@ -66,4 +66,3 @@ func NewCluster(c *Clients, name string, asgs map[string]string) (*Cluster, erro
 func running(state string) bool {
 	return state == string(astypes.LifecycleStateInService) || strings.HasPrefix(state, string(astypes.LifecycleStatePending))
 }
-
