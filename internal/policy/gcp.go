@@ -83,34 +83,61 @@ func ValidateGCEName(s string) error {
 	return nil
 }
 
-func validateGCPMachineType(s string) error {
+// ValidateGCPMachineType checks a machine type's shape ("e2-standard-2").
+func ValidateGCPMachineType(s string) error {
 	if !gcpMachineTypeRE.MatchString(s) {
 		return fmt.Errorf("%q is not a machine type: use one such as \"e2-standard-2\" or \"n2-custom-4-8192\"", s)
 	}
 	return nil
 }
 
-func validateGCPServiceAccount(s string) error {
+// ValidateGCPServiceAccount checks a service account email.
+func ValidateGCPServiceAccount(s string) error {
 	if !gcpSAEmailRE.MatchString(s) {
 		return fmt.Errorf("%q is not a service account email: use <name>@<project>.iam.gserviceaccount.com", s)
 	}
 	return nil
 }
 
+// ValidateGCPProject checks a project id. The provider's gcp block and
+// GCP.Validate both call it: one rule.
+func ValidateGCPProject(s string) error {
+	if !gcpProjectRE.MatchString(s) {
+		return fmt.Errorf("%q is not a project id: use 6 to 30 lower-case letters, digits and '-', starting with a letter", s)
+	}
+	return nil
+}
+
+// ValidateGCPRegion checks a region name.
+func ValidateGCPRegion(s string) error {
+	if !gcpRegionRE.MatchString(s) {
+		return fmt.Errorf("%q is not a region: use one such as \"europe-west1\"", s)
+	}
+	return nil
+}
+
+// ValidateGCSBucket checks a Cloud Storage bucket name.
+func ValidateGCSBucket(s string) error {
+	if !gcsBucketRE.MatchString(s) || strings.HasPrefix(s, "goog") {
+		return fmt.Errorf("%q is not a bucket name: use 3 to 63 lower-case letters, digits, '-' and '_', starting and ending with a letter or digit, not starting with \"goog\"", s)
+	}
+	return nil
+}
+
 // Validate checks the cluster's GCP settings, naming each field.
 func (g GCP) Validate() error {
-	if !gcpProjectRE.MatchString(g.Project) {
-		return fmt.Errorf("gcp.project: %q is not a project id: use 6 to 30 lower-case letters, digits and '-', starting with a letter", g.Project)
+	if err := ValidateGCPProject(g.Project); err != nil {
+		return fmt.Errorf("gcp.project: %w", err)
 	}
-	if !gcpRegionRE.MatchString(g.Region) {
-		return fmt.Errorf("gcp.region: %q is not a region: use one such as \"europe-west1\"", g.Region)
+	if err := ValidateGCPRegion(g.Region); err != nil {
+		return fmt.Errorf("gcp.region: %w", err)
 	}
 	for _, z := range g.Zones {
 		if !strings.HasPrefix(z, g.Region+"-") || len(z) != len(g.Region)+2 || z[len(z)-1] < 'a' || z[len(z)-1] > 'z' {
 			return fmt.Errorf("gcp.zones: %q is not a zone of region %s: use one such as %q", z, g.Region, g.Region+"-b")
 		}
 	}
-	if err := validateGCPMachineType(g.MachineType); err != nil {
+	if err := ValidateGCPMachineType(g.MachineType); err != nil {
 		return fmt.Errorf("gcp.machine_type: %w", err)
 	}
 	if !gcpImageRE.MatchString(g.Image) {
@@ -124,7 +151,7 @@ func (g GCP) Validate() error {
 		return fmt.Errorf("gcp.subnetwork: %q is in region %s, not in gcp.region %s", g.Subnetwork, r, g.Region)
 	}
 	if g.ServiceAccount != "" {
-		if err := validateGCPServiceAccount(g.ServiceAccount); err != nil {
+		if err := ValidateGCPServiceAccount(g.ServiceAccount); err != nil {
 			return fmt.Errorf("gcp.service_account: %w", err)
 		}
 	}
@@ -136,8 +163,8 @@ func (g GCP) Validate() error {
 			return fmt.Errorf("gcp.network_tags: %w", err)
 		}
 	}
-	if !gcsBucketRE.MatchString(g.Bucket) || strings.HasPrefix(g.Bucket, "goog") {
-		return fmt.Errorf("gcp.bucket: %q is not a bucket name: use 3 to 63 lower-case letters, digits, '-' and '_', starting and ending with a letter or digit, not starting with \"goog\"", g.Bucket)
+	if err := ValidateGCSBucket(g.Bucket); err != nil {
+		return fmt.Errorf("gcp.bucket: %w", err)
 	}
 	return nil
 }
@@ -145,12 +172,12 @@ func (g GCP) Validate() error {
 // Validate checks a pool's GCP overrides.
 func (g GCPPool) Validate() error {
 	if g.MachineType != "" {
-		if err := validateGCPMachineType(g.MachineType); err != nil {
+		if err := ValidateGCPMachineType(g.MachineType); err != nil {
 			return fmt.Errorf("gcp.machine_type: %w", err)
 		}
 	}
 	if g.ServiceAccount != "" {
-		if err := validateGCPServiceAccount(g.ServiceAccount); err != nil {
+		if err := ValidateGCPServiceAccount(g.ServiceAccount); err != nil {
 			return fmt.Errorf("gcp.service_account: %w", err)
 		}
 	}
