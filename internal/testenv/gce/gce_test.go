@@ -7,12 +7,14 @@ import (
 	"io"
 	"net/http"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
 	compute "cloud.google.com/go/compute/apiv1"
 	"cloud.google.com/go/compute/apiv1/computepb"
 	"github.com/googleapis/gax-go/v2/apierror"
+	"google.golang.org/api/googleapi"
 	"google.golang.org/api/iterator"
 	"google.golang.org/api/option"
 	"google.golang.org/protobuf/proto"
@@ -385,6 +387,16 @@ func code(err error) int {
 	return 0
 }
 
+// reason is the reason of a client error's first item in Google's error
+// body.
+func reason(err error) string {
+	var ge *googleapi.Error
+	if errors.As(err, &ge) && len(ge.Errors) > 0 {
+		return ge.Errors[0].Reason
+	}
+	return ""
+}
+
 // raw sends a request without the client library.
 func raw(t *testing.T, srv *Server, verb, path, body string) (int, string) {
 	t.Helper()
@@ -495,4 +507,322 @@ type recorder struct {
 
 func (r *recorder) Errorf(format string, args ...any) {
 	r.errors = append(r.errors, fmt.Sprintf(format, args...))
+}
+
+func resize(t *testing.T, c *clients, group string, size int32, requestID string) (*compute.Operation, error) {
+	t.Helper()
+	req := &computepb.ResizeRegionInstanceGroupManagerRequest{
+		Project: project, Region: region, InstanceGroupManager: group, Size: size}
+	if requestID != "" {
+		req.RequestId = proto.String(requestID)
+	}
+	return c.groups.Resize(ctxT(t), req)
+}
+
+// TestPagination: lists page by maxResults and pageToken; a group's
+// listManagedInstances pages only when the group asks for PAGINATED
+// results, as on Google.
+func TestPagination(t *testing.T) {
+	srv := Start(t, Options{CreateDelay: 10 * time.Millisecond})
+	c := newClients(t, srv)
+	ctx := ctxT(t)
+	for _, n := range []string{"t-a", "t-b", "t-c"} {
+		insertTemplate(t, c, n)
+	}
+	insertGroup(t, c, "paged", "t-a", 5, true)
+	insertGroup(t, c, "pageless", "t-a", 5, false)
+	eventually(t, "10 instances", func() bool { return len(srv.Instances("")) == 10 })
+
+	srv.Reset()
+	it := c.groups.ListManagedInstances(ctx, &computepb.ListManagedInstancesRegionInstanceGroupManagersRequest{
+		Project: project, Region: region, InstanceGroupManager: "paged"})
+	it.PageInfo().MaxSize = 2
+	names := map[string]bool{}
+	for mi, err := it.Next(); !errors.Is(err, iterator.Done); mi, err = it.Next() {
+		if err != nil {
+			t.Fatal(err)
+		}
+		names[mi.GetName()] = true
+	}
+	if len(names) != 5 || srv.Calls("compute.regionInstanceGroupManagers.listManagedInstances") != 3 {
+		t.Errorf("paged listManagedInstances by 2: %d names in %d calls, want 5 in 3", len(names),
+			srv.Calls("compute.regionInstanceGroupManagers.listManagedInstances"))
+	}
+	st, body := raw(t, srv, "POST", "/compute/v1/projects/"+project+"/regions/"+region+"/instanceGroupManagers/pageless/listManagedInstances?maxResults=2", "")
+	if st != 200 || strings.Count(body, `"currentAction"`) != 5 || strings.Contains(body, "nextPageToken") {
+		t.Errorf("PAGELESS listManagedInstances with maxResults=2: %d %s, want all 5 and no token", st, body)
+	}
+
+	srv.Reset()
+	ait := c.instances.AggregatedList(ctx, &computepb.AggregatedListInstancesRequest{Project: project})
+	ait.PageInfo().MaxSize = 3
+	ids := map[uint64]bool{}
+	for pair, err := ait.Next(); !errors.Is(err, iterator.Done); pair, err = ait.Next() {
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, in := range pair.Value.GetInstances() {
+			ids[in.GetId()] = true
+		}
+	}
+	if len(ids) != 10 || srv.Calls("compute.instances.aggregatedList") != 4 {
+		t.Errorf("aggregatedList by 3: %d ids in %d calls, want 10 in 4", len(ids), srv.Calls("compute.instances.aggregatedList"))
+	}
+
+	tit := c.templates.List(ctx, &computepb.ListInstanceTemplatesRequest{Project: project})
+	tit.PageInfo().MaxSize = 2
+	var tn []string
+	for tp, err := tit.Next(); !errors.Is(err, iterator.Done); tp, err = tit.Next() {
+		if err != nil {
+			t.Fatal(err)
+		}
+		tn = append(tn, tp.GetName())
+	}
+	if strings.Join(tn, ",") != "t-a,t-b,t-c" {
+		t.Errorf("templates by 2: %v", tn)
+	}
+	if st, body := raw(t, srv, "GET", "/compute/v1/projects/"+project+"/global/instanceTemplates?pageToken=bogus", ""); st != 400 {
+		t.Errorf("a bad page token: %d %s, want 400", st, body)
+	}
+}
+
+// TestRequestIDDedup: a call repeated with its requestId answers the first
+// call's operation and does not act twice, even when the first answer was
+// lost (a 503 after acting); another requestId acts again.
+func TestRequestIDDedup(t *testing.T) {
+	srv := Start(t, Options{})
+	c := newClients(t, srv)
+	ctx := ctxT(t)
+	const rid = "6f1c7a2e-3b4d-4e5f-8a9b-0c1d2e3f4a5b"
+	lost := true
+	srv.SetFault(func(call Call) *Fault {
+		if call.Method == "compute.instanceTemplates.insert" && lost {
+			lost = false
+			f := BackendError()
+			f.AfterAction = true
+			return f
+		}
+		return nil
+	})
+	ins := func(id string) (*compute.Operation, error) {
+		return c.templates.Insert(ctx, &computepb.InsertInstanceTemplateRequest{
+			Project: project, RequestId: proto.String(id),
+			InstanceTemplateResource: &computepb.InstanceTemplate{Name: proto.String("t1"),
+				Properties: &computepb.InstanceProperties{MachineType: proto.String("e2-small")}}})
+	}
+	if _, err := ins(rid); code(err) != 503 {
+		t.Fatalf("first insert: %v, want the 503 the fault answers after acting", err)
+	}
+	op1, err := ins(rid)
+	if err != nil {
+		t.Fatalf("retry with the same requestId: %v, want the first call's operation", err)
+	}
+	op2, err := ins(rid)
+	if err != nil || op2.Name() != op1.Name() {
+		t.Errorf("a third try: %v %v, want operation %s again", op2, err, op1.Name())
+	}
+	if _, err := ins("0f8fad5b-d9cb-469f-a165-70867728950e"); code(err) != 409 {
+		t.Errorf("another requestId: %v, want 409 alreadyExists (it acts again)", err)
+	}
+	if n := len(srv.Requests("compute.instanceTemplates.insert")); n != 4 {
+		t.Errorf("%d insert calls recorded, want 4", n)
+	}
+
+	// Resize twice with one requestId: one operation.
+	insertGroup(t, c, "g", "t1", 0, false)
+	a, err := resize(t, c, "g", 2, rid)
+	if err != nil {
+		t.Fatal(err)
+	}
+	b, err := resize(t, c, "g", 2, rid)
+	if err != nil || a.Name() != b.Name() {
+		t.Errorf("resize repeated with its requestId: %v, operations %s and %s, want one", err, a.Name(), b.Name())
+	}
+}
+
+// TestFaults: 429 and 503 in Google's error shape, a delayed answer, a
+// slow operation (RUNNING, its action not applied until it is DONE).
+func TestFaults(t *testing.T) {
+	srv := Start(t, Options{})
+	c := newClients(t, srv)
+	ctx := ctxT(t)
+	insertTemplate(t, c, "t1")
+	insertGroup(t, c, "g", "t1", 0, false)
+
+	var fault *Fault
+	srv.SetFault(func(call Call) *Fault {
+		if call.Method == "compute.regionInstanceGroupManagers.resize" {
+			return fault
+		}
+		return nil
+	})
+	fault = RateLimited()
+	_, err := resize(t, c, "g", 1, "")
+	if code(err) != 429 || reason(err) != "rateLimitExceeded" {
+		t.Errorf("429 fault: %v, want 429 rateLimitExceeded", err)
+	}
+	fault = BackendError()
+	if _, err := resize(t, c, "g", 1, ""); code(err) != 503 || reason(err) != "backendError" {
+		t.Errorf("503 fault: %v, want 503 backendError", err)
+	}
+	if g := srv.GroupResource(region, "g"); getInt(g, "targetSize") != 0 {
+		t.Errorf("faulted resizes acted: targetSize %v", g["targetSize"])
+	}
+
+	fault = &Fault{Delay: 300 * time.Millisecond}
+	start := time.Now()
+	if _, err := resize(t, c, "g", 0, ""); err != nil || time.Since(start) < 300*time.Millisecond {
+		t.Errorf("delayed resize: %v after %v, want success after 300ms", err, time.Since(start))
+	}
+
+	fault = &Fault{OperationRunning: 500 * time.Millisecond}
+	op, err := resize(t, c, "g", 2, "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if op.Done() {
+		t.Error("slow operation answered DONE")
+	}
+	if g := srv.GroupResource(region, "g"); getInt(g, "targetSize") != 0 {
+		t.Errorf("slow resize acted before its operation ended: targetSize %v", g["targetSize"])
+	}
+	got, err := c.regionOps.Get(ctx, &computepb.GetRegionOperationRequest{Project: project, Region: region, Operation: op.Name()})
+	if err != nil || got.GetStatus() != computepb.Operation_RUNNING {
+		t.Errorf("regionOperations.get of the slow operation: %v %v, want RUNNING", got.GetStatus(), err)
+	}
+	if err := op.Wait(ctx); err != nil || !op.Done() {
+		t.Fatalf("waiting for the slow operation: %v", err)
+	}
+	if g := srv.GroupResource(region, "g"); getInt(g, "targetSize") != 2 {
+		t.Errorf("after the slow operation: targetSize %v, want 2", g["targetSize"])
+	}
+	w, err := c.regionOps.Wait(ctx, &computepb.WaitRegionOperationRequest{Project: project, Region: region, Operation: op.Name()})
+	if err != nil || w.GetStatus() != computepb.Operation_DONE {
+		t.Errorf("regionOperations.wait: %v %v", w.GetStatus(), err)
+	}
+	if srv.Calls("compute.regionInstanceGroupManagers.resize") != 4 {
+		t.Errorf("resize calls counted: %d, want 4 (faulted ones included)", srv.Calls("compute.regionInstanceGroupManagers.resize"))
+	}
+}
+
+// TestQuotaFault: while creation is over quota, the managed instance stays
+// CREATING without a VM and says QUOTA_EXCEEDED in lastAttempt.errors;
+// once lifted, the VM is created.
+func TestQuotaFault(t *testing.T) {
+	srv := Start(t, Options{})
+	c := newClients(t, srv)
+	insertTemplate(t, c, "t1")
+	insertGroup(t, c, "g", "t1", 0, false)
+	var mu sync.Mutex
+	over := true
+	srv.SetQuotaFault(func(group, zone string) bool { mu.Lock(); defer mu.Unlock(); return over && group == "g" })
+	op, err := resize(t, c, "g", 1, "")
+	wait(t, op, err)
+	time.Sleep(100 * time.Millisecond)
+	ms := managed(t, c, "g")
+	if len(ms) != 1 || ms[0].GetCurrentAction() != "CREATING" || ms[0].GetId() != 0 || ms[0].InstanceStatus != nil {
+		t.Fatalf("over quota: %v, want one CREATING without a VM", ms)
+	}
+	errs := ms[0].GetLastAttempt().GetErrors().GetErrors()
+	if len(errs) != 1 || errs[0].GetCode() != "QUOTA_EXCEEDED" || !strings.Contains(errs[0].GetMessage(), "Quota") {
+		t.Errorf("lastAttempt.errors = %v, want QUOTA_EXCEEDED", errs)
+	}
+	if n := len(srv.Instances("g")); n != 0 {
+		t.Errorf("%d VMs over quota", n)
+	}
+	mu.Lock()
+	over = false
+	mu.Unlock()
+	eventually(t, "the VM once the quota is lifted", func() bool { return allRunning(managed(t, c, "g"), 1) })
+	if ms := managed(t, c, "g"); ms[0].GetLastAttempt() != nil {
+		t.Errorf("lastAttempt after success: %v", ms[0].GetLastAttempt())
+	}
+}
+
+// TestRepairAndRedistribution: a VM deleted behind its group's back comes
+// back under its name with a new id (OnInstance sees it); with the
+// default PROACTIVE redistribution a group rebalances its zones by deleting
+// a VM nobody chose, with NONE it does not.
+func TestRepairAndRedistribution(t *testing.T) {
+	srv := Start(t, Options{})
+	c := newClients(t, srv)
+	insertTemplate(t, c, "t1")
+	var mu sync.Mutex
+	var events []Event
+	srv.OnInstance(func(e Event) { mu.Lock(); events = append(events, e); mu.Unlock() })
+	insertGroup(t, c, "none", "t1", 6, false)
+	op, err := c.groups.Insert(ctxT(t), &computepb.InsertRegionInstanceGroupManagerRequest{
+		Project: project, Region: region, InstanceGroupManagerResource: &computepb.InstanceGroupManager{
+			Name: proto.String("proactive"), InstanceTemplate: proto.String("global/instanceTemplates/t1"), TargetSize: proto.Int32(6)}})
+	wait(t, op, err)
+	if got := srv.GroupResource(region, "proactive")["updatePolicy"].(map[string]any)["instanceRedistributionType"]; got != "PROACTIVE" {
+		t.Errorf("default instanceRedistributionType = %v, want PROACTIVE", got)
+	}
+	eventually(t, "12 running", func() bool { return allRunning(managed(t, c, "none"), 6) && allRunning(managed(t, c, "proactive"), 6) })
+
+	victim := srv.Instances("none")[0]
+	if err := srv.DeleteInstance(victim.Zone, victim.Name); err != nil {
+		t.Fatal(err)
+	}
+	eventually(t, "the killed VM back", func() bool {
+		for _, in := range srv.Instances("none") {
+			if in.Name == victim.Name && in.ID != victim.ID && in.Status == "RUNNING" {
+				return true
+			}
+		}
+		return false
+	})
+	mu.Lock()
+	kinds := map[EventKind]bool{}
+	for _, e := range events {
+		if e.Instance.Name == victim.Name {
+			kinds[e.Kind] = true
+		}
+	}
+	mu.Unlock()
+	if !kinds[EventDeleted] || !kinds[EventCreated] || !kinds[EventRunning] {
+		t.Errorf("events of the killed VM: %v", kinds)
+	}
+
+	// Delete both VMs of one zone from each group.
+	for _, g := range []string{"none", "proactive"} {
+		var refs []string
+		zone := srv.Instances(g)[0].Zone
+		for _, in := range srv.Instances(g) {
+			if in.Zone == zone {
+				refs = append(refs, "zones/"+in.Zone+"/instances/"+in.Name)
+			}
+		}
+		op, err := c.groups.DeleteInstances(ctxT(t), &computepb.DeleteInstancesRegionInstanceGroupManagerRequest{
+			Project: project, Region: region, InstanceGroupManager: g,
+			RegionInstanceGroupManagersDeleteInstancesRequestResource: &computepb.RegionInstanceGroupManagersDeleteInstancesRequest{Instances: refs}})
+		wait(t, op, err)
+	}
+	before := map[string]bool{}
+	for _, in := range srv.Instances("") {
+		before[in.Name] = true
+	}
+	time.Sleep(time.Second)
+	zonesOf := func(g string) map[string]int {
+		z := map[string]int{}
+		for _, in := range srv.Instances(g) {
+			z[in.Zone]++
+		}
+		return z
+	}
+	if z := zonesOf("none"); len(z) != 2 {
+		t.Errorf("NONE group rebalanced: zones %v", z)
+	}
+	if z := zonesOf("proactive"); len(z) != 3 {
+		t.Errorf("PROACTIVE group did not rebalance: zones %v", z)
+	}
+	gone := 0
+	for _, in := range srv.Instances("proactive") {
+		if !before[in.Name] {
+			gone++
+		}
+	}
+	if gone == 0 {
+		t.Error("PROACTIVE: no VM replaced by the rebalancing")
+	}
 }
