@@ -2,6 +2,7 @@ package gce
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -824,5 +825,82 @@ func TestRepairAndRedistribution(t *testing.T) {
 	}
 	if gone == 0 {
 		t.Error("PROACTIVE: no VM replaced by the rebalancing")
+	}
+}
+
+// TestPatch: a merge patch gives the group a new template (new instances
+// use it; versionTarget is reached once every instance is recreated on
+// it) and a new update policy; a stale fingerprint and a change of zones
+// are refused.
+func TestPatch(t *testing.T) {
+	srv := Start(t, Options{})
+	c := newClients(t, srv)
+	ctx := ctxT(t)
+	insertTemplate(t, c, "t1")
+	insertTemplate(t, c, "t2")
+	insertGroup(t, c, "g", "t1", 1, false)
+	eventually(t, "1 running", func() bool { return allRunning(managed(t, c, "g"), 1) })
+	get := func() *computepb.InstanceGroupManager {
+		g, err := c.groups.Get(ctx, &computepb.GetRegionInstanceGroupManagerRequest{Project: project, Region: region, InstanceGroupManager: "g"})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return g
+	}
+	old := get()
+	t2 := "https://www.googleapis.com/compute/v1/projects/" + project + "/global/instanceTemplates/t2"
+	op, err := c.groups.Patch(ctx, &computepb.PatchRegionInstanceGroupManagerRequest{
+		Project: project, Region: region, InstanceGroupManager: "g",
+		InstanceGroupManagerResource: &computepb.InstanceGroupManager{
+			InstanceTemplate: proto.String(t2),
+			Versions:         []*computepb.InstanceGroupManagerVersion{{InstanceTemplate: proto.String(t2)}},
+			UpdatePolicy: &computepb.InstanceGroupManagerUpdatePolicy{
+				Type: proto.String("OPPORTUNISTIC"), InstanceRedistributionType: proto.String("NONE")},
+			Fingerprint: old.Fingerprint,
+		}})
+	wait(t, op, err)
+	g := get()
+	if g.GetInstanceTemplate() != t2 || g.GetVersions()[0].GetInstanceTemplate() != t2 || g.GetUpdatePolicy().GetInstanceRedistributionType() != "NONE" {
+		t.Errorf("after patch: template %s versions %v policy %v", g.GetInstanceTemplate(), g.GetVersions(), g.GetUpdatePolicy())
+	}
+	if g.GetStatus().GetVersionTarget().GetIsReached() || g.GetFingerprint() == old.GetFingerprint() {
+		t.Errorf("after patch: versionTarget reached %v, fingerprint %s (was %s): want not reached, a new fingerprint",
+			g.GetStatus().GetVersionTarget().GetIsReached(), g.GetFingerprint(), old.GetFingerprint())
+	}
+	op, err = c.groups.RecreateInstances(ctx, &computepb.RecreateInstancesRegionInstanceGroupManagerRequest{
+		Project: project, Region: region, InstanceGroupManager: "g",
+		RegionInstanceGroupManagersRecreateRequestResource: &computepb.RegionInstanceGroupManagersRecreateRequest{
+			Instances: []string{managed(t, c, "g")[0].GetInstance()}}})
+	wait(t, op, err)
+	eventually(t, "the recreated instance", func() bool { return allRunning(managed(t, c, "g"), 1) })
+	if g := get(); !g.GetStatus().GetVersionTarget().GetIsReached() || managed(t, c, "g")[0].GetVersion().GetInstanceTemplate() != t2 {
+		t.Errorf("after recreating on t2: versionTarget %v", g.GetStatus().GetVersionTarget())
+	}
+	if in := srv.Instances("g"); len(in) != 1 || !strings.HasSuffix(in[0].Metadata["instance-template"], "/t2") {
+		t.Errorf("recreated VM's template: %v", in)
+	}
+
+	_, err = c.groups.Patch(ctx, &computepb.PatchRegionInstanceGroupManagerRequest{
+		Project: project, Region: region, InstanceGroupManager: "g",
+		InstanceGroupManagerResource: &computepb.InstanceGroupManager{TargetSize: proto.Int32(2), Fingerprint: old.Fingerprint}})
+	if code(err) != 412 {
+		t.Errorf("patch with a stale fingerprint: %v, want 412", err)
+	}
+	_, err = c.groups.Patch(ctx, &computepb.PatchRegionInstanceGroupManagerRequest{
+		Project: project, Region: region, InstanceGroupManager: "g",
+		InstanceGroupManagerResource: &computepb.InstanceGroupManager{DistributionPolicy: &computepb.DistributionPolicy{
+			Zones: []*computepb.DistributionPolicyZoneConfiguration{{Zone: proto.String("zones/us-central1-f")}}}}})
+	if code(err) != 400 {
+		t.Errorf("patch changing zones: %v, want 400", err)
+	}
+	if n := len(srv.Requests("compute.regionInstanceGroupManagers.patch")); n != 3 {
+		t.Errorf("%d patch requests recorded, want 3", n)
+	}
+	var sent struct {
+		UpdatePolicy struct{ InstanceRedistributionType string }
+	}
+	body := srv.Requests("compute.regionInstanceGroupManagers.patch")[0].Body
+	if err := json.Unmarshal(body, &sent); err != nil || sent.UpdatePolicy.InstanceRedistributionType != "NONE" {
+		t.Errorf("recorded patch body: %s %v", body, err)
 	}
 }

@@ -357,6 +357,9 @@ func hGroupPatch(s *Server, r *request) (any, *apiError) {
 	if aerr != nil {
 		return nil, aerr
 	}
+	if getString(getMap(res, "updatePolicy"), "type") == "PROACTIVE" && res["instanceTemplate"] != g.template() {
+		return nil, s.notModeled("a proactive (rolling) update to a new template")
+	}
 	if !reflect.DeepEqual(zones, g.zones) {
 		return nil, badRequest("invalid", "Invalid value for field 'resource.distributionPolicy.zones'. The zones of a regional managed instance group cannot be changed.")
 	}
@@ -538,9 +541,14 @@ func (s *Server) step(now time.Time) {
 	for _, g := range s.sortedGroups() {
 		s.reconcile(g, now)
 	}
-	for _, k := range sortedKeys(s.ops) {
-		s.advanceOp(s.ops[k], now)
+	pending := s.pending[:0]
+	for _, op := range s.pending {
+		s.advanceOp(op, now)
+		if op.status != "DONE" {
+			pending = append(pending, op)
+		}
 	}
+	s.pending = pending
 }
 
 func (s *Server) reconcile(g *group, now time.Time) {

@@ -45,6 +45,9 @@ func (s *Server) newOp(r *request, scope, where, opType, target string, targetID
 	}
 	s.ops[r.project+"/"+op.name] = op
 	s.advanceOp(op, now)
+	if op.status != "DONE" {
+		s.pending = append(s.pending, op)
+	}
 	return op
 }
 

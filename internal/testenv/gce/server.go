@@ -51,6 +51,7 @@ type Server struct {
 	groups    map[string]*group     // project/region/name
 	vms       map[string]*vm        // project/zone/name
 	ops       map[string]*operation // project/name
+	pending   []*operation          // not DONE yet
 	requests  map[string]*operation // project/requestId
 	nextIP    int
 }
