@@ -139,8 +139,8 @@ func (c Cluster) Validate() error {
 	if err := ValidateJoinTokenRotation(c.JoinTokenRotation); err != nil {
 		return fmt.Errorf("join_token_rotation: %w", err)
 	}
-	if c.JoinTokenRotation != "" && c.Platform == PlatformAWS && (c.Agent == nil || !c.Agent.Enabled || c.Agent.DryRun) {
-		return fmt.Errorf("join_token_rotation: on platform \"aws\" the agent on the managers rotates the join tokens (Terraform does not reach the engines): set agent.enabled = true and agent.dry_run = false")
+	if c.JoinTokenRotation != "" && c.onCloud() && (c.Agent == nil || !c.Agent.Enabled || c.Agent.DryRun) {
+		return fmt.Errorf("join_token_rotation: on platform %q the agent on the managers rotates the join tokens (Terraform does not reach the engines): set agent.enabled = true and agent.dry_run = false", c.Platform)
 	}
 	d, err := ParseDuration(c.HeartbeatPeriod)
 	if err != nil {
@@ -153,9 +153,9 @@ func (c Cluster) Validate() error {
 		if _, err := ParseEvaluationInterval(c.Agent.EvaluationInterval); err != nil {
 			return fmt.Errorf("agent.evaluation_interval: %w", err)
 		}
-		if c.Platform == PlatformAWS {
+		if c.onCloud() {
 			if err := ValidateAgentDownload(c.Agent.BinaryURL, c.Agent.BinarySHA256); err != nil {
-				return fmt.Errorf("%w (managers on aws download the agent at boot)", err)
+				return fmt.Errorf("%w (managers on %s download the agent at boot)", err, c.Platform)
 			}
 		}
 	}
@@ -177,6 +177,11 @@ func (c Cluster) Validate() error {
 	}
 	return nil
 }
+
+// onCloud reports whether the cluster's managers are cloud instances,
+// which Terraform does not reach: their boot script downloads the agent,
+// and the agent rotates the join tokens.
+func (c Cluster) onCloud() bool { return c.Platform == PlatformAWS || c.Platform == PlatformGCP }
 
 // ParseEvaluationInterval parses an evaluation interval: 100ms to 1h.
 func ParseEvaluationInterval(s string) (time.Duration, error) {
