@@ -280,7 +280,7 @@ func (p *autarkyProvider) Resources(context.Context) []func() resource.Resource 
 }
 
 func (p *autarkyProvider) DataSources(context.Context) []func() datasource.DataSource {
-	return []func() datasource.DataSource{newAgentPolicyDataSource}
+	return []func() datasource.DataSource{newAgentPolicyDataSource, newGCPRolesDataSource}
 }
 
 // EphemeralResources are values Terraform never stores: the join tokens.
