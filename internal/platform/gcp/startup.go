@@ -160,6 +160,10 @@ type startupAgentView struct {
 	// AddressFile is where the script writes the agent's URL, which
 	// `autarky-agent status` on the manager reads.
 	AddressFile string
+	// Endpoints are the agent's flags for the APIs' endpoints when they
+	// are not Google's (a private endpoint): the agent then reaches the
+	// same ones as the script.
+	Endpoints string
 }
 
 // objectInURL is an object's name as a path segment or query value of the
@@ -217,6 +221,14 @@ func RenderStartupScript(s StartupScript) (string, error) {
 		}
 		v.Agent = &startupAgentView{StartupAgent: a, Port: policy.AgentPort,
 			TokenObject: objectInURL(s.Cluster, group.KeyAlertToken), TokenFile: policy.AgentTokenFile, AddressFile: policy.AgentAddressFile}
+		// The Go clients take the endpoints as base URLs: Compute
+		// Engine's before compute/v1/, Cloud Storage's JSON API's with it.
+		if s.ComputeEndpoint != DefaultComputeEndpoint {
+			v.Agent.Endpoints += " --compute-endpoint $COMPUTE/"
+		}
+		if s.StorageEndpoint != DefaultStorageEndpoint {
+			v.Agent.Endpoints += " --storage-endpoint $STORAGE/storage/v1/"
+		}
 	}
 	var buf bytes.Buffer
 	if err := startupTmpl.Execute(&buf, v); err != nil {
@@ -276,8 +288,11 @@ func (s StartupScript) validate() error {
 	}
 	for name, e := range map[string]string{"metadata endpoint": s.MetadataEndpoint, "storage endpoint": s.StorageEndpoint, "compute endpoint": s.ComputeEndpoint} {
 		u, err := url.Parse(e)
-		if err != nil || !startupURLRE.MatchString(e) || u.Host == "" || u.RawQuery != "" || u.Fragment != "" || strings.HasSuffix(e, "/") {
-			return fmt.Errorf("%s: %q: use an http(s) URL of a host, without a query or a trailing '/'", name, e)
+		if err != nil || !startupURLRE.MatchString(e) || u.Host == "" || u.RawQuery != "" || u.Fragment != "" || strings.HasSuffix(e, "/") ||
+			strings.Contains(e, "%") {
+			// No '%' either: the agent's unit (systemd) would read it as
+			// a specifier.
+			return fmt.Errorf("%s: %q: use an http(s) URL of a host, without a query, a '%%' or a trailing '/'", name, e)
 		}
 	}
 	if s.HeartbeatPeriod != 0 && s.HeartbeatPeriod < time.Second {

@@ -118,6 +118,22 @@ func TestStartupScriptEndpoints(t *testing.T) {
 			t.Errorf("the script lacks %q", want)
 		}
 	}
+	// The agent reaches the same endpoints; with Google's it is told
+	// nothing.
+	m := startupOK(policy.RoleManager)
+	m.StorageEndpoint, m.ComputeEndpoint = s.StorageEndpoint, s.ComputeEndpoint
+	m.Agent = &StartupAgent{URL: "https://example.com/a", SHA256: strings.Repeat("0f", 32)}
+	out, err = RenderStartupScript(m)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !strings.Contains(out, " --bucket $BUCKET --compute-endpoint $COMPUTE/ --storage-endpoint $STORAGE/storage/v1/ --listen ") {
+		t.Errorf("the agent's unit does not pass the endpoints:\n%s", out)
+	}
+	m.StorageEndpoint, m.ComputeEndpoint = "", ""
+	if out, _ = RenderStartupScript(m); strings.Contains(out, "-endpoint") {
+		t.Errorf("the agent's unit passes Google's endpoints")
+	}
 }
 
 // TestStartupScriptRefuses: bad input is refused, the error naming the
@@ -150,6 +166,7 @@ func TestStartupScriptRefuses(t *testing.T) {
 		"endpoint slash":       {func(s *StartupScript) { s.ComputeEndpoint = "https://x/" }, "compute endpoint:"},
 		"endpoint quote":       {func(s *StartupScript) { s.MetadataEndpoint = "http://x/\"$(id)\"" }, "metadata endpoint:"},
 		"endpoint query":       {func(s *StartupScript) { s.StorageEndpoint = "http://x?a=b" }, "storage endpoint:"},
+		"endpoint percent":     {func(s *StartupScript) { s.StorageEndpoint = "http://x/a%41" }, "storage endpoint:"},
 		"heartbeat":            {func(s *StartupScript) { s.HeartbeatPeriod = time.Millisecond }, "heartbeat period:"},
 		"join timeout":         {func(s *StartupScript) { s.JoinTimeout = -time.Second }, "join timeout:"},
 		"agent on worker": {func(s *StartupScript) {
