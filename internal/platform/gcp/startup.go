@@ -34,7 +34,8 @@ import (
 //     installing it at boot is slow. The script talks to the JSON APIs
 //     with curl, with an access token of the VM's service account from the
 //     metadata server. That token goes to curl in a 0600 header file
-//     (-H @file), never as an argument, like the join token. (Any process
+//     (-H @file, curl 7.55 or later), never as an argument, like the join
+//     token. (Any process
 //     on the VM may ask the metadata server for it, so this is hygiene
 //     rather than a boundary; the boundary is the service account's roles,
 //     see AgentRoles.)
