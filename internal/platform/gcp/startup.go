@@ -35,10 +35,9 @@ import (
 //     with curl, with an access token of the VM's service account from the
 //     metadata server. That token goes to curl in a 0600 header file
 //     (-H @file, curl 7.55 or later), never as an argument, like the join
-//     token. (Any process
-//     on the VM may ask the metadata server for it, so this is hygiene
-//     rather than a boundary; the boundary is the service account's roles,
-//     see AgentRoles.)
+//     token. (Any process on the VM may ask the metadata server for it,
+//     so this is hygiene rather than a boundary; the boundary is the
+//     service account's roles, see AgentRoles.)
 //   - The managers are found through the managers' regional group
 //     (listManagedInstances, then each VM's status and address), where
 //     aws filtered DescribeInstances by the group's tag.
