@@ -1,6 +1,7 @@
 package gcp
 
 import (
+	"cmp"
 	"context"
 	crand "crypto/rand"
 	"encoding/json"
@@ -31,58 +32,41 @@ import (
 // Config says which project and region the platform talks to, as the
 // provider's gcp block declares it. Credentials are Application Default
 // Credentials (GOOGLE_APPLICATION_CREDENTIALS, gcloud's application
-// default login, the metadata server of a VM or of Cloud Run, workload
-// identity federation), unless CredentialsJSON is given;
-// ImpersonateServiceAccount then acts as that service account through the
-// IAM Credentials API.
+// default login, the metadata server of a VM, workload identity
+// federation) unless CredentialsJSON is given; ImpersonateServiceAccount
+// then acts as that service account through the IAM Credentials API.
 type Config struct {
-	// Project is the project of the groups; empty: the credentials'.
-	Project string
-	Region  string
+	// Project is the groups' project; empty: the credentials'.
+	Project, Region string
 	// Endpoint replaces https://compute.googleapis.com (a private
 	// endpoint, or a test's fake).
 	Endpoint                  string
 	CredentialsJSON           []byte
 	ImpersonateServiceAccount string
 	// NoAuth sends no credentials at all: for a local fake only.
-	NoAuth    bool
-	Retry     RetryConfig
-	Deadlines Deadlines
-	// Rate bounds the project's Compute Engine calls from this process
-	// (attempts, retries included); zero takes DefaultRate.
-	Rate Rate
+	NoAuth bool
+	Limits Limits
 }
 
-// RetryConfig tunes the retries; zero fields take the defaults. Retry n
-// waits a uniform random time in [0, min(MaxDelay, BaseDelay*2^(n-1)))
-// ("full jitter"), so agents throttled together do not retry together.
-type RetryConfig struct {
-	MaxAttempts int
-	BaseDelay   time.Duration
-	MaxDelay    time.Duration
+// Limits bound every call; zero fields take DefaultLimits. Retry n waits
+// a uniform random time in [0, min(MaxDelay, BaseDelay*2^(n-1))) ("full
+// jitter"), so agents throttled together do not retry together. Attempt
+// bounds one HTTP exchange, Call one call with its retries and rate
+// limiter waits (a listing: all its pages), within the agent's evaluation
+// deadline as on aws. PerSecond is the project's bucket for this process
+// (attempts, burst twice as many): Compute Engine meters requests per
+// project and minute, a few thousand by default, and 10 a second leaves
+// most of them to the project's other users.
+type Limits struct {
+	Attempts            int
+	BaseDelay, MaxDelay time.Duration
+	Attempt, Call       time.Duration
+	PerSecond           float64
 }
 
-// Deadlines bound every call: Attempt one HTTP exchange (the HTTP
-// client's timeout), Operation one call with its retries and waits for the
-// rate limiter, and for a listing all its pages. Zero takes the defaults,
-// 10 s and 30 s, which fit in the agent's evaluation deadline as on aws.
-type Deadlines struct{ Attempt, Operation time.Duration }
-
-// Rate is a token bucket: PerSecond tokens a second, up to Burst at once.
-type Rate struct {
-	PerSecond float64
-	Burst     int
-}
-
-// Defaults; see RetryConfig, Deadlines, Rate. Compute Engine meters
-// requests per project and minute (its read and write quotas are a few
-// thousand a minute by default); 10 a second leaves most of them to the
-// project's other users.
-var (
-	DefaultRetry     = RetryConfig{MaxAttempts: 8, BaseDelay: time.Second, MaxDelay: 20 * time.Second}
-	DefaultDeadlines = Deadlines{Attempt: 10 * time.Second, Operation: 30 * time.Second}
-	DefaultRate      = Rate{PerSecond: 10, Burst: 20}
-)
+// DefaultLimits: see Limits.
+var DefaultLimits = Limits{Attempts: 8, BaseDelay: time.Second, MaxDelay: 20 * time.Second,
+	Attempt: 10 * time.Second, Call: 30 * time.Second, PerSecond: 10}
 
 const scope = "https://www.googleapis.com/auth/cloud-platform"
 
@@ -126,10 +110,9 @@ type Clients struct {
 	RegionOps       *compute.RegionOperationsClient
 	GlobalOps       *compute.GlobalOperationsClient
 
-	tokens    oauth2.TokenSource
-	retry     RetryConfig
-	deadlines Deadlines
-	metrics   *Metrics
+	tokens  oauth2.TokenSource
+	limits  Limits
+	metrics *Metrics
 }
 
 // Connect finds the credentials (an error naming what to set when there
@@ -138,23 +121,11 @@ func Connect(ctx context.Context, cfg Config, m *Metrics) (*Clients, error) {
 	if cfg.Region == "" {
 		return nil, errors.New("gcp.region: no region: set region in the provider's gcp block")
 	}
-	c := &Clients{Project: cfg.Project, Region: cfg.Region, retry: cfg.Retry, deadlines: cfg.Deadlines, metrics: m}
-	if c.retry.MaxAttempts <= 0 {
-		c.retry.MaxAttempts = DefaultRetry.MaxAttempts
-	}
-	if c.retry.BaseDelay <= 0 {
-		c.retry.BaseDelay = DefaultRetry.BaseDelay
-	}
-	if c.retry.MaxDelay <= 0 {
-		c.retry.MaxDelay = DefaultRetry.MaxDelay
-	}
-	c.retry.MaxDelay = max(c.retry.MaxDelay, c.retry.BaseDelay)
-	if c.deadlines.Attempt <= 0 {
-		c.deadlines.Attempt = DefaultDeadlines.Attempt
-	}
-	if c.deadlines.Operation <= 0 {
-		c.deadlines.Operation = DefaultDeadlines.Operation
-	}
+	l, d := cfg.Limits, DefaultLimits
+	l = Limits{Attempts: cmp.Or(l.Attempts, d.Attempts), BaseDelay: cmp.Or(l.BaseDelay, d.BaseDelay), MaxDelay: cmp.Or(l.MaxDelay, d.MaxDelay),
+		Attempt: cmp.Or(l.Attempt, d.Attempt), Call: cmp.Or(l.Call, d.Call), PerSecond: cmp.Or(l.PerSecond, d.PerSecond)}
+	l.MaxDelay = max(l.MaxDelay, l.BaseDelay)
+	c := &Clients{Project: cfg.Project, Region: cfg.Region, limits: l, metrics: m}
 	auth := option.WithoutAuthentication()
 	if !cfg.NoAuth {
 		ts, project, err := credentials(ctx, cfg)
@@ -173,12 +144,8 @@ func Connect(ctx context.Context, cfg Config, m *Metrics) (*Clients, error) {
 	if err != nil {
 		return nil, fmt.Errorf("gcp: HTTP client: %w", err)
 	}
-	r := cfg.Rate
-	if r.PerSecond <= 0 || r.Burst <= 0 {
-		r = DefaultRate
-	}
-	hc.Transport = &limited{next: hc.Transport, l: limiterFor(c.Project, r)}
-	hc.Timeout = c.deadlines.Attempt
+	hc.Transport = &limited{next: hc.Transport, l: limiterFor(c.Project, l.PerSecond)}
+	hc.Timeout = l.Attempt
 	opts := []option.ClientOption{option.WithHTTPClient(hc)}
 	if cfg.Endpoint != "" {
 		opts = append(opts, option.WithEndpoint(cfg.Endpoint))
@@ -252,8 +219,8 @@ func (c *Clients) Close() error {
 // clients (the provider makes one per configuration); the first sets it.
 var limiters sync.Map
 
-func limiterFor(project string, r Rate) *rate.Limiter {
-	l, _ := limiters.LoadOrStore(project, rate.NewLimiter(rate.Limit(r.PerSecond), r.Burst))
+func limiterFor(project string, perSecond float64) *rate.Limiter {
+	l, _ := limiters.LoadOrStore(project, rate.NewLimiter(rate.Limit(perSecond), int(2*perSecond)))
 	return l.(*rate.Limiter)
 }
 
@@ -283,13 +250,13 @@ func (e transient) Unwrap() error { return e.error }
 func retryCode(err error) string {
 	var ge *googleapi.Error
 	if errors.As(err, &ge) {
+		if ge.Code == http.StatusTooManyRequests || ge.Code >= 500 && ge.Code != http.StatusNotImplemented {
+			return fmt.Sprint(ge.Code)
+		}
 		for _, e := range ge.Errors {
 			if e.Reason == "rateLimitExceeded" || e.Reason == "userRateLimitExceeded" {
 				return e.Reason
 			}
-		}
-		if ge.Code == http.StatusTooManyRequests || ge.Code >= 500 && ge.Code != http.StatusNotImplemented {
-			return fmt.Sprint(ge.Code)
 		}
 		return ""
 	}
@@ -313,16 +280,16 @@ type retryer struct {
 
 func (r *retryer) Retry(err error) (time.Duration, bool) {
 	code := retryCode(err)
-	if code == "" || r.n+1 >= r.c.retry.MaxAttempts {
+	if code == "" || r.n+1 >= r.c.limits.Attempts {
 		return 0, false
 	}
 	r.n++
 	if r.c.metrics != nil {
 		r.c.metrics.Retries.WithLabelValues(r.op, code).Inc()
 	}
-	ceiling := r.c.retry.MaxDelay
+	ceiling := r.c.limits.MaxDelay
 	if r.n < 32 {
-		ceiling = min(ceiling, r.c.retry.BaseDelay<<(r.n-1))
+		ceiling = min(ceiling, r.c.limits.BaseDelay<<(r.n-1))
 	}
 	return time.Duration(rand.Int64N(int64(ceiling) + 1)), true
 }
@@ -351,7 +318,7 @@ func (e *APIError) Unwrap() []error {
 // do runs one call (for a listing, all its pages) within the operation
 // deadline, retried as above; op names it in errors and in the metric.
 func (c *Clients) do(ctx context.Context, op string, f func(context.Context, gax.CallOption) error) error {
-	ctx, cancel := context.WithTimeout(ctx, c.deadlines.Operation)
+	ctx, cancel := context.WithTimeout(ctx, c.limits.Call)
 	defer cancel()
 	if err := f(ctx, gax.WithRetry(func() gax.Retryer { return &retryer{c: c, op: op} })); err != nil {
 		return &APIError{Op: op, Err: err}

@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"path"
+	"slices"
 	"sort"
 	"strconv"
 	"strings"
@@ -103,13 +104,19 @@ func nameFilters(names []string, suffix string) []string {
 	return out
 }
 
-// Describe reads the named groups and their members. Compute calls, never
-// bounded by the number of members except through pages of 500:
+// Describe reads the named groups and their members. Compute calls,
+// bounded by the number of groups in transition, never by members:
 //
-//   - regionInstanceGroupManagers.list, filtered on the names (one filter
-//     for up to ~100 names), one call per page of 500 groups;
-//   - regionInstanceGroupManagers.listManagedInstances, one call per group
-//     (per page of 500 members).
+//   - regionInstanceGroupManagers.list filtered on the names (a filter
+//     holds ~100 names), one call per page of 500 groups;
+//   - one instances.aggregatedList (per page of 500 VMs) over the VMs of
+//     the steady groups (status.isStable, no currentActions): a steady
+//     group's members are its VMs, each RUNNING or stopped, and they come
+//     with their details, so Details asks nothing more for them;
+//   - regionInstanceGroupManagers.listManagedInstances, one call for each
+//     group in transition (listManagedInstancesResults PAGELESS, Google's
+//     default, answers every member at once), or whose VMs do not add up
+//     to its target size.
 //
 // Everything Busy needs (status.isStable, status.versionTarget,
 // status.autoscaler, currentActions, each member's lastAttempt) comes with
@@ -124,12 +131,16 @@ func (g *Groups) Describe(ctx context.Context, names []string, progress bool) (m
 		want[n] = true
 	}
 	var migs []*computepb.InstanceGroupManager
+	var steady []string
 	for _, f := range nameFilters(valid, "") {
 		err := g.c.do(ctx, "regionInstanceGroupManagers.list", func(ctx context.Context, r gax.CallOption) error {
 			it := g.c.Groups.List(ctx, &computepb.ListRegionInstanceGroupManagersRequest{Project: g.c.Project, Region: g.c.Region, Filter: &f, MaxResults: proto.Uint32(PageSize)}, r)
 			return each(it.Next, func(m *computepb.InstanceGroupManager) {
 				if want[m.GetName()] {
 					migs = append(migs, m)
+					if m.GetStatus().GetIsStable() && actions(m.GetCurrentActions()) == "" {
+						steady = append(steady, m.GetName())
+					}
 				}
 			})
 		})
@@ -137,19 +148,29 @@ func (g *Groups) Describe(ctx context.Context, names []string, progress bool) (m
 			return nil, err
 		}
 	}
+	vms, err := g.vms(ctx, steady)
+	if err != nil {
+		return nil, err
+	}
 	out := make(map[string]*group.Group, len(migs))
 	for _, m := range migs {
-		members, err := g.managed(ctx, m.GetName())
-		if errors.Is(err, platform.ErrNotFound) {
+		var members []*computepb.ManagedInstance
+		if in := vms[m.GetName()]; slices.Contains(steady, m.GetName()) && len(in) == int(m.GetTargetSize()) {
+			for _, vm := range in {
+				members = append(members, &computepb.ManagedInstance{Id: vm.Id, Name: vm.Name, Instance: vm.SelfLink, InstanceStatus: vm.Status, CurrentAction: proto.String("NONE")})
+			}
+		} else if members, err = g.managed(ctx, m.GetName()); errors.Is(err, platform.ErrNotFound) {
 			continue // deleted since the listing
 		} else if err != nil {
 			return nil, err
 		}
 		grp := &group.Group{Name: m.GetName(), Desired: int(m.GetTargetSize())}
 		for _, mi := range members {
-			grp.Members = append(grp.Members, group.Member{ID: strconv.FormatUint(mi.GetId(), 10), Running: running(mi)})
+			grp.Members = append(grp.Members, group.Member{ID: memberID(mi), Running: running(mi),
+				Ready: mi.GetCurrentAction() == "NONE" && mi.GetInstanceStatus() == "RUNNING"})
 		}
 		sort.Slice(grp.Members, func(i, j int) bool { return grp.Members[i].ID < grp.Members[j].ID })
+		fill(grp, vms[grp.Name])
 		grp.Busy = busy(m, members)
 		out[grp.Name] = grp
 	}
@@ -179,6 +200,16 @@ func (g *Groups) managed(ctx context.Context, name string) ([]*computepb.Managed
 		return each(it.Next, func(mi *computepb.ManagedInstance) { out = append(out, mi) })
 	})
 	return out, err
+}
+
+// memberID keys a member by its VM's numeric id. A member the group is
+// still creating may have no VM yet (its launch failing on a quota, say),
+// and so no id: it is keyed by its instance name until its VM exists.
+func memberID(mi *computepb.ManagedInstance) string {
+	if mi.GetId() == 0 {
+		return mi.GetName()
+	}
+	return strconv.FormatUint(mi.GetId(), 10)
 }
 
 // running says whether a managed instance is on its way to serve or
@@ -235,8 +266,10 @@ func (e *BusyError) Error() string {
 // busy is a group's Busy. The group is busy for any action while
 // status.isStable is false or currentActions count members in an action
 // (the group creating, deleting, recreating, verifying ... on its own or
-// for an earlier call), while status.versionTarget.isReached is false (a
-// rolling update), or with an autoscaler attached; and for ScaleIn when
+// for an earlier call), while status.versionTarget.isReached is false
+// under a PROACTIVE update policy (a rolling update: Google replaces VMs;
+// under Autarky's OPPORTUNISTIC it only says some VMs run an older
+// template, which Google leaves alone), or with an autoscaler attached; and for ScaleIn when
 // the member is not running (already leaving). A member not in the group
 // is platform.ErrNotFound, not a reason to wait.
 func busy(m *computepb.InstanceGroupManager, members []*computepb.ManagedInstance) func(group.Action, string) error {
@@ -248,7 +281,7 @@ func busy(m *computepb.InstanceGroupManager, members []*computepb.ManagedInstanc
 		if acts := actions(m.GetCurrentActions()); acts != "" || !m.GetStatus().GetIsStable() {
 			e.Reasons = append(e.Reasons, "the group is not stable (members "+strings.TrimPrefix(acts+", ", ", ")+")")
 		}
-		if vt := m.GetStatus().GetVersionTarget(); vt != nil && !vt.GetIsReached() {
+		if vt := m.GetStatus().GetVersionTarget(); vt != nil && !vt.GetIsReached() && m.GetUpdatePolicy().GetType() == "PROACTIVE" {
 			e.Reasons = append(e.Reasons, "a rolling update to another instance template is in progress")
 		}
 		var member *computepb.ManagedInstance
@@ -257,7 +290,7 @@ func busy(m *computepb.InstanceGroupManager, members []*computepb.ManagedInstanc
 				e.FailedLaunch = fmt.Sprintf("instance %s: %s: %s", mi.GetName(), errs[0].GetCode(), errs[0].GetMessage())
 				e.Reasons = append(e.Reasons, "the last launch failed: "+e.FailedLaunch)
 			}
-			if strconv.FormatUint(mi.GetId(), 10) == id {
+			if memberID(mi) == id {
 				member = mi
 			}
 		}
@@ -294,42 +327,61 @@ func actions(s *computepb.InstanceGroupManagerActionsSummary) string {
 	return strings.Join(out, ", ")
 }
 
-// Details fills CreatedAt and Addr from instances.aggregatedList, one call
-// per page of 500 instances over every zone, filtered on the groups'
-// instance names (each group's VMs are named "<group>-" and four
-// characters, baseInstanceName being the group's name).
+// Details fills CreatedAt and Addr of the members Describe left without
+// them (the groups in transition): one instances.aggregatedList as above.
 func (g *Groups) Details(ctx context.Context, groups []*group.Group) error {
-	byID := map[string]*group.Member{}
 	var names []string
 	for _, grp := range groups {
-		for i := range grp.Members {
-			byID[grp.Members[i].ID] = &grp.Members[i]
-		}
-		if len(grp.Members) > 0 {
+		if slices.ContainsFunc(grp.Members, func(m group.Member) bool { return m.Addr == "" }) {
 			names = append(names, grp.Name)
 		}
 	}
-	for _, f := range nameFilters(names, "-[a-z0-9]{4}") {
+	vms, err := g.vms(ctx, names)
+	for _, grp := range groups {
+		fill(grp, vms[grp.Name])
+	}
+	return err
+}
+
+// vms lists the VMs of the named groups, by group, in one
+// instances.aggregatedList over every zone per page of 500 (per ~100
+// groups): filtered on their names, "<group>-" and four characters
+// (baseInstanceName is the group's name), and assigned to a group by the
+// created-by metadata Google sets on a group's VMs.
+func (g *Groups) vms(ctx context.Context, groups []string) (map[string][]*computepb.Instance, error) {
+	out := map[string][]*computepb.Instance{}
+	for _, f := range nameFilters(groups, "-[a-z0-9]{4}") {
 		err := g.c.do(ctx, "instances.aggregatedList", func(ctx context.Context, r gax.CallOption) error {
 			it := g.c.Instances.AggregatedList(ctx, &computepb.AggregatedListInstancesRequest{Project: g.c.Project, Filter: &f, MaxResults: proto.Uint32(PageSize)}, r)
 			return each(it.Next, func(p compute.InstancesScopedListPair) {
 				for _, in := range p.Value.GetInstances() {
-					m := byID[strconv.FormatUint(in.GetId(), 10)]
-					if m == nil {
-						continue
-					}
-					m.CreatedAt, _ = time.Parse(time.RFC3339, in.GetCreationTimestamp())
-					if nics := in.GetNetworkInterfaces(); len(nics) > 0 {
-						m.Addr = nics[0].GetNetworkIP()
+					for _, it := range in.GetMetadata().GetItems() {
+						if it.GetKey() == "created-by" && strings.Contains(it.GetValue(), "/instanceGroupManagers/") {
+							out[path.Base(it.GetValue())] = append(out[path.Base(it.GetValue())], in)
+						}
 					}
 				}
 			})
 		})
 		if err != nil {
-			return err
+			return nil, err
 		}
 	}
-	return nil
+	return out, nil
+}
+
+// fill gives grp's members the creation time and address of their VMs.
+func fill(grp *group.Group, vms []*computepb.Instance) {
+	for _, in := range vms {
+		for i := range grp.Members {
+			if m := &grp.Members[i]; m.ID == strconv.FormatUint(in.GetId(), 10) {
+				m.CreatedAt, _ = time.Parse(time.RFC3339, in.GetCreationTimestamp())
+				if nics := in.GetNetworkInterfaces(); len(nics) > 0 {
+					m.Addr = nics[0].GetNetworkIP()
+				}
+			}
+		}
+	}
 }
 
 // Resize sets the group's target size: regionInstanceGroupManagers.resize
@@ -356,7 +408,7 @@ func (g *Groups) Remove(ctx context.Context, name, id string, shrink bool) error
 	}
 	var mi *computepb.ManagedInstance
 	for _, m := range members {
-		if strconv.FormatUint(m.GetId(), 10) == id {
+		if memberID(m) == id {
 			mi = m
 		}
 	}
@@ -440,17 +492,11 @@ func (g *Groups) Put(ctx context.Context, c policy.Cluster, pool policy.Pool, up
 	}
 	tmpl := fmt.Sprintf("%s-%x", name, sha256.Sum256(raw))[:len(name)+11]
 	tmplURL := "projects/" + g.c.Project + "/global/instanceTemplates/" + tmpl
-	err = g.c.do(ctx, "instanceTemplates.get", func(ctx context.Context, r gax.CallOption) error {
-		_, err := g.c.Templates.Get(ctx, &computepb.GetInstanceTemplateRequest{Project: g.c.Project, InstanceTemplate: tmpl}, r)
-		return err
+	req := &computepb.InsertInstanceTemplateRequest{Project: g.c.Project, RequestId: requestID(), InstanceTemplateResource: &computepb.InstanceTemplate{
+		Name: &tmpl, Description: proto.String("autarky node pool " + pool.ID()), Properties: props}}
+	err = g.c.mutate(ctx, "instanceTemplates.insert", func(ctx context.Context, r gax.CallOption) (*compute.Operation, error) {
+		return g.c.Templates.Insert(ctx, req, r)
 	})
-	if errors.Is(err, platform.ErrNotFound) {
-		req := &computepb.InsertInstanceTemplateRequest{Project: g.c.Project, RequestId: requestID(), InstanceTemplateResource: &computepb.InstanceTemplate{
-			Name: &tmpl, Description: proto.String("autarky node pool " + pool.ID()), Properties: props}}
-		err = g.c.mutate(ctx, "instanceTemplates.insert", func(ctx context.Context, r gax.CallOption) (*compute.Operation, error) {
-			return g.c.Templates.Insert(ctx, req, r)
-		})
-	}
 	if err != nil && !errors.Is(err, platform.ErrExists) {
 		return err
 	}
@@ -543,8 +589,9 @@ func inUse(err error) bool {
 	return err != nil && strings.Contains(err.Error(), "resourceInUseByAnotherResource")
 }
 
-// Delete deletes the pool's group, with its VMs, waits until it is gone,
-// then deletes its templates. What is already gone is not an error.
+// Delete deletes the pool's group with its VMs (the operation is DONE
+// once the group is gone), then its templates. What is already gone is
+// not an error.
 func (g *Groups) Delete(ctx context.Context, cluster, pool string) error {
 	name := g.Name(cluster, pool)
 	if policy.ValidateGCEName(name) != nil {
@@ -557,22 +604,5 @@ func (g *Groups) Delete(ctx context.Context, cluster, pool string) error {
 	if err != nil && !errors.Is(err, platform.ErrNotFound) {
 		return err
 	}
-	err = platform.WaitFor(ctx, time.Second, func() (bool, error) {
-		err := g.c.do(ctx, "regionInstanceGroupManagers.get", func(ctx context.Context, r gax.CallOption) error {
-			_, err := g.c.Groups.Get(ctx, &computepb.GetRegionInstanceGroupManagerRequest{Project: g.c.Project, Region: g.c.Region, InstanceGroupManager: name}, r)
-			return err
-		})
-		return errors.Is(err, platform.ErrNotFound), ignore(err, platform.ErrNotFound)
-	})
-	if err != nil {
-		return fmt.Errorf("waiting for managed instance group %s to be deleted: %w", name, err)
-	}
 	return g.deleteTemplates(ctx, name, "")
-}
-
-func ignore(err, target error) error {
-	if errors.Is(err, target) {
-		return nil
-	}
-	return err
 }

@@ -128,6 +128,11 @@ func TestBusy(t *testing.T) {
 
 	m = steady()
 	m.Status.VersionTarget.IsReached = proto.Bool(false)
+	m.UpdatePolicy = &computepb.InstanceGroupManagerUpdatePolicy{Type: proto.String("OPPORTUNISTIC")}
+	if err := busy(m, members[:1])(group.Grow, ""); err != nil {
+		t.Errorf("VMs on an older template under OPPORTUNISTIC (nothing replaces them): %v", err)
+	}
+	m.UpdatePolicy.Type = proto.String("PROACTIVE")
 	wantBusy("rolling update", busy(m, members[:1])(group.Grow, ""), "rolling update")
 
 	m = steady()
