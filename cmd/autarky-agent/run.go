@@ -17,6 +17,7 @@ import (
 	"github.com/autarky/terraform-provider-autarky/internal/agent"
 	"github.com/autarky/terraform-provider-autarky/internal/platform"
 	"github.com/autarky/terraform-provider-autarky/internal/platform/aws"
+	"github.com/autarky/terraform-provider-autarky/internal/platform/gcp"
 	"github.com/autarky/terraform-provider-autarky/internal/platform/local"
 	"github.com/autarky/terraform-provider-autarky/internal/policy"
 )
@@ -26,8 +27,12 @@ func runAgent(args []string, stderr io.Writer) error {
 	fs := flag.NewFlagSet("run", flag.ContinueOnError)
 	fs.SetOutput(stderr)
 	cluster := fs.String("cluster", "", "name of the cluster this agent serves (required)")
-	plat := fs.String("platform", policy.PlatformLocal, "platform of the cluster: local or aws")
-	region := fs.String("region", "", "aws: the region (default $AWS_REGION, else the shared config's); credentials come from the standard chain, the instance role on a manager, and $AWS_ENDPOINT_URL points at an emulator or private endpoint")
+	plat := fs.String("platform", policy.PlatformLocal, "platform of the cluster: local, aws or gcp")
+	region := fs.String("region", "", "aws: the region (default $AWS_REGION, else the shared config's); credentials come from the standard chain, the instance role on a manager, and $AWS_ENDPOINT_URL points at an emulator or private endpoint. gcp: the region of the cluster's groups (required)")
+	project := fs.String("project", "", "gcp: the project of the cluster's groups (default: the credentials'); credentials are Application Default Credentials, the VM's service account on a manager")
+	bucket := fs.String("bucket", "", "gcp: the Cloud Storage bucket holding the cluster's store (required)")
+	computeEndpoint := fs.String("compute-endpoint", "", "gcp: the Compute Engine endpoint (default Google's; a private endpoint)")
+	storageEndpoint := fs.String("storage-endpoint", "", "gcp: the Cloud Storage JSON API endpoint (default Google's; a private endpoint)")
 	stateDir := fs.String("state-dir", "", "local platform: the provider's state dir (default $"+local.StateDirEnv+", else "+local.DefaultStateDir+")")
 	dockerHost := fs.String("docker-host", "unix:///var/run/docker.sock", "Docker endpoint of the manager this agent runs beside (unix socket; tcp:// without TLS is refused)")
 	listen := fs.String("listen", fmt.Sprintf("127.0.0.1:%d", policy.AgentPort), "address to serve /metrics, /healthz and /v1/status on")
@@ -74,8 +79,41 @@ func runAgent(args []string, stderr io.Writer) error {
 		DockerHost: *dockerHost, Listen: *listen, DryRun: *dryRun, EvaluationInterval: every, DrainTimeout: *drain, Logger: logger, AlertToken: token,
 		StatusToken: statusToken,
 	}
+	if *plat != policy.PlatformGCP {
+		for name, v := range map[string]string{"--project": *project, "--bucket": *bucket, "--compute-endpoint": *computeEndpoint, "--storage-endpoint": *storageEndpoint} {
+			if v != "" {
+				return fmt.Errorf("%s is for --platform gcp, not %s", name, *plat)
+			}
+		}
+	}
 	var cl platform.Cluster
 	switch *plat {
+	case policy.PlatformGCP:
+		if *bucket == "" {
+			return errors.New("--bucket is required with --platform gcp: the Cloud Storage bucket of the cluster's store")
+		}
+		if err := gcp.ValidateBucket(*bucket); err != nil {
+			return fmt.Errorf("--bucket: %w", err)
+		}
+		m, err := gcp.NewMetrics(nil)
+		if err != nil {
+			return err
+		}
+		clients, err := gcp.Connect(ctx, gcp.Config{Project: *project, Region: *region, Endpoint: *computeEndpoint}, m)
+		if err != nil {
+			return fmt.Errorf("--platform gcp: %w", err)
+		}
+		if err := clients.CheckCredentials(ctx); err != nil {
+			return fmt.Errorf("--platform gcp: %w", err)
+		}
+		st, err := clients.StorageClient(ctx, *storageEndpoint)
+		if err != nil {
+			return fmt.Errorf("--platform gcp: %w", err)
+		}
+		if cl, err = gcp.NewCluster(clients, st, *bucket, *cluster); err != nil {
+			return err
+		}
+		cfg.Collectors = append(cfg.Collectors, m.Retries)
 	case policy.PlatformAWS:
 		if *region != "" {
 			if err := aws.ValidateRegion(*region); err != nil {
@@ -99,7 +137,7 @@ func runAgent(args []string, stderr io.Writer) error {
 		cfg.Collectors = append(cfg.Collectors, m.Retries, m.RateWait)
 	default:
 		if *region != "" {
-			return fmt.Errorf("--region is for --platform aws, not %s", *plat)
+			return fmt.Errorf("--region is for --platform aws or gcp, not %s", *plat)
 		}
 		p, err := local.New(local.StateDirFrom(*stateDir), func(msg string, kv ...any) { logger.Info(msg, kv...) }, local.Options{})
 		if err != nil {

@@ -12,6 +12,9 @@ import (
 	"testing"
 	"time"
 
+	awsv2 "github.com/aws/aws-sdk-go-v2/aws"
+	"github.com/aws/aws-sdk-go-v2/service/autoscaling"
+
 	"github.com/autarky/terraform-provider-autarky/internal/agent"
 	"github.com/autarky/terraform-provider-autarky/internal/decide"
 	"github.com/autarky/terraform-provider-autarky/internal/platform/aws"
@@ -379,6 +382,18 @@ func TestProvisionNeverListedAWS(t *testing.T) {
 			return nil
 		})
 	})
+	// When the agent lowers the capacity again, moto picks an instance to
+	// terminate, and it may pick the listed one, whose node then dies and
+	// is healed (a legitimate raise this test does not count): protected
+	// from scale-in, the listed instance stays.
+	var listed []string
+	for id := range initial {
+		listed = append(listed, id)
+	}
+	if _, err := c.direct.SetInstanceProtection(context.Background(), &autoscaling.SetInstanceProtectionInput{
+		AutoScalingGroupName: awsv2.String(group), InstanceIds: listed, ProtectedFromScaleIn: awsv2.Bool(true)}); err != nil {
+		t.Fatal(err)
+	}
 	a, srv := c.growOnPendingTasks(t, "10s")
 	cl, err := aws.NewCluster(c.agentC, c.h.name, nil)
 	if err != nil {
