@@ -19,6 +19,7 @@ import (
 	"google.golang.org/api/googleapi"
 	"google.golang.org/api/iterator"
 	"google.golang.org/protobuf/proto"
+	"google.golang.org/protobuf/reflect/protoreflect"
 
 	"github.com/autarky/terraform-provider-autarky/internal/platform"
 	"github.com/autarky/terraform-provider-autarky/internal/platform/group"
@@ -309,21 +310,18 @@ func busy(m *computepb.InstanceGroupManager, members []*computepb.ManagedInstanc
 	}
 }
 
-// actions summarises the non-zero counts of currentActions, "" when the
+// actions summarises the non-zero counts of currentActions but none,
+// whatever actions Google counts ("1 creating, 2 deleting"), "" when the
 // group is doing nothing.
 func actions(s *computepb.InstanceGroupManagerActionsSummary) string {
 	var out []string
-	for _, a := range []struct {
-		n    int32
-		name string
-	}{{s.GetCreating(), "creating"}, {s.GetCreatingWithoutRetries(), "creating"}, {s.GetVerifying(), "verifying"},
-		{s.GetRecreating(), "recreating"}, {s.GetDeleting(), "deleting"}, {s.GetAbandoning(), "abandoning"},
-		{s.GetRestarting(), "restarting"}, {s.GetRefreshing(), "refreshing"}, {s.GetStarting(), "starting"},
-		{s.GetStopping(), "stopping"}, {s.GetSuspending(), "suspending"}, {s.GetResuming(), "resuming"}} {
-		if a.n > 0 {
-			out = append(out, fmt.Sprintf("%d %s", a.n, a.name))
+	s.ProtoReflect().Range(func(f protoreflect.FieldDescriptor, v protoreflect.Value) bool {
+		if f.Name() != "none" && v.Int() > 0 {
+			out = append(out, fmt.Sprintf("%d %s", v.Int(), f.Name()))
 		}
-	}
+		return true
+	})
+	sort.Strings(out)
 	return strings.Join(out, ", ")
 }
 

@@ -28,12 +28,20 @@ const (
 func newFakeGroups(t *testing.T) (*Groups, *gce.Server, *Metrics) {
 	t.Helper()
 	srv := gce.Start(t, gce.Options{CreateDelay: 50 * time.Millisecond, DeleteDelay: 50 * time.Millisecond})
+	g, m := connectFake(t, srv, Limits{})
+	return g, srv, m
+}
+
+// connectFake is Groups on srv with fast retries (limits' other fields
+// as given) and metrics of its own.
+func connectFake(t *testing.T, srv *gce.Server, limits Limits) (*Groups, *Metrics) {
+	t.Helper()
 	m, err := NewMetrics(prometheus.NewRegistry())
 	if err != nil {
 		t.Fatal(err)
 	}
-	c, err := Connect(context.Background(), Config{Project: testProject, Region: testRegion, Endpoint: srv.URL, NoAuth: true,
-		Limits: Limits{BaseDelay: 5 * time.Millisecond, MaxDelay: 50 * time.Millisecond, PerSecond: 1000}}, m)
+	limits.BaseDelay, limits.MaxDelay, limits.PerSecond = 5*time.Millisecond, 50*time.Millisecond, 1000
+	c, err := Connect(context.Background(), Config{Project: testProject, Region: testRegion, Endpoint: srv.URL, NoAuth: true, Limits: limits}, m)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -42,7 +50,7 @@ func newFakeGroups(t *testing.T) (*Groups, *gce.Server, *Metrics) {
 	g.Script = func(c policy.Cluster, p policy.Pool) (string, error) {
 		return "#!/bin/sh\necho " + c.Name + "/" + p.Name + "\n", nil
 	}
-	return g, srv, m
+	return g, m
 }
 
 func testCluster(name string) policy.Cluster {
@@ -414,5 +422,24 @@ func TestMIGCallsPerEvaluation(t *testing.T) {
 				t.Errorf("%d pools x %d nodes in transition: %d calls, want %d (one list, one listManagedInstances per group, one aggregatedList)", pools, nodes, total, want)
 			}
 		}
+	}
+}
+
+// TestMIGHungEndpointBounded: an endpoint that never answers costs a call
+// its deadline, not the caller's whole context, and reads as transient.
+func TestMIGHungEndpointBounded(t *testing.T) {
+	srv := gce.Start(t, gce.Options{})
+	g, m := connectFake(t, srv, Limits{Attempt: 100 * time.Millisecond, Call: 700 * time.Millisecond})
+	srv.SetFault(func(gce.Call) *gce.Fault { return &gce.Fault{Delay: time.Minute} })
+	start := time.Now()
+	_, err := g.Describe(context.Background(), []string{"prod-web"}, true)
+	if took := time.Since(start); err == nil || took > 2*time.Second || !platform.IsTransient(err) {
+		t.Fatalf("describe against a hung endpoint: %v after %s, want a transient error within the 700ms call deadline", err, took)
+	}
+	if n := srv.Calls("compute.regionInstanceGroupManagers.list"); n < 2 {
+		t.Errorf("%d attempts: a timed-out attempt is retried within the call's deadline", n)
+	}
+	if got := testutil.ToFloat64(m.Retries.WithLabelValues("regionInstanceGroupManagers.list", "timeout")); got < 1 {
+		t.Errorf("autarky_gcp_retries_total{code=timeout} = %g", got)
 	}
 }
