@@ -470,7 +470,8 @@ func (g *Groups) properties(c policy.Cluster, pool policy.Pool) (*computepb.Inst
 // alone, updatePolicy OPPORTUNISTIC), and the pool's other templates are
 // deleted.
 //
-// The group is regional, over the zones of the gcp block, with
+// The group is regional, over the zones of the gcp block (fixed once the
+// group exists: a change is refused naming gcp.zones), with
 // updatePolicy.instanceRedistributionType NONE: the default, PROACTIVE,
 // lets the group delete VMs, busy ones included, to even out the zones.
 // Its target size is pool.DesiredSize; its minimum and maximum stay in
@@ -525,6 +526,13 @@ func (g *Groups) Put(ctx context.Context, c policy.Cluster, pool policy.Pool, up
 		return fmt.Errorf("node pool %s: managed instance group %s: %w", pool.ID(), name, platform.ErrExists)
 	case mig.GetStatus().GetAutoscaler() != "":
 		return fmt.Errorf("node pool %s: managed instance group %s has autoscaler %s attached: Autarky sizes its groups itself and two deciders would fight; delete the autoscaler first", pool.ID(), name, path.Base(mig.GetStatus().GetAutoscaler()))
+	}
+	var zones []string
+	for _, z := range mig.GetDistributionPolicy().GetZones() {
+		zones = append(zones, path.Base(z.GetZone()))
+	}
+	if want := slices.Sorted(slices.Values(c.GCP.Zones)); len(want) > 0 && !slices.Equal(want, slices.Sorted(slices.Values(zones))) {
+		return fmt.Errorf("gcp.zones: managed instance group %s of node pool %s spreads over %v, and a regional group's zones cannot change: keep them, or replace the pool", name, pool.ID(), zones)
 	}
 	if up := mig.GetUpdatePolicy(); up.GetInstanceRedistributionType() != "NONE" || up.GetType() != "OPPORTUNISTIC" || path.Base(mig.GetInstanceTemplate()) != tmpl {
 		req := &computepb.PatchRegionInstanceGroupManagerRequest{Project: g.c.Project, Region: g.c.Region, InstanceGroupManager: name, RequestId: requestID(),

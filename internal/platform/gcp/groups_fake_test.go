@@ -223,6 +223,11 @@ func TestMIGLifecycle(t *testing.T) {
 		t.Errorf("group's template %q", tmpl)
 	}
 	waitMembers(t, g, "prod-web", 1)
+	moved := testCluster("prod")
+	moved.GCP.Zones = []string{testRegion + "-b", testRegion + "-d"}
+	if err := g.Put(ctx, moved, pool, true); err == nil || !strings.HasPrefix(err.Error(), "gcp.zones:") {
+		t.Errorf("moving a group to other zones: %v, want a refusal naming gcp.zones", err)
+	}
 	if err := g.Put(ctx, c, pool, false); !errors.Is(err, platform.ErrExists) {
 		t.Errorf("creating a group that exists: %v, want platform.ErrExists", err)
 	}
