@@ -344,8 +344,8 @@ func (g *Groups) Details(ctx context.Context, groups []*group.Group) error {
 // vms lists the VMs of the named groups, by group, in one
 // instances.aggregatedList over every zone per page of 500 (per ~100
 // groups): filtered on their names, "<group>-" and four characters
-// (baseInstanceName is the group's name), and assigned to a group by the
-// created-by metadata Google sets on a group's VMs.
+// (baseInstanceName is the group's name), and assigned to a group of the
+// region by the created-by metadata Google sets on a group's VMs.
 func (g *Groups) vms(ctx context.Context, groups []string) (map[string][]*computepb.Instance, error) {
 	out := map[string][]*computepb.Instance{}
 	for _, f := range nameFilters(groups, "-[a-z0-9]{4}") {
@@ -354,7 +354,7 @@ func (g *Groups) vms(ctx context.Context, groups []string) (map[string][]*comput
 			return each(it.Next, func(p compute.InstancesScopedListPair) {
 				for _, in := range p.Value.GetInstances() {
 					for _, it := range in.GetMetadata().GetItems() {
-						if it.GetKey() == "created-by" && strings.Contains(it.GetValue(), "/instanceGroupManagers/") {
+						if it.GetKey() == "created-by" && strings.Contains(it.GetValue(), "/regions/"+g.c.Region+"/instanceGroupManagers/") {
 							out[path.Base(it.GetValue())] = append(out[path.Base(it.GetValue())], in)
 						}
 					}
