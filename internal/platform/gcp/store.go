@@ -138,6 +138,20 @@ func ValidateBucket(name string) error {
 // Bucket is the bucket's name.
 func (s *Store) Bucket() string { return s.name }
 
+// Check tells whether the bucket exists and the client may list the
+// cluster's root in it: one list call for at most one object. A read
+// answers 404 alike for a missing object and a missing bucket (both are
+// platform.ErrNotFound to Get), so a caller checks the bucket once before
+// it trusts that a key is absent.
+func (s *Store) Check(ctx context.Context) error {
+	it := s.bucket.Objects(ctx, &storage.Query{Prefix: s.root})
+	it.PageInfo().MaxSize = 1
+	if _, err := it.Next(); err != nil && !errors.Is(err, iterator.Done) {
+		return fmt.Errorf("list %s: %w", s.Where(), storeErr(err))
+	}
+	return nil
+}
+
 // Where is the cluster's root as a person names it:
 // gs://<bucket>/autarky/<cluster>/.
 func (s *Store) Where() string { return "gs://" + s.name + "/" + s.root }
@@ -275,6 +289,9 @@ func (s *Store) Put(ctx context.Context, key string, data []byte, o group.PutOpt
 				return "", fmt.Errorf("write %s: %w", s.url(key), platform.ErrExists)
 			}
 			return "", fmt.Errorf("write %s: %w: it is no longer at generation %s", s.url(key), platform.ErrConflict, o.IfRev)
+		}
+		if isStatus(werr, http.StatusNotFound) {
+			werr = fmt.Errorf("%w: %w", storage.ErrBucketNotExist, werr)
 		}
 		return "", fmt.Errorf("write %s: %w", s.url(key), storeErr(werr))
 	}

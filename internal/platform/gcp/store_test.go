@@ -136,22 +136,32 @@ func TestStorePutIfAbsentTwice(t *testing.T) {
 	}
 }
 
+// TestStorePutIfRevStale: a write at a stale generation is refused, for
+// a small value (one multipart upload) and for one past the writer's
+// chunk size (a resumable upload, whose condition the server checks when
+// the upload ends).
 func TestStorePutIfRevStale(t *testing.T) {
 	ctx := context.Background()
 	s := storeForTest(t, storeTestClient(t), "prod")
-	r1, err := s.Put(ctx, "k", []byte("one"), group.PutOptions{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	r2, err := s.Put(ctx, "k", []byte("two"), group.PutOptions{IfRev: r1})
-	if err != nil {
-		t.Fatalf("IfRev Put at the current revision = %v", err)
-	}
-	if _, err := s.Put(ctx, "k", []byte("stale"), group.PutOptions{IfRev: r1}); !errors.Is(err, platform.ErrConflict) {
-		t.Fatalf("IfRev Put with a stale revision = %v, want ErrConflict", err)
-	}
-	if data, rev, _ := s.Get(ctx, "k"); string(data) != "two" || rev != r2 {
-		t.Fatalf("after a refused write the key holds %q at %q, want %q at %q", data, rev, "two", r2)
+	var r2 string
+	for _, size := range []int{3, 600 << 10} {
+		one, two := bytes.Repeat([]byte("1"), size), bytes.Repeat([]byte("2"), size)
+		r1, err := s.Put(ctx, "k", one, group.PutOptions{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if r2, err = s.Put(ctx, "k", two, group.PutOptions{IfRev: r1}); err != nil {
+			t.Fatalf("%d bytes: IfRev Put at the current revision = %v", size, err)
+		}
+		if _, err := s.Put(ctx, "k", one, group.PutOptions{IfRev: r1}); !errors.Is(err, platform.ErrConflict) {
+			t.Fatalf("%d bytes: IfRev Put with a stale revision = %v, want ErrConflict", size, err)
+		}
+		if data, rev, _ := s.Get(ctx, "k"); !bytes.Equal(data, two) || rev != r2 {
+			t.Fatalf("%d bytes: after a refused write the key is at %q, want the accepted write's %q", size, rev, r2)
+		}
+		if _, err := s.Put(ctx, "k", one, group.PutOptions{IfAbsent: true}); !errors.Is(err, platform.ErrExists) {
+			t.Fatalf("%d bytes: IfAbsent Put over a key = %v, want ErrExists", size, err)
+		}
 	}
 	if _, err := s.Put(ctx, "gone", []byte("x"), group.PutOptions{IfRev: r2}); !errors.Is(err, platform.ErrConflict) {
 		t.Fatalf("IfRev Put of a missing key = %v, want ErrConflict", err)
@@ -515,5 +525,28 @@ func TestStoreThrottled(t *testing.T) {
 	_, _, err = s.Get(short, "k")
 	if !platform.IsTransient(err) || !strings.Contains(err.Error(), "gs://autarky-test/autarky/prod/k") {
 		t.Fatalf("Get while the service answers 503 = %v, want a Transient error naming the object", err)
+	}
+}
+
+// TestStoreMissingBucket: Check and writes name a bucket that does not
+// exist; a read cannot tell it from a missing object.
+func TestStoreMissingBucket(t *testing.T) {
+	ctx := context.Background()
+	client := storeTestClient(t)
+	if err := storeForTest(t, client, "prod").Check(ctx); err != nil {
+		t.Fatalf("Check of an existing bucket = %v", err)
+	}
+	s, err := NewStore(client, "no-such-bucket", "prod")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := s.Check(ctx); !errors.Is(err, storage.ErrBucketNotExist) || !strings.Contains(err.Error(), "gs://no-such-bucket/autarky/prod/") {
+		t.Fatalf("Check of a missing bucket = %v, want ErrBucketNotExist naming it", err)
+	}
+	if _, err := s.Put(ctx, "cluster", []byte("{}"), group.PutOptions{}); !errors.Is(err, storage.ErrBucketNotExist) {
+		t.Fatalf("Put into a missing bucket = %v, want ErrBucketNotExist", err)
+	}
+	if _, _, err := s.Get(ctx, "cluster"); !errors.Is(err, platform.ErrNotFound) {
+		t.Fatalf("Get from a missing bucket = %v, want ErrNotFound (a read cannot tell)", err)
 	}
 }
