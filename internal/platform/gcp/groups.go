@@ -214,9 +214,12 @@ func memberID(mi *computepb.ManagedInstance) string {
 }
 
 // running says whether a managed instance is on its way to serve or
-// serving. Members are keyed by the VM's numeric id, not its name:
-// recreateInstances keeps the name and makes a new VM with a new id, so
-// the old member disappears and a new one appears, as on aws.
+// serving. One whose launch failed (lastAttempt.errors, no VM: a quota)
+// is not, though Google retries it: as on aws, where a failed launch
+// leaves no instance, the agent's TrimDesired then gives it up. Members
+// are keyed by the VM's numeric id, not its name: recreateInstances keeps
+// the name and makes a new VM with a new id, so the old member disappears
+// and a new one appears, as on aws.
 //
 //   - Leaving: DELETING, ABANDONING (leaving the group), RECREATING (the
 //     VM with this id is being deleted; its successor gets a new id),
@@ -229,6 +232,9 @@ func memberID(mi *computepb.ManagedInstance) string {
 //     STOPPING, STOPPED, SUSPENDING, SUSPENDED and TERMINATED (a stopped
 //     VM) are not running; PROVISIONING, STAGING, RUNNING and REPAIRING are.
 func running(mi *computepb.ManagedInstance) bool {
+	if mi.GetId() == 0 && len(mi.GetLastAttempt().GetErrors().GetErrors()) > 0 {
+		return false
+	}
 	switch mi.GetCurrentAction() {
 	case "DELETING", "ABANDONING", "RECREATING", "STOPPING", "SUSPENDING":
 		return false

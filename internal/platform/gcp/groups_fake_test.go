@@ -352,10 +352,19 @@ func TestMIGQuotaErrorInBusy(t *testing.T) {
 		t.Errorf("busy error %q (failed launch %q): want QUOTA_EXCEEDED, transient", be, be.FailedLaunch)
 	}
 	grp := describeOne(t, g, "prod-web")
-	if len(grp.Members) != 1 || !grp.Members[0].Running {
-		t.Errorf("the launching member: %+v, want one member on its way", grp.Members)
+	if len(grp.Members) != 1 || grp.Members[0].Running || grp.Members[0].ID == "" {
+		t.Errorf("the member whose launch fails: %+v, want one member, not running", grp.Members)
 	}
+	// What the agent's TrimDesired does: the group down to its running
+	// members, the failing launch given up.
+	if err := g.Resize(ctx, "prod-web", 0); err != nil {
+		t.Fatal(err)
+	}
+	waitMembers(t, g, "prod-web", 0)
 	srv.SetQuotaFault(nil)
+	if err := g.Resize(ctx, "prod-web", 1); err != nil {
+		t.Fatal(err)
+	}
 	waitMembers(t, g, "prod-web", 1)
 }
 

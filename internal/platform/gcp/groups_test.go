@@ -90,6 +90,11 @@ func TestRunning(t *testing.T) {
 			t.Errorf("%s/%s: running %t, want %t", c.action, c.status, got, c.want)
 		}
 	}
+	failed := mi(0, "CREATING", "")
+	failed.LastAttempt = &computepb.ManagedInstanceLastAttempt{Errors: &computepb.ManagedInstanceLastAttemptErrors{Errors: []*computepb.Errors{{Code: proto.String("QUOTA_EXCEEDED")}}}}
+	if running(failed) {
+		t.Error("a member whose launch failed, without a VM, counts as running: TrimDesired could never give it up")
+	}
 }
 
 func steady() *computepb.InstanceGroupManager {
