@@ -16,7 +16,7 @@ const (
 var Platforms = []string{PlatformLocal, PlatformAWS, PlatformGCP}
 
 // SupportedPlatforms lists the platforms this build can create clusters on.
-var SupportedPlatforms = []string{PlatformLocal, PlatformAWS}
+var SupportedPlatforms = []string{PlatformLocal, PlatformAWS, PlatformGCP}
 
 // ValidatePlatform refuses unknown platforms and those not supported yet.
 func ValidatePlatform(p string) error {

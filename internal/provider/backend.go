@@ -7,6 +7,7 @@ import (
 
 	"github.com/autarky/terraform-provider-autarky/internal/platform"
 	"github.com/autarky/terraform-provider-autarky/internal/platform/aws"
+	"github.com/autarky/terraform-provider-autarky/internal/platform/gcp"
 	"github.com/autarky/terraform-provider-autarky/internal/platform/local"
 	"github.com/autarky/terraform-provider-autarky/internal/policy"
 )
@@ -17,16 +18,22 @@ type backend = platform.Backend
 var (
 	_ backend = (*local.Platform)(nil)
 	_ backend = (*aws.Platform)(nil)
+	_ backend = (*gcp.Platform)(nil)
 )
 
 // errNoAWS is the error of an aws cluster under a provider without an aws block.
 var errNoAWS = errors.New("platform \"aws\" needs the provider's aws block: add `aws { region = \"...\" }` to the autarky provider configuration")
+
+// errNoGCP is the error of a gcp cluster under a provider without a gcp block.
+var errNoGCP = errors.New("platform \"gcp\" needs the provider's gcp block: add `gcp { region = \"...\", bucket = \"...\" }` to the autarky provider configuration")
 
 // backendFor opens the platform a cluster declares.
 func (d *providerData) backendFor(ctx context.Context, platformName string) (backend, error) {
 	switch platformName {
 	case policy.PlatformAWS:
 		return d.awsPlatform(ctx)
+	case policy.PlatformGCP:
+		return d.gcpPlatform(ctx)
 	case policy.PlatformLocal, "":
 		return d.localPlatform(ctx)
 	default:
@@ -36,34 +43,50 @@ func (d *providerData) backendFor(ctx context.Context, platformName string) (bac
 
 // backendOfCluster finds the platform an existing cluster lives on, for
 // the resources that name a cluster without a platform (node pools and
-// policies): the local state dir when it holds the cluster, else AWS when
-// the provider has an aws block and SSM holds it, else the local platform
+// policies): the local state dir when it holds the cluster, else the first
+// cloud whose block the provider has and whose store holds it (aws, then
+// gcp: a provider may have all three blocks), else the local platform
 // (whose answer is "not found"). A state dir the local platform cannot
-// open does not stop a provider with an aws block from finding its
-// clusters there: the aws platform needs no state dir.
+// open does not stop a provider with a cloud block from finding its
+// clusters there: the clouds need no state dir.
 func (d *providerData) backendOfCluster(ctx context.Context, cluster string) (backend, error) {
+	clouds := d.clouds()
 	lp, lerr := d.localPlatform(ctx)
-	if lerr != nil && d.aws == nil {
+	if lerr != nil && len(clouds) == 0 {
 		return nil, lerr
 	}
 	if lerr == nil {
-		if _, err := lp.Cluster(cluster).Descriptor(ctx); err == nil || d.aws == nil {
+		if _, err := lp.Cluster(cluster).Descriptor(ctx); err == nil || len(clouds) == 0 {
 			return lp, nil
 		}
 	}
-	ap, err := d.awsPlatform(ctx)
-	if err != nil {
-		return nil, err
-	}
-	if ok, err := ap.HasCluster(ctx, cluster); err != nil {
-		return nil, fmt.Errorf("looking for cluster %s in %s: %w", cluster, ap.Where(), err)
-	} else if ok {
-		return ap, nil
+	for _, name := range clouds {
+		p, err := d.backendFor(ctx, name)
+		if err != nil {
+			return nil, err
+		}
+		if ok, err := p.HasCluster(ctx, cluster); err != nil {
+			return nil, fmt.Errorf("looking for cluster %s in %s: %w", cluster, p.Where(), err)
+		} else if ok {
+			return p, nil
+		}
 	}
 	if lerr != nil {
 		return nil, lerr
 	}
 	return lp, nil
+}
+
+// clouds are the cloud platforms the provider has a block for.
+func (d *providerData) clouds() []string {
+	var out []string
+	if d.aws != nil {
+		out = append(out, policy.PlatformAWS)
+	}
+	if d.gcp != nil {
+		out = append(out, policy.PlatformGCP)
+	}
+	return out
 }
 
 // backendOfPoolID is backendOfCluster for a "<cluster>/<pool>" id.

@@ -25,6 +25,8 @@ import (
 	"github.com/autarky/terraform-provider-autarky/internal/planmodifiers"
 	"github.com/autarky/terraform-provider-autarky/internal/platform"
 	"github.com/autarky/terraform-provider-autarky/internal/platform/aws"
+	"github.com/autarky/terraform-provider-autarky/internal/platform/gcp"
+	"github.com/autarky/terraform-provider-autarky/internal/platform/group"
 	"github.com/autarky/terraform-provider-autarky/internal/policy"
 	"github.com/autarky/terraform-provider-autarky/internal/validators"
 )
@@ -86,6 +88,7 @@ func (r *clusterResource) ValidateConfig(ctx context.Context, req resource.Valid
 	if m.Platform.IsNull() {
 		platformName = policy.PlatformLocal
 	}
+	validateGCPConfig(m, platformName, &resp.Diagnostics)
 	hasAWS := !m.AWS.empty()
 	switch {
 	case platformName != policy.PlatformAWS && hasAWS:
@@ -141,6 +144,7 @@ type clusterModel struct {
 	DockerHost       types.String     `tfsdk:"docker_host"`
 	Agent            *agentModel      `tfsdk:"agent"`
 	AWS              *clusterAWSModel `tfsdk:"aws"`
+	GCP              *clusterGCPModel `tfsdk:"gcp"`
 	// JoinTokenRotation is the rotation trigger. The join tokens
 	// themselves are never in state: see UpgradeState.
 	JoinTokenRotation types.String   `tfsdk:"join_token_rotation"`
@@ -197,7 +201,7 @@ func (r *clusterResource) Schema(ctx context.Context, _ resource.SchemaRequest, 
 				Optional:            true,
 				Computed:            true,
 				Default:             stringdefault.StaticString(policy.PlatformLocal),
-				MarkdownDescription: "Where instances come from: `local` (dockerd processes on this machine) or `aws` (Auto Scaling Groups; needs the provider's `aws` block and this resource's `aws` block). `gcp` is not yet supported. Defaults to `local`. Changing it replaces the cluster.",
+				MarkdownDescription: "Where instances come from: `local` (dockerd processes on this machine), `aws` (Auto Scaling Groups; needs the provider's `aws` block and this resource's `aws` block) or `gcp` (regional Managed Instance Groups; needs the provider's `gcp` block and this resource's `gcp` block). Defaults to `local`. Changing it replaces the cluster.",
 				Validators:          []validator.String{validators.Platform()},
 				PlanModifiers:       []planmodifier.String{stringplanmodifier.RequiresReplace()},
 			},
@@ -249,7 +253,9 @@ func (r *clusterResource) Schema(ctx context.Context, _ resource.SchemaRequest, 
 					"```\n\n" +
 					"Without it, or with the bare token, an agent answers 401. To rotate the token, put a new value " +
 					"(`aws ssm put-parameter --overwrite --type SecureString --cli-input-json file://request.json`, so the value is not an argument), " +
-					"write it into Alertmanager's file, then on each manager rerun its user data or replace the instance: the agent reads its file when it starts.",
+					"write it into Alertmanager's file, then on each manager rerun its user data or replace the instance: the agent reads its file when it starts.\n\n" +
+					"On `gcp` it is the same, with the token as the object `gs://<bucket>/" + gcp.ClusterRoot("<name>") + group.KeyAlertToken + "` in the provider's bucket, " +
+					"which each manager's startup script reads with the managers' service account (`managers_json` of `autarky_gcp_agent_roles`; `workers_json` cannot).",
 				Attributes: map[string]schema.Attribute{
 					"enabled": schema.BoolAttribute{
 						Required:            true,
@@ -274,11 +280,11 @@ func (r *clusterResource) Schema(ctx context.Context, _ resource.SchemaRequest, 
 					},
 					"binary_url": schema.StringAttribute{
 						Optional:            true,
-						MarkdownDescription: "On `aws`: the http(s) URL each manager downloads the static linux `autarky-agent` from at boot. Required there when `enabled`.",
+						MarkdownDescription: "On `aws` and `gcp`: the http(s) URL each manager downloads the static linux `autarky-agent` from at boot. Required there when `enabled`.",
 					},
 					"binary_sha256": schema.StringAttribute{
 						Optional:            true,
-						MarkdownDescription: "On `aws`: the SHA-256 (64 lower-case hex digits) of the binary at `binary_url`; a manager refuses to run a download that does not match.",
+						MarkdownDescription: "On `aws` and `gcp`: the SHA-256 (64 lower-case hex digits) of the binary at `binary_url`; a manager refuses to run a download that does not match.",
 					},
 				},
 			},
@@ -301,15 +307,17 @@ func (r *clusterResource) Schema(ctx context.Context, _ resource.SchemaRequest, 
 				MarkdownDescription: "A rotation trigger for the swarm's join tokens: any text (a date, a counter, a ticket id), at most 256 characters. " +
 					"Whenever it changes to a new value (not when it is removed), apply rotates both tokens (worker and manager) in the swarm, as `docker swarm join-token --rotate` does, and in the platform's token store, " +
 					"so a token that leaked no longer admits a node; nodes already in the swarm are not affected. " +
-					"On `local` the provider rotates them itself; on `aws` the agent on the leading manager does (it needs `agent.enabled` and not `dry_run`), " +
-					"stores the new tokens in SSM, and apply waits until it has. Setting it on create rotates nothing: a new swarm has new tokens.\n\n" +
+					"On `local` the provider rotates them itself; on `aws` and `gcp` the agent on the leading manager does (it needs `agent.enabled` and not `dry_run`), " +
+					"stores the new tokens in SSM (aws) or the bucket (gcp), and apply waits until it has. Setting it on create rotates nothing: a new swarm has new tokens.\n\n" +
 					"The join tokens are not attributes of this resource and never enter Terraform's state or plan. Read them where they live when you need one: " +
-					"`docker -H <docker_host> swarm join-token -q worker` on `local`, `aws ssm get-parameter --with-decryption --name " + aws.PathPrefix + "/<name>/tokens/worker` on `aws`.",
+					"`docker -H <docker_host> swarm join-token -q worker` on `local`, `aws ssm get-parameter --with-decryption --name " + aws.PathPrefix + "/<name>/tokens/worker` on `aws`, " +
+					"`gcloud storage cat gs://<bucket>/" + gcp.ClusterRoot("<name>") + "tokens/worker` on `gcp`.",
 				Validators: []validator.String{validators.Check("must be a short rotation trigger", policy.ValidateJoinTokenRotation)},
 			},
 		},
 		Blocks: map[string]schema.Block{
 			"timeouts": timeouts.Block(ctx, timeouts.Opts{Create: true, Update: true, Delete: true}),
+			"gcp":      clusterGCPBlock(),
 			"aws": schema.SingleNestedBlock{
 				MarkdownDescription: "Where the cluster's instances run when `platform = \"aws\"`: every node pool of the cluster is an Auto Scaling Group launched from these settings. " +
 					"The managers' group is `<name>-managers`; its user data installs Docker if needed, lets exactly one manager `swarm init` (a lock parameter in SSM), and joins the others with the token read from SSM at boot.",
@@ -382,6 +390,7 @@ func (managerPoolIDFromName) PlanModifyString(ctx context.Context, req planmodif
 
 // ModifyPlan keeps the computed addresses from state unless the manager set changes.
 func (r *clusterResource) ModifyPlan(ctx context.Context, req resource.ModifyPlanRequest, resp *resource.ModifyPlanResponse) {
+	r.planGCPCluster(ctx, req, resp)
 	if req.Plan.Raw.IsNull() || req.State.Raw.IsNull() {
 		return
 	}
@@ -429,6 +438,11 @@ func (m clusterModel) descriptor(ctx context.Context) (policy.Cluster, error) {
 			return c, err
 		}
 	}
+	g, err := m.GCP.descriptor(ctx)
+	if err != nil {
+		return c, err
+	}
+	c.GCP = g
 	labels, err := mapFromModel(ctx, m.Labels)
 	c.Labels = labels
 	return c, err
@@ -479,6 +493,9 @@ func (m *clusterModel) fill(ctx context.Context, c policy.Cluster, st platform.C
 	} else {
 		m.AWS = nil
 	}
+	if m.GCP, err = gcpModel(ctx, c.GCP, m.GCP); err != nil {
+		return err
+	}
 	m.ManagerPoolID = types.StringValue(c.ManagerPoolID())
 	addrs, diags := types.ListValueFrom(ctx, types.StringType, nonNil(st.ManagerAddresses))
 	if diags.HasError() {
@@ -513,6 +530,7 @@ func (r *clusterResource) Create(ctx context.Context, req resource.CreateRequest
 		resp.Diagnostics.AddError("creating cluster", err.Error())
 		return
 	}
+	withSettings(p, &c)
 	st, err := p.CreateCluster(ctx, c)
 	if err != nil {
 		resp.Diagnostics.AddError("creating cluster "+c.Name, err.Error())
@@ -587,6 +605,7 @@ func (r *clusterResource) Update(ctx context.Context, req resource.UpdateRequest
 		resp.Diagnostics.AddError("updating cluster", err.Error())
 		return
 	}
+	withSettings(p, &c)
 	st, err := p.UpdateCluster(ctx, c)
 	if err != nil {
 		resp.Diagnostics.AddError("updating cluster "+c.Name, err.Error())

@@ -15,8 +15,16 @@ import (
 )
 
 // planPool runs the node pool's ModifyPlan on a new pool whose aws block
-// is a (nil: none) and returns its diagnostics' warnings.
+// is a (nil: none) and returns its diagnostics' warnings, each of which
+// must be about aws.instance_profile.
 func planPool(t *testing.T, a *poolAWSModel) []string {
+	t.Helper()
+	return planPoolWarnings(t, path.Root("aws").AtName("instance_profile"), func(m *nodePoolModel) { m.AWS = a })
+}
+
+// planPoolWarnings runs the node pool's ModifyPlan on a new pool that set
+// changes, and returns its warnings, each of which must be about field.
+func planPoolWarnings(t *testing.T, field path.Path, set func(*nodePoolModel)) []string {
 	t.Helper()
 	ctx := context.Background()
 	r := &nodePoolResource{}
@@ -27,9 +35,9 @@ func planPool(t *testing.T, a *poolAWSModel) []string {
 		MinSize: types.Int64Value(1), MaxSize: types.Int64Value(3), DesiredSize: types.Int64Value(2),
 		Labels: types.MapNull(types.StringType), WaitForCapacityTimeout: types.StringValue("5m"),
 		CurrentSize: types.Int64Unknown(), NodeIDs: types.ListUnknown(types.StringType), ID: types.StringUnknown(),
-		AWS:      a,
 		Timeouts: timeouts.Value{Object: types.ObjectNull(map[string]attr.Type{"create": types.StringType, "update": types.StringType, "delete": types.StringType})},
 	}
+	set(&m)
 	plan := tfsdk.Plan{Schema: sr.Schema, Raw: tftypes.NewValue(sr.Schema.Type().TerraformType(ctx), nil)}
 	if d := plan.Set(ctx, &m); d.HasError() {
 		t.Fatalf("plan: %v", d)
@@ -42,8 +50,8 @@ func planPool(t *testing.T, a *poolAWSModel) []string {
 	}
 	var warnings []string
 	for _, d := range resp.Diagnostics.Warnings() {
-		if wp, ok := d.(interface{ Path() path.Path }); !ok || !wp.Path().Equal(path.Root("aws").AtName("instance_profile")) {
-			t.Errorf("warning %q is not about aws.instance_profile", d.Summary())
+		if wp, ok := d.(interface{ Path() path.Path }); !ok || !wp.Path().Equal(field) {
+			t.Errorf("warning %q is not about %s", d.Summary(), field)
 		}
 		warnings = append(warnings, d.Summary()+": "+d.Detail())
 	}

@@ -53,6 +53,7 @@ type nodePoolModel struct {
 	CurrentSize            types.Int64    `tfsdk:"current_size"`
 	NodeIDs                types.List     `tfsdk:"node_ids"`
 	AWS                    *poolAWSModel  `tfsdk:"aws"`
+	GCP                    *poolGCPModel  `tfsdk:"gcp"`
 	Timeouts               timeouts.Value `tfsdk:"timeouts"`
 }
 
@@ -140,6 +141,7 @@ func (r *nodePoolResource) Schema(ctx context.Context, _ resource.SchemaRequest,
 		},
 		Blocks: map[string]schema.Block{
 			"timeouts": timeouts.Block(ctx, timeouts.Opts{Create: true, Update: true, Delete: true}),
+			"gcp":      poolGCPBlock(),
 			"aws": schema.SingleNestedBlock{
 				MarkdownDescription: "On an `aws` cluster, what this pool changes of the cluster's `aws` settings. The pool is the Auto Scaling Group `<cluster>-<pool>`, whose maximum is `max_size + 1`: room for one replacement to join before the node it replaces leaves.",
 				Attributes: map[string]schema.Attribute{
@@ -220,6 +222,9 @@ func (r *nodePoolResource) ModifyPlan(ctx context.Context, req resource.ModifyPl
 	if plan.AWS != nil && plan.AWS.InstanceProfile.IsNull() {
 		warnManagersProfile(&resp.Diagnostics, plan)
 	}
+	if plan.GCP != nil && plan.GCP.ServiceAccount.IsNull() {
+		warnManagersServiceAccount(&resp.Diagnostics, plan)
+	}
 	if plan.DesiredSize.IsUnknown() && !plan.MinSize.IsUnknown() && !plan.MaxSize.IsUnknown() {
 		// Not configured: keep what the pool has, clamped to the new bounds.
 		d := plan.MinSize.ValueInt64()
@@ -274,6 +279,7 @@ func (m nodePoolModel) descriptor(ctx context.Context) (policy.Pool, time.Durati
 			return p, 0, fmt.Errorf("aws.tags: %w", err)
 		}
 	}
+	p.GCP = m.GCP.descriptor()
 	wait, err := policy.ParseDuration(p.WaitForCapacityTimeout)
 	if err != nil {
 		return p, 0, fmt.Errorf("wait_for_capacity_timeout: %w", err)
@@ -328,6 +334,7 @@ func (m *nodePoolModel) fill(ctx context.Context, p policy.Pool, st platform.Poo
 	} else {
 		m.AWS = nil
 	}
+	m.GCP = poolGCPModelOf(p.GCP)
 	return nil
 }
 
@@ -357,6 +364,7 @@ func (r *nodePoolResource) Create(ctx context.Context, req resource.CreateReques
 	if _, onAWS := p.(*aws.Platform); onAWS && plan.AWS == nil {
 		warnManagersProfile(&resp.Diagnostics, plan)
 	}
+	warnPoolIdentity(&resp.Diagnostics, p, plan)
 	st, err := p.CreatePool(ctx, pool, wait)
 	if err != nil {
 		resp.Diagnostics.AddError("creating node pool "+pool.ID(), err.Error())
@@ -433,6 +441,7 @@ func (r *nodePoolResource) Update(ctx context.Context, req resource.UpdateReques
 	if _, onAWS := p.(*aws.Platform); onAWS && plan.AWS == nil {
 		warnManagersProfile(&resp.Diagnostics, plan)
 	}
+	warnPoolIdentity(&resp.Diagnostics, p, plan)
 	pool, st, err := p.UpdatePool(ctx, pool, wait)
 	if err != nil {
 		resp.Diagnostics.AddError("updating node pool "+pool.ID(), err.Error())

@@ -144,7 +144,7 @@ func TestAccBadInput(t *testing.T) {
 		{cluster(`name = "c"` + "\n" + `manager_count = 0`), `manager_count: 0 managers is not allowed`},
 		{cluster(`name = "Not_A_Label"`), `name: "Not_A_Label" is not a DNS label`},
 		{cluster(`name = "c"` + "\n" + `platform = "azure"`), `platform: platform "azure" is unknown`},
-		{cluster(`name = "c"` + "\n" + `platform = "gcp"`), `platform: platform "gcp" is not yet supported`},
+		{cluster(`name = "c"` + "\n" + `platform = "gcp"`), `gcp.machine_type: platform "gcp" needs it in the cluster's gcp block`},
 		{cluster(`name = "c"` + "\n" + `heartbeat_period = "soon"`), `heartbeat_period: "soon" is not a duration`},
 		{cluster(`name = "c"` + "\n" + `heartbeat_period = "100ms"`), `heartbeat_period: "100ms" is too short`},
 		{pool(`name = "web"` + "\n" + `min_size = 5` + "\n" + `max_size = 2`), `min_size \(5\) is greater than max_size \(2\)`},

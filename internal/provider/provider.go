@@ -20,6 +20,7 @@ import (
 	"github.com/hashicorp/terraform-plugin-log/tflog"
 
 	"github.com/autarky/terraform-provider-autarky/internal/platform/aws"
+	"github.com/autarky/terraform-provider-autarky/internal/platform/gcp"
 	"github.com/autarky/terraform-provider-autarky/internal/platform/local"
 	"github.com/autarky/terraform-provider-autarky/internal/policy"
 	"github.com/autarky/terraform-provider-autarky/internal/validators"
@@ -35,6 +36,7 @@ type autarkyProvider struct {
 type providerModel struct {
 	Local *localModel       `tfsdk:"local"`
 	AWS   *awsProviderModel `tfsdk:"aws"`
+	GCP   *gcpProviderModel `tfsdk:"gcp"`
 }
 
 type awsProviderModel struct {
@@ -90,6 +92,12 @@ type providerData struct {
 	awsOnce sync.Once
 	awsP    *aws.Platform
 	awsErr  error
+
+	// gcp is the gcp block's configuration; nil without one.
+	gcp     *gcpSettings
+	gcpOnce sync.Once
+	gcpP    *gcp.Platform
+	gcpErr  error
 }
 
 // awsPlatform connects to AWS once per provider process: the region and
@@ -189,6 +197,7 @@ func (p *autarkyProvider) Schema(_ context.Context, _ provider.SchemaRequest, re
 					},
 				},
 			},
+			"gcp": gcpProviderBlock(),
 			"local": schema.SingleNestedBlock{
 				MarkdownDescription: "Settings of the `local` platform, whose nodes are dockerd processes on this machine (needs root and Debian's `docker.io`).",
 				Attributes: map[string]schema.Attribute{
@@ -218,6 +227,9 @@ func (p *autarkyProvider) ValidateConfig(ctx context.Context, req provider.Valid
 	if cfg.AWS != nil {
 		validateAWSCredentials(cfg.AWS, &resp.Diagnostics)
 	}
+	if cfg.GCP != nil {
+		validateGCPProvider(cfg.GCP, &resp.Diagnostics)
+	}
 	if cfg.Local == nil {
 		return
 	}
@@ -244,10 +256,10 @@ func (p *autarkyProvider) Configure(ctx context.Context, req provider.ConfigureR
 		configured = cfg.Local.StateDir.ValueString()
 	}
 	dir := local.StateDirFrom(configured)
-	// A provider with only an aws block (a Terraform Cloud run) never
+	// A provider with only cloud blocks (a Terraform Cloud run) never
 	// uses the state directory: whatever AUTARKY_STATE_DIR says is the
 	// local platform's business, checked when that platform is opened.
-	if err := local.ValidateStateDir(dir); err != nil && (cfg.Local != nil || cfg.AWS == nil) {
+	if err := local.ValidateStateDir(dir); err != nil && (cfg.Local != nil || (cfg.AWS == nil && cfg.GCP == nil)) {
 		resp.Diagnostics.AddAttributeError(path.Root("local").AtName("state_dir"), "invalid local.state_dir", err.Error())
 		return
 	}
@@ -261,6 +273,14 @@ func (p *autarkyProvider) Configure(ctx context.Context, req provider.ConfigureR
 		if resp.Diagnostics.HasError() {
 			return
 		}
+	}
+	if cfg.GCP != nil {
+		s, err := gcpConfigFrom(cfg.GCP)
+		if err != nil {
+			resp.Diagnostics.AddAttributeError(path.Root("gcp").AtName("credentials"), "invalid gcp.credentials", err.Error())
+			return
+		}
+		data.gcp = s
 	}
 	if cfg.Local != nil && !cfg.Local.WorkloadBinary.IsNull() {
 		data.workloadBinary = cfg.Local.WorkloadBinary.ValueString()
