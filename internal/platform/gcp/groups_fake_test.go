@@ -457,3 +457,33 @@ func TestMIGHungEndpointBounded(t *testing.T) {
 		t.Errorf("autarky_gcp_retries_total{code=timeout} = %g", got)
 	}
 }
+
+// TestMIGSlowOperationWaited: a resize whose operation stays RUNNING is
+// waited for (regionOperations.get) until DONE, the resize done once.
+func TestMIGSlowOperationWaited(t *testing.T) {
+	ctx := context.Background()
+	g, srv, _ := newFakeGroups(t)
+	if err := g.Put(ctx, testCluster("prod"), testPool("prod", "web", 1), false); err != nil {
+		t.Fatal(err)
+	}
+	waitMembers(t, g, "prod-web", 1)
+	srv.SetFault(func(c gce.Call) *gce.Fault {
+		if c.Method == "compute.regionInstanceGroupManagers.resize" {
+			return &gce.Fault{OperationRunning: 1500 * time.Millisecond}
+		}
+		return nil
+	})
+	start := time.Now()
+	if err := g.Resize(ctx, "prod-web", 2); err != nil {
+		t.Fatal(err)
+	}
+	if took := time.Since(start); took < 1500*time.Millisecond {
+		t.Errorf("Resize returned after %s, before its operation was DONE", took)
+	}
+	if n := srv.Calls("compute.regionOperations.get"); n < 1 {
+		t.Errorf("%d operation polls", n)
+	}
+	if grp := waitMembers(t, g, "prod-web", 2); grp.Desired != 2 {
+		t.Errorf("after a slow resize: %+v", grp)
+	}
+}
