@@ -79,7 +79,7 @@
 //
 // Tests steer it: SetFault (429 rateLimitExceeded, 503 backendError or any
 // status in Google's error shape, before or after the call acts, a delay,
-// an operation kept RUNNING), SetQuotaFault (VM creation fails with
+// a request left hanging, an operation kept RUNNING), SetQuotaFault (VM creation fails with
 // QUOTA_EXCEEDED in the managed instance's lastAttempt.errors until lifted),
 // OnInstance and Instances (the VMs, to play their boot), DeleteInstance (a
 // VM dies), SetAutoscaler, Calls and CallCounts (calls by method id),

@@ -9,6 +9,7 @@ import (
 	"net/http"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -650,19 +651,19 @@ func TestFaults(t *testing.T) {
 	insertTemplate(t, c, "t1")
 	insertGroup(t, c, "g", "t1", 0, false)
 
-	var fault *Fault
+	var fault atomic.Pointer[Fault] // the server's goroutines read it
 	srv.SetFault(func(call Call) *Fault {
 		if call.Method == "compute.regionInstanceGroupManagers.resize" {
-			return fault
+			return fault.Load()
 		}
 		return nil
 	})
-	fault = RateLimited()
+	fault.Store(RateLimited())
 	_, err := resize(t, c, "g", 1, "")
 	if code(err) != 429 || reason(err) != "rateLimitExceeded" {
 		t.Errorf("429 fault: %v, want 429 rateLimitExceeded", err)
 	}
-	fault = BackendError()
+	fault.Store(BackendError())
 	if _, err := resize(t, c, "g", 1, ""); code(err) != 503 || reason(err) != "backendError" {
 		t.Errorf("503 fault: %v, want 503 backendError", err)
 	}
@@ -670,13 +671,13 @@ func TestFaults(t *testing.T) {
 		t.Errorf("faulted resizes acted: targetSize %v", g["targetSize"])
 	}
 
-	fault = &Fault{Delay: 300 * time.Millisecond}
+	fault.Store(&Fault{Delay: 300 * time.Millisecond})
 	start := time.Now()
 	if _, err := resize(t, c, "g", 0, ""); err != nil || time.Since(start) < 300*time.Millisecond {
 		t.Errorf("delayed resize: %v after %v, want success after 300ms", err, time.Since(start))
 	}
 
-	fault = &Fault{OperationRunning: 500 * time.Millisecond}
+	fault.Store(&Fault{OperationRunning: 500 * time.Millisecond})
 	op, err := resize(t, c, "g", 2, "")
 	if err != nil {
 		t.Fatal(err)
@@ -701,9 +702,20 @@ func TestFaults(t *testing.T) {
 	if err != nil || w.GetStatus() != computepb.Operation_DONE {
 		t.Errorf("regionOperations.wait: %v %v", w.GetStatus(), err)
 	}
-	if srv.Calls("compute.regionInstanceGroupManagers.resize") != 4 {
-		t.Errorf("resize calls counted: %d, want 4 (faulted ones included)", srv.Calls("compute.regionInstanceGroupManagers.resize"))
+	fault.Store(&Fault{Hang: true})
+	hctx, cancel := context.WithTimeout(ctx, 200*time.Millisecond)
+	defer cancel()
+	start = time.Now()
+	if _, err := c.groups.Resize(hctx, &computepb.ResizeRegionInstanceGroupManagerRequest{
+		Project: project, Region: region, InstanceGroupManager: "g", Size: 5}); err == nil || time.Since(start) > 5*time.Second {
+		t.Errorf("hung resize: %v after %v, want the client's deadline", err, time.Since(start))
 	}
+	if srv.Calls("compute.regionInstanceGroupManagers.resize") != 5 {
+		t.Errorf("resize calls counted: %d, want 5 (faulted ones included)", srv.Calls("compute.regionInstanceGroupManagers.resize"))
+	}
+	fault.Store(&Fault{Hang: true}) // left hanging at the test's end: the cleanup lets it go
+	go func() { _, _ = resize(t, c, "g", 6, "") }()
+	eventually(t, "the hanging call", func() bool { return srv.Calls("compute.regionInstanceGroupManagers.resize") == 6 })
 }
 
 // TestQuotaFault: while creation is over quota, the managed instance stays
@@ -784,6 +796,23 @@ func TestRepairAndRedistribution(t *testing.T) {
 	if !kinds[EventDeleted] || !kinds[EventCreated] || !kinds[EventRunning] {
 		t.Errorf("events of the killed VM: %v", kinds)
 	}
+
+	// instances.delete: a zonal operation, DONE once the VM is gone; the
+	// group brings it back.
+	victim = srv.Instances("none")[1]
+	op, err = c.instances.Delete(ctxT(t), &computepb.DeleteInstanceRequest{Project: project, Zone: victim.Zone, Instance: victim.Name})
+	wait(t, op, err)
+	if _, err := c.instances.Get(ctxT(t), &computepb.GetInstanceRequest{Project: project, Zone: victim.Zone, Instance: victim.Name}); code(err) != 404 {
+		in := srv.Instances("none")
+		back := false
+		for _, x := range in {
+			back = back || (x.Name == victim.Name && x.ID != victim.ID)
+		}
+		if !back {
+			t.Errorf("after instances.delete's operation: %v, want the VM gone (or already recreated)", err)
+		}
+	}
+	eventually(t, "the deleted VM back", func() bool { return allRunning(managed(t, c, "none"), 6) })
 
 	// Delete both VMs of one zone from each group.
 	for _, g := range []string{"none", "proactive"} {

@@ -37,6 +37,8 @@ type Server struct {
 	doc  *apiDoc
 	opts Options
 	rnd  *rand.Rand
+	// closed is closed when the test ends: held requests let go.
+	closed chan struct{}
 
 	mu         sync.Mutex
 	calls      map[string]int
@@ -80,8 +82,13 @@ type Fault struct {
 	// response is lost on its way back: the client retries, and its
 	// requestId decides whether the action happens twice.
 	AfterAction bool
-	// Delay holds the answer back (with or without an error).
+	// Delay holds the answer back (with or without an error); a client
+	// that gives up, or the test's end, cuts it short.
 	Delay time.Duration
+	// Hang holds the request unanswered until the client gives up or the
+	// test ends (the connection is then dropped): an endpoint that
+	// accepted the connection and went silent.
+	Hang bool
 	// OperationRunning keeps the call's operation RUNNING this long, the
 	// action scheduled only at its end: a slow operation.
 	OperationRunning time.Duration
@@ -120,6 +127,7 @@ func Start(t testing.TB, opts Options) *Server {
 	s := &Server{
 		t: t, doc: doc, opts: opts,
 		rnd:       rand.New(rand.NewSource(time.Now().UnixNano())),
+		closed:    make(chan struct{}),
 		calls:     map[string]int{},
 		templates: map[string]*template{},
 		groups:    map[string]*group{},
@@ -136,13 +144,15 @@ func Start(t testing.TB, opts Options) *Server {
 	t.Cleanup(func() {
 		close(stop)
 		<-done
+		close(s.closed) // before srv.Close, which waits for handlers
 		srv.Close()
 	})
 	return s
 }
 
 // SetFault installs f, asked about every call that passed validation
-// (nil: no faults).
+// (nil: no faults). f is called from the server's request goroutines,
+// possibly at the same time.
 func (s *Server) SetFault(f func(Call) *Fault) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
@@ -259,11 +269,21 @@ func (s *Server) serveHTTP(w http.ResponseWriter, r *http.Request) {
 	if f != nil {
 		ft = f(c)
 	}
+	if ft != nil && ft.Hang {
+		select {
+		case <-r.Context().Done():
+			return
+		case <-s.closed:
+			panic(http.ErrAbortHandler) // drop the connection
+		}
+	}
 	if ft != nil && ft.Delay > 0 {
 		select {
 		case <-time.After(ft.Delay):
 		case <-r.Context().Done():
 			return
+		case <-s.closed:
+			panic(http.ErrAbortHandler)
 		}
 	}
 	if ft != nil && ft.Status != 0 && !ft.AfterAction {
