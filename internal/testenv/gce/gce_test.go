@@ -832,19 +832,21 @@ func TestRepairAndRedistribution(t *testing.T) {
 	for _, in := range srv.Instances("") {
 		before[in.Name] = true
 	}
-	time.Sleep(time.Second)
 	zonesOf := func(g string) map[string]int {
 		z := map[string]int{}
 		for _, in := range srv.Instances(g) {
-			z[in.Zone]++
+			if in.Status == "RUNNING" {
+				z[in.Zone]++
+			}
 		}
 		return z
 	}
+	eventually(t, "the NONE group's deletions", func() bool { return allRunning(managed(t, c, "none"), 4) })
+	eventually(t, "the PROACTIVE group rebalanced over 3 zones", func() bool {
+		return allRunning(managed(t, c, "proactive"), 4) && len(zonesOf("proactive")) == 3
+	})
 	if z := zonesOf("none"); len(z) != 2 {
 		t.Errorf("NONE group rebalanced: zones %v", z)
-	}
-	if z := zonesOf("proactive"); len(z) != 3 {
-		t.Errorf("PROACTIVE group did not rebalance: zones %v", z)
 	}
 	gone := 0
 	for _, in := range srv.Instances("proactive") {
