@@ -935,3 +935,18 @@ func TestPatch(t *testing.T) {
 		t.Errorf("recorded patch body: %s %v", body, err)
 	}
 }
+
+// TestNotModeledFailsTheTest: a method the discovery document has but the
+// fake does not model answers 501 and fails the test, so a gap of the fake
+// never passes for Compute Engine's behaviour.
+func TestNotModeledFailsTheTest(t *testing.T) {
+	rec := &recorder{TB: t}
+	srv := Start(rec, Options{})
+	st, body := raw(t, srv, "POST", "/compute/v1/projects/p1/regions/us-central1/instanceGroupManagers/g/abandonInstances", `{"instances":["zones/us-central1-a/instances/x"]}`)
+	if st != 501 || len(rec.errors) != 1 || !strings.Contains(rec.errors[0], "compute.regionInstanceGroupManagers.abandonInstances") {
+		t.Errorf("abandonInstances: %d %s, test errors %q: want 501 and one test failure naming the method", st, body, rec.errors)
+	}
+	if srv.Calls("compute.regionInstanceGroupManagers.abandonInstances") != 1 {
+		t.Error("the call was not counted")
+	}
+}
