@@ -11,7 +11,8 @@
 // Every request is checked against compute/v1/compute-api.json, the
 // official discovery document shipped in the Go module
 // google.golang.org/api (read from the module cache at the version go.mod
-// names, located with `go list -m`, offline): the method is found by HTTP
+// names, located with `go list -m`, offline; GCE_DISCOVERY_JSON names
+// another copy for a machine without the go command): the method is found by HTTP
 // verb and path under the service path compute/v1/; path and query
 // parameters must be known to the method (or be the API's global
 // parameters), required ones present, and typed as described (integers,
@@ -93,7 +94,10 @@
 // (more than one version), rolling updates (a new template reaches an
 // instance only when it is recreated, as with OPPORTUNISTIC), abandoning,
 // stopping, suspending and resuming instances, listErrors, IAM and
-// authentication (any or no credentials are accepted), quotas other than
+// authentication (any or no credentials are accepted), the existence of
+// what a template names (machine types, images, networks, service
+// accounts are kept as sent, not checked), the defaults Google fills into a
+// template's properties, quotas other than
 // the quota fault, filters beyond those above, orderBy, partial responses
 // (fields), and the empty zones with warnings that Google lists in an
 // aggregated list.

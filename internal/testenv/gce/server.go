@@ -257,6 +257,10 @@ func (s *Server) serveHTTP(w http.ResponseWriter, r *http.Request) {
 			Message: fmt.Sprintf("the gce fake does not model %s", m.ID)})
 		return
 	}
+	if _, ok := c.Query["fields"]; ok {
+		s.writeError(w, s.notModeled("partial responses (the fields parameter)"))
+		return
+	}
 	if rid := c.Query.Get("requestId"); rid != "" && !uuidRE.MatchString(rid) || rid == "00000000-0000-0000-0000-000000000000" {
 		s.writeError(w, badRequest("invalid", "Invalid value for field 'requestId': '%s'. The request ID must be a valid UUID other than the zero UUID.", rid))
 		return
