@@ -9,6 +9,11 @@ import (
 	"os"
 	"path/filepath"
 
+	// The platforms this binary ships: each registers how the agent opens
+	// a cluster on it (platform.Open); run.go names none of them.
+	_ "github.com/autarky/terraform-provider-autarky/internal/platform/aws"
+	_ "github.com/autarky/terraform-provider-autarky/internal/platform/gcp"
+	_ "github.com/autarky/terraform-provider-autarky/internal/platform/local"
 	"github.com/autarky/terraform-provider-autarky/internal/workload"
 )
 

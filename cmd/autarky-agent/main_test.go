@@ -6,6 +6,9 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+
+	"github.com/autarky/terraform-provider-autarky/internal/platform"
+	"github.com/autarky/terraform-provider-autarky/internal/platform/local"
 )
 
 func TestVersionAndUsage(t *testing.T) {
@@ -32,14 +35,17 @@ func TestRunRefusesBadFlags(t *testing.T) {
 		{[]string{}, "--cluster is required"},
 		{[]string{"--cluster", "Bad_Name"}, "--cluster:"},
 		{[]string{"--cluster", "c", "--platform", "azure"}, `--platform: platform "azure" is unknown`},
-		{[]string{"--cluster", "c", "--platform", "gcp"}, "not yet supported"},
+		{[]string{"--cluster", "c", "--platform", "gcp"}, "--bucket is required with --platform gcp"},
+		{[]string{"--cluster", "c", "--platform", "gcp", "--bucket", "Bad Bucket"}, "--bucket:"},
+		{[]string{"--cluster", "c", "--platform", "gcp", "--bucket", "b-1", "--state-dir", "/tmp"}, "--state-dir is not a setting of platform gcp"},
+		{[]string{"--cluster", "c", "--platform", "aws", "--bucket", "b-1"}, "--bucket is not a setting of platform aws"},
 		{[]string{"--cluster", "c", "--log-format", "xml"}, `--log-format "xml": use json or text`},
 		{[]string{"--cluster", "c", "--evaluation-interval", "1ms"}, "--evaluation-interval:"},
 		{[]string{"--cluster", "c", "--docker-host", "tcp://10.0.0.1:2375"}, "tcp:// without TLS is refused"},
 		{[]string{"--cluster", "c", "--docker-host", "/var/run/docker.sock"}, "use unix:///path/to/docker.sock"},
 		{[]string{"--cluster", "c", "--alert-token-file", "/nonexistent/token"}, "--alert-token-file:"},
 		{[]string{"--cluster", "c", "--status-token-file", "/nonexistent/token"}, "--status-token-file:"},
-		{[]string{"--cluster", "c", "--region", "eu-west-1"}, "--region is for --platform aws, not local"},
+		{[]string{"--cluster", "c", "--region", "eu-west-1"}, "--region is not a setting of platform local"},
 		{[]string{"--cluster", "c", "--platform", "aws", "--region", "moon-1"}, `--region: "moon-1" is not an AWS region name`},
 	}
 	for _, c := range cases {
@@ -124,5 +130,20 @@ func TestStatusAddressFromBootFile(t *testing.T) {
 	}
 	if got := defaultAgentAddress(dir + "/missing"); got != loopback {
 		t.Errorf("no address file: got %s, want %s", got, loopback)
+	}
+}
+
+// run -h names the local platform's real state dir defaults (run.go names
+// no platform, so it spells them out), and every registered platform.
+func TestRunHelpNamesPlatforms(t *testing.T) {
+	var out, errb bytes.Buffer
+	run([]string{"autarky-agent", "run", "-h"}, &out, &errb)
+	for _, want := range []string{"$" + local.StateDirEnv, local.DefaultStateDir} {
+		if !strings.Contains(errb.String(), want) {
+			t.Errorf("run -h does not name %q:\n%s", want, errb.String())
+		}
+	}
+	if got := strings.Join(platform.Registered(), ","); got != "aws,gcp,local" {
+		t.Errorf("registered platforms %s, want aws,gcp,local", got)
 	}
 }

@@ -16,9 +16,6 @@ import (
 
 	"github.com/autarky/terraform-provider-autarky/internal/agent"
 	"github.com/autarky/terraform-provider-autarky/internal/platform"
-	"github.com/autarky/terraform-provider-autarky/internal/platform/aws"
-	"github.com/autarky/terraform-provider-autarky/internal/platform/gcp"
-	"github.com/autarky/terraform-provider-autarky/internal/platform/local"
 	"github.com/autarky/terraform-provider-autarky/internal/policy"
 )
 
@@ -33,7 +30,7 @@ func runAgent(args []string, stderr io.Writer) error {
 	bucket := fs.String("bucket", "", "gcp: the Cloud Storage bucket holding the cluster's store (required)")
 	computeEndpoint := fs.String("compute-endpoint", "", "gcp: the Compute Engine endpoint (default Google's; a private endpoint)")
 	storageEndpoint := fs.String("storage-endpoint", "", "gcp: the Cloud Storage JSON API endpoint (default Google's; a private endpoint)")
-	stateDir := fs.String("state-dir", "", "local platform: the provider's state dir (default $"+local.StateDirEnv+", else "+local.DefaultStateDir+")")
+	stateDir := fs.String("state-dir", "", "local platform: the provider's state dir (default $AUTARKY_STATE_DIR, else /var/lib/autarky)")
 	dockerHost := fs.String("docker-host", "unix:///var/run/docker.sock", "Docker endpoint of the manager this agent runs beside (unix socket; tcp:// without TLS is refused)")
 	listen := fs.String("listen", fmt.Sprintf("127.0.0.1:%d", policy.AgentPort), "address to serve /metrics, /healthz and /v1/status on")
 	dryRun := fs.Bool("dry-run", false, "decide and report, change nothing")
@@ -79,72 +76,14 @@ func runAgent(args []string, stderr io.Writer) error {
 		DockerHost: *dockerHost, Listen: *listen, DryRun: *dryRun, EvaluationInterval: every, DrainTimeout: *drain, Logger: logger, AlertToken: token,
 		StatusToken: statusToken,
 	}
-	if *plat != policy.PlatformGCP {
-		for name, v := range map[string]string{"--project": *project, "--bucket": *bucket, "--compute-endpoint": *computeEndpoint, "--storage-endpoint": *storageEndpoint} {
-			if v != "" {
-				return fmt.Errorf("%s is for --platform gcp, not %s", name, *plat)
-			}
-		}
+	opened, err := platform.Open(ctx, *plat, platform.AgentSettings{Cluster: *cluster, Region: *region, Project: *project, Bucket: *bucket,
+		ComputeEndpoint: *computeEndpoint, StorageEndpoint: *storageEndpoint, StateDir: *stateDir,
+		Progress: func(msg string, kv ...any) { logger.Info(msg, kv...) }})
+	if err != nil {
+		return err
 	}
-	var cl platform.Cluster
-	switch *plat {
-	case policy.PlatformGCP:
-		if *bucket == "" {
-			return errors.New("--bucket is required with --platform gcp: the Cloud Storage bucket of the cluster's store")
-		}
-		if err := gcp.ValidateBucket(*bucket); err != nil {
-			return fmt.Errorf("--bucket: %w", err)
-		}
-		m, err := gcp.NewMetrics(nil)
-		if err != nil {
-			return err
-		}
-		clients, err := gcp.Connect(ctx, gcp.Config{Project: *project, Region: *region, Endpoint: *computeEndpoint}, m)
-		if err != nil {
-			return fmt.Errorf("--platform gcp: %w", err)
-		}
-		if err := clients.CheckCredentials(ctx); err != nil {
-			return fmt.Errorf("--platform gcp: %w", err)
-		}
-		st, err := clients.StorageClient(ctx, *storageEndpoint)
-		if err != nil {
-			return fmt.Errorf("--platform gcp: %w", err)
-		}
-		if cl, err = gcp.NewCluster(clients, st, *bucket, *cluster); err != nil {
-			return err
-		}
-		cfg.Collectors = append(cfg.Collectors, m.Retries)
-	case policy.PlatformAWS:
-		if *region != "" {
-			if err := aws.ValidateRegion(*region); err != nil {
-				return fmt.Errorf("--region: %w", err)
-			}
-		}
-		m, err := aws.NewMetrics(nil)
-		if err != nil {
-			return err
-		}
-		clients, err := aws.Connect(ctx, aws.Config{Region: *region}, m)
-		if err != nil {
-			return fmt.Errorf("--platform aws: %w", err)
-		}
-		if err := aws.CheckCredentials(ctx, clients.Config); err != nil {
-			return fmt.Errorf("--platform aws: %w", err)
-		}
-		if cl, err = aws.NewCluster(clients, *cluster, nil); err != nil {
-			return err
-		}
-		cfg.Collectors = append(cfg.Collectors, m.Retries, m.RateWait)
-	default:
-		if *region != "" {
-			return fmt.Errorf("--region is for --platform aws or gcp, not %s", *plat)
-		}
-		p, err := local.New(local.StateDirFrom(*stateDir), func(msg string, kv ...any) { logger.Info(msg, kv...) }, local.Options{})
-		if err != nil {
-			return err
-		}
-		cl = p.Cluster(*cluster)
-	}
+	cfg.Collectors = append(cfg.Collectors, opened.Collectors...)
+	cl := opened.Cluster
 	a, err := agent.New(cfg, cl)
 	if err != nil {
 		return err
