@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"strings"
 	"time"
 
 	"github.com/hashicorp/terraform-plugin-framework-timeouts/resource/timeouts"
@@ -186,17 +187,21 @@ func (r *nodePoolResource) ValidateConfig(ctx context.Context, req resource.Vali
 	if !cfg.MinSize.IsNull() {
 		min = cfg.MinSize.ValueInt64()
 	}
-	max := cfg.MaxSize.ValueInt64()
-	if min > max {
-		resp.Diagnostics.AddAttributeError(path.Root("min_size"), "invalid min_size",
-			fmt.Sprintf("min_size (%d) is greater than max_size (%d): min_size must be at most max_size", min, max))
-		return
-	}
+	var desired *int64
 	if !cfg.DesiredSize.IsNull() {
-		if d := cfg.DesiredSize.ValueInt64(); d < min || d > max {
-			resp.Diagnostics.AddAttributeError(path.Root("desired_size"), "invalid desired_size",
-				fmt.Sprintf("desired_size (%d) is outside [min_size, max_size] = [%d, %d]", d, min, max))
+		d := cfg.DesiredSize.ValueInt64()
+		desired = &d
+	}
+	// The rule is policy's (ValidateSizes); its error starts with the
+	// field it is about, which is where Terraform shows it.
+	if err := policy.ValidateSizes(min, cfg.MaxSize.ValueInt64(), desired); err != nil {
+		field := "min_size"
+		for _, f := range []string{"max_size", "desired_size"} {
+			if strings.HasPrefix(err.Error(), f) {
+				field = f
+			}
 		}
+		resp.Diagnostics.AddAttributeError(path.Root(field), "invalid "+field, err.Error())
 	}
 }
 
