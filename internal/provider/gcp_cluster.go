@@ -185,6 +185,9 @@ func (r *clusterResource) planGCPCluster(ctx context.Context, req resource.Modif
 	}
 	withSettings(p, &c)
 	err = c.Validate()
+	if err == nil && req.State.Raw.IsNull() {
+		err = r.data.checkGCPBucket(ctx, c.Name)
+	}
 	if err == nil {
 		return
 	}

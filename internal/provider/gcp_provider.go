@@ -201,6 +201,23 @@ func gcpConfigFrom(g *gcpProviderModel) (*gcpSettings, error) {
 	return s, nil
 }
 
+// checkGCPBucket tells whether the provider's bucket exists and cluster's
+// root in it can be listed (gcp.Store.Check: one list call), so that a
+// plan creating a cluster fails on a bucket it could never write.
+func (d *providerData) checkGCPBucket(ctx context.Context, cluster string) error {
+	if _, err := d.gcpPlatform(ctx); err != nil {
+		return err
+	}
+	s, err := gcp.NewStore(d.gcpStorage, d.gcp.bucket, cluster)
+	if err == nil {
+		err = s.Check(ctx)
+	}
+	if err != nil {
+		return fmt.Errorf("gcp.bucket: %w", err)
+	}
+	return nil
+}
+
 // gcpPlatform connects to Google Cloud once per provider process. The
 // clients outlive the request that made them (their token source
 // refreshes with the context it was made with), so they are made
@@ -224,6 +241,7 @@ func (d *providerData) gcpPlatform(ctx context.Context) (*gcp.Platform, error) {
 			d.gcpErr = err
 			return
 		}
+		d.gcpStorage = st
 		d.gcpP, d.gcpErr = gcp.NewPlatform(c, st, d.gcp.bucket, gcp.Boot{}, nil)
 	})
 	if d.gcpErr != nil {

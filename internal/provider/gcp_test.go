@@ -342,6 +342,7 @@ func TestAccGCP_badInput(t *testing.T) {
 		{e.provider() + strings.Replace(good, `["swarm"]`, `["Swarm"]`, 1), `gcp.network_tags\[0\]: "Swarm" is not a Compute Engine name`},
 		{strings.Replace(e.provider(), gcpTestBucket, "goog-store", 1) + good, `gcp.bucket: "goog-store" is not a bucket name`},
 		{strings.Replace(e.provider(), `region    = "europe-west1"`, `region    = "moon"`, 1) + good, `gcp.region: "moon" is not a region`},
+		{strings.Replace(e.provider(), gcpTestBucket, "no-such-bucket", 1) + good, `gcp.bucket: list gs://no-such-bucket/autarky/bad/: storage: bucket doesn't exist`},
 		{strings.Replace(e.provider(), `region    = "europe-west1"`, ``, 1) + good, `gcp.region: the gcp platform needs the region of its groups`},
 		{e.provider() + e.cluster("bad", 1, `join_token_rotation = "2026-11"`), `join_token_rotation: on platform "gcp" the agent on the managers rotates`},
 		{e.provider() + e.cluster("bad", 1, `agent = { enabled = true }`), `agent.binary_url: "" is not an http\(s\) URL`},

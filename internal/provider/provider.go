@@ -9,6 +9,7 @@ import (
 	"fmt"
 	"sync"
 
+	"cloud.google.com/go/storage"
 	"github.com/hashicorp/terraform-plugin-framework/datasource"
 	"github.com/hashicorp/terraform-plugin-framework/ephemeral"
 	"github.com/hashicorp/terraform-plugin-framework/path"
@@ -98,6 +99,8 @@ type providerData struct {
 	gcpOnce sync.Once
 	gcpP    *gcp.Platform
 	gcpErr  error
+	// gcpStorage is gcpP's Cloud Storage client.
+	gcpStorage *storage.Client
 }
 
 // awsPlatform connects to AWS once per provider process: the region and
