@@ -14,6 +14,7 @@ import (
 	"github.com/hashicorp/terraform-plugin-framework/resource/schema"
 	"github.com/hashicorp/terraform-plugin-framework/schema/validator"
 	"github.com/hashicorp/terraform-plugin-framework/types"
+	"github.com/hashicorp/terraform-plugin-go/tftypes"
 
 	"github.com/autarky/terraform-provider-autarky/internal/platform/gcp"
 	"github.com/autarky/terraform-provider-autarky/internal/policy"
@@ -162,15 +163,18 @@ var providerGCPFields = map[string]bool{"gcp.project": true, "gcp.region": true,
 // settings in and runs the policy's own validation of the whole
 // descriptor, so the plan refuses exactly what apply would (zones of
 // another region, a subnetwork elsewhere, the agent's download, join
-// token rotation without an acting agent). An error lands on the field
-// it names; the provider's fields are named as the provider's.
+// token rotation without an acting agent), and on create checks the
+// bucket. An error lands on the field it names; the provider's fields are
+// named as the provider's. A value not known until apply (a service
+// account created in the same run) reads as empty here: an error naming
+// such a field is left for apply, which checks the same rules again.
 func (r *clusterResource) planGCPCluster(ctx context.Context, req resource.ModifyPlanRequest, resp *resource.ModifyPlanResponse) {
-	if r.data == nil || req.Plan.Raw.IsNull() || !req.Config.Raw.IsFullyKnown() {
+	if r.data == nil || req.Plan.Raw.IsNull() {
 		return
 	}
 	var plan clusterModel
 	resp.Diagnostics.Append(req.Plan.Get(ctx, &plan)...)
-	if resp.Diagnostics.HasError() || plan.Platform.ValueString() != policy.PlatformGCP {
+	if resp.Diagnostics.HasError() || plan.Platform.IsUnknown() || plan.Platform.ValueString() != policy.PlatformGCP {
 		return
 	}
 	p, err := r.data.backendFor(ctx, policy.PlatformGCP)
@@ -184,28 +188,57 @@ func (r *clusterResource) planGCPCluster(ctx context.Context, req resource.Modif
 		return
 	}
 	withSettings(p, &c)
-	err = c.Validate()
-	if err == nil && req.State.Raw.IsNull() {
-		err = r.data.checkGCPBucket(ctx, c.Name)
-	}
-	if err == nil {
+	if err := c.Validate(); err != nil {
+		if field := fieldOf(err); !unknownIn(req.Config.Raw, field) {
+			addFieldError(&resp.Diagnostics, field, err)
+		}
 		return
 	}
-	field := ""
-	if m := fieldRE.FindStringSubmatch(err.Error()); m != nil {
-		field = m[1]
+	if req.State.Raw.IsNull() {
+		if err := r.data.checkGCPBucket(ctx, c.Name); err != nil {
+			addFieldError(&resp.Diagnostics, fieldOf(err), err)
+		}
 	}
+}
+
+// fieldOf is the field an error of package policy names ("gcp.zones"),
+// "" when it names none.
+func fieldOf(err error) string {
+	if m := fieldRE.FindStringSubmatch(err.Error()); m != nil {
+		return m[1]
+	}
+	return ""
+}
+
+// unknownIn reports whether the configuration's value of field is not
+// known yet (or holds a value that is not).
+func unknownIn(config tftypes.Value, field string) bool {
+	if field == "" {
+		return false
+	}
+	at := tftypes.NewAttributePath()
+	for _, part := range strings.Split(field, ".") {
+		at = at.WithAttributeName(part)
+	}
+	v, _, err := tftypes.WalkAttributePath(config, at)
+	tv, ok := v.(tftypes.Value)
+	return err == nil && ok && !tv.IsFullyKnown()
+}
+
+// addFieldError reports err on the field it names: an attribute of the
+// resource, or a setting of the provider's gcp block.
+func addFieldError(diags *diag.Diagnostics, field string, err error) {
 	switch {
 	case providerGCPFields[field]:
-		resp.Diagnostics.AddError("invalid "+field+" of the provider", err.Error()+" (set in the autarky provider's gcp block)")
+		diags.AddError("invalid "+field+" of the provider", err.Error()+" (set in the autarky provider's gcp block)")
 	case field != "" && !strings.HasPrefix(field, "platform"):
 		parts := strings.Split(field, ".")
 		at := path.Root(parts[0])
 		for _, part := range parts[1:] {
 			at = at.AtName(part)
 		}
-		resp.Diagnostics.AddAttributeError(at, "invalid "+field, err.Error())
+		diags.AddAttributeError(at, "invalid "+field, err.Error())
 	default:
-		resp.Diagnostics.AddError("invalid cluster", err.Error())
+		diags.AddError("invalid cluster", err.Error())
 	}
 }

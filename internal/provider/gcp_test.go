@@ -377,6 +377,26 @@ resource "autarky_node_pool" "web" {
 	}
 }
 
+// A value known only at apply (a subnetwork made in the same run) does not
+// fail the plan, which still refuses what it can decide from the known
+// values (join token rotation without an acting agent).
+func TestAccGCP_planWithUnknowns(t *testing.T) {
+	e := newGCPEnv(t)
+	unknown := strings.Replace(e.cluster("later", 1, "%s"), `"regions/europe-west1/subnetworks/nodes"`, `terraform_data.net.output`, 1) + `
+resource "terraform_data" "net" {
+  input = "regions/europe-west1/subnetworks/nodes"
+}
+`
+	resource.Test(t, resource.TestCase{
+		ProtoV6ProviderFactories: protoV6ProviderFactories,
+		Steps: []resource.TestStep{
+			{Config: e.provider() + fmt.Sprintf(unknown, ""), PlanOnly: true, ExpectNonEmptyPlan: true},
+			{Config: e.provider() + fmt.Sprintf(unknown, `join_token_rotation = "2026-11"`), PlanOnly: true,
+				ExpectError: regexp.MustCompile(`join_token_rotation:\s+on\s+platform\s+"gcp"\s+the\s+agent`)},
+		},
+	})
+}
+
 // Without credentials anywhere (no credentials setting, no
 // GOOGLE_CREDENTIALS, no Application Default Credentials, no metadata
 // server) and with Google's endpoints, the plan fails naming what to set,
