@@ -482,3 +482,57 @@ func TestGCPFaultsWhileHealing(t *testing.T) {
 		t.Errorf("autarky_gcp_retries_total counted %v retries of 429s and 503s, want at least 5", retries)
 	}
 }
+
+// Pending tasks ask for a VM the region has no quota for: the group's new
+// managed instance stays CREATING with QUOTA_EXCEEDED in its last attempt
+// and never gets a VM. After provision_timeout the agent gives the launch
+// up (the group's target size goes back to its running VMs, so the group
+// stops retrying) and backs the pool off, saying why; nothing else is
+// resized or deleted, and the running VM is untouched.
+func TestGCPQuotaExhaustedBacksOff(t *testing.T) {
+	g := newGCloud(t, newHarnessWith(t, "gquota", 1, false, "1s", true), 1, 1)
+	initial, _ := g.running(g.pool)
+	group := g.groupOf(g.pool)
+	g.gce.SetQuotaFault(func(grp, zone string) bool { return grp == group })
+	sp := scalingPolicy(g.pool.ID(), func(s *policy.Scaling) {
+		s.PendingTasks = &policy.PendingTasksCheck{}
+		s.ProvisionTimeout = "10s"
+	})
+	if err := g.plat.PutScalingPolicy(context.Background(), sp); err != nil {
+		t.Fatal(err)
+	}
+	a := g.runAgent()
+	g.gce.Reset()
+	bigTasks(t, g.h, "big", 2)
+	g.h.waitFor("the launch given up and the pool backing off", 90*time.Second, func() (bool, string) {
+		st := statusOf(a, g.pool.ID())
+		_, target := g.running(g.pool)
+		return st.Code == "backoff" && target == 1, fmt.Sprintf("target size %d; %+v", target, st)
+	})
+	time.Sleep(3 * time.Second) // backing off: nothing more is asked
+	after, target := g.running(g.pool)
+	if target != 1 || len(after) != 1 {
+		t.Fatalf("after giving up: target size %d, %d running (want 1, 1)", target, len(after))
+	}
+	for id := range initial {
+		if !after[id] {
+			t.Errorf("the running VM %s was touched", id)
+		}
+	}
+	said := false
+	for _, d := range a.Status().Decisions {
+		if d.Code == "backoff" && strings.Contains(d.Message, "QUOTA_EXCEEDED") {
+			said = true
+		}
+	}
+	if !said {
+		t.Errorf("no backoff decision names the group's failed launch (QUOTA_EXCEEDED): %+v", a.Status().Decisions)
+	}
+	if n := g.gce.Calls("compute.regionInstanceGroupManagers.resize"); n != 2 {
+		t.Errorf("%d resize calls, want 2 (the raise, then back to the running VMs)", n)
+	}
+	if n := g.gce.Calls("compute.regionInstanceGroupManagers.recreateInstances"); n != 0 {
+		t.Errorf("%d recreateInstances calls: nothing was to be healed", n)
+	}
+	g.gce.SetQuotaFault(nil)
+}

@@ -38,10 +38,11 @@ import (
 // desiredTrimmer is a group platform that can give up launches it was
 // asked for: it lowers a pool's group's desired capacity to the instances
 // the group lists, never below the group's minimum, so no instance is
-// terminated by it, and says from what to what. The aws platform's
-// Cluster is one.
+// terminated by it, and says from what to what, and why the group says it
+// is busy (the failed launch, such as a quota error), for the operator.
+// The cloud platforms' Cluster (group.Cluster) is one.
 type desiredTrimmer interface {
-	TrimDesired(ctx context.Context, pool string) (from, to int, err error)
+	TrimDesired(ctx context.Context, pool string) (from, to int, why string, err error)
 }
 
 // provisionKeyPrefix starts the journal key of a timed-out instance's
@@ -78,14 +79,18 @@ func (a *Agent) settleProvisioning(ctx context.Context, o *observation, sp decid
 	trimmed := ""
 	if t, ok := a.cluster.(desiredTrimmer); ok && sp.Abandoned > 0 {
 		var from, to int
+		var why string
 		if err := a.guarded(ctx, "give up the launches of "+sp.ID, func(ctx context.Context) error {
 			var err error
-			from, to, err = t.TrimDesired(ctx, pool.Name)
+			from, to, why, err = t.TrimDesired(ctx, pool.Name)
 			return err
 		}); err != nil {
 			return err
 		}
 		trimmed = fmt.Sprintf(", group desired capacity %d -> %d", from, to)
+		if why != "" {
+			trimmed += " (" + why + ")"
+		}
 	}
 	j, err := a.updateJournal(ctx, "provisioning of "+sp.ID, func(j *Journal) {
 		for _, act := range acts {

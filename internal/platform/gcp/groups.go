@@ -285,8 +285,10 @@ func busy(m *computepb.InstanceGroupManager, members []*computepb.ManagedInstanc
 		if as := m.GetStatus().GetAutoscaler(); as != "" {
 			e.Reasons = append(e.Reasons, "autoscaler "+path.Base(as)+" is attached (Autarky sizes the group itself: detach it)")
 		}
-		if acts := actions(m.GetCurrentActions()); acts != "" || !m.GetStatus().GetIsStable() {
-			e.Reasons = append(e.Reasons, "the group is not stable (members "+strings.TrimPrefix(acts+", ", ", ")+")")
+		if acts := actions(m.GetCurrentActions()); acts != "" {
+			e.Reasons = append(e.Reasons, "the group is not stable (members "+acts+")")
+		} else if !m.GetStatus().GetIsStable() {
+			e.Reasons = append(e.Reasons, "the group is not stable")
 		}
 		if vt := m.GetStatus().GetVersionTarget(); vt != nil && !vt.GetIsReached() && m.GetUpdatePolicy().GetType() == "PROACTIVE" {
 			e.Reasons = append(e.Reasons, "a rolling update to another instance template is in progress")

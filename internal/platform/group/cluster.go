@@ -364,19 +364,24 @@ func (c *Cluster) SetDesiredSize(ctx context.Context, pool string, size int64) e
 // TrimDesired gives up the launches a pool's group was asked for and never
 // made: it lowers the group's desired size to the members it lists as
 // running, never below the pool's minimum, and returns the size before and
-// after. It never asks the cloud to remove anything: a group holding as
-// many members as it desires has none to shed. The agent calls it only
-// for a request no instance answered within provision_timeout (a capacity
-// or quota shortage), long after any describe lag; it does not wait for a
-// busy group, since the busy work is the failing launch.
-func (c *Cluster) TrimDesired(ctx context.Context, pool string) (from, to int, err error) {
-	g, err := c.Group(ctx, pool, false)
+// after, and why the group says it is busy (the failed launch: a quota or
+// capacity error), "" when it says nothing. It never asks the cloud to
+// remove anything: a group holding as many members as it desires has none
+// to shed. The agent calls it only for a request no instance answered
+// within provision_timeout (a capacity or quota shortage), long after any
+// describe lag; it does not wait for a busy group, since the busy work is
+// the failing launch.
+func (c *Cluster) TrimDesired(ctx context.Context, pool string) (from, to int, why string, err error) {
+	g, err := c.Group(ctx, pool, true)
 	if err != nil {
-		return 0, 0, err
+		return 0, 0, "", err
+	}
+	if busy := g.busy(Grow, ""); busy != nil {
+		why = busy.Error()
 	}
 	lo, _, err := c.bounds(ctx, pool, g)
 	if err != nil {
-		return g.Desired, g.Desired, err
+		return g.Desired, g.Desired, why, err
 	}
 	live := 0
 	for _, m := range g.Members {
@@ -386,10 +391,10 @@ func (c *Cluster) TrimDesired(ctx context.Context, pool string) (from, to int, e
 	}
 	target := max(live, lo)
 	if target >= g.Desired {
-		return g.Desired, g.Desired, nil
+		return g.Desired, g.Desired, why, nil
 	}
 	if err := c.groups.Resize(ctx, g.Name, target); err != nil {
-		return g.Desired, g.Desired, err
+		return g.Desired, g.Desired, why, err
 	}
-	return g.Desired, target, nil
+	return g.Desired, target, why, nil
 }
