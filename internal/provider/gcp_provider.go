@@ -3,7 +3,9 @@ package provider
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
+	"io/fs"
 	"net"
 	"net/url"
 	"os"
@@ -115,8 +117,13 @@ func credentialsJSON(v string) ([]byte, error) {
 		return []byte(v), nil
 	}
 	b, err := os.ReadFile(v)
+	var pe *fs.PathError
+	if errors.As(err, &pe) {
+		// Not the path: it may be a secret that is not JSON.
+		err = pe.Err
+	}
 	if err != nil {
-		return nil, fmt.Errorf("is neither JSON credentials nor a readable file: %w", err)
+		return nil, fmt.Errorf("is neither JSON content (starting with \"{\") nor the path of a file that can be read: %v", err)
 	}
 	return b, nil
 }
