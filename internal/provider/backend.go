@@ -60,16 +60,24 @@ func (d *providerData) backendOfCluster(ctx context.Context, cluster string) (ba
 			return lp, nil
 		}
 	}
+	// A cloud that cannot be asked (its credentials, its endpoint) does
+	// not hide a cluster another cloud holds; if none holds it, every
+	// cloud's error is the answer.
+	var errs []error
 	for _, name := range clouds {
 		p, err := d.backendFor(ctx, name)
 		if err != nil {
-			return nil, err
+			errs = append(errs, fmt.Errorf("looking for cluster %s on %s: %w", cluster, name, err))
+			continue
 		}
 		if ok, err := p.HasCluster(ctx, cluster); err != nil {
-			return nil, fmt.Errorf("looking for cluster %s in %s: %w", cluster, p.Where(), err)
+			errs = append(errs, fmt.Errorf("looking for cluster %s in %s: %w", cluster, p.Where(), err))
 		} else if ok {
 			return p, nil
 		}
+	}
+	if len(errs) > 0 {
+		return nil, errors.Join(errs...)
 	}
 	if lerr != nil {
 		return nil, lerr

@@ -397,6 +397,38 @@ resource "terraform_data" "net" {
 	})
 }
 
+// A provider with local, aws and gcp blocks finds a gcp cluster's pools
+// even when AWS cannot be asked (no AWS credentials here): the aws
+// block's error does not hide the cluster the bucket holds.
+func TestAccGCP_besideBrokenAWS(t *testing.T) {
+	e := newGCPEnv(t)
+	for k, v := range map[string]string{"AWS_ACCESS_KEY_ID": "", "AWS_SECRET_ACCESS_KEY": "", "AWS_PROFILE": "",
+		"AWS_SHARED_CREDENTIALS_FILE": t.TempDir() + "/none", "AWS_CONFIG_FILE": t.TempDir() + "/none", "AWS_EC2_METADATA_DISABLED": "true"} {
+		t.Setenv(k, v)
+	}
+	withAWS := strings.Replace(e.provider(), "  gcp {", "  aws {\n    region = \"us-east-1\"\n  }\n  gcp {", 1)
+	resource.Test(t, resource.TestCase{
+		ProtoV6ProviderFactories: protoV6ProviderFactories,
+		CheckDestroy:             e.checkNothingLeftInGCP(t, "both"),
+		Steps: []resource.TestStep{{
+			Config: withAWS + e.cluster("both", 1, "") + `
+resource "autarky_node_pool" "web" {
+  cluster_id   = autarky_cluster.test.id
+  name         = "web"
+  max_size     = 2
+  desired_size = 1
+  gcp {
+    service_account = "workers@autarky-test.iam.gserviceaccount.com"
+  }
+}
+`,
+			ConfigStateChecks: []statecheck.StateCheck{
+				statecheck.ExpectKnownValue("autarky_node_pool.web", tfjsonpath.New("current_size"), knownvalue.Int64Exact(1)),
+			},
+		}},
+	})
+}
+
 // Without credentials anywhere (no credentials setting, no
 // GOOGLE_CREDENTIALS, no Application Default Credentials, no metadata
 // server) and with Google's endpoints, the plan fails naming what to set,
