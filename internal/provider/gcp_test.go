@@ -179,6 +179,24 @@ func each[T any](next func() (T, error), f func(T)) error {
 	}
 }
 
+// checkTemplates checks that group has exactly one instance template
+// left: an update makes a new one and deletes the old.
+func (e gcpEnv) checkTemplates(t *testing.T, group string) resource.TestCheckFunc {
+	return func(*terraform.State) error {
+		_, tm := e.groups(t)
+		var names []string
+		err := each(tm.List(context.Background(), &computepb.ListInstanceTemplatesRequest{Project: gcpTestProject}).Next, func(x *computepb.InstanceTemplate) {
+			if strings.HasPrefix(x.GetName(), group+"-") {
+				names = append(names, x.GetName())
+			}
+		})
+		if err == nil && len(names) != 1 {
+			err = fmt.Errorf("group %s has templates %v, want one", group, names)
+		}
+		return err
+	}
+}
+
 func lastPart(url string) string { return url[strings.LastIndex(url, "/")+1:] }
 
 // resize sets a group's target size behind Terraform's back and waits
@@ -306,6 +324,7 @@ resource "autarky_scaling_policy" "jobs" {
 				Check: resource.ComposeAggregateTestCheckFunc(
 					e.checkGroup(t, "sky-managers", 3, "e2-small", managersSA),
 					e.checkGroup(t, "sky-web", 3, "e2-standard-2", workersSA),
+					e.checkTemplates(t, "sky-web"),
 				),
 			},
 			{ResourceName: "autarky_cluster.test", ImportState: true, ImportStateVerify: true, ImportStateVerifyIgnore: []string{"timeouts"}},
