@@ -72,10 +72,17 @@ func warnManagersServiceAccount(diags *diag.Diagnostics, m nodePoolModel) {
 			m.ClusterID.ValueString(), m.Name.ValueString()))
 }
 
-// warnPoolIdentity is the apply-time warning of a pool with no block of
-// its platform, so with the managers' identity.
-func warnPoolIdentity(diags *diag.Diagnostics, p backend, m nodePoolModel) {
-	if _, onGCP := p.(*gcp.Platform); onGCP && m.GCP == nil {
+// checkPoolGCP is the apply-time check of a pool's gcp block, once its
+// cluster's platform is known: a gcp block on another platform's pool
+// would be ignored there, so it is refused; a pool on gcp without one
+// runs as the managers' service account, which is warned about.
+func checkPoolGCP(diags *diag.Diagnostics, p backend, m nodePoolModel) {
+	_, onGCP := p.(*gcp.Platform)
+	switch {
+	case !onGCP && m.GCP != nil:
+		diags.AddAttributeError(path.Root("gcp"), "gcp block on a pool of another platform",
+			fmt.Sprintf("gcp: the gcp block is for pools of platform \"gcp\" clusters only; cluster %s is in %s", m.ClusterID.ValueString(), p.Where()))
+	case onGCP && m.GCP == nil:
 		warnManagersServiceAccount(diags, m)
 	}
 }

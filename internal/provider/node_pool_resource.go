@@ -369,7 +369,9 @@ func (r *nodePoolResource) Create(ctx context.Context, req resource.CreateReques
 	if _, onAWS := p.(*aws.Platform); onAWS && plan.AWS == nil {
 		warnManagersProfile(&resp.Diagnostics, plan)
 	}
-	warnPoolIdentity(&resp.Diagnostics, p, plan)
+	if checkPoolGCP(&resp.Diagnostics, p, plan); resp.Diagnostics.HasError() {
+		return
+	}
 	st, err := p.CreatePool(ctx, pool, wait)
 	if err != nil {
 		resp.Diagnostics.AddError("creating node pool "+pool.ID(), err.Error())
@@ -446,7 +448,9 @@ func (r *nodePoolResource) Update(ctx context.Context, req resource.UpdateReques
 	if _, onAWS := p.(*aws.Platform); onAWS && plan.AWS == nil {
 		warnManagersProfile(&resp.Diagnostics, plan)
 	}
-	warnPoolIdentity(&resp.Diagnostics, p, plan)
+	if checkPoolGCP(&resp.Diagnostics, p, plan); resp.Diagnostics.HasError() {
+		return
+	}
 	pool, st, err := p.UpdatePool(ctx, pool, wait)
 	if err != nil {
 		resp.Diagnostics.AddError("updating node pool "+pool.ID(), err.Error())
