@@ -10,9 +10,9 @@ import (
 	"path/filepath"
 
 	// The platforms this binary ships: each registers how the agent opens
-	// a cluster on it (platform.Open); run.go names none of them.
-	_ "github.com/autarky/terraform-provider-autarky/internal/platform/aws"
-	_ "github.com/autarky/terraform-provider-autarky/internal/platform/gcp"
+	// a cluster on it (platform.Open); run.go names none of them. The
+	// clouds are in platform_aws.go and platform_gcp.go, which the build
+	// tags noaws and nogcp leave out of a smaller agent.
 	_ "github.com/autarky/terraform-provider-autarky/internal/platform/local"
 	"github.com/autarky/terraform-provider-autarky/internal/workload"
 )

@@ -3,6 +3,7 @@ package main
 import (
 	"bytes"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -145,5 +146,20 @@ func TestRunHelpNamesPlatforms(t *testing.T) {
 	}
 	if got := strings.Join(platform.Registered(), ","); got != "aws,gcp,local" {
 		t.Errorf("registered platforms %s, want aws,gcp,local", got)
+	}
+}
+
+// An agent built without a cloud (-tags nogcp) knows the others only and
+// refuses the one it lacks by name.
+func TestAgentBuiltWithoutGCP(t *testing.T) {
+	bin := filepath.Join(t.TempDir(), "autarky-agent")
+	build := exec.Command("go", "build", "-tags", "nogcp", "-o", bin, ".")
+	build.Env = append(os.Environ(), "CGO_ENABLED=0")
+	if out, err := build.CombinedOutput(); err != nil {
+		t.Fatalf("go build -tags nogcp: %v\n%s", err, out)
+	}
+	out, err := exec.Command(bin, "run", "--cluster", "c", "--platform", "gcp", "--bucket", "b-1").CombinedOutput()
+	if err == nil || !strings.Contains(string(out), `platform "gcp" is not one this binary has: aws, local`) {
+		t.Errorf("the agent without gcp, asked for gcp: %v, %s", err, out)
 	}
 }
