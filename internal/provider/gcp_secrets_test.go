@@ -160,3 +160,66 @@ func TestAccGCP_credentialsNoSecretsInStateOrLog(t *testing.T) {
 		}
 	}
 }
+
+// autarky_join_token reads a gcp cluster's tokens from the bucket, where
+// the first manager stored them, and hands them to where an ephemeral
+// value may go (a provisioner here) without their reaching the state.
+// Run with OpenTofu: Terraform 1.5 has no ephemeral resources.
+func TestAccGCP_joinTokenEphemeral(t *testing.T) {
+	e := newGCPEnv(t)
+	t.Setenv("TF_ACC_TERRAFORM_PATH", tofuPath(t))
+	rc := t.TempDir() + "/tofurc"
+	if err := os.WriteFile(rc, nil, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	t.Setenv("TF_CLI_CONFIG_FILE", rc)
+	t.Setenv("TF_ACC_PROVIDER_HOST", "registry.opentofu.org")
+	dir := t.TempDir()
+	bucket := e.storage(t).Bucket(gcpTestBucket)
+	tokens := map[string]string{group.KeyWorkerToken: "SWMTKN-1-digestdigest-workerephemeral", group.KeyManagerToken: "SWMTKN-1-digestdigest-managerephemeral"}
+	cluster := e.provider() + e.cluster("ephem", 1, "")
+	resource.Test(t, resource.TestCase{
+		ProtoV6ProviderFactories: protoV6ProviderFactories,
+		CheckDestroy:             e.checkNothingLeftInGCP(t, "ephem"),
+		Steps: []resource.TestStep{
+			{Config: cluster},
+			{
+				// What the first manager's startup script would store.
+				PreConfig: func() {
+					for key, v := range tokens {
+						w := bucket.Object(gcp.ObjectName("ephem", key)).NewWriter(context.Background())
+						if _, err := io.WriteString(w, v); err != nil {
+							t.Fatal(err)
+						}
+						if err := w.Close(); err != nil {
+							t.Fatal(err)
+						}
+					}
+				},
+				Config: cluster + fmt.Sprintf(`
+ephemeral "autarky_join_token" "worker" {
+  cluster_id = autarky_cluster.test.id
+  role       = "worker"
+}
+
+resource "terraform_data" "bootstrap" {
+  provisioner "local-exec" {
+    command     = "printf %%s \"$WORKER\" > %s/worker"
+    environment = { WORKER = ephemeral.autarky_join_token.worker.token }
+  }
+}
+`, dir),
+				Check: func(s *terraform.State) error {
+					got, err := os.ReadFile(dir + "/worker")
+					if err != nil {
+						return fmt.Errorf("the provisioner wrote no worker token: %w", err)
+					}
+					if string(got) != tokens[group.KeyWorkerToken] {
+						return fmt.Errorf("the ephemeral worker token is %q, not the one in the bucket", got)
+					}
+					return noTokenIn(s, tokens[group.KeyWorkerToken], tokens[group.KeyManagerToken])
+				},
+			},
+		},
+	})
+}
