@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"regexp"
+	"slices"
 	"strings"
 
 	"github.com/hashicorp/terraform-plugin-framework-validators/listvalidator"
@@ -198,7 +199,25 @@ func (r *clusterResource) planGCPCluster(ctx context.Context, req resource.Modif
 		if err := r.data.checkGCPBucket(ctx, c.Name); err != nil {
 			addFieldError(&resp.Diagnostics, fieldOf(err), err)
 		}
+		return
 	}
+	var state clusterModel
+	resp.Diagnostics.Append(req.State.Get(ctx, &state)...)
+	if old, err := state.GCP.descriptor(ctx); err == nil && old != nil && !unknownIn(req.Config.Raw, "gcp.zones") {
+		if err := zonesKept(old.Zones, c.GCP.Zones); err != nil {
+			addFieldError(&resp.Diagnostics, "gcp.zones", err)
+		}
+	}
+}
+
+// zonesKept refuses to change the zones a cluster's groups were created
+// over: a regional Managed Instance Group keeps them, so the update would
+// fail at apply, after the descriptor holding the new zones was written.
+func zonesKept(old, planned []string) error {
+	if len(old) == 0 || len(planned) == 0 || slices.Equal(slices.Sorted(slices.Values(old)), slices.Sorted(slices.Values(planned))) {
+		return nil
+	}
+	return fmt.Errorf("gcp.zones: the cluster's regional Managed Instance Groups spread over %v and their zones cannot change: keep them, or replace the cluster (terraform apply -replace)", old)
 }
 
 // fieldOf is the field an error of package policy names ("gcp.zones"),

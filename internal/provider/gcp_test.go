@@ -343,6 +343,16 @@ resource "autarky_scaling_policy" "jobs" {
 				Config: e.provider() + e.cluster("sky", 3, "") + pools(3, "e2-standard-2"),
 				Check:  e.checkGroup(t, "sky-web", 3, "e2-standard-2", workersSA),
 			},
+			{
+				// A regional group's zones cannot change: refused at plan.
+				Config:      e.provider() + strings.Replace(e.cluster("sky", 3, ""), `"europe-west1-c"`, `"europe-west1-d"`, 1) + pools(3, "e2-standard-2"),
+				ExpectError: regexp.MustCompile(`gcp.zones:\s+the\s+cluster's\s+regional\s+Managed\s+Instance\s+Groups\s+spread\s+over\s+\[europe-west1-b\s+europe-west1-c\]`),
+			},
+			{
+				// Lowering manager_count is refused on gcp, and nothing changes.
+				Config:      e.provider() + e.cluster("sky", 1, "") + pools(3, "e2-standard-2"),
+				ExpectError: regexp.MustCompile(`manager_count:\s+lowering\s+it\s+from\s+3\s+to\s+1\s+is\s+not\s+supported\s+on\s+gcp`),
+			},
 		},
 	})
 }
