@@ -6,8 +6,8 @@ import (
 )
 
 // join_token_rotation takes a short printable trigger; anything else is
-// refused naming the field and what is allowed, and on aws it needs an
-// agent that acts.
+// refused naming the field and what is allowed, and on a cloud (aws, gcp)
+// it needs an agent that acts, which needs its download.
 func TestJoinTokenRotationValidation(t *testing.T) {
 	base := Cluster{Name: "c", Platform: PlatformLocal, ManagerCount: 1, HeartbeatPeriod: "5s"}
 	for _, tc := range []struct {
@@ -24,12 +24,21 @@ func TestJoinTokenRotationValidation(t *testing.T) {
 			agent: &Agent{Enabled: true, DryRun: true, EvaluationInterval: "2s", BinaryURL: "https://x.example/agent", BinarySHA256: strings.Repeat("ab", 32)}},
 		{name: "aws with agent", rotation: "r1", platform: PlatformAWS,
 			agent: &Agent{Enabled: true, EvaluationInterval: "2s", BinaryURL: "https://x.example/agent", BinarySHA256: strings.Repeat("ab", 32)}},
+		{name: "gcp without agent", rotation: "r1", platform: PlatformGCP, want: "join_token_rotation: on platform \"gcp\" the agent"},
+		{name: "gcp agent without download", platform: PlatformGCP, agent: &Agent{Enabled: true, EvaluationInterval: "2s"},
+			want: "agent.binary_url: \"\" is not an http(s) URL (managers on gcp download the agent at boot)"},
+		{name: "gcp with agent", rotation: "r1", platform: PlatformGCP,
+			agent: &Agent{Enabled: true, EvaluationInterval: "2s", BinaryURL: "https://x.example/agent", BinarySHA256: strings.Repeat("ab", 32)}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			c := base
 			c.JoinTokenRotation, c.Agent = tc.rotation, tc.agent
-			if tc.platform == PlatformAWS {
+			switch tc.platform {
+			case PlatformAWS:
 				c.Platform, c.AWS = PlatformAWS, &AWS{AMI: "ami-0123456789abcdef0", InstanceType: "t3.micro", Subnets: []string{"subnet-0123abcd"}}
+			case PlatformGCP:
+				c.Platform, c.GCP = PlatformGCP, &GCP{Project: "autarky-test", Region: "europe-west1", MachineType: "e2-small",
+					Image: "projects/debian-cloud/global/images/family/debian-12", Subnetwork: "regions/europe-west1/subnetworks/nodes", Bucket: "autarky-test-store"}
 			}
 			err := c.Validate()
 			switch {
