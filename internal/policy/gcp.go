@@ -2,6 +2,7 @@ package policy
 
 import (
 	"fmt"
+	"net"
 	"regexp"
 	"strings"
 )
@@ -70,7 +71,6 @@ var (
 	gcpSubnetworkRE  = regexp.MustCompile(`^` + gceURLPrefix + `(projects/[a-z0-9.:-]+/)?regions/([a-z]+-[a-z]+[0-9]+)/subnetworks/[a-z]([-a-z0-9]{0,61}[a-z0-9])?$`)
 	gcpSAEmailRE     = regexp.MustCompile(`^[a-z0-9][-a-z0-9.]{0,99}@[a-z0-9][-a-z0-9.]*\.gserviceaccount\.com$`)
 	gceNameRE        = regexp.MustCompile(`^[a-z]([-a-z0-9]{0,61}[a-z0-9])?$`)
-	gcsBucketRE      = regexp.MustCompile(`^[a-z0-9][a-z0-9_-]{1,61}[a-z0-9]$`)
 )
 
 // ValidateGCEName checks a Compute Engine resource name (RFC 1035: a
@@ -116,12 +116,57 @@ func ValidateGCPRegion(s string) error {
 	return nil
 }
 
-// ValidateGCSBucket checks a Cloud Storage bucket name.
-func ValidateGCSBucket(s string) error {
-	if !gcsBucketRE.MatchString(s) || strings.HasPrefix(s, "goog") {
-		return fmt.Errorf("%q is not a bucket name: use 3 to 63 lower-case letters, digits, '-' and '_', starting and ending with a letter or digit, not starting with \"goog\"", s)
+// ValidateGCSBucket checks a bucket name against Cloud Storage's rules
+// (https://cloud.google.com/storage/docs/buckets#naming): 3 to 63
+// characters (up to 222 with dots, each dot-separated part at most 63),
+// only lowercase letters, digits, "-", "_" and ".", beginning and ending
+// with a letter or digit, not an IP address, not beginning with "goog"
+// and not containing "google" (nor "g00gle" and the like).
+func ValidateGCSBucket(name string) error {
+	if why := bucketRule(name); why != "" {
+		return fmt.Errorf("%q is not a bucket name: %s", name, why)
 	}
 	return nil
+}
+
+// bucketRule is why name breaks Cloud Storage's naming rules, "" when it
+// does not.
+func bucketRule(name string) string {
+	const allowed = "use 3 to 63 lowercase letters, digits, \"-\", \"_\" or \".\" (up to 222 with dots, each dot-separated part at most 63), beginning and ending with a letter or digit"
+	if strings.HasPrefix(name, "gs://") {
+		return "name the bucket without gs://"
+	}
+	if name == "" {
+		return allowed
+	}
+	for _, r := range name {
+		if !(r >= 'a' && r <= 'z' || r >= '0' && r <= '9' || r == '-' || r == '_' || r == '.') {
+			return fmt.Sprintf("it holds %q: %s", r, allowed)
+		}
+	}
+	alnum := func(b byte) bool { return b >= 'a' && b <= 'z' || b >= '0' && b <= '9' }
+	if !alnum(name[0]) || !alnum(name[len(name)-1]) {
+		return allowed
+	}
+	maxLen := 63
+	if strings.Contains(name, ".") {
+		maxLen = 222
+		for _, part := range strings.Split(name, ".") {
+			if part == "" || len(part) > 63 {
+				return "a dot-separated part is empty or longer than 63 characters: " + allowed
+			}
+		}
+	}
+	if len(name) < 3 || len(name) > maxLen {
+		return fmt.Sprintf("it is %d characters: %s", len(name), allowed)
+	}
+	if net.ParseIP(name) != nil {
+		return "it is an IP address, which Cloud Storage refuses"
+	}
+	if strings.HasPrefix(name, "goog") || strings.Contains(strings.ReplaceAll(name, "0", "o"), "google") {
+		return "Cloud Storage refuses names that begin with \"goog\" or contain \"google\" or a look-alike"
+	}
+	return ""
 }
 
 // Validate checks the cluster's GCP settings, naming each field.

@@ -5,7 +5,6 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"net"
 	"net/http"
 	"sort"
 	"strconv"
@@ -91,49 +90,9 @@ func NewStore(client *storage.Client, bucket, cluster string) (*Store, error) {
 		cluster: cluster, root: ClusterRoot(cluster)}, nil
 }
 
-// ValidateBucket checks a bucket name against Cloud Storage's rules
-// (https://cloud.google.com/storage/docs/buckets#naming): 3 to 63
-// characters (up to 222 with dots, each dot-separated part at most 63),
-// only lowercase letters, digits, "-", "_" and ".", beginning and ending
-// with a letter or digit, not an IP address, not beginning with "goog"
-// and not containing "google" (nor "g00gle" and the like).
-func ValidateBucket(name string) error {
-	const allowed = "a bucket name is 3 to 63 lowercase letters, digits, \"-\", \"_\" or \".\" (up to 222 with dots, each dot-separated part at most 63), beginning and ending with a letter or digit"
-	if name == "" {
-		return fmt.Errorf("is empty: %s", allowed)
-	}
-	if strings.HasPrefix(name, "gs://") {
-		return fmt.Errorf("%q: name the bucket without gs://", name)
-	}
-	for _, r := range name {
-		if !(r >= 'a' && r <= 'z' || r >= '0' && r <= '9' || r == '-' || r == '_' || r == '.') {
-			return fmt.Errorf("%q holds %q: %s", name, r, allowed)
-		}
-	}
-	alnum := func(b byte) bool { return b >= 'a' && b <= 'z' || b >= '0' && b <= '9' }
-	if !alnum(name[0]) || !alnum(name[len(name)-1]) {
-		return fmt.Errorf("%q: %s", name, allowed)
-	}
-	maxLen := 63
-	if strings.Contains(name, ".") {
-		maxLen = 222
-		for _, part := range strings.Split(name, ".") {
-			if part == "" || len(part) > 63 {
-				return fmt.Errorf("%q has a dot-separated part that is empty or longer than 63 characters: %s", name, allowed)
-			}
-		}
-	}
-	if len(name) < 3 || len(name) > maxLen {
-		return fmt.Errorf("%q is %d characters: %s", name, len(name), allowed)
-	}
-	if ip := net.ParseIP(name); ip != nil {
-		return fmt.Errorf("%q is an IP address: Cloud Storage refuses those as bucket names", name)
-	}
-	if strings.HasPrefix(name, "goog") || strings.Contains(strings.ReplaceAll(name, "0", "o"), "google") {
-		return fmt.Errorf("%q: Cloud Storage refuses bucket names that begin with \"goog\" or contain \"google\" or a look-alike", name)
-	}
-	return nil
-}
+// ValidateBucket checks a bucket name: policy.ValidateGCSBucket, the one
+// rule the provider's blocks, the agent's flags and the store share.
+func ValidateBucket(name string) error { return policy.ValidateGCSBucket(name) }
 
 // Bucket is the bucket's name.
 func (s *Store) Bucket() string { return s.name }
