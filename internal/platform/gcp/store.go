@@ -351,13 +351,7 @@ func storeErr(err error) error {
 	case isStatus(err, http.StatusTooManyRequests), isStatus(err, http.StatusInternalServerError),
 		isStatus(err, http.StatusBadGateway), isStatus(err, http.StatusServiceUnavailable),
 		isStatus(err, http.StatusGatewayTimeout):
-		return storeTransient{err}
+		return transient{err}
 	}
 	return err
 }
-
-// storeTransient is a Cloud Storage error that only means "not now".
-type storeTransient struct{ error }
-
-func (e storeTransient) Transient() bool { return true }
-func (e storeTransient) Unwrap() error   { return e.error }
