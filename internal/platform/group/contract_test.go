@@ -40,6 +40,9 @@ type cloud struct {
 	target func(t *testing.T, group string) int
 	// left lists what the cloud's store still holds of cluster.
 	left func(t *testing.T, cluster string) []string
+	// breakPut makes the cloud refuse the next changes to group until the
+	// function it returns mends it.
+	breakPut func(t *testing.T, group string) (mend func())
 }
 
 func awsCloud(t *testing.T) cloud {
@@ -80,6 +83,15 @@ func awsCloud(t *testing.T) cloud {
 				names = append(names, awsv2.ToString(p.Name))
 			}
 			return names
+		},
+		breakPut: func(t *testing.T, group string) func() {
+			proxy.SetFault(testenv.NoRefreshes(func(call testenv.AWSCall) *testenv.AWSFault {
+				if call.Action == "UpdateAutoScalingGroup" {
+					return testenv.AWSAPIError(call, "ValidationError", "injected")
+				}
+				return nil
+			}))
+			return func() { proxy.SetFault(testenv.NoRefreshes(nil)) }
 		},
 	}
 }
@@ -137,6 +149,17 @@ func gcpCloud(t *testing.T) cloud {
 					t.Fatal(err)
 				}
 				names = append(names, o.Name)
+			}
+		},
+		breakPut: func(t *testing.T, group string) func() {
+			// Autarky refuses a group someone attached an autoscaler to.
+			if err := srv.SetAutoscaler(project, region, group, "projects/"+project+"/regions/"+region+"/autoscalers/theirs"); err != nil {
+				t.Fatal(err)
+			}
+			return func() {
+				if err := srv.SetAutoscaler(project, region, group, ""); err != nil {
+					t.Fatal(err)
+				}
 			}
 		},
 	}
@@ -223,6 +246,18 @@ func TestContract(t *testing.T) {
 			if p, _, err := c.plat.ReadPool(ctx, "deal", "web"); err != nil || p.SizeOwner != policy.SizeOwnerTerraform {
 				t.Errorf("without it the size's owner is %q (%v), want Terraform", p.SizeOwner, err)
 			}
+			// An update the cloud refuses leaves the pool's settings as
+			// they were, so the next plan shows the change again.
+			mend := c.breakPut(t, "deal-web")
+			changed := pool
+			changed.MaxSize, changed.Labels = 5, map[string]string{"tier": "changed"}
+			if _, _, err := c.plat.UpdatePool(ctx, changed, 0); err == nil {
+				t.Fatal("an update the cloud refused succeeded")
+			}
+			if p, _, err := c.plat.ReadPool(ctx, "deal", "web"); err != nil || p.Labels["tier"] == "changed" || p.MaxSize != 3 {
+				t.Errorf("after a refused update the pool reads %+v (%v): the refused settings, want the ones the group still has", p, err)
+			}
+			mend()
 			if err := c.plat.DeletePool(ctx, "deal", "web"); err != nil {
 				t.Fatal(err)
 			}

@@ -264,10 +264,10 @@ func (p *Platform) UpdateCluster(ctx context.Context, c policy.Cluster) (platfor
 		return st, err
 	}
 	if err := p.ensureAgentToken(ctx, s, c); err != nil {
-		return st, err
+		return st, p.restoreDescriptor(ctx, s, old, err)
 	}
 	if err := p.cloud.Groups.Put(ctx, c, ManagerPool(c), true); err != nil {
-		return st, err
+		return st, p.restoreDescriptor(ctx, s, old, err)
 	}
 	if err := p.waitInService(ctx, p.cloud.Groups.Name(c.Name, policy.ManagerPoolName), int(c.ManagerCount)); err != nil {
 		return st, err
@@ -282,6 +282,16 @@ func (p *Platform) UpdateCluster(ctx context.Context, c policy.Cluster) (platfor
 	}
 	_, st, err = p.ReadCluster(ctx, c.Name)
 	return st, err
+}
+
+// restoreDescriptor puts the cluster's previous descriptor back after an
+// update failed on the way, so that the next plan shows the change again
+// instead of reading it back as done.
+func (p *Platform) restoreDescriptor(ctx context.Context, s *Store, old policy.Cluster, err error) error {
+	if rerr := s.PutDescriptor(context.WithoutCancel(ctx), old); rerr != nil {
+		return fmt.Errorf("%w (and putting the cluster's settings back failed: %v)", err, rerr)
+	}
+	return err
 }
 
 // waitTokensRotated waits until the leading agent has rotated the join
@@ -458,6 +468,12 @@ func (p *Platform) UpdatePool(ctx context.Context, pool policy.Pool, wait time.D
 		return pool, st, err
 	}
 	if err := p.cloud.Groups.Put(ctx, c, pool, true); err != nil {
+		// The descriptor goes back to what the group still runs, so the
+		// next plan shows the change again instead of reading it back as
+		// done.
+		if rerr := s.PutPool(context.WithoutCancel(ctx), old); rerr != nil {
+			err = fmt.Errorf("%w (and putting the pool's settings back failed: %v)", err, rerr)
+		}
 		return pool, st, err
 	}
 	if err := p.waitPool(ctx, pool, wait); err != nil {
