@@ -76,9 +76,6 @@ func (c *Cluster) Name() string { return c.name }
 // Store is the cluster's store.
 func (c *Cluster) Store() *Store { return c.store }
 
-// Groups is the cloud's groups.
-func (c *Cluster) Groups() Groups { return c.groups }
-
 // GroupOf is the name of pool's group.
 func (c *Cluster) GroupOf(pool string) string {
 	if g, ok := c.names[pool]; ok {
@@ -165,15 +162,7 @@ func roleOf(pool string) string {
 // every pool's group without progress checks, and one Details. A pool
 // whose group does not exist (yet, or any more) has no instances.
 func (c *Cluster) Instances(ctx context.Context) ([]platform.Instance, error) {
-	pools, err := c.poolNames(ctx)
-	if err != nil {
-		return nil, err
-	}
-	names := make([]string, 0, len(pools))
-	for _, pool := range pools {
-		names = append(names, c.GroupOf(pool))
-	}
-	found, err := c.groups.Describe(ctx, names, false)
+	pools, found, err := c.describeAll(ctx)
 	if err != nil {
 		return nil, err
 	}
@@ -187,21 +176,16 @@ func (c *Cluster) Instances(ctx context.Context) ([]platform.Instance, error) {
 		return nil, err
 	}
 	var out []platform.Instance
-	owner := map[string]string{}
 	for _, pool := range pools {
 		g, ok := found[c.GroupOf(pool)]
 		if !ok {
 			continue
 		}
 		for _, m := range g.Members {
-			owner[m.ID] = g.Name
 			out = append(out, platform.Instance{ID: m.ID, Cluster: c.name, Pool: pool, Role: roleOf(pool),
 				Addr: m.Addr, CreatedAt: m.CreatedAt, Running: m.Running})
 		}
 	}
-	c.mu.Lock()
-	c.owner = owner
-	c.mu.Unlock()
 	sort.SliceStable(out, func(i, j int) bool {
 		if out[i].Pool != out[j].Pool {
 			return out[i].Pool < out[j].Pool
@@ -209,6 +193,33 @@ func (c *Cluster) Instances(ctx context.Context) ([]platform.Instance, error) {
 		return out[i].ID < out[j].ID
 	})
 	return out, nil
+}
+
+// describeAll describes every pool's group without progress checks (one
+// Describe) and remembers which group each member belongs to.
+func (c *Cluster) describeAll(ctx context.Context) ([]string, map[string]*Group, error) {
+	pools, err := c.poolNames(ctx)
+	if err != nil {
+		return nil, nil, err
+	}
+	names := make([]string, 0, len(pools))
+	for _, pool := range pools {
+		names = append(names, c.GroupOf(pool))
+	}
+	found, err := c.groups.Describe(ctx, names, false)
+	if err != nil {
+		return nil, nil, err
+	}
+	owner := map[string]string{}
+	for _, g := range found {
+		for _, m := range g.Members {
+			owner[m.ID] = g.Name
+		}
+	}
+	c.mu.Lock()
+	c.owner = owner
+	c.mu.Unlock()
+	return pools, found, nil
 }
 
 // Group describes pool's group with the cloud's own work on it
@@ -270,7 +281,8 @@ func (c *Cluster) bounds(ctx context.Context, pool string, g *Group) (lo, hi int
 }
 
 // groupOfMember is the group member id belongs to, from the last listing
-// (listing again when it is not there).
+// (describing the groups again, without their members' details, when it
+// is not there).
 func (c *Cluster) groupOfMember(ctx context.Context, id string) (string, error) {
 	c.mu.Lock()
 	g, ok := c.owner[id]
@@ -278,7 +290,7 @@ func (c *Cluster) groupOfMember(ctx context.Context, id string) (string, error) 
 	if ok {
 		return g, nil
 	}
-	if _, err := c.Instances(ctx); err != nil {
+	if _, _, err := c.describeAll(ctx); err != nil {
 		return "", err
 	}
 	c.mu.Lock()

@@ -61,9 +61,6 @@ func (s *Store) Name() string { return s.cluster }
 // Where names the cluster's root in the store, for messages.
 func (s *Store) Where() string { return s.kv.Where() }
 
-// KV is the store's key-value store.
-func (s *Store) KV() KV { return s.kv }
-
 func (s *Store) putJSON(ctx context.Context, key string, v any) error {
 	b, err := json.Marshal(v)
 	if err != nil {
