@@ -18,7 +18,6 @@ import (
 	"github.com/hashicorp/terraform-plugin-testing/statecheck"
 	"github.com/hashicorp/terraform-plugin-testing/terraform"
 	"github.com/hashicorp/terraform-plugin-testing/tfjsonpath"
-	"google.golang.org/api/iterator"
 	"google.golang.org/api/option"
 
 	"github.com/autarky/terraform-provider-autarky/internal/platform/gcp"
@@ -165,27 +164,13 @@ func (e gcpEnv) checkGroup(t *testing.T, name string, target int, machineType, s
 	}
 }
 
-// each calls f on every item of a Google API iterator.
-func each[T any](next func() (T, error), f func(T)) error {
-	for {
-		v, err := next()
-		if errors.Is(err, iterator.Done) {
-			return nil
-		}
-		if err != nil {
-			return err
-		}
-		f(v)
-	}
-}
-
 // checkTemplates checks that group has exactly one instance template
 // left: an update makes a new one and deletes the old.
 func (e gcpEnv) checkTemplates(t *testing.T, group string) resource.TestCheckFunc {
 	return func(*terraform.State) error {
 		_, tm := e.groups(t)
 		var names []string
-		err := each(tm.List(context.Background(), &computepb.ListInstanceTemplatesRequest{Project: gcpTestProject}).Next, func(x *computepb.InstanceTemplate) {
+		err := gcp.Each(tm.List(context.Background(), &computepb.ListInstanceTemplatesRequest{Project: gcpTestProject}).Next, func(x *computepb.InstanceTemplate) {
 			if strings.HasPrefix(x.GetName(), group+"-") {
 				names = append(names, x.GetName())
 			}
@@ -229,11 +214,11 @@ func (e gcpEnv) checkNothingLeftInGCP(t *testing.T, cluster string) resource.Tes
 		var left []string
 		g, tm := e.groups(t)
 		err := errors.Join(
-			each(g.List(ctx, &computepb.ListRegionInstanceGroupManagersRequest{Project: gcpTestProject, Region: gcpTestRegion}).Next,
+			gcp.Each(g.List(ctx, &computepb.ListRegionInstanceGroupManagersRequest{Project: gcpTestProject, Region: gcpTestRegion}).Next,
 				func(m *computepb.InstanceGroupManager) { left = append(left, "group "+m.GetName()) }),
-			each(tm.List(ctx, &computepb.ListInstanceTemplatesRequest{Project: gcpTestProject}).Next,
+			gcp.Each(tm.List(ctx, &computepb.ListInstanceTemplatesRequest{Project: gcpTestProject}).Next,
 				func(x *computepb.InstanceTemplate) { left = append(left, "instance template "+x.GetName()) }),
-			each(e.storage(t).Bucket(gcpTestBucket).Objects(ctx, &storage.Query{Prefix: gcp.ClusterRoot(cluster)}).Next,
+			gcp.Each(e.storage(t).Bucket(gcpTestBucket).Objects(ctx, &storage.Query{Prefix: gcp.ClusterRoot(cluster)}).Next,
 				func(o *storage.ObjectAttrs) { left = append(left, "object gs://"+gcpTestBucket+"/"+o.Name) }))
 		if err != nil {
 			return err

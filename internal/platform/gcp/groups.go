@@ -136,7 +136,7 @@ func (g *Groups) Describe(ctx context.Context, names []string, progress bool) (m
 	for _, f := range nameFilters(valid, "") {
 		err := g.c.do(ctx, "regionInstanceGroupManagers.list", func(ctx context.Context, r gax.CallOption) error {
 			it := g.c.Groups.List(ctx, &computepb.ListRegionInstanceGroupManagersRequest{Project: g.c.Project, Region: g.c.Region, Filter: &f, MaxResults: proto.Uint32(PageSize)}, r)
-			return each(it.Next, func(m *computepb.InstanceGroupManager) {
+			return Each(it.Next, func(m *computepb.InstanceGroupManager) {
 				if want[m.GetName()] {
 					migs = append(migs, m)
 					if m.GetStatus().GetIsStable() && actions(m.GetCurrentActions()) == "" {
@@ -178,8 +178,9 @@ func (g *Groups) Describe(ctx context.Context, names []string, progress bool) (m
 	return out, nil
 }
 
-// each drains an iterator of the compute clients.
-func each[T any](next func() (T, error), f func(T)) error {
+// Each drains an iterator of Google's API clients, calling f on every
+// item: the Compute Engine listings here, and the tests' own.
+func Each[T any](next func() (T, error), f func(T)) error {
 	for {
 		v, err := next()
 		if errors.Is(err, iterator.Done) {
@@ -198,7 +199,7 @@ func (g *Groups) managed(ctx context.Context, name string) ([]*computepb.Managed
 	err := g.c.do(ctx, "regionInstanceGroupManagers.listManagedInstances", func(ctx context.Context, r gax.CallOption) error {
 		out = nil
 		it := g.c.Groups.ListManagedInstances(ctx, &computepb.ListManagedInstancesRegionInstanceGroupManagersRequest{Project: g.c.Project, Region: g.c.Region, InstanceGroupManager: name, MaxResults: proto.Uint32(PageSize)}, r)
-		return each(it.Next, func(mi *computepb.ManagedInstance) { out = append(out, mi) })
+		return Each(it.Next, func(mi *computepb.ManagedInstance) { out = append(out, mi) })
 	})
 	return out, err
 }
@@ -359,7 +360,7 @@ func (g *Groups) vms(ctx context.Context, groups []string) (map[string][]*comput
 	for _, f := range nameFilters(groups, "-[a-z0-9]{4}") {
 		err := g.c.do(ctx, "instances.aggregatedList", func(ctx context.Context, r gax.CallOption) error {
 			it := g.c.Instances.AggregatedList(ctx, &computepb.AggregatedListInstancesRequest{Project: g.c.Project, Filter: &f, MaxResults: proto.Uint32(PageSize)}, r)
-			return each(it.Next, func(p compute.InstancesScopedListPair) {
+			return Each(it.Next, func(p compute.InstancesScopedListPair) {
 				for _, in := range p.Value.GetInstances() {
 					for _, it := range in.GetMetadata().GetItems() {
 						if it.GetKey() == "created-by" && strings.Contains(it.GetValue(), "/regions/"+g.c.Region+"/instanceGroupManagers/") {
@@ -568,7 +569,7 @@ func (g *Groups) deleteTemplates(ctx context.Context, name, keep string) error {
 	err := g.c.do(ctx, "instanceTemplates.list", func(ctx context.Context, r gax.CallOption) error {
 		stale = nil
 		it := g.c.Templates.List(ctx, &computepb.ListInstanceTemplatesRequest{Project: g.c.Project, Filter: &f, MaxResults: proto.Uint32(PageSize)}, r)
-		return each(it.Next, func(t *computepb.InstanceTemplate) {
+		return Each(it.Next, func(t *computepb.InstanceTemplate) {
 			if t.GetName() != keep {
 				stale = append(stale, t.GetName())
 			}
