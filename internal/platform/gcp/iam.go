@@ -58,8 +58,8 @@ type AgentRoleSet struct {
 }
 
 func (in RolesInput) validate() error {
-	if !projectRE.MatchString(in.Project) {
-		return fmt.Errorf("project: %q is not a project id: use 6 to 30 lower-case letters, digits and '-', starting with a letter", in.Project)
+	if err := policy.ValidateGCPProject(in.Project); err != nil {
+		return fmt.Errorf("project: %w", err)
 	}
 	if err := policy.ValidateName(in.Cluster); err != nil {
 		return fmt.Errorf("cluster: %w", err)

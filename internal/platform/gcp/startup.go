@@ -128,9 +128,6 @@ type StartupAgent struct {
 }
 
 var (
-	projectRE      = regexp.MustCompile(`^[a-z][a-z0-9-]{4,28}[a-z0-9]$`)
-	gcpRegionRE    = regexp.MustCompile(`^[a-z]+-[a-z]+[0-9]+$`)
-	resourceNameRE = regexp.MustCompile(`^[a-z]([-a-z0-9]{0,61}[a-z0-9])?$`)
 	startupLabelRE = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9._/-]*$`)
 	startupSHARE   = regexp.MustCompile(`^[0-9a-f]{64}$`)
 	// startupURLRE keeps quotes, blanks, backslashes and shell expansions
@@ -262,17 +259,17 @@ func (s StartupScript) validate() error {
 	case s.Role != policy.RoleManager && s.Role != policy.RoleWorker:
 		return fmt.Errorf("role: %q: use %q or %q", s.Role, policy.RoleWorker, policy.RoleManager)
 	}
-	if !projectRE.MatchString(s.Project) {
-		return fmt.Errorf("project: %q is not a project id: use 6 to 30 lower-case letters, digits and '-', starting with a letter", s.Project)
+	if err := policy.ValidateGCPProject(s.Project); err != nil {
+		return fmt.Errorf("project: %w", err)
 	}
-	if !gcpRegionRE.MatchString(s.Region) {
-		return fmt.Errorf("region: %q is not a Compute Engine region: use one such as \"europe-west1\"", s.Region)
+	if err := policy.ValidateGCPRegion(s.Region); err != nil {
+		return fmt.Errorf("region: %w", err)
 	}
 	if err := ValidateBucket(s.Bucket); err != nil {
 		return fmt.Errorf("bucket: %w", err)
 	}
-	if !resourceNameRE.MatchString(s.ManagerGroup) {
-		return fmt.Errorf("manager group: %q is not a Compute Engine name: use 1 to 63 lower-case letters, digits and '-', starting with a letter and not ending with '-'", s.ManagerGroup)
+	if err := policy.ValidateGCEName(s.ManagerGroup); err != nil {
+		return fmt.Errorf("manager group: %w", err)
 	}
 	for k, v := range s.Labels {
 		if !startupLabelRE.MatchString(k) || strings.HasPrefix(k, "autarky.") {
