@@ -12,7 +12,6 @@ import (
 	awsv2 "github.com/aws/aws-sdk-go-v2/aws"
 	"github.com/aws/aws-sdk-go-v2/credentials"
 	"github.com/aws/aws-sdk-go-v2/service/autoscaling"
-	"github.com/hashicorp/go-hclog"
 	"github.com/prometheus/client_golang/prometheus/testutil"
 
 	"github.com/autarky/terraform-provider-autarky/internal/agent"
@@ -259,32 +258,13 @@ func (c *cloud) waitWorkers(n int, timeout time.Duration) {
 }
 
 // waitNodes waits until pool has n instances in service, each with a node
-// that is up, and no other node counts for the pool. judge says whether a
-// node counts for the pool, and whether it is up.
+// that is up, and no other node counts for the pool.
 func (c *cloud) waitNodes(pool policy.Pool, n int, timeout time.Duration, judge func(swarm.Node) (counts, up bool)) {
 	c.t.Helper()
-	c.h.waitFor("pool "+pool.Name+" to have its nodes", timeout, func() (bool, string) {
+	c.h.waitInstanceNodes(pool.Name, n, timeout, func() (map[string]bool, error) {
 		ids, _, err := c.inServiceOf(context.Background(), pool)
-		if err != nil {
-			return false, err.Error()
-		}
-		ns, err := c.h.nodes()
-		if err != nil {
-			return false, err.Error()
-		}
-		ready, other := 0, 0
-		for _, nd := range ns {
-			counts, up := judge(nd)
-			switch {
-			case !counts:
-			case ids[nd.EngineLabels[policy.LabelInstance]] && up:
-				ready++
-			default:
-				other++
-			}
-		}
-		return len(ids) == n && ready == n && other == 0, "in service " + itoa(len(ids)) + ", ready " + itoa(ready) + ", other nodes " + itoa(other)
-	})
+		return ids, err
+	}, judge)
 }
 
 // waitJournalEmpty waits until the agent has finished every action.
@@ -294,13 +274,7 @@ func (c *cloud) waitJournalEmpty(timeout time.Duration) {
 	if err != nil {
 		c.t.Fatal(err)
 	}
-	c.h.waitFor("the agent's journal to be empty", timeout, func() (bool, string) {
-		var j agent.Journal
-		if _, err := cl.LoadJournal(context.Background(), &j); err != nil {
-			return false, err.Error()
-		}
-		return len(j.Entries) == 0, itoa(len(j.Entries)) + " entries"
-	})
+	c.h.waitJournalEmpty(cl, timeout)
 }
 
 // anyWorker is the id of one in-service worker instance.
@@ -338,16 +312,7 @@ func (c *cloud) runAgent() *agent.Agent {
 	if err != nil {
 		c.t.Fatal(err)
 	}
-	a, err := agent.New(agent.Config{DockerHost: c.leaderHost, Listen: "127.0.0.1:0", EvaluationInterval: 500 * time.Millisecond, DrainTimeout: 10 * time.Second,
-		Logger: hclog.New(&hclog.LoggerOptions{Name: "agent", Output: testWriter{c.t}, Level: hclog.Info})}, cl)
-	if err != nil {
-		c.t.Fatal(err)
-	}
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan struct{})
-	go func() { defer close(done); _ = a.Run(ctx) }()
-	c.t.Cleanup(func() { cancel(); <-done })
-	return a
+	return startAgent(c.t, c.leaderHost, cl)
 }
 
 func itoa(n int) string { return strconv.Itoa(n) }

@@ -11,13 +11,13 @@ import (
 	"time"
 
 	"cloud.google.com/go/storage"
-	"github.com/hashicorp/go-hclog"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/testutil"
 	"google.golang.org/api/option"
 
 	"github.com/autarky/terraform-provider-autarky/internal/agent"
 	"github.com/autarky/terraform-provider-autarky/internal/platform/gcp"
+	"github.com/autarky/terraform-provider-autarky/internal/platform/group"
 	"github.com/autarky/terraform-provider-autarky/internal/policy"
 	"github.com/autarky/terraform-provider-autarky/internal/swarm"
 	"github.com/autarky/terraform-provider-autarky/internal/testenv"
@@ -239,25 +239,10 @@ func (g *gcloud) waitManagers(n int, timeout time.Duration) {
 
 func (g *gcloud) waitNodes(pool policy.Pool, n int, timeout time.Duration, judge func(swarm.Node) (counts, up bool)) {
 	g.t.Helper()
-	g.h.waitFor("pool "+pool.Name+" to have its nodes", timeout, func() (bool, string) {
+	g.h.waitInstanceNodes(pool.Name, n, timeout, func() (map[string]bool, error) {
 		ids, _ := g.running(pool)
-		ns, err := g.h.nodes()
-		if err != nil {
-			return false, err.Error()
-		}
-		ready, other := 0, 0
-		for _, nd := range ns {
-			counts, up := judge(nd)
-			switch {
-			case !counts:
-			case ids[nd.EngineLabels[policy.LabelInstance]] && up:
-				ready++
-			default:
-				other++
-			}
-		}
-		return len(ids) == n && ready == n && other == 0, "running " + itoa(len(ids)) + ", ready " + itoa(ready) + ", other nodes " + itoa(other)
-	})
+		return ids, nil
+	}, judge)
 }
 
 // anyVM is the id of one RUNNING VM of pool.
@@ -291,36 +276,23 @@ func (g *gcloud) guestOf(id string) string {
 // runAgent runs an agent for the cluster on the fake Compute Engine.
 func (g *gcloud) runAgent() *agent.Agent {
 	g.t.Helper()
-	cl, err := gcp.NewCluster(g.clients, g.st, gcpTestBucket, g.h.name)
-	if err != nil {
-		g.t.Fatal(err)
-	}
-	a, err := agent.New(agent.Config{DockerHost: g.leaderHost, Listen: "127.0.0.1:0", EvaluationInterval: 500 * time.Millisecond, DrainTimeout: 10 * time.Second,
-		Logger: hclog.New(&hclog.LoggerOptions{Name: "agent", Output: testWriter{g.t}, Level: hclog.Info})}, cl)
-	if err != nil {
-		g.t.Fatal(err)
-	}
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan struct{})
-	go func() { defer close(done); _ = a.Run(ctx) }()
-	g.t.Cleanup(func() { cancel(); <-done })
-	return a
+	return startAgent(g.t, g.leaderHost, g.cluster())
 }
 
-// waitJournalEmpty waits until the agent has finished every action.
-func (g *gcloud) waitJournalEmpty(timeout time.Duration) {
+// cluster is the agent's view of the cluster.
+func (g *gcloud) cluster() *group.Cluster {
 	g.t.Helper()
 	cl, err := gcp.NewCluster(g.clients, g.st, gcpTestBucket, g.h.name)
 	if err != nil {
 		g.t.Fatal(err)
 	}
-	g.h.waitFor("the agent's journal to be empty", timeout, func() (bool, string) {
-		var j agent.Journal
-		if _, err := cl.LoadJournal(context.Background(), &j); err != nil {
-			return false, err.Error()
-		}
-		return len(j.Entries) == 0, itoa(len(j.Entries)) + " entries"
-	})
+	return cl
+}
+
+// waitJournalEmpty waits until the agent has finished every action.
+func (g *gcloud) waitJournalEmpty(timeout time.Duration) {
+	g.t.Helper()
+	g.h.waitJournalEmpty(g.cluster(), timeout)
 }
 
 // A worker whose node dies is replaced through the managed instance
