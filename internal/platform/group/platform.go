@@ -202,21 +202,17 @@ func (p *Platform) ReadCluster(ctx context.Context, name string) (policy.Cluster
 	if g.Bounded && g.Min != int(c.ManagerCount) && policy.ValidateManagerCount(int64(g.Min)) == nil {
 		c.ManagerCount = int64(g.Min)
 	}
-	cl, err := NewCluster(s, p.cloud.Groups, nil)
-	if err != nil {
+	// The managers' addresses: the details of this group only.
+	if err := p.cloud.Groups.Details(ctx, []*Group{g}); err != nil {
 		return c, st, err
 	}
-	insts, err := cl.Instances(ctx)
-	if err != nil {
-		return c, st, err
-	}
-	for _, in := range insts {
-		if in.Pool != policy.ManagerPoolName || !in.Running {
+	for _, m := range g.Members {
+		if !m.Running {
 			continue
 		}
 		st.LiveManagers++
-		if in.Addr != "" {
-			st.ManagerAddresses = append(st.ManagerAddresses, in.Addr+":2377")
+		if m.Addr != "" {
+			st.ManagerAddresses = append(st.ManagerAddresses, m.Addr+":2377")
 		}
 	}
 	sort.Strings(st.ManagerAddresses)
@@ -420,6 +416,10 @@ func (p *Platform) ReadPool(ctx context.Context, cluster, name string) (policy.P
 	if err != nil {
 		return pool, st, err
 	}
+	// The pool's instances: the details of this group only.
+	if err := p.cloud.Groups.Details(ctx, []*Group{g}); err != nil {
+		return pool, st, err
+	}
 	if g.Bounded {
 		pool.MinSize, pool.MaxSize = int64(g.Min), int64(g.Max-Surge)
 		if pool.MaxSize < pool.MinSize {
@@ -427,14 +427,11 @@ func (p *Platform) ReadPool(ctx context.Context, cluster, name string) (policy.P
 		}
 	}
 	pool.DesiredSize = int64(g.Desired)
-	insts, err := cl.Instances(ctx)
-	if err != nil {
-		return pool, st, err
-	}
-	for _, in := range insts {
-		if in.Pool == name && in.Running {
+	for _, m := range g.Members {
+		if m.Running {
 			st.CurrentSize++
-			st.Instances = append(st.Instances, in)
+			st.Instances = append(st.Instances, platform.Instance{ID: m.ID, Cluster: cluster, Pool: name, Role: roleOf(name),
+				Addr: m.Addr, CreatedAt: m.CreatedAt, Running: true})
 		}
 	}
 	return pool, st, nil
