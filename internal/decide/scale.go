@@ -380,13 +380,19 @@ func IsScaleIn(a Action) bool {
 // decision: those of prev made within window before now, and d's. The
 // result is a new slice; prev is not modified.
 func Remember(prev []Recommendation, d ScaleDecision, now time.Time, window time.Duration) []Recommendation {
+	return append(recent(prev, now, window), Recommendation{At: now, Size: d.Recommended})
+}
+
+// recent is a new slice of the recommendations of prev made within window
+// before now, with room for one more.
+func recent(prev []Recommendation, now time.Time, window time.Duration) []Recommendation {
 	out := make([]Recommendation, 0, len(prev)+1)
 	for _, r := range prev {
 		if now.Sub(r.At) < window && !r.At.After(now) {
 			out = append(out, r)
 		}
 	}
-	return append(out, Recommendation{At: now, Size: d.Recommended})
+	return out
 }
 
 // Unneeded tells whether a node could go without its work missing the room:
@@ -846,6 +852,14 @@ func (r *poolScale) distrust(c *CheckSample) (ScaleCode, string) {
 	if maxAge <= 0 {
 		maxAge = 2 * r.p.Rules.EvaluationInterval
 	}
+	return distrustSample(c, r.now, maxAge)
+}
+
+// distrustSample says why a Prometheus sample cannot be trusted at now,
+// when samples older than maxAge are stale; "" when it can. Node pools
+// and services judge their samples by this one rule.
+func distrustSample(c *CheckSample, now time.Time, maxAge time.Duration) (ScaleCode, string) {
+	since := func(t time.Time) time.Duration { return now.Sub(t).Round(time.Second) }
 	switch {
 	case c.Err != "":
 		return CodeNoData, "the query failed: " + c.Err
@@ -855,8 +869,8 @@ func (r *poolScale) distrust(c *CheckSample) (ScaleCode, string) {
 		return CodeNoData, fmt.Sprintf("the query returned %v", c.Value)
 	case c.SampleTime.IsZero():
 		return CodeNoData, "the sample has no time"
-	case r.now.Sub(c.SampleTime) > maxAge:
-		return CodeStaleMetric, fmt.Sprintf("the newest sample is %s old, more than max_sample_age %s", r.since(c.SampleTime), maxAge)
+	case now.Sub(c.SampleTime) > maxAge:
+		return CodeStaleMetric, fmt.Sprintf("the newest sample is %s old, more than max_sample_age %s", since(c.SampleTime), maxAge)
 	}
 	return "", ""
 }
@@ -1169,18 +1183,11 @@ func (r *poolScale) drainNote() string {
 	return ""
 }
 
-func (r *poolScale) stepNote(limited bool) string {
-	if !limited {
-		return ""
-	}
-	return fmt.Sprintf(", limited by max_step %d", r.step)
-}
+func (r *poolScale) stepNote(limited bool) string { return maxStepNote(limited, r.step) }
 
 // cooling tells whether less than d has passed since last; a last time in
 // the future counts as cooling.
-func (r *poolScale) cooling(last time.Time, d time.Duration) bool {
-	return !last.IsZero() && r.now.Sub(last) < d
-}
+func (r *poolScale) cooling(last time.Time, d time.Duration) bool { return coolingAt(r.now, last, d) }
 
 func (r *poolScale) since(t time.Time) time.Duration { return r.now.Sub(t).Round(time.Second) }
 
