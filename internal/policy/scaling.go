@@ -323,39 +323,8 @@ func (s Scaling) parse() (ScalingRules, error) {
 		return r, fmt.Errorf("a scaling policy needs at least one check: pending_tasks, prometheus or alert")
 	}
 	r.PendingTasks = s.PendingTasks != nil
-	names := make(map[string]int, len(s.Prometheus))
-	for i, c := range s.Prometheus {
-		pr, err := c.parse()
-		if err != nil {
-			return r, fmt.Errorf("prometheus[%d]%w", i, err)
-		}
-		if j, dup := names[c.Name]; dup {
-			return r, fmt.Errorf("prometheus[%d].name: %q is used by prometheus[%d]: names must be unique", i, c.Name, j)
-		}
-		names[c.Name] = i
-		r.Prometheus = append(r.Prometheus, pr)
-	}
-	alerts := make(map[string]int, len(s.Alert))
-	for i, c := range s.Alert {
-		if strings.TrimSpace(c.Name) == "" {
-			return r, fmt.Errorf("alert[%d].name: must not be empty: use the alertname of an Alertmanager alert", i)
-		}
-		if !utf8.ValidString(c.Name) {
-			// Alertmanager's alert names are UTF-8; JSON would change this one.
-			return r, fmt.Errorf("alert[%d].name: is not valid UTF-8 text", i)
-		}
-		if c.Name != strings.TrimSpace(c.Name) {
-			return r, fmt.Errorf("alert[%d].name: %q has leading or trailing spaces: use the alertname exactly", i, c.Name)
-		}
-		if j, dup := alerts[c.Name]; dup {
-			return r, fmt.Errorf("alert[%d].name: %q is used by alert[%d]: names must be unique", i, c.Name, j)
-		}
-		alerts[c.Name] = i
-		step, err := checkStep(c.Step)
-		if err != nil {
-			return r, fmt.Errorf("alert[%d].step: %w", i, err)
-		}
-		r.Alert = append(r.Alert, AlertRule{Name: c.Name, Step: step})
+	if r.Prometheus, r.Alert, err = parseChecks(s.Prometheus, s.Alert); err != nil {
+		return r, err
 	}
 	if s.MinSize != nil {
 		n := int(*s.MinSize)
@@ -369,6 +338,49 @@ func (s Scaling) parse() (ScalingRules, error) {
 	r.NodeSelector = s.NodeSelector
 	r.Enabled = s.Enabled
 	return r, nil
+}
+
+// parseChecks validates the Prometheus and alert checks of a policy, a
+// node pool's or a service's, so a check reads the same wherever it is
+// declared. Errors start with the check's field ("prometheus[1].query: ").
+func parseChecks(prom []PrometheusCheck, alerts []AlertCheck) ([]PrometheusRule, []AlertRule, error) {
+	var pr []PrometheusRule
+	var ar []AlertRule
+	names := make(map[string]int, len(prom))
+	for i, c := range prom {
+		r, err := c.parse()
+		if err != nil {
+			return nil, nil, fmt.Errorf("prometheus[%d]%w", i, err)
+		}
+		if j, dup := names[c.Name]; dup {
+			return nil, nil, fmt.Errorf("prometheus[%d].name: %q is used by prometheus[%d]: names must be unique", i, c.Name, j)
+		}
+		names[c.Name] = i
+		pr = append(pr, r)
+	}
+	seen := make(map[string]int, len(alerts))
+	for i, c := range alerts {
+		if strings.TrimSpace(c.Name) == "" {
+			return nil, nil, fmt.Errorf("alert[%d].name: must not be empty: use the alertname of an Alertmanager alert", i)
+		}
+		if !utf8.ValidString(c.Name) {
+			// Alertmanager's alert names are UTF-8; JSON would change this one.
+			return nil, nil, fmt.Errorf("alert[%d].name: is not valid UTF-8 text", i)
+		}
+		if c.Name != strings.TrimSpace(c.Name) {
+			return nil, nil, fmt.Errorf("alert[%d].name: %q has leading or trailing spaces: use the alertname exactly", i, c.Name)
+		}
+		if j, dup := seen[c.Name]; dup {
+			return nil, nil, fmt.Errorf("alert[%d].name: %q is used by alert[%d]: names must be unique", i, c.Name, j)
+		}
+		seen[c.Name] = i
+		step, err := checkStep(c.Step)
+		if err != nil {
+			return nil, nil, fmt.Errorf("alert[%d].step: %w", i, err)
+		}
+		ar = append(ar, AlertRule{Name: c.Name, Step: step})
+	}
+	return pr, ar, nil
 }
 
 // parse validates one Prometheus check. Its errors start with ".field: " or

@@ -2,12 +2,13 @@ package policy
 
 import (
 	"fmt"
+	"maps"
 	"regexp"
+	"slices"
 	"sort"
 	"strconv"
 	"strings"
 	"time"
-	"unicode/utf8"
 )
 
 // A service scaling policy sizes one Swarm service's replicas, as a
@@ -237,8 +238,7 @@ func (s ServiceScaling) Rules() (ServiceScalingRules, error) {
 }
 
 // parse does the work of Validate and Rules, so the two cannot disagree.
-// The checks are validated by the node pools' rules, so a check reads the
-// same wherever it is declared.
+// The checks are validated by the node pools' rules (parseChecks).
 func (s ServiceScaling) parse() (ServiceScalingRules, error) {
 	var r ServiceScalingRules
 	if s.ClusterID != "" {
@@ -284,51 +284,14 @@ func (s ServiceScaling) parse() (ServiceScalingRules, error) {
 			return r, fmt.Errorf("max_sample_age: %q is too short: use at least 1s, or leave it empty for twice the agent's evaluation interval", s.MaxSampleAge)
 		}
 	}
-	names := make(map[string]int, len(s.Prometheus))
-	for i, c := range s.Prometheus {
-		pr, err := c.parse()
-		if err != nil {
-			return r, fmt.Errorf("prometheus[%d]%w", i, err)
-		}
-		if j, dup := names[c.Name]; dup {
-			return r, fmt.Errorf("prometheus[%d].name: %q is used by prometheus[%d]: names must be unique", i, c.Name, j)
-		}
-		names[c.Name] = i
-		r.Prometheus = append(r.Prometheus, pr)
-	}
-	alerts := make(map[string]int, len(s.Alert))
-	for i, c := range s.Alert {
-		if err := validateAlertName(c.Name); err != nil {
-			return r, fmt.Errorf("alert[%d].name: %w", i, err)
-		}
-		if j, dup := alerts[c.Name]; dup {
-			return r, fmt.Errorf("alert[%d].name: %q is used by alert[%d]: names must be unique", i, c.Name, j)
-		}
-		alerts[c.Name] = i
-		step, err := checkStep(c.Step)
-		if err != nil {
-			return r, fmt.Errorf("alert[%d].step: %w", i, err)
-		}
-		r.Alert = append(r.Alert, AlertRule{Name: c.Name, Step: step})
+	if r.Prometheus, r.Alert, err = parseChecks(s.Prometheus, s.Alert); err != nil {
+		return r, err
 	}
 	r.Service = s.Service
 	r.MinReplicas, r.MaxReplicas = int(s.MinReplicas), int(s.MaxReplicas)
 	r.MaxStep = int(s.MaxStep)
 	r.DryRun, r.Enabled = s.DryRun, s.Enabled
 	return r, nil
-}
-
-// validateAlertName holds the rules of an alert check's name.
-func validateAlertName(name string) error {
-	switch {
-	case strings.TrimSpace(name) == "":
-		return fmt.Errorf("must not be empty: use the alertname of an Alertmanager alert")
-	case !utf8.ValidString(name):
-		return fmt.Errorf("is not valid UTF-8 text")
-	case name != strings.TrimSpace(name):
-		return fmt.Errorf("%q has leading or trailing spaces: use the alertname exactly", name)
-	}
-	return nil
 }
 
 // scaleBy resolves a routed alert's step: 0 is DefaultScaleBy.
@@ -600,11 +563,4 @@ func knownSettingLabels() []string {
 		LabelScaleUpBy, LabelScaleDownBy, LabelScaleMaxSampleAge, LabelScaleDryRun, LabelScaleEnabled, LabelScaleController}
 }
 
-func sortedKeys[V any](m map[string]V) []string {
-	keys := make([]string, 0, len(m))
-	for k := range m {
-		keys = append(keys, k)
-	}
-	sort.Strings(keys)
-	return keys
-}
+func sortedKeys[V any](m map[string]V) []string { return slices.Sorted(maps.Keys(m)) }
