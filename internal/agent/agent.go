@@ -131,6 +131,9 @@ type Agent struct {
 	// rotation.
 	tokensRetryAt time.Time
 	tokensBackoff time.Duration
+	// history is every pool's and service's size over the last hour,
+	// for the status page (history.go, page.go).
+	history *sizeHistory
 }
 
 // wakeNow asks the loop for an evaluation at once.
@@ -194,6 +197,7 @@ func New(cfg Config, cluster platform.Cluster) (*Agent, error) {
 		baseCtx:      context.Background(),
 		evalDeadline: evaluationDeadline(),
 		workers:      map[string]worker{},
+		history:      newSizeHistory(),
 	}
 	for _, c := range cfg.Collectors {
 		if err := a.metrics.registry.Register(c); err != nil {

@@ -392,6 +392,7 @@ func (a *Agent) report(o *observation, s decide.Snapshot, plan decide.Plan) {
 			Attempts: e.Attempts, NextAttempt: e.NextAttempt, LastError: e.LastError})
 	}
 	sort.Strings(inflight)
+	a.recordPools(o.now, pools)
 	a.mu.Lock()
 	a.status.NodeID = o.selfID
 	a.status.Leader = o.leader

@@ -115,11 +115,12 @@ type Decision struct {
 
 const maxDecisions = 100
 
-// Handler serves /metrics, /healthz, /v1/alerts and /v1/status. /metrics
+// Handler serves /metrics, /healthz, /v1/alerts, /v1/status and the
+// status page at /. /metrics
 // and /healthz are open: Prometheus scrapes the first and the other agents
 // probe the second, and neither names a node, an address or a host
-// (metrics carry pool names and counts). /v1/alerts and /v1/status take a
-// bearer token beyond loopback (authorized, statusAuthorized).
+// (metrics carry pool names and counts). /v1/alerts, /v1/status and the
+// page take a bearer token beyond loopback (authorized, statusAuthorized).
 func (a *Agent) Handler() http.Handler {
 	mux := http.NewServeMux()
 	mux.Handle("/metrics", promhttp.HandlerFor(a.metrics.registry, promhttp.HandlerOpts{}))
@@ -131,6 +132,8 @@ func (a *Agent) Handler() http.Handler {
 		_, _ = io.WriteString(w, "ok\n")
 	})
 	mux.HandleFunc("/v1/alerts", a.handleAlerts)
+	// The status page for people (page.go): "/" only, guarded as /v1/status.
+	mux.HandleFunc("GET /{$}", a.handlePage)
 	mux.HandleFunc("/v1/status", func(w http.ResponseWriter, r *http.Request) {
 		if !a.statusAuthorized(r) {
 			w.Header().Set("WWW-Authenticate", `Bearer realm="autarky-agent"`)
