@@ -393,6 +393,7 @@ func (a *Agent) report(o *observation, s decide.Snapshot, plan decide.Plan) {
 	}
 	sort.Strings(inflight)
 	a.recordPools(o.now, pools)
+	a.metrics.forgetPools(pools)
 	a.mu.Lock()
 	a.status.NodeID = o.selfID
 	a.status.Leader = o.leader

@@ -3,6 +3,7 @@ package agent
 import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
+	dto "github.com/prometheus/client_model/go"
 )
 
 // metrics are the agent's Prometheus metrics. Labels are pools, states,
@@ -100,4 +101,54 @@ func newMetrics() *agentMetrics {
 	m.registry.MustRegister(m.leader, m.quorum, m.nodes, m.replacements, m.decisions, m.breaker, m.evaluation,
 		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	return m
+}
+
+// forgetPools and forgetScaling delete the series of pools and checks the
+// last evaluation no longer names. A gauge keeps its last value until it
+// is deleted, so a breaker open or a check stale when its pool or policy
+// was deleted would go on saying so, and alert (examples/alerts), until
+// the agent restarts. Gone series are deleted one by one, never Reset and
+// set again, so a scrape never misses a live one.
+func (m *agentMetrics) forgetPools(pools []PoolStatus) {
+	live := map[string]bool{}
+	for _, p := range pools {
+		live[p.ID] = true
+	}
+	keepOnly(m.breaker, func(l prometheus.Labels) bool { return live[l["pool"]] })
+}
+
+func (m *agentMetrics) forgetScaling(statuses map[string]ScaleStatus) {
+	keepOnly(m.poolSize, func(l prometheus.Labels) bool { _, ok := statuses[l["pool"]]; return ok })
+	keepOnly(m.checkStale, func(l prometheus.Labels) bool {
+		for _, c := range statuses[l["pool"]].Checks {
+			if c.Name == l["check"] {
+				return true
+			}
+		}
+		return false
+	})
+}
+
+// keepOnly deletes vec's series whose labels keep refuses.
+func keepOnly(vec *prometheus.GaugeVec, keep func(prometheus.Labels) bool) {
+	ch := make(chan prometheus.Metric)
+	go func() { vec.Collect(ch); close(ch) }()
+	var gone []prometheus.Labels
+	for m := range ch {
+		var pb dto.Metric
+		if m.Write(&pb) != nil {
+			continue
+		}
+		l := prometheus.Labels{}
+		for _, lp := range pb.GetLabel() {
+			l[lp.GetName()] = lp.GetValue()
+		}
+		if !keep(l) {
+			gone = append(gone, l)
+		}
+	}
+	// After Collect: Delete takes the lock Collect holds.
+	for _, l := range gone {
+		vec.Delete(l)
+	}
 }

@@ -332,6 +332,7 @@ func (a *Agent) reportInvalidScaling(o *observation, sc *scaling) {
 }
 
 func (a *Agent) setScaleStatus(s map[string]ScaleStatus) {
+	a.metrics.forgetScaling(s)
 	a.mu.Lock()
 	defer a.mu.Unlock()
 	for i := range a.status.Pools {
