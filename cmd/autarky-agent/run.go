@@ -32,13 +32,13 @@ func runAgent(args []string, stderr io.Writer) error {
 	storageEndpoint := fs.String("storage-endpoint", "", "gcp: the Cloud Storage JSON API endpoint (default Google's; a private endpoint)")
 	stateDir := fs.String("state-dir", "", "local platform: the provider's state dir (default $AUTARKY_STATE_DIR, else /var/lib/autarky)")
 	dockerHost := fs.String("docker-host", "unix:///var/run/docker.sock", "Docker endpoint of the manager this agent runs beside (unix socket; tcp:// without TLS is refused)")
-	listen := fs.String("listen", fmt.Sprintf("127.0.0.1:%d", policy.AgentPort), "address to serve /metrics, /healthz and /v1/status on")
+	listen := fs.String("listen", fmt.Sprintf("127.0.0.1:%d", policy.AgentPort), "address to serve /metrics, /healthz, /v1/status and the status page (/) on")
 	dryRun := fs.Bool("dry-run", false, "decide and report, change nothing")
 	logFormat := fs.String("log-format", "text", "log format: json or text")
 	interval := fs.String("evaluation-interval", policy.DefaultEvaluationInterval.String(), "how often to evaluate when no event arrives")
 	drain := fs.Duration("drain-timeout", 2*time.Minute, "how long a node with tasks is drained before it is removed anyway")
 	tokenFile := fs.String("alert-token-file", "", "file holding the bearer token /v1/alerts requires (also $AUTARKY_ALERT_TOKEN); required for alerts when --listen is beyond loopback, where /v1/status takes it too unless --status-token-file gives another")
-	statusTokenFile := fs.String("status-token-file", "", "file holding the bearer token /v1/status requires (also $AUTARKY_STATUS_TOKEN); default: open on loopback, the alert token beyond")
+	statusTokenFile := fs.String("status-token-file", "", "file holding the bearer token /v1/status and the status page require (also $AUTARKY_STATUS_TOKEN; the page also takes it as a Basic password); default: open on loopback, the alert token beyond")
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
