@@ -9,7 +9,7 @@ import (
 	"testing"
 
 	"github.com/autarky/terraform-provider-autarky/internal/platform"
-	"github.com/autarky/terraform-provider-autarky/internal/platform/local"
+	"github.com/autarky/terraform-provider-autarky/internal/policy"
 )
 
 func TestVersionAndUsage(t *testing.T) {
@@ -139,7 +139,7 @@ func TestStatusAddressFromBootFile(t *testing.T) {
 func TestRunHelpNamesPlatforms(t *testing.T) {
 	var out, errb bytes.Buffer
 	run([]string{"autarky-agent", "run", "-h"}, &out, &errb)
-	for _, want := range []string{"$" + local.StateDirEnv, local.DefaultStateDir} {
+	for _, want := range []string{"$" + policy.StateDirEnv, policy.DefaultStateDir} {
 		if !strings.Contains(errb.String(), want) {
 			t.Errorf("run -h does not name %q:\n%s", want, errb.String())
 		}

@@ -161,11 +161,16 @@ func kindTitle(kind string) string {
 	return strings.ToUpper(kind[:1]) + kind[1:] + "s"
 }
 
+// pageClock is a time of day in UTC, with its date when that is not today.
 func pageClock(t time.Time) string {
 	if t.IsZero() {
 		return "—"
 	}
-	return t.UTC().Format(time.TimeOnly)
+	t = t.UTC()
+	if y, m, d := time.Now().UTC().Date(); t.Year() != y || t.Month() != m || t.Day() != d {
+		return t.Format(time.DateTime)
+	}
+	return t.Format(time.TimeOnly)
 }
 
 func stateClass(state string) string {

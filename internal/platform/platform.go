@@ -1,6 +1,9 @@
 // Package platform defines what Autarky needs from the place instances come
-// from. Each platform (local, aws, gcp) lives in a sub-package and implements
-// these types; the provider and the agent only speak to them through here.
+// from. Each platform (local, aws, gcp) lives in a sub-package, implements
+// these types and registers itself (registry.go: the agent's Open, the
+// provider's OpenBackend, the IAM data sources' RenderRights); the
+// provider and the agent only speak to them through here, and the binaries
+// link the platforms they ship.
 package platform
 
 import (
@@ -33,8 +36,8 @@ type PoolStatus struct {
 }
 
 // Backend is what the provider needs from a platform: clusters, node
-// pools and policies. The local platform and the cloud platforms' shared
-// layer (group.Platform) implement it.
+// pools and policies. The local platform and the clouds (over the shared
+// layer's group.Platform) implement it.
 type Backend interface {
 	// Where says where the platform keeps clusters, for messages.
 	Where() string
@@ -57,6 +60,21 @@ type Backend interface {
 	PutScalingPolicy(ctx context.Context, s policy.Scaling) error
 	GetScalingPolicy(ctx context.Context, poolID string) (policy.Scaling, error)
 	DeleteScalingPolicy(ctx context.Context, poolID string) error
+
+	// Name is the platform's name: "local", "aws", "gcp".
+	Name() string
+	// WithProgress is the backend with its progress going to progress
+	// (one request's log); the connections are the same.
+	WithProgress(progress Progress) Backend
+	// Fill puts into a cluster's descriptor what the provider's settings
+	// of the platform decide for it (gcp: project, region and bucket), so
+	// that the descriptor tells the agent and the boot script where the
+	// cluster lives.
+	Fill(c policy.Cluster) policy.Cluster
+	// Preflight checks at plan time, before a cluster is created, what
+	// can be checked without creating anything (gcp: that the bucket
+	// exists and can be listed).
+	Preflight(ctx context.Context, cluster string) error
 }
 
 // ErrExists is returned when a cluster or pool of that name already exists.

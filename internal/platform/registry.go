@@ -8,6 +8,8 @@ import (
 	"sync"
 
 	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/autarky/terraform-provider-autarky/internal/policy"
 )
 
 // AgentSettings are what `autarky-agent run` knows of where its cluster
@@ -33,9 +35,24 @@ type Opened struct {
 // its settings and credentials before the agent starts.
 type Opener func(ctx context.Context, s AgentSettings) (Opened, error)
 
+// ProviderSettings are the provider configuration's platform blocks, as
+// policy's types: each platform reads its own. A nil cloud block means
+// the provider has none.
+type ProviderSettings struct {
+	Local policy.LocalSettings
+	AWS   *policy.AWSSettings
+	GCP   *policy.GCPSettings
+}
+
+// BackendOpener opens the provider's view of one platform (platform
+// Backend), checking its settings and credentials. The provider opens
+// each platform once per process and takes WithProgress per request.
+type BackendOpener func(ctx context.Context, s ProviderSettings) (Backend, error)
+
 var (
 	registryMu sync.Mutex
 	openers    = map[string]Opener{}
+	backends   = map[string]BackendOpener{}
 )
 
 // Register makes platform name known to Open. A platform registers from
@@ -61,12 +78,39 @@ func Open(ctx context.Context, name string, s AgentSettings) (Opened, error) {
 	return o(ctx, s)
 }
 
+// RegisterBackend makes platform name known to OpenBackend, from the
+// platform package's init as Register does.
+func RegisterBackend(name string, o BackendOpener) {
+	registryMu.Lock()
+	defer registryMu.Unlock()
+	if _, dup := backends[name]; dup {
+		panic("platform backend " + name + " registered twice")
+	}
+	backends[name] = o
+}
+
+// OpenBackend opens the provider's view of platform name.
+func OpenBackend(ctx context.Context, name string, s ProviderSettings) (Backend, error) {
+	registryMu.Lock()
+	o, ok := backends[name]
+	known := keys(backends)
+	registryMu.Unlock()
+	if !ok {
+		return nil, fmt.Errorf("platform %q is not one this binary has: %s", name, strings.Join(known, ", "))
+	}
+	return o(ctx, s)
+}
+
 // Registered lists the platforms Open knows, sorted.
 func Registered() []string {
 	registryMu.Lock()
 	defer registryMu.Unlock()
-	out := make([]string, 0, len(openers))
-	for name := range openers {
+	return keys(openers)
+}
+
+func keys[V any](m map[string]V) []string {
+	out := make([]string, 0, len(m))
+	for name := range m {
 		out = append(out, name)
 	}
 	sort.Strings(out)

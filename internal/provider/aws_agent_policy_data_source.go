@@ -11,7 +11,8 @@ import (
 	"github.com/hashicorp/terraform-plugin-framework/schema/validator"
 	"github.com/hashicorp/terraform-plugin-framework/types"
 
-	"github.com/autarky/terraform-provider-autarky/internal/platform/aws"
+	"github.com/autarky/terraform-provider-autarky/internal/platform"
+	"github.com/autarky/terraform-provider-autarky/internal/policy"
 	"github.com/autarky/terraform-provider-autarky/internal/validators"
 )
 
@@ -46,8 +47,8 @@ func (d *agentPolicyDataSource) Schema(_ context.Context, _ datasource.SchemaReq
 	resp.Schema = schema.Schema{
 		MarkdownDescription: "Renders the least-privilege IAM policies of a cluster's instance roles on AWS: `json` for the managers' role, which `autarky-agent` and the managers' user data run with, " +
 			"and `worker_json` for the worker pools' role, whose user data only reads the worker join token. " +
-			"Mutating calls are limited to the cluster: resizing and replacing only in Auto Scaling Groups tagged `" + aws.TagCluster + "=<cluster_name>`, " +
-			"SSM reads and writes only under `" + aws.PathPrefix + "/<cluster_name>`, and KMS only through SSM. " +
+			"Mutating calls are limited to the cluster: resizing and replacing only in Auto Scaling Groups tagged `" + policy.AWSTagCluster + "=<cluster_name>`, " +
+			"SSM reads and writes only under `" + policy.AWSPathPrefix + "/<cluster_name>`, and KMS only through SSM. " +
 			"A pure render: it calls no AWS API and needs no provider configuration. Attach the documents with `aws_iam_role_policy` or `aws_iam_policy`.",
 		Attributes: map[string]schema.Attribute{
 			"id": schema.StringAttribute{
@@ -56,8 +57,8 @@ func (d *agentPolicyDataSource) Schema(_ context.Context, _ datasource.SchemaReq
 			},
 			"cluster_name": schema.StringAttribute{
 				Required: true,
-				MarkdownDescription: "The name of the cluster, as in `autarky_cluster.name`: the value of the `" + aws.TagCluster + "` tag on its Auto Scaling Groups and the last part of its SSM parameter path `" +
-					aws.PathPrefix + "/<cluster_name>`. A DNS label: 1 to 63 lower-case letters, digits and `-`, starting and ending with a letter or digit.",
+				MarkdownDescription: "The name of the cluster, as in `autarky_cluster.name`: the value of the `" + policy.AWSTagCluster + "` tag on its Auto Scaling Groups and the last part of its SSM parameter path `" +
+					policy.AWSPathPrefix + "/<cluster_name>`. A DNS label: 1 to 63 lower-case letters, digits and `-`, starting and ending with a letter or digit.",
 				Validators: []validator.String{validators.Name()},
 			},
 			"partition": schema.StringAttribute{
@@ -67,7 +68,7 @@ func (d *agentPolicyDataSource) Schema(_ context.Context, _ datasource.SchemaReq
 				Validators: []validator.String{agentPolicyInputCheck{
 					is:  "an AWS partition",
 					use: "use \"aws\", \"aws-cn\", \"aws-us-gov\" or another partition's name, or leave it unset for \"aws\"",
-					set: func(in *aws.PolicyInput, v string) { in.Partition = v },
+					set: func(in *platform.RightsInput, v string) { in.Partition = v },
 				}},
 			},
 			"region": schema.StringAttribute{
@@ -77,7 +78,7 @@ func (d *agentPolicyDataSource) Schema(_ context.Context, _ datasource.SchemaReq
 				Validators: []validator.String{agentPolicyInputCheck{
 					is:  "an AWS region code",
 					use: "use one such as \"eu-west-1\" or \"us-gov-west-1\", or leave it unset to match any region",
-					set: func(in *aws.PolicyInput, v string) { in.Region = v },
+					set: func(in *platform.RightsInput, v string) { in.Region = v },
 				}},
 			},
 			"account_id": schema.StringAttribute{
@@ -87,7 +88,7 @@ func (d *agentPolicyDataSource) Schema(_ context.Context, _ datasource.SchemaReq
 				Validators: []validator.String{agentPolicyInputCheck{
 					is:  "an AWS account id",
 					use: "use the 12 digits of the account, such as \"123456789012\", or leave it unset to match any account",
-					set: func(in *aws.PolicyInput, v string) { in.AccountID = v },
+					set: func(in *platform.RightsInput, v string) { in.AccountID = v },
 				}},
 			},
 			"kms_key_arn": schema.StringAttribute{
@@ -99,7 +100,7 @@ func (d *agentPolicyDataSource) Schema(_ context.Context, _ datasource.SchemaReq
 				Validators: []validator.String{agentPolicyInputCheck{
 					is:  "a KMS key ARN",
 					use: kmsKeyARNUse,
-					set: func(in *aws.PolicyInput, v string) { in.KMSKeyARN = v },
+					set: func(in *platform.RightsInput, v string) { in.KMSKeyARN = v },
 					extra: func(v string) string {
 						if strings.Contains(v, ":alias/") {
 							return "is an alias ARN, and IAM matches kms:Decrypt against the key's own ARN, so it would grant nothing: " + kmsKeyARNUse
@@ -111,7 +112,7 @@ func (d *agentPolicyDataSource) Schema(_ context.Context, _ datasource.SchemaReq
 			"json": schema.StringAttribute{
 				Computed: true,
 				MarkdownDescription: "The IAM policy document of the managers' instance role, as JSON: describe calls on anything; `autoscaling:SetDesiredCapacity` and `autoscaling:TerminateInstanceInAutoScalingGroup` " +
-					"only on Auto Scaling Groups tagged `" + aws.TagCluster + "=<cluster_name>`; SSM reads only under `" + aws.PathPrefix + "/<cluster_name>`; " +
+					"only on Auto Scaling Groups tagged `" + policy.AWSTagCluster + "=<cluster_name>`; SSM reads only under `" + policy.AWSPathPrefix + "/<cluster_name>`; " +
 					"`ssm:PutParameter` only on the agent's journal and its parts (and the copies it sets aside when the journal cannot be read), the pool descriptors, the join tokens, their rotation record and the swarm init lock; " +
 					"`ssm:DeleteParameter` and `ssm:DeleteParameters` only on the journal and its parts; KMS only through SSM.",
 			},
@@ -128,15 +129,15 @@ func (d *agentPolicyDataSource) Schema(_ context.Context, _ datasource.SchemaReq
 func (d *agentPolicyDataSource) Configure(context.Context, datasource.ConfigureRequest, *datasource.ConfigureResponse) {
 }
 
-// agentPolicyInputCheck validates one optional field of aws.PolicyInput by
+// agentPolicyInputCheck validates one optional field of the aws rights' input by
 // rendering a policy with only that field set, so the provider refuses
-// exactly what package aws refuses, and names the attribute and what it
+// exactly what the aws platform refuses, and names the attribute and what it
 // takes.
 type agentPolicyInputCheck struct {
 	is  string // what the value must be: "an AWS region code"
 	use string // what to do instead: "use one such as ..."
-	set func(*aws.PolicyInput, string)
-	// extra, if set, refuses more than package aws does; it returns why,
+	set func(*platform.RightsInput, string)
+	// extra, if set, refuses more than the aws platform does; it returns why,
 	// after the quoted value, and what to use instead.
 	extra func(string) string
 }
@@ -152,10 +153,10 @@ func (v agentPolicyInputCheck) ValidateString(_ context.Context, req validator.S
 		return
 	}
 	s := req.ConfigValue.ValueString()
-	in := aws.PolicyInput{Cluster: "autarky"}
+	in := platform.RightsInput{Cluster: "autarky"}
 	v.set(&in, s)
 	why := ""
-	if _, err := aws.AgentPolicy(in); err != nil {
+	if _, err := platform.RenderRights(policy.PlatformAWS, in); err != nil {
 		why = "is not " + v.is + ": " + v.use
 	} else if v.extra != nil {
 		why = v.extra(s)
@@ -229,29 +230,19 @@ func (d *agentPolicyDataSource) Read(ctx context.Context, req datasource.ReadReq
 	if resp.Diagnostics.HasError() {
 		return
 	}
-	in := aws.PolicyInput{
+	in := platform.RightsInput{
 		Cluster:   cfg.ClusterName.ValueString(),
 		Partition: cfg.Partition.ValueString(),
 		Region:    cfg.Region.ValueString(),
 		AccountID: cfg.AccountID.ValueString(),
 		KMSKeyARN: cfg.KMSKeyARN.ValueString(),
 	}
-	render := func(name string, policy func(aws.PolicyInput) (aws.PolicyDocument, error)) string {
-		doc, err := policy(in)
-		if err == nil {
-			var s string
-			if s, err = doc.JSON(); err == nil {
-				return s
-			}
-		}
-		resp.Diagnostics.AddError("rendering the "+name+" policy of cluster "+in.Cluster, err.Error())
-		return ""
-	}
-	agent := render("agent", aws.AgentPolicy)
-	worker := render("worker", aws.WorkerPolicy)
-	if resp.Diagnostics.HasError() {
+	rights, err := platform.RenderRights(policy.PlatformAWS, in)
+	if err != nil {
+		resp.Diagnostics.AddError("rendering the policies of cluster "+in.Cluster, err.Error())
 		return
 	}
+	agent, worker := rights.Managers, rights.Workers
 	cfg.ID = types.StringValue(in.Cluster)
 	cfg.JSON = types.StringValue(agent)
 	cfg.WorkerJSON = types.StringValue(worker)

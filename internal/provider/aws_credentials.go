@@ -11,7 +11,7 @@ import (
 	"github.com/hashicorp/terraform-plugin-framework/schema/validator"
 	"github.com/hashicorp/terraform-plugin-framework/types"
 
-	"github.com/autarky/terraform-provider-autarky/internal/platform/aws"
+	"github.com/autarky/terraform-provider-autarky/internal/policy"
 	"github.com/autarky/terraform-provider-autarky/internal/validators"
 )
 
@@ -33,24 +33,24 @@ func checked(description, must string, check func(string) error) schema.StringAt
 
 func sessionAttributes(what string) map[string]schema.Attribute {
 	return map[string]schema.Attribute{
-		"role_arn":     checked("ARN of the IAM role to assume"+what+".", "must be an IAM role ARN", aws.ValidateRoleARN),
-		"session_name": checked("Name of the role session, shown in CloudTrail and in the assumed role's ARN: 2 to 64 letters, digits or `_+=,.@-`.", "must be a session name", aws.ValidateSessionName),
-		"duration":     checked("How long the session lasts, from `15m` to `12h` (the role's maximum session duration may be lower). Defaults to STS's one hour; the provider renews it as it runs out.", "must be a duration from 15m to 12h", aws.ValidateSessionDuration),
-		"policy":       checked("JSON session policy that further restricts the role's permissions.", "must be a JSON policy document", aws.ValidatePolicyJSON),
+		"role_arn":     checked("ARN of the IAM role to assume"+what+".", "must be an IAM role ARN", policy.ValidateRoleARN),
+		"session_name": checked("Name of the role session, shown in CloudTrail and in the assumed role's ARN: 2 to 64 letters, digits or `_+=,.@-`.", "must be a session name", policy.ValidateSessionName),
+		"duration":     checked("How long the session lasts, from `15m` to `12h` (the role's maximum session duration may be lower). Defaults to STS's one hour; the provider renews it as it runs out.", "must be a duration from 15m to 12h", policy.ValidateSessionDuration),
+		"policy":       checked("JSON session policy that further restricts the role's permissions.", "must be a JSON policy document", policy.ValidatePolicyJSON),
 		"policy_arns": schema.SetAttribute{
 			Optional:            true,
 			ElementType:         types.StringType,
 			MarkdownDescription: "ARNs of managed policies that further restrict the role's permissions.",
 			Validators: []validator.Set{setvalidator.ValueStringsAre(
-				validators.Check("must be an IAM policy ARN", aws.ValidatePolicyARN))},
+				validators.Check("must be an IAM policy ARN", policy.ValidatePolicyARN))},
 		},
 	}
 }
 
 func assumeRoleBlock() schema.SingleNestedBlock {
 	attrs := sessionAttributes(" (required)")
-	attrs["external_id"] = checked("External ID the role's trust policy may require.", "must be an external ID", aws.ValidateExternalID)
-	attrs["source_identity"] = checked("Source identity to set on the session (2 to 64 letters, digits or `_+=,.@-`).", "must be a source identity", aws.ValidateSessionName)
+	attrs["external_id"] = checked("External ID the role's trust policy may require.", "must be an external ID", policy.ValidateExternalID)
+	attrs["source_identity"] = checked("Source identity to set on the session (2 to 64 letters, digits or `_+=,.@-`).", "must be a source identity", policy.ValidateSessionName)
 	return schema.SingleNestedBlock{
 		MarkdownDescription: "Assume this IAM role with the credentials found (or those of `assume_role_with_web_identity`); the platform's calls are then made as the role.",
 		Attributes:          attrs,
@@ -59,7 +59,7 @@ func assumeRoleBlock() schema.SingleNestedBlock {
 
 func webIdentityBlock() schema.SingleNestedBlock {
 	attrs := sessionAttributes("; defaults to `AWS_ROLE_ARN`")
-	attrs["session_name"] = checked("Name of the role session: 2 to 64 letters, digits or `_+=,.@-`. Defaults to `AWS_ROLE_SESSION_NAME`.", "must be a session name", aws.ValidateSessionName)
+	attrs["session_name"] = checked("Name of the role session: 2 to 64 letters, digits or `_+=,.@-`. Defaults to `AWS_ROLE_SESSION_NAME`.", "must be a session name", policy.ValidateSessionName)
 	attrs["web_identity_token"] = schema.StringAttribute{
 		Optional:            true,
 		Sensitive:           true,
@@ -90,7 +90,7 @@ func validateAWSCredentials(a *awsProviderModel, diags *diag.Diagnostics) {
 }
 
 // awsCredentials copies the credential settings of the aws block into c.
-func awsCredentials(ctx context.Context, a *awsProviderModel, c *aws.Config) diag.Diagnostics {
+func awsCredentials(ctx context.Context, a *awsProviderModel, c *policy.AWSSettings) diag.Diagnostics {
 	var diags diag.Diagnostics
 	strs := func(v interface {
 		IsNull() bool
@@ -107,7 +107,7 @@ func awsCredentials(ctx context.Context, a *awsProviderModel, c *aws.Config) dia
 		if v.IsNull() || v.IsUnknown() {
 			return 0
 		}
-		d, err := aws.ParseSessionDuration(v.ValueString())
+		d, err := policy.ParseSessionDuration(v.ValueString())
 		if err != nil {
 			diags.AddAttributeError(path.Root("aws").AtName(block).AtName("duration"), "invalid aws."+block+".duration", "aws."+block+".duration: "+err.Error())
 		}
@@ -115,7 +115,7 @@ func awsCredentials(ctx context.Context, a *awsProviderModel, c *aws.Config) dia
 	}
 	c.SharedConfigFiles = strs(a.SharedConfigFiles)
 	if r := a.AssumeRole; r != nil {
-		c.AssumeRole = &aws.AssumeRole{
+		c.AssumeRole = &policy.AWSAssumeRole{
 			RoleARN:        r.RoleARN.ValueString(),
 			SessionName:    r.SessionName.ValueString(),
 			ExternalID:     r.ExternalID.ValueString(),
@@ -126,10 +126,10 @@ func awsCredentials(ctx context.Context, a *awsProviderModel, c *aws.Config) dia
 		}
 	}
 	if w := a.WebIdentity; w != nil {
-		c.WebIdentity = &aws.WebIdentity{
+		c.WebIdentity = &policy.AWSWebIdentity{
 			RoleARN:     w.RoleARN.ValueString(),
 			SessionName: w.SessionName.ValueString(),
-			Token:       aws.Secret(w.WebIdentityToken.ValueString()),
+			Token:       policy.Secret(w.WebIdentityToken.ValueString()),
 			TokenFile:   w.WebIdentityTokenFile.ValueString(),
 			Policy:      w.Policy.ValueString(),
 			PolicyARNs:  strs(w.PolicyARNs),

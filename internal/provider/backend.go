@@ -6,39 +6,36 @@ import (
 	"fmt"
 
 	"github.com/autarky/terraform-provider-autarky/internal/platform"
-	"github.com/autarky/terraform-provider-autarky/internal/platform/aws"
-	"github.com/autarky/terraform-provider-autarky/internal/platform/gcp"
-	"github.com/autarky/terraform-provider-autarky/internal/platform/local"
 	"github.com/autarky/terraform-provider-autarky/internal/policy"
 )
 
 // backend is what the resources need from a platform.
 type backend = platform.Backend
 
-var (
-	_ backend = (*local.Platform)(nil)
-	_ backend = (*aws.Platform)(nil)
-	_ backend = (*gcp.Platform)(nil)
-)
-
-// errNoAWS is the error of an aws cluster under a provider without an aws block.
-var errNoAWS = errors.New("platform \"aws\" needs the provider's aws block: add `aws { region = \"...\" }` to the autarky provider configuration")
-
-// errNoGCP is the error of a gcp cluster under a provider without a gcp block.
-var errNoGCP = errors.New("platform \"gcp\" needs the provider's gcp block: add `gcp { region = \"...\", bucket = \"...\" }` to the autarky provider configuration")
-
-// backendFor opens the platform a cluster declares.
+// backendFor opens the platform a cluster declares, once per provider
+// process, with its progress going to this request's log.
 func (d *providerData) backendFor(ctx context.Context, platformName string) (backend, error) {
-	switch platformName {
-	case policy.PlatformAWS:
-		return d.awsPlatform(ctx)
-	case policy.PlatformGCP:
-		return d.gcpPlatform(ctx)
-	case policy.PlatformLocal, "":
-		return d.localPlatform(ctx)
-	default:
-		return nil, policy.ValidatePlatform(platformName)
+	if platformName == "" {
+		platformName = policy.PlatformLocal
 	}
+	if err := policy.ValidatePlatform(platformName); err != nil {
+		return nil, err
+	}
+	d.mu.Lock()
+	if d.opened == nil {
+		d.opened = map[string]*openedBackend{}
+	}
+	o := d.opened[platformName]
+	if o == nil {
+		o = &openedBackend{}
+		d.opened[platformName] = o
+	}
+	d.mu.Unlock()
+	o.once.Do(func() { o.b, o.err = platform.OpenBackend(ctx, platformName, d.settings) })
+	if o.err != nil {
+		return nil, o.err
+	}
+	return o.b.WithProgress(progressTo(ctx)), nil
 }
 
 // backendOfCluster finds the platform an existing cluster lives on, for
@@ -51,12 +48,12 @@ func (d *providerData) backendFor(ctx context.Context, platformName string) (bac
 // clusters there: the clouds need no state dir.
 func (d *providerData) backendOfCluster(ctx context.Context, cluster string) (backend, error) {
 	clouds := d.clouds()
-	lp, lerr := d.localPlatform(ctx)
+	lp, lerr := d.backendFor(ctx, policy.PlatformLocal)
 	if lerr != nil && len(clouds) == 0 {
 		return nil, lerr
 	}
 	if lerr == nil {
-		if _, err := lp.Cluster(cluster).Descriptor(ctx); err == nil || len(clouds) == 0 {
+		if ok, err := lp.HasCluster(ctx, cluster); (err == nil && ok) || len(clouds) == 0 {
 			return lp, nil
 		}
 	}
@@ -88,10 +85,10 @@ func (d *providerData) backendOfCluster(ctx context.Context, cluster string) (ba
 // clouds are the cloud platforms the provider has a block for.
 func (d *providerData) clouds() []string {
 	var out []string
-	if d.aws != nil {
+	if d.settings.AWS != nil {
 		out = append(out, policy.PlatformAWS)
 	}
-	if d.gcp != nil {
+	if d.settings.GCP != nil {
 		out = append(out, policy.PlatformGCP)
 	}
 	return out

@@ -24,8 +24,6 @@ import (
 
 	"github.com/autarky/terraform-provider-autarky/internal/planmodifiers"
 	"github.com/autarky/terraform-provider-autarky/internal/platform"
-	"github.com/autarky/terraform-provider-autarky/internal/platform/aws"
-	"github.com/autarky/terraform-provider-autarky/internal/platform/gcp"
 	"github.com/autarky/terraform-provider-autarky/internal/platform/group"
 	"github.com/autarky/terraform-provider-autarky/internal/policy"
 	"github.com/autarky/terraform-provider-autarky/internal/validators"
@@ -230,14 +228,14 @@ func (r *clusterResource) Schema(ctx context.Context, _ resource.SchemaRequest, 
 					"the others observe and take over when leadership moves. On the `local` platform each agent serves `/metrics`, `/healthz` and `/v1/status` on its manager's address, port 9910.\n\n" +
 					"On `aws` each agent listens on its manager's private address, port 9910, and `/v1/alerts` and `/v1/status` require a bearer token there " +
 					"(`/metrics` and `/healthz` stay open, for Prometheus and the other agents: they name pools and counts, no node or address; keep port 9910 to your monitoring hosts with the security group). " +
-					"Apply makes the token, 256 random bits, as the SecureString SSM parameter `" + aws.PathPrefix + "/<name>/agent/alert-token` before any manager boots; " +
+					"Apply makes the token, 256 random bits, as the SecureString SSM parameter `" + policy.AWSPathPrefix + "/<name>/agent/alert-token` before any manager boots; " +
 					"Terraform knows its name, never its value, so neither the state nor the plan holds it. Destroy deletes it. " +
 					"Each manager's user data reads it with the instance role (the managers' policy of `autarky_aws_agent_policy`; the workers' policy cannot) " +
 					"into `/etc/autarky/alert-token` (root's, mode 0600, never on a command line), and the agent's unit passes `--alert-token-file`. " +
 					"`autarky-agent status --address http://<private address>:9910`, run as root on a manager, sends it by itself.\n\n" +
 					"Give Alertmanager the same secret in a file, and a webhook receiver per manager (the agents on followers ignore what they get; only the leader's acts):\n\n" +
 					"```shell\n" +
-					"aws ssm get-parameter --with-decryption --name " + aws.PathPrefix + "/<name>/agent/alert-token \\\n" +
+					"aws ssm get-parameter --with-decryption --name " + policy.AWSPathPrefix + "/<name>/agent/alert-token \\\n" +
 					"  --query Parameter.Value --output text > /etc/alertmanager/autarky-token\n" +
 					"chmod 0600 /etc/alertmanager/autarky-token   # and chown it to the user Alertmanager runs as\n" +
 					"```\n\n" +
@@ -254,7 +252,7 @@ func (r *clusterResource) Schema(ctx context.Context, _ resource.SchemaRequest, 
 					"Without it, or with the bare token, an agent answers 401. To rotate the token, put a new value " +
 					"(`aws ssm put-parameter --overwrite --type SecureString --cli-input-json file://request.json`, so the value is not an argument), " +
 					"write it into Alertmanager's file, then on each manager rerun its user data or replace the instance: the agent reads its file when it starts.\n\n" +
-					"On `gcp` it is the same, with the token as the object `gs://<bucket>/" + gcp.ClusterRoot("<name>") + group.KeyAlertToken + "` in the provider's bucket, " +
+					"On `gcp` it is the same, with the token as the object `gs://<bucket>/" + policy.GCSObjectPrefix + "/<name>/" + group.KeyAlertToken + "` in the provider's bucket, " +
 					"which each manager's startup script reads with the managers' service account (`managers_json` of `autarky_gcp_agent_roles`; `workers_json` cannot).",
 				Attributes: map[string]schema.Attribute{
 					"enabled": schema.BoolAttribute{
@@ -310,8 +308,8 @@ func (r *clusterResource) Schema(ctx context.Context, _ resource.SchemaRequest, 
 					"On `local` the provider rotates them itself; on `aws` and `gcp` the agent on the leading manager does (it needs `agent.enabled` and not `dry_run`), " +
 					"stores the new tokens in SSM (aws) or the bucket (gcp), and apply waits until it has. Setting it on create rotates nothing: a new swarm has new tokens.\n\n" +
 					"The join tokens are not attributes of this resource and never enter Terraform's state or plan. Read them where they live when you need one: " +
-					"`docker -H <docker_host> swarm join-token -q worker` on `local`, `aws ssm get-parameter --with-decryption --name " + aws.PathPrefix + "/<name>/tokens/worker` on `aws`, " +
-					"`gcloud storage cat gs://<bucket>/" + gcp.ClusterRoot("<name>") + "tokens/worker` on `gcp`.",
+					"`docker -H <docker_host> swarm join-token -q worker` on `local`, `aws ssm get-parameter --with-decryption --name " + policy.AWSPathPrefix + "/<name>/tokens/worker` on `aws`, " +
+					"`gcloud storage cat gs://<bucket>/" + policy.GCSObjectPrefix + "/<name>/" + "tokens/worker` on `gcp`.",
 				Validators: []validator.String{validators.Check("must be a short rotation trigger", policy.ValidateJoinTokenRotation)},
 			},
 		},
@@ -530,7 +528,7 @@ func (r *clusterResource) Create(ctx context.Context, req resource.CreateRequest
 		resp.Diagnostics.AddError("creating cluster", err.Error())
 		return
 	}
-	withSettings(p, &c)
+	c = p.Fill(c)
 	st, err := p.CreateCluster(ctx, c)
 	if err != nil {
 		resp.Diagnostics.AddError("creating cluster "+c.Name, err.Error())
@@ -605,7 +603,7 @@ func (r *clusterResource) Update(ctx context.Context, req resource.UpdateRequest
 		resp.Diagnostics.AddError("updating cluster", err.Error())
 		return
 	}
-	withSettings(p, &c)
+	c = p.Fill(c)
 	st, err := p.UpdateCluster(ctx, c)
 	if err != nil {
 		resp.Diagnostics.AddError("updating cluster "+c.Name, err.Error())

@@ -9,14 +9,15 @@ import (
 	"github.com/hashicorp/terraform-plugin-framework/schema/validator"
 	"github.com/hashicorp/terraform-plugin-framework/types"
 
-	"github.com/autarky/terraform-provider-autarky/internal/platform/gcp"
+	"github.com/autarky/terraform-provider-autarky/internal/platform"
+	"github.com/autarky/terraform-provider-autarky/internal/policy"
 	"github.com/autarky/terraform-provider-autarky/internal/validators"
 )
 
 var _ datasource.DataSource = &gcpRolesDataSource{}
 
 // newGCPRolesDataSource is autarky_gcp_agent_roles: it renders the custom
-// roles of a cluster's service accounts on Google Cloud (gcp.AgentRoles),
+// roles of a cluster's service accounts on Google Cloud (platform.RenderRights),
 // as autarky_aws_agent_policy renders the IAM policies on AWS. It is a
 // pure render and needs no provider configuration.
 func newGCPRolesDataSource() datasource.DataSource { return &gcpRolesDataSource{} }
@@ -62,7 +63,7 @@ func (d *gcpRolesDataSource) Schema(_ context.Context, _ datasource.SchemaReques
 				MarkdownDescription: "The id of the Google Cloud project the cluster runs in, such as `my-project`: the custom roles are the project's, and its Managed Instance Groups the ones the managers act on. " +
 					"6 to 30 lower-case letters, digits and `-`, starting with a letter.",
 				Validators: []validator.String{gcpRolesInputCheck{is: "a project id", use: "use 6 to 30 lower-case letters, digits and \"-\", starting with a letter, such as \"my-project\"",
-					set: func(in *gcp.RolesInput, v string) { in.Project = v }}},
+					set: func(in *platform.RightsInput, v string) { in.Project = v }}},
 			},
 			"cluster_name": schema.StringAttribute{
 				Required: true,
@@ -75,7 +76,7 @@ func (d *gcpRolesDataSource) Schema(_ context.Context, _ datasource.SchemaReques
 				MarkdownDescription: "The Cloud Storage bucket holding the cluster's objects, as in the provider's `gcp` block, without `gs://`: " +
 					"3 to 63 lower-case letters, digits, `-`, `_` and `.` (up to 222 with dots), starting and ending with a letter or digit.",
 				Validators: []validator.String{gcpRolesInputCheck{is: "a Cloud Storage bucket name", use: "name the bucket, such as \"my-autarky-state\", without gs://",
-					set: func(in *gcp.RolesInput, v string) { in.Bucket = v }}},
+					set: func(in *platform.RightsInput, v string) { in.Bucket = v }}},
 			},
 			"managers_json": schema.StringAttribute{
 				Computed: true,
@@ -101,13 +102,13 @@ func (d *gcpRolesDataSource) Schema(_ context.Context, _ datasource.SchemaReques
 	}
 }
 
-// gcpRolesInputCheck validates one field of gcp.RolesInput by rendering
+// gcpRolesInputCheck validates one field of the gcp rights' input by rendering
 // the roles with only that field from the configuration, so the provider
-// refuses exactly what package gcp refuses, naming the attribute and what
+// refuses exactly what the gcp platform refuses, naming the attribute and what
 // it takes.
 type gcpRolesInputCheck struct {
 	is, use string
-	set     func(*gcp.RolesInput, string)
+	set     func(*platform.RightsInput, string)
 }
 
 func (v gcpRolesInputCheck) Description(context.Context) string         { return "must be " + v.is }
@@ -118,9 +119,9 @@ func (v gcpRolesInputCheck) ValidateString(_ context.Context, req validator.Stri
 		return
 	}
 	s := req.ConfigValue.ValueString()
-	in := gcp.RolesInput{Project: "autarky-project", Cluster: "autarky", Bucket: "autarky-bucket"}
+	in := platform.RightsInput{Project: "autarky-project", Cluster: "autarky", Bucket: "autarky-bucket"}
 	v.set(&in, s)
-	if _, err := gcp.AgentRoles(in); err != nil {
+	if _, err := platform.RenderRights(policy.PlatformGCP, in); err != nil {
 		resp.Diagnostics.AddAttributeError(req.Path, "invalid "+req.Path.String(),
 			fmt.Sprintf("%s: %q is not %s: %s", req.Path, s, v.is, v.use))
 	}
@@ -132,26 +133,20 @@ func (d *gcpRolesDataSource) Read(ctx context.Context, req datasource.ReadReques
 	if resp.Diagnostics.HasError() {
 		return
 	}
-	in := gcp.RolesInput{Project: cfg.Project.ValueString(), Cluster: cfg.ClusterName.ValueString(), Bucket: cfg.Bucket.ValueString()}
-	set, err := gcp.AgentRoles(in)
+	in := platform.RightsInput{Project: cfg.Project.ValueString(), Cluster: cfg.ClusterName.ValueString(), Bucket: cfg.Bucket.ValueString()}
+	rights, err := platform.RenderRights(policy.PlatformGCP, in)
 	if err != nil {
 		resp.Diagnostics.AddError("rendering the roles of cluster "+in.Cluster, err.Error())
 		return
 	}
+	cfg.ManagersJSON, cfg.WorkersJSON = types.StringValue(rights.Managers), types.StringValue(rights.Workers)
 	for _, side := range []struct {
-		roles []gcp.CustomRole
-		json  *types.String
-		perms *types.List
-	}{{set.Managers, &cfg.ManagersJSON, &cfg.ManagersPermissions}, {set.Workers, &cfg.WorkersJSON, &cfg.WorkersPermissions}} {
-		doc, err := gcp.RolesJSON(side.roles)
-		if err != nil {
-			resp.Diagnostics.AddError("rendering the roles of cluster "+in.Cluster, err.Error())
-			return
-		}
-		*side.json = types.StringValue(doc)
-		list, diags := types.ListValueFrom(ctx, types.StringType, gcp.Permissions(side.roles))
+		perms []string
+		to    *types.List
+	}{{rights.ManagerPermissions, &cfg.ManagersPermissions}, {rights.WorkerPermissions, &cfg.WorkersPermissions}} {
+		list, diags := types.ListValueFrom(ctx, types.StringType, side.perms)
 		resp.Diagnostics.Append(diags...)
-		*side.perms = list
+		*side.to = list
 	}
 	if resp.Diagnostics.HasError() {
 		return

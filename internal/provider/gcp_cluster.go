@@ -17,7 +17,6 @@ import (
 	"github.com/hashicorp/terraform-plugin-framework/types"
 	"github.com/hashicorp/terraform-plugin-go/tftypes"
 
-	"github.com/autarky/terraform-provider-autarky/internal/platform/gcp"
 	"github.com/autarky/terraform-provider-autarky/internal/policy"
 	"github.com/autarky/terraform-provider-autarky/internal/validators"
 )
@@ -121,15 +120,6 @@ func gcpModel(ctx context.Context, s *policy.GCP, prev *clusterGCPModel) (*clust
 	return g, nil
 }
 
-// withSettings fills the provider's project, region and bucket into a gcp
-// cluster's descriptor.
-func withSettings(p backend, c *policy.Cluster) {
-	if gp, ok := p.(*gcp.Platform); ok && c.GCP != nil {
-		s := gp.Settings(*c.GCP)
-		c.GCP = &s
-	}
-}
-
 // validateGCPConfig checks, without the provider's configuration, that the
 // gcp block belongs to platform gcp and has what it needs there.
 func validateGCPConfig(m clusterModel, platformName string, diags *diag.Diagnostics) {
@@ -188,7 +178,7 @@ func (r *clusterResource) planGCPCluster(ctx context.Context, req resource.Modif
 		resp.Diagnostics.AddError("invalid cluster", err.Error())
 		return
 	}
-	withSettings(p, &c)
+	c = p.Fill(c)
 	if err := c.Validate(); err != nil {
 		if field := fieldOf(err); !unknownIn(req.Config.Raw, field) {
 			addFieldError(&resp.Diagnostics, field, err)
@@ -196,7 +186,7 @@ func (r *clusterResource) planGCPCluster(ctx context.Context, req resource.Modif
 		return
 	}
 	if req.State.Raw.IsNull() {
-		if err := r.data.checkGCPBucket(ctx, c.Name); err != nil {
+		if err := p.Preflight(ctx, c.Name); err != nil {
 			addFieldError(&resp.Diagnostics, fieldOf(err), err)
 		}
 		return

@@ -9,7 +9,6 @@ import (
 	"github.com/hashicorp/terraform-plugin-framework/schema/validator"
 	"github.com/hashicorp/terraform-plugin-framework/types"
 
-	"github.com/autarky/terraform-provider-autarky/internal/platform/gcp"
 	"github.com/autarky/terraform-provider-autarky/internal/policy"
 	"github.com/autarky/terraform-provider-autarky/internal/validators"
 )
@@ -77,7 +76,7 @@ func warnManagersServiceAccount(diags *diag.Diagnostics, m nodePoolModel) {
 // would be ignored there, so it is refused; a pool on gcp without one
 // runs as the managers' service account, which is warned about.
 func checkPoolGCP(diags *diag.Diagnostics, p backend, m nodePoolModel) {
-	_, onGCP := p.(*gcp.Platform)
+	onGCP := p.Name() == policy.PlatformGCP
 	switch {
 	case !onGCP && m.GCP != nil:
 		diags.AddAttributeError(path.Root("gcp"), "gcp block on a pool of another platform",

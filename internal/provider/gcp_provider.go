@@ -1,7 +1,6 @@
 package provider
 
 import (
-	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -17,7 +16,6 @@ import (
 	"github.com/hashicorp/terraform-plugin-framework/schema/validator"
 	"github.com/hashicorp/terraform-plugin-framework/types"
 
-	"github.com/autarky/terraform-provider-autarky/internal/platform/gcp"
 	"github.com/autarky/terraform-provider-autarky/internal/policy"
 	"github.com/autarky/terraform-provider-autarky/internal/validators"
 )
@@ -50,13 +48,6 @@ const (
 	envGoogleRegion      = "GOOGLE_REGION"
 	envGoogleCredentials = "GOOGLE_CREDENTIALS"
 )
-
-// gcpSettings is the gcp block as Configure resolved it.
-type gcpSettings struct {
-	config          gcp.Config
-	bucket          string
-	storageEndpoint string
-}
 
 func gcpProviderBlock() schema.SingleNestedBlock {
 	return schema.SingleNestedBlock{
@@ -178,16 +169,16 @@ func validateGCPProvider(g *gcpProviderModel, diags *diag.Diagnostics) {
 }
 
 // gcpConfigFrom resolves the gcp block, with the environment's defaults.
-func gcpConfigFrom(g *gcpProviderModel) (*gcpSettings, error) {
-	s := &gcpSettings{bucket: g.Bucket.ValueString()}
-	s.config = gcp.Config{
+func gcpConfigFrom(g *gcpProviderModel) (*policy.GCPSettings, error) {
+	s := &policy.GCPSettings{
+		Bucket:                    g.Bucket.ValueString(),
 		Project:                   orEnv(g.Project, envGoogleProject),
 		Region:                    orEnv(g.Region, envGoogleRegion),
 		ImpersonateServiceAccount: g.ImpersonateServiceAccount.ValueString(),
 	}
 	if e := g.Endpoints; e != nil {
-		s.config.Endpoint = strings.TrimSuffix(strings.TrimSuffix(e.Compute.ValueString(), "/"), "/compute/v1")
-		s.storageEndpoint = e.Storage.ValueString()
+		s.ComputeEndpoint = strings.TrimSuffix(strings.TrimSuffix(e.Compute.ValueString(), "/"), "/compute/v1")
+		s.StorageEndpoint = e.Storage.ValueString()
 	}
 	creds, err := credentialsJSON(orEnv(g.Credentials, envGoogleCredentials))
 	if err != nil {
@@ -200,59 +191,10 @@ func gcpConfigFrom(g *gcpProviderModel) (*gcpSettings, error) {
 			return nil, fmt.Errorf("gcp.credentials: not a JSON credentials file (from %s): give the file's path or its JSON content", credentialsSource(g))
 		}
 	}
-	s.config.CredentialsJSON = creds
+	s.CredentialsJSON = policy.Secret(creds)
 	// A fake on this machine: nothing to authenticate to, and no reason
 	// to hand it the user's Application Default Credentials.
-	s.config.NoAuth = len(creds) == 0 && s.config.ImpersonateServiceAccount == "" &&
-		s.config.Endpoint != "" && s.storageEndpoint != "" && loopback(s.config.Endpoint) && loopback(s.storageEndpoint)
+	s.NoAuth = len(creds) == 0 && s.ImpersonateServiceAccount == "" &&
+		s.ComputeEndpoint != "" && s.StorageEndpoint != "" && loopback(s.ComputeEndpoint) && loopback(s.StorageEndpoint)
 	return s, nil
-}
-
-// checkGCPBucket tells whether the provider's bucket exists and cluster's
-// root in it can be listed (gcp.Store.Check: one list call), so that a
-// plan creating a cluster fails on a bucket it could never write.
-func (d *providerData) checkGCPBucket(ctx context.Context, cluster string) error {
-	if _, err := d.gcpPlatform(ctx); err != nil {
-		return err
-	}
-	s, err := gcp.NewStore(d.gcpStorage, d.gcp.bucket, cluster)
-	if err == nil {
-		err = s.Check(ctx)
-	}
-	if err != nil {
-		return fmt.Errorf("gcp.bucket: %w", err)
-	}
-	return nil
-}
-
-// gcpPlatform connects to Google Cloud once per provider process. The
-// clients outlive the request that made them (their token source
-// refreshes with the context it was made with), so they are made
-// without its cancellation.
-func (d *providerData) gcpPlatform(ctx context.Context) (*gcp.Platform, error) {
-	if d.gcp == nil {
-		return nil, errNoGCP
-	}
-	d.gcpOnce.Do(func() {
-		bg := context.WithoutCancel(ctx)
-		c, err := gcp.Connect(bg, d.gcp.config, nil)
-		if err == nil {
-			err = c.CheckCredentials(ctx)
-		}
-		if err != nil {
-			d.gcpErr = err
-			return
-		}
-		st, err := c.StorageClient(bg, d.gcp.storageEndpoint)
-		if err != nil {
-			d.gcpErr = err
-			return
-		}
-		d.gcpStorage = st
-		d.gcpP, d.gcpErr = gcp.NewPlatform(c, st, d.gcp.bucket, gcp.Boot{}, nil)
-	})
-	if d.gcpErr != nil {
-		return nil, d.gcpErr
-	}
-	return d.gcpP.WithProgress(progressTo(ctx)), nil
 }

@@ -56,8 +56,8 @@ func TestGCPConfigFrom(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			if s.config.NoAuth != tc.noAuth || string(s.config.CredentialsJSON) != tc.creds || s.config.Endpoint != tc.endpoint || s.config.Project != tc.pj {
-				t.Fatalf("config %+v, want NoAuth %v, credentials %q, endpoint %q, project %q", s.config, tc.noAuth, tc.creds, tc.endpoint, tc.pj)
+			if s.NoAuth != tc.noAuth || string(s.CredentialsJSON) != tc.creds || s.ComputeEndpoint != tc.endpoint || s.Project != tc.pj {
+				t.Fatalf("settings %+v, want NoAuth %v, credentials %q, endpoint %q, project %q", s, tc.noAuth, tc.creds, tc.endpoint, tc.pj)
 			}
 		})
 	}

@@ -10,7 +10,6 @@ import (
 	"github.com/hashicorp/terraform-plugin-framework/schema/validator"
 	"github.com/hashicorp/terraform-plugin-framework/types"
 
-	"github.com/autarky/terraform-provider-autarky/internal/platform/aws"
 	"github.com/autarky/terraform-provider-autarky/internal/policy"
 	"github.com/autarky/terraform-provider-autarky/internal/validators"
 )
@@ -47,7 +46,7 @@ func (e *joinTokenEphemeral) Schema(_ context.Context, _ ephemeral.SchemaRequest
 	resp.Schema = schema.Schema{
 		MarkdownDescription: "A join token of a cluster's swarm, as an ephemeral value: Terraform reads it when it needs it and never writes it to the state or the plan. " +
 			"Use it where an ephemeral value may go (a provider block, a provisioner, a write-only attribute), for a machine that another tool joins to the swarm. " +
-			"The token comes from where it lives: a manager of the swarm on `local`, the SecureString parameter `" + aws.PathPrefix + "/<cluster>/tokens/<role>` in SSM on `aws` " +
+			"The token comes from where it lives: a manager of the swarm on `local`, the SecureString parameter `" + policy.AWSPathPrefix + "/<cluster>/tokens/<role>` in SSM on `aws` " +
 			"(written by the first manager at boot, and by the agent when `join_token_rotation` rotates it). Needs Terraform 1.10 or later (OpenTofu 1.11 or later).",
 		Attributes: map[string]schema.Attribute{
 			"cluster_id": schema.StringAttribute{

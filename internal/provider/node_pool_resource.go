@@ -22,7 +22,6 @@ import (
 
 	"github.com/autarky/terraform-provider-autarky/internal/planmodifiers"
 	"github.com/autarky/terraform-provider-autarky/internal/platform"
-	"github.com/autarky/terraform-provider-autarky/internal/platform/aws"
 	"github.com/autarky/terraform-provider-autarky/internal/policy"
 	"github.com/autarky/terraform-provider-autarky/internal/validators"
 )
@@ -366,7 +365,7 @@ func (r *nodePoolResource) Create(ctx context.Context, req resource.CreateReques
 		resp.Diagnostics.AddError("creating node pool", err.Error())
 		return
 	}
-	if _, onAWS := p.(*aws.Platform); onAWS && plan.AWS == nil {
+	if p.Name() == policy.PlatformAWS && plan.AWS == nil {
 		warnManagersProfile(&resp.Diagnostics, plan)
 	}
 	if checkPoolGCP(&resp.Diagnostics, p, plan); resp.Diagnostics.HasError() {
@@ -445,7 +444,7 @@ func (r *nodePoolResource) Update(ctx context.Context, req resource.UpdateReques
 		resp.Diagnostics.AddError("updating node pool", err.Error())
 		return
 	}
-	if _, onAWS := p.(*aws.Platform); onAWS && plan.AWS == nil {
+	if p.Name() == policy.PlatformAWS && plan.AWS == nil {
 		warnManagersProfile(&resp.Diagnostics, plan)
 	}
 	if checkPoolGCP(&resp.Diagnostics, p, plan); resp.Diagnostics.HasError() {

@@ -9,7 +9,6 @@ import (
 	"fmt"
 	"sync"
 
-	"cloud.google.com/go/storage"
 	"github.com/hashicorp/terraform-plugin-framework/datasource"
 	"github.com/hashicorp/terraform-plugin-framework/ephemeral"
 	"github.com/hashicorp/terraform-plugin-framework/path"
@@ -20,9 +19,7 @@ import (
 	"github.com/hashicorp/terraform-plugin-framework/types"
 	"github.com/hashicorp/terraform-plugin-log/tflog"
 
-	"github.com/autarky/terraform-provider-autarky/internal/platform/aws"
-	"github.com/autarky/terraform-provider-autarky/internal/platform/gcp"
-	"github.com/autarky/terraform-provider-autarky/internal/platform/local"
+	"github.com/autarky/terraform-provider-autarky/internal/platform"
 	"github.com/autarky/terraform-provider-autarky/internal/policy"
 	"github.com/autarky/terraform-provider-autarky/internal/validators"
 )
@@ -83,48 +80,21 @@ type localModel struct {
 	WorkloadBinary types.String `tfsdk:"workload_binary"`
 }
 
-// providerData is what resources receive from Configure.
+// providerData is what resources receive from Configure: the platform
+// blocks as policy's settings, and each platform opened once per provider
+// process (platform.OpenBackend), on first use.
 type providerData struct {
-	stateDir       string
-	workloadBinary string
-	// aws is the aws block's configuration; nil without one.
-	aws *aws.Config
+	settings platform.ProviderSettings
 
-	awsOnce sync.Once
-	awsP    *aws.Platform
-	awsErr  error
-
-	// gcp is the gcp block's configuration; nil without one.
-	gcp     *gcpSettings
-	gcpOnce sync.Once
-	gcpP    *gcp.Platform
-	gcpErr  error
-	// gcpStorage is gcpP's Cloud Storage client.
-	gcpStorage *storage.Client
+	mu     sync.Mutex
+	opened map[string]*openedBackend
 }
 
-// awsPlatform connects to AWS once per provider process: the region and
-// credentials from the standard chain, checked so that missing
-// credentials fail with the error an AWS provider user expects.
-func (d *providerData) awsPlatform(ctx context.Context) (*aws.Platform, error) {
-	if d.aws == nil {
-		return nil, errNoAWS
-	}
-	d.awsOnce.Do(func() {
-		cfg, err := aws.LoadConfig(ctx, *d.aws)
-		if err == nil {
-			err = aws.CheckCredentials(ctx, cfg)
-		}
-		if err != nil {
-			d.awsErr = err
-			return
-		}
-		d.awsP = aws.NewPlatform(aws.NewClients(cfg, *d.aws, nil), nil)
-	})
-	if d.awsErr != nil {
-		return nil, d.awsErr
-	}
-	return d.awsP.WithProgress(progressTo(ctx)), nil
+// openedBackend is one platform, opened once.
+type openedBackend struct {
+	once sync.Once
+	b    backend
+	err  error
 }
 
 // progressTo sends platform progress to the provider's log for this request.
@@ -136,12 +106,6 @@ func progressTo(ctx context.Context) func(msg string, kv ...any) {
 		}
 		tflog.Info(ctx, msg, fields)
 	}
-}
-
-// localPlatform opens the local platform with progress going to the
-// provider's log for this request.
-func (d *providerData) localPlatform(ctx context.Context) (*local.Platform, error) {
-	return local.New(d.stateDir, progressTo(ctx), local.Options{WorkloadBinary: d.workloadBinary})
 }
 
 // New returns the provider factory for a build of the given version.
@@ -172,7 +136,7 @@ func (p *autarkyProvider) Schema(_ context.Context, _ provider.SchemaRequest, re
 					"region": schema.StringAttribute{
 						Optional:            true,
 						MarkdownDescription: "The AWS region, such as `eu-west-1`. Defaults to `AWS_REGION`, else the profile's region.",
-						Validators:          []validator.String{validators.Check("must be an AWS region name", aws.ValidateRegion)},
+						Validators:          []validator.String{validators.Check("must be an AWS region name", policy.ValidateAWSRegion)},
 					},
 					"profile": schema.StringAttribute{
 						Optional:            true,
@@ -208,7 +172,7 @@ func (p *autarkyProvider) Schema(_ context.Context, _ provider.SchemaRequest, re
 						Optional: true,
 						MarkdownDescription: fmt.Sprintf("Directory that holds the local platform's cluster descriptors, policies and node data. "+
 							"Defaults to the `%s` environment variable, else `%s`. An absolute path of at most 50 characters, since each node's unix sockets live under it.",
-							local.StateDirEnv, local.DefaultStateDir),
+							policy.StateDirEnv, policy.DefaultStateDir),
 					},
 					"workload_binary": schema.StringAttribute{
 						Optional: true,
@@ -237,12 +201,12 @@ func (p *autarkyProvider) ValidateConfig(ctx context.Context, req provider.Valid
 		return
 	}
 	if v := cfg.Local.StateDir; !v.IsNull() && !v.IsUnknown() {
-		if err := local.ValidateStateDir(v.ValueString()); err != nil {
+		if err := policy.ValidateStateDir(v.ValueString()); err != nil {
 			resp.Diagnostics.AddAttributeError(path.Root("local").AtName("state_dir"), "invalid local.state_dir", err.Error())
 		}
 	}
 	if v := cfg.Local.WorkloadBinary; !v.IsNull() && !v.IsUnknown() {
-		if err := local.ValidateWorkloadBinary(v.ValueString()); err != nil {
+		if err := policy.ValidateWorkloadBinary(v.ValueString()); err != nil {
 			resp.Diagnostics.AddAttributeError(path.Root("local").AtName("workload_binary"), "invalid local.workload_binary", err.Error())
 		}
 	}
@@ -258,21 +222,21 @@ func (p *autarkyProvider) Configure(ctx context.Context, req provider.ConfigureR
 	if cfg.Local != nil && !cfg.Local.StateDir.IsNull() && !cfg.Local.StateDir.IsUnknown() {
 		configured = cfg.Local.StateDir.ValueString()
 	}
-	dir := local.StateDirFrom(configured)
+	dir := policy.StateDirFrom(configured)
 	// A provider with only cloud blocks (a Terraform Cloud run) never
 	// uses the state directory: whatever AUTARKY_STATE_DIR says is the
 	// local platform's business, checked when that platform is opened.
-	if err := local.ValidateStateDir(dir); err != nil && (cfg.Local != nil || (cfg.AWS == nil && cfg.GCP == nil)) {
+	if err := policy.ValidateStateDir(dir); err != nil && (cfg.Local != nil || (cfg.AWS == nil && cfg.GCP == nil)) {
 		resp.Diagnostics.AddAttributeError(path.Root("local").AtName("state_dir"), "invalid local.state_dir", err.Error())
 		return
 	}
-	data := &providerData{stateDir: dir}
+	data := &providerData{settings: platform.ProviderSettings{Local: policy.LocalSettings{StateDir: dir}}}
 	if a := cfg.AWS; a != nil {
-		data.aws = &aws.Config{Region: a.Region.ValueString(), Profile: a.Profile.ValueString()}
+		data.settings.AWS = &policy.AWSSettings{Region: a.Region.ValueString(), Profile: a.Profile.ValueString()}
 		if e := a.Endpoints; e != nil {
-			data.aws.Endpoints = aws.Endpoints{EC2: e.EC2.ValueString(), AutoScaling: e.AutoScaling.ValueString(), SSM: e.SSM.ValueString(), STS: e.STS.ValueString()}
+			data.settings.AWS.Endpoints = policy.AWSEndpoints{EC2: e.EC2.ValueString(), AutoScaling: e.AutoScaling.ValueString(), SSM: e.SSM.ValueString(), STS: e.STS.ValueString()}
 		}
-		resp.Diagnostics.Append(awsCredentials(ctx, a, data.aws)...)
+		resp.Diagnostics.Append(awsCredentials(ctx, a, data.settings.AWS)...)
 		if resp.Diagnostics.HasError() {
 			return
 		}
@@ -283,10 +247,10 @@ func (p *autarkyProvider) Configure(ctx context.Context, req provider.ConfigureR
 			resp.Diagnostics.AddAttributeError(path.Root("gcp").AtName("credentials"), "invalid gcp.credentials", err.Error())
 			return
 		}
-		data.gcp = s
+		data.settings.GCP = s
 	}
 	if cfg.Local != nil && !cfg.Local.WorkloadBinary.IsNull() {
-		data.workloadBinary = cfg.Local.WorkloadBinary.ValueString()
+		data.settings.Local.WorkloadBinary = cfg.Local.WorkloadBinary.ValueString()
 	}
 	resp.ResourceData = data
 	resp.DataSourceData = data

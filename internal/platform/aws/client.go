@@ -20,6 +20,8 @@ import (
 	"github.com/aws/smithy-go"
 	"github.com/aws/smithy-go/middleware"
 	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/autarky/terraform-provider-autarky/internal/policy"
 )
 
 // Config says which AWS account and region the platform talks to, as the
@@ -43,17 +45,8 @@ type Config struct {
 	Rates     RateLimits
 }
 
-// Endpoints override the endpoint of one service each, to reach an
-// emulator or a private (VPC) endpoint. Empty means the SDK's default for
-// the region.
-type Endpoints struct {
-	EC2         string
-	AutoScaling string
-	SSM         string
-	// STS serves role assumption (web identity and assume_role), the
-	// SDK's own chain included.
-	STS string
-}
+// Endpoints are policy's: see policy.AWSEndpoints.
+type Endpoints = policy.AWSEndpoints
 
 // RetryConfig tunes the retryer; zero fields take the defaults.
 type RetryConfig struct {
@@ -216,14 +209,6 @@ type Clients struct {
 	EC2         *ec2.Client
 	AutoScaling *autoscaling.Client
 	SSM         *ssm.Client
-}
-
-// ValidateRegion checks the form of a region name ("eu-west-1").
-func ValidateRegion(r string) error {
-	if !regionRE.MatchString(r) {
-		return fmt.Errorf("%q is not an AWS region name: use one such as \"eu-west-1\"", r)
-	}
-	return nil
 }
 
 // LoadConfig resolves the SDK configuration the way the AWS CLI and the

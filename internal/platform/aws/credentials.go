@@ -2,18 +2,17 @@ package aws
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"os"
-	"regexp"
-	"time"
 
 	awsv2 "github.com/aws/aws-sdk-go-v2/aws"
 	"github.com/aws/aws-sdk-go-v2/config"
 	"github.com/aws/aws-sdk-go-v2/credentials/stscreds"
 	"github.com/aws/aws-sdk-go-v2/service/sts"
 	ststypes "github.com/aws/aws-sdk-go-v2/service/sts/types"
+
+	"github.com/autarky/terraform-provider-autarky/internal/policy"
 )
 
 // Role assumption, as the provider's aws block declares it. The settings
@@ -38,121 +37,17 @@ import (
 // token is a Secret whose printed form is redacted, and the SDK's
 // providers keep the keys they get in memory only.
 
-// AssumeRole is the assume_role block.
-type AssumeRole struct {
-	RoleARN     string
-	SessionName string
-	ExternalID  string
-	// Duration of the session; zero means STS's default (one hour).
-	Duration       time.Duration
-	Policy         string
-	PolicyARNs     []string
-	SourceIdentity string
-}
-
-// WebIdentity is the assume_role_with_web_identity block. Empty fields
-// fall back, as in the AWS provider, to AWS_ROLE_ARN,
-// AWS_ROLE_SESSION_NAME and AWS_WEB_IDENTITY_TOKEN_FILE.
-type WebIdentity struct {
-	RoleARN     string
-	SessionName string
-	// Token is the OIDC token itself; TokenFile names a file that holds
-	// it, read again at every refresh (the issuer rotates it). At most one.
-	Token      Secret
-	TokenFile  string
-	Duration   time.Duration
-	Policy     string
-	PolicyARNs []string
-}
-
-// Secret is a credential held in memory; its printed form is redacted so
-// that no log line, error or debug dump shows it.
-type Secret string
-
-func (Secret) String() string   { return "(sensitive)" }
-func (Secret) GoString() string { return "(sensitive)" }
-
-// GetIdentityToken makes a Secret a token source for STS.
-func (s Secret) GetIdentityToken() ([]byte, error) { return []byte(s), nil }
-
-// STS session limits: AWS accepts 15 minutes to 12 hours (the role's own
-// maximum may be lower; STS then says so).
-const (
-	MinSessionDuration = 15 * time.Minute
-	MaxSessionDuration = 12 * time.Hour
+// The settings' types are policy's (policy.AWSAssumeRole and so on): the
+// provider fills them, this package resolves and uses them.
+type (
+	AssumeRole  = policy.AWSAssumeRole
+	WebIdentity = policy.AWSWebIdentity
+	Secret      = policy.Secret
 )
 
-var (
-	roleARNRE     = regexp.MustCompile(`^arn:aws(-[a-z]+)*:iam::\d{12}:role/[\w+=,.@/-]{1,512}$`)
-	policyARNRE   = regexp.MustCompile(`^arn:aws(-[a-z]+)*:iam::(\d{12}|aws):policy/[\w+=,.@/-]{1,512}$`)
-	sessionNameRE = regexp.MustCompile(`^[\w+=,.@-]{2,64}$`)
-	externalIDRE  = regexp.MustCompile(`^[\w+=,.@:/-]+$`)
-)
-
-// ValidateRoleARN checks the form of an IAM role ARN.
-func ValidateRoleARN(s string) error {
-	if !roleARNRE.MatchString(s) {
-		return fmt.Errorf("%q is not an IAM role ARN: use one such as \"arn:aws:iam::123456789012:role/terraform\"", s)
-	}
-	return nil
-}
-
-// ValidatePolicyARN checks the form of an IAM managed policy ARN.
-func ValidatePolicyARN(s string) error {
-	if !policyARNRE.MatchString(s) {
-		return fmt.Errorf("%q is not an IAM policy ARN: use one such as \"arn:aws:iam::aws:policy/ReadOnlyAccess\"", s)
-	}
-	return nil
-}
-
-// ValidateSessionName checks a role session name (also the form of a
-// source identity): what STS accepts.
-func ValidateSessionName(s string) error {
-	if !sessionNameRE.MatchString(s) {
-		return fmt.Errorf("%q is not a session name: use 2 to 64 letters, digits or any of _+=,.@-", s)
-	}
-	return nil
-}
-
-// ValidateExternalID checks an external ID: what STS accepts.
-func ValidateExternalID(s string) error {
-	if !externalIDRE.MatchString(s) || len(s) < 2 || len(s) > 1224 {
-		return fmt.Errorf("%q is not an external ID: use 2 to 1224 letters, digits or any of _+=,.@:/-", s)
-	}
-	return nil
-}
-
-// ParseSessionDuration parses a session duration ("1h", "30m") and checks
-// it is within what STS grants.
-func ParseSessionDuration(s string) (time.Duration, error) {
-	d, err := time.ParseDuration(s)
-	if err != nil {
-		return 0, fmt.Errorf("%q is not a duration: use a number with a unit, such as \"15m\" or \"1h\"", s)
-	}
-	if d < MinSessionDuration || d > MaxSessionDuration {
-		return 0, fmt.Errorf("%q is out of range: a session lasts from 15m to 12h", s)
-	}
-	return d, nil
-}
-
-// ValidateSessionDuration is ParseSessionDuration for validators.
-func ValidateSessionDuration(s string) error {
-	_, err := ParseSessionDuration(s)
-	return err
-}
-
-// ValidatePolicyJSON checks that a session policy is a JSON object.
-func ValidatePolicyJSON(s string) error {
-	var doc map[string]any
-	if err := json.Unmarshal([]byte(s), &doc); err != nil {
-		return errors.New("is not a JSON policy document: use jsonencode({ Version = \"2012-10-17\", Statement = [...] })")
-	}
-	return nil
-}
-
-// resolved fills the web identity's empty fields from the environment, as
+// resolveWebIdentity fills the web identity's empty fields from the environment, as
 // the AWS provider does, and checks that a role and a token are known.
-func (w WebIdentity) resolved() (WebIdentity, error) {
+func resolveWebIdentity(w WebIdentity) (WebIdentity, error) {
 	if w.RoleARN == "" {
 		w.RoleARN = os.Getenv("AWS_ROLE_ARN")
 	}
@@ -170,7 +65,7 @@ func (w WebIdentity) resolved() (WebIdentity, error) {
 	case w.Token == "" && w.TokenFile == "":
 		return w, errors.New("assume_role_with_web_identity: neither web_identity_token nor web_identity_token_file is set, and AWS_WEB_IDENTITY_TOKEN_FILE is empty: give the OIDC token or the file that holds it")
 	}
-	if err := ValidateRoleARN(w.RoleARN); err != nil {
+	if err := policy.ValidateRoleARN(w.RoleARN); err != nil {
 		return w, fmt.Errorf("assume_role_with_web_identity.role_arn: %w", err)
 	}
 	return w, nil
@@ -230,7 +125,7 @@ func assumeRoles(cfg *awsv2.Config, c Config) error {
 		})
 	}
 	if c.WebIdentity != nil {
-		w, err := c.WebIdentity.resolved()
+		w, err := resolveWebIdentity(*c.WebIdentity)
 		if err != nil {
 			return err
 		}
@@ -246,7 +141,7 @@ func assumeRoles(cfg *awsv2.Config, c Config) error {
 		}))
 	}
 	if a := c.AssumeRole; a != nil {
-		if err := ValidateRoleARN(a.RoleARN); err != nil {
+		if err := policy.ValidateRoleARN(a.RoleARN); err != nil {
 			return fmt.Errorf("assume_role.role_arn: %w", err)
 		}
 		cfg.Credentials = awsv2.NewCredentialsCache(stscreds.NewAssumeRoleProvider(stsClient(), a.RoleARN, func(o *stscreds.AssumeRoleOptions) {

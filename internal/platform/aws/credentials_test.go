@@ -4,6 +4,8 @@ import (
 	"fmt"
 	"strings"
 	"testing"
+
+	"github.com/autarky/terraform-provider-autarky/internal/policy"
 )
 
 // A web identity token never shows in a printed configuration, whatever
@@ -52,7 +54,7 @@ func TestWebIdentityResolved(t *testing.T) {
 			for _, v := range []string{"AWS_ROLE_ARN", "AWS_ROLE_SESSION_NAME", "AWS_WEB_IDENTITY_TOKEN_FILE"} {
 				t.Setenv(v, tc.env[v])
 			}
-			got, err := tc.in.resolved()
+			got, err := resolveWebIdentity(tc.in)
 			if tc.wantErr != "" {
 				if err == nil || !strings.Contains(err.Error(), tc.wantErr) {
 					t.Fatalf("error %v, want %q", err, tc.wantErr)
@@ -72,7 +74,7 @@ func TestWebIdentityResolved(t *testing.T) {
 // Session durations are STS's: 15 minutes to 12 hours.
 func TestParseSessionDuration(t *testing.T) {
 	for s, ok := range map[string]bool{"15m": true, "1h": true, "12h": true, "14m59s": false, "12h1s": false, "soon": false, "": false} {
-		if _, err := ParseSessionDuration(s); (err == nil) != ok {
+		if _, err := policy.ParseSessionDuration(s); (err == nil) != ok {
 			t.Errorf("ParseSessionDuration(%q): %v", s, err)
 		}
 	}

@@ -12,6 +12,7 @@ import (
 	"github.com/aws/aws-sdk-go-v2/service/autoscaling/types"
 
 	"github.com/autarky/terraform-provider-autarky/internal/platform"
+	"github.com/autarky/terraform-provider-autarky/internal/policy"
 )
 
 // MaxGroupsPerDescribe is the most groups one DescribeAutoScalingGroups
@@ -25,7 +26,7 @@ const activitiesPerCheck = 20
 // Tags on every Auto Scaling Group the provider creates. The IAM policy
 // limits the agent's mutating calls to groups carrying TagCluster.
 const (
-	TagCluster = "autarky:cluster"
+	TagCluster = policy.AWSTagCluster
 	TagPool    = "autarky:pool"
 )
 

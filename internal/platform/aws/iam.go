@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"regexp"
 
+	"github.com/autarky/terraform-provider-autarky/internal/platform"
 	"github.com/autarky/terraform-provider-autarky/internal/policy"
 )
 
@@ -50,7 +51,7 @@ func (in PolicyInput) validate() error {
 	if in.Partition != "" && !partitionRE.MatchString(in.Partition) {
 		return fmt.Errorf("partition %q is not an AWS partition", in.Partition)
 	}
-	if in.Region != "" && !regionRE.MatchString(in.Region) {
+	if in.Region != "" && policy.ValidateAWSRegion(in.Region) != nil {
 		return fmt.Errorf("region %q is not an AWS region name", in.Region)
 	}
 	if in.AccountID != "" && !accountRE.MatchString(in.AccountID) {
@@ -222,4 +223,25 @@ func RenderAgentPolicy(in PolicyInput) (string, error) {
 		return "", err
 	}
 	return d.JSON()
+}
+
+// rights renders AgentPolicy and WorkerPolicy for the provider's data
+// source (platform.RenderRights).
+func rights(in platform.RightsInput) (platform.Rights, error) {
+	pi := PolicyInput{Cluster: in.Cluster, Partition: in.Partition, Region: in.Region, AccountID: in.AccountID, KMSKeyARN: in.KMSKeyARN}
+	var out platform.Rights
+	for _, side := range []struct {
+		doc   func(PolicyInput) (PolicyDocument, error)
+		to    *string
+		whose string
+	}{{AgentPolicy, &out.Managers, "agent"}, {WorkerPolicy, &out.Workers, "worker"}} {
+		d, err := side.doc(pi)
+		if err == nil {
+			*side.to, err = d.JSON()
+		}
+		if err != nil {
+			return platform.Rights{}, fmt.Errorf("the %s policy: %w", side.whose, err)
+		}
+	}
+	return out, nil
 }

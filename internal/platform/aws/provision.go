@@ -7,6 +7,8 @@ import (
 	"github.com/autarky/terraform-provider-autarky/internal/platform/group"
 )
 
+var _ platform.Backend = (*Platform)(nil)
+
 // Platform is what the provider does on AWS (platform.Backend): the
 // shared layer's provisioning (group.Platform) over launch templates and
 // Auto Scaling Groups (asgGroups) and the SSM store. Every pool, the
@@ -40,7 +42,7 @@ func NewPlatform(c *Clients, progress platform.Progress) *Platform {
 func (p *Platform) Cluster(name string) (*Cluster, error) { return NewCluster(p.clients, name, nil) }
 
 // WithProgress is a copy of p whose progress goes to progress.
-func (p *Platform) WithProgress(progress platform.Progress) *Platform {
+func (p *Platform) WithProgress(progress platform.Progress) platform.Backend {
 	q := NewPlatform(p.clients, progress)
 	q.Poll = p.Poll
 	return q

@@ -2,14 +2,20 @@ package aws
 
 import (
 	"context"
+	"errors"
 	"fmt"
 
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/autarky/terraform-provider-autarky/internal/platform"
+	"github.com/autarky/terraform-provider-autarky/internal/policy"
 )
 
-func init() { platform.Register("aws", openAgent) }
+func init() {
+	platform.Register("aws", openAgent)
+	platform.RegisterBackend("aws", openBackend)
+	platform.RegisterRights("aws", rights)
+}
 
 // openAgent is the agent's aws: the region (else the standard chain's),
 // credentials from the standard chain (the instance role on a manager),
@@ -20,7 +26,7 @@ func openAgent(ctx context.Context, s platform.AgentSettings) (platform.Opened, 
 		return platform.Opened{}, err
 	}
 	if s.Region != "" {
-		if err := ValidateRegion(s.Region); err != nil {
+		if err := policy.ValidateAWSRegion(s.Region); err != nil {
 			return platform.Opened{}, fmt.Errorf("--region: %w", err)
 		}
 	}
@@ -40,4 +46,24 @@ func openAgent(ctx context.Context, s platform.AgentSettings) (platform.Opened, 
 		return platform.Opened{}, err
 	}
 	return platform.Opened{Cluster: cl, Collectors: []prometheus.Collector{m.Retries, m.RateWait}}, nil
+}
+
+// openBackend is the provider's aws: the aws block's region, credentials
+// and endpoints, with the credentials checked here so that missing ones
+// fail with the error an AWS provider user expects.
+func openBackend(ctx context.Context, s platform.ProviderSettings) (platform.Backend, error) {
+	if s.AWS == nil {
+		return nil, errors.New("platform \"aws\" needs the provider's aws block: add `aws { region = \"...\" }` to the autarky provider configuration")
+	}
+	a := s.AWS
+	c := Config{Region: a.Region, Profile: a.Profile, SharedConfigFiles: a.SharedConfigFiles,
+		WebIdentity: a.WebIdentity, AssumeRole: a.AssumeRole, Endpoints: a.Endpoints}
+	cfg, err := LoadConfig(ctx, c)
+	if err == nil {
+		err = CheckCredentials(ctx, cfg)
+	}
+	if err != nil {
+		return nil, err
+	}
+	return NewPlatform(NewClients(cfg, c, nil), nil), nil
 }

@@ -25,6 +25,7 @@ import (
 
 	"github.com/autarky/terraform-provider-autarky/internal/platform"
 	"github.com/autarky/terraform-provider-autarky/internal/platform/group"
+	"github.com/autarky/terraform-provider-autarky/internal/policy"
 	"github.com/autarky/terraform-provider-autarky/internal/swarm"
 )
 
@@ -49,7 +50,7 @@ import (
 // see the journal's layout below.
 
 // PathPrefix is where every cluster's parameters live.
-const PathPrefix = "/autarky"
+const PathPrefix = policy.AWSPathPrefix
 
 // MaxParameterSize is the largest value SSM holds (an advanced parameter).
 const MaxParameterSize = 8192

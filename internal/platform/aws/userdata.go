@@ -73,7 +73,6 @@ type AgentBoot struct {
 }
 
 var (
-	regionRE   = regexp.MustCompile(`^[a-z]{2}(-[a-z]+)+-[0-9]+$`)
 	asgNameRE  = regexp.MustCompile(`^[A-Za-z0-9._-]{1,255}$`)
 	labelKeyRE = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9._/-]*$`)
 	kmsKeyRE   = regexp.MustCompile(`^[A-Za-z0-9:/_-]+$`)
@@ -175,7 +174,7 @@ func (u UserData) validate() error {
 	case u.Role != policy.RoleManager && u.Role != policy.RoleWorker:
 		return fmt.Errorf("role %q: use %q or %q", u.Role, policy.RoleWorker, policy.RoleManager)
 	}
-	if !regionRE.MatchString(u.Region) {
+	if policy.ValidateAWSRegion(u.Region) != nil {
 		return fmt.Errorf("region %q is not an AWS region name", u.Region)
 	}
 	if !asgNameRE.MatchString(u.ManagerGroup) {

@@ -19,7 +19,9 @@
 //     as revisions;
 //   - startup.go, startup.sh.tmpl: the startup script every VM boots with;
 //   - iam.go: the least-privilege custom roles of managers and workers;
-//   - platform.go: how these are put together.
+//   - platform.go: how these are put together;
+//   - register.go: the registration, with package platform, of the agent's
+//     and the provider's gcp and of the roles' rendering.
 //
 // The tests run against fake-gcs-server (a real Cloud Storage emulator,
 // installed by `make tools`) and, for Compute Engine, against the fake in

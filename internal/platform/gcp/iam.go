@@ -8,6 +8,7 @@ import (
 	"sort"
 	"strings"
 
+	"github.com/autarky/terraform-provider-autarky/internal/platform"
 	"github.com/autarky/terraform-provider-autarky/internal/platform/group"
 	"github.com/autarky/terraform-provider-autarky/internal/policy"
 )
@@ -208,4 +209,18 @@ func RolesJSON(roles []CustomRole) (string, error) {
 		return "", err
 	}
 	return string(b), nil
+}
+
+// rights renders AgentRoles for the provider's data source
+// (platform.RenderRights).
+func rights(in platform.RightsInput) (platform.Rights, error) {
+	set, err := AgentRoles(RolesInput{Project: in.Project, Cluster: in.Cluster, Bucket: in.Bucket})
+	if err != nil {
+		return platform.Rights{}, err
+	}
+	out := platform.Rights{ManagerPermissions: Permissions(set.Managers), WorkerPermissions: Permissions(set.Workers)}
+	if out.Managers, err = RolesJSON(set.Managers); err == nil {
+		out.Workers, err = RolesJSON(set.Workers)
+	}
+	return out, err
 }

@@ -25,6 +25,8 @@ type Platform struct {
 	boot    Boot
 }
 
+var _ platform.Backend = (*Platform)(nil)
+
 // Boot is what the startup script needs beyond the descriptors: the
 // endpoints the VMs reach (empty: Google's).
 type Boot struct {
@@ -74,8 +76,31 @@ func (p *Platform) Settings(g policy.GCP) policy.GCP {
 	return g
 }
 
+// Fill is Settings for a gcp cluster's descriptor (platform.Backend).
+func (p *Platform) Fill(c policy.Cluster) policy.Cluster {
+	if c.GCP != nil {
+		g := p.Settings(*c.GCP)
+		c.GCP = &g
+	}
+	return c
+}
+
+// Preflight checks that the bucket exists and cluster's root in it can be
+// listed (one list call), so that a plan creating a cluster fails on a
+// bucket it could never write.
+func (p *Platform) Preflight(ctx context.Context, cluster string) error {
+	s, err := NewStore(p.storage, p.bucket, cluster)
+	if err == nil {
+		err = s.Check(ctx)
+	}
+	if err != nil {
+		return fmt.Errorf("gcp.bucket: %w", err)
+	}
+	return nil
+}
+
 // WithProgress is a copy of p whose progress goes to progress.
-func (p *Platform) WithProgress(progress platform.Progress) *Platform {
+func (p *Platform) WithProgress(progress platform.Progress) platform.Backend {
 	q, _ := NewPlatform(p.c, p.storage, p.bucket, p.boot, progress)
 	q.Poll = p.Poll
 	return q

@@ -10,7 +10,11 @@ import (
 	"github.com/autarky/terraform-provider-autarky/internal/platform"
 )
 
-func init() { platform.Register("gcp", openAgent) }
+func init() {
+	platform.Register("gcp", openAgent)
+	platform.RegisterBackend("gcp", openBackend)
+	platform.RegisterRights("gcp", rights)
+}
 
 // openAgent is the agent's gcp: project (else the credentials'), region
 // and bucket, Application Default Credentials (the VM's service account on
@@ -45,4 +49,30 @@ func openAgent(ctx context.Context, s platform.AgentSettings) (platform.Opened, 
 		return platform.Opened{}, err
 	}
 	return platform.Opened{Cluster: cl, Collectors: []prometheus.Collector{m.Retries}}, nil
+}
+
+// openBackend is the provider's gcp: the gcp block's project, region,
+// bucket, credentials and endpoints, with the credentials checked here.
+// The clients outlive the request that made them (their token source
+// refreshes with the context it was made with), so they are made without
+// its cancellation.
+func openBackend(ctx context.Context, s platform.ProviderSettings) (platform.Backend, error) {
+	g := s.GCP
+	if g == nil {
+		return nil, errors.New("platform \"gcp\" needs the provider's gcp block: add `gcp { region = \"...\", bucket = \"...\" }` to the autarky provider configuration")
+	}
+	bg := context.WithoutCancel(ctx)
+	c, err := Connect(bg, Config{Project: g.Project, Region: g.Region, Endpoint: g.ComputeEndpoint,
+		CredentialsJSON: []byte(g.CredentialsJSON), ImpersonateServiceAccount: g.ImpersonateServiceAccount, NoAuth: g.NoAuth}, nil)
+	if err == nil {
+		err = c.CheckCredentials(ctx)
+	}
+	if err != nil {
+		return nil, err
+	}
+	st, err := c.StorageClient(bg, g.StorageEndpoint)
+	if err != nil {
+		return nil, err
+	}
+	return NewPlatform(c, st, g.Bucket, Boot{}, nil)
 }

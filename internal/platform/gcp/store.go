@@ -48,7 +48,7 @@ import (
 // parameter paths.
 
 // ObjectPrefix is where every cluster's objects live in the bucket.
-const ObjectPrefix = "autarky"
+const ObjectPrefix = policy.GCSObjectPrefix
 
 // ClusterRoot is the object name prefix of cluster: autarky/<cluster>/.
 func ClusterRoot(cluster string) string { return ObjectPrefix + "/" + cluster + "/" }

@@ -12,8 +12,6 @@ import (
 	"github.com/autarky/terraform-provider-autarky/internal/swarm"
 )
 
-var _ platform.Backend = (*Platform)(nil)
-
 // Cloud is what a cloud platform hands the shared provisioning.
 type Cloud struct {
 	// Platform is the policy's platform name ("aws", "gcp").
@@ -26,7 +24,8 @@ type Cloud struct {
 	Store func(cluster string) (*Store, error)
 }
 
-// Platform is what the provider does on a cloud (platform.Backend):
+// Platform is what the provider does on a cloud (a cloud's
+// platform.Backend, with the cloud's WithProgress):
 // every pool, the managers included, is one group with its template, and
 // the descriptors live in the cluster's store. A group's maximum is the
 // pool's max_size plus Surge (manager_count plus Surge for the managers),
@@ -60,6 +59,17 @@ func (p *Platform) Progress() platform.Progress { return p.progress }
 
 // Where says where the platform keeps clusters, for messages.
 func (p *Platform) Where() string { return p.cloud.Where }
+
+// Name is the cloud's platform name.
+func (p *Platform) Name() string { return p.cloud.Platform }
+
+// Fill leaves c as it is: a cloud whose provider settings go into the
+// descriptor says so with its own Fill.
+func (p *Platform) Fill(c policy.Cluster) policy.Cluster { return c }
+
+// Preflight checks nothing: a cloud that can check its settings before a
+// cluster exists says so with its own Preflight.
+func (p *Platform) Preflight(context.Context, string) error { return nil }
 
 // Cluster opens the agent's view of cluster name.
 func (p *Platform) Cluster(name string) (*Cluster, error) {

@@ -4,29 +4,12 @@ import (
 	"archive/tar"
 	"bytes"
 	"context"
-	"debug/elf"
 	"fmt"
 	"os"
 
 	"github.com/autarky/terraform-provider-autarky/internal/swarm"
 	"github.com/autarky/terraform-provider-autarky/internal/workload"
 )
-
-// ValidateWorkloadBinary checks that path is a static Linux executable, the
-// only kind that runs in an image with nothing else in it.
-func ValidateWorkloadBinary(path string) error {
-	f, err := elf.Open(path)
-	if err != nil {
-		return fmt.Errorf("workload_binary %q is not a Linux executable: %v", path, err)
-	}
-	defer f.Close()
-	for _, p := range f.Progs {
-		if p.Type == elf.PT_INTERP {
-			return fmt.Errorf("workload_binary %q is dynamically linked: build it static (for Go, CGO_ENABLED=0)", path)
-		}
-	}
-	return nil
-}
 
 // workloadTarball is a root filesystem holding only the binary, as /workload.
 func workloadTarball(path string) ([]byte, error) {

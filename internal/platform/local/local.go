@@ -29,19 +29,8 @@ import (
 	"github.com/autarky/terraform-provider-autarky/internal/swarm"
 )
 
-// DefaultStateDir is used when neither the provider nor AUTARKY_STATE_DIR names one.
-const DefaultStateDir = "/var/lib/autarky"
-
-// StateDirEnv names the environment variable that overrides DefaultStateDir.
-const StateDirEnv = "AUTARKY_STATE_DIR"
-
 // slotDir is where clusters claim their address ranges, machine-wide.
 var slotDir = "/run/autarky/slots"
-
-// maxStateDirLen keeps the longest unix socket a node creates
-// (<state>/nodes/127.aaa.bbb.ccc/exec/containerd/containerd.sock.ttrpc)
-// under the kernel's 108-byte limit.
-const maxStateDirLen = 50
 
 // maxNodesPerCluster is what one /24 holds.
 const maxNodesPerCluster = 254
@@ -61,38 +50,15 @@ type Options struct {
 	WorkloadBinary string
 }
 
-// StateDirFrom picks the state directory: the configured one, else
-// AUTARKY_STATE_DIR, else DefaultStateDir.
-func StateDirFrom(configured string) string {
-	if configured != "" {
-		return configured
-	}
-	if env := os.Getenv(StateDirEnv); env != "" {
-		return env
-	}
-	return DefaultStateDir
-}
-
-// ValidateStateDir checks a state directory can hold nodes.
-func ValidateStateDir(dir string) error {
-	if !filepath.IsAbs(dir) {
-		return fmt.Errorf("state_dir %q must be an absolute path", dir)
-	}
-	if len(filepath.Clean(dir)) > maxStateDirLen {
-		return fmt.Errorf("state_dir %q is %d characters long: use at most %d, since each node's unix sockets live under it", dir, len(dir), maxStateDirLen)
-	}
-	return nil
-}
-
 // New opens the platform at stateDir. It fails early, naming the fix, when
 // the machine cannot run nodes.
 func New(stateDir string, progress platform.Progress, opts Options) (*Platform, error) {
 	stateDir = filepath.Clean(stateDir)
-	if err := ValidateStateDir(stateDir); err != nil {
+	if err := policy.ValidateStateDir(stateDir); err != nil {
 		return nil, err
 	}
 	if opts.WorkloadBinary != "" {
-		if err := ValidateWorkloadBinary(opts.WorkloadBinary); err != nil {
+		if err := policy.ValidateWorkloadBinary(opts.WorkloadBinary); err != nil {
 			return nil, err
 		}
 	}
