@@ -49,72 +49,83 @@ type ProviderSettings struct {
 // each platform once per process and takes WithProgress per request.
 type BackendOpener func(ctx context.Context, s ProviderSettings) (Backend, error)
 
+// registry holds what platforms register from their packages' init: the
+// binaries import the platforms they ship, and the provider's and the
+// agent's code names none of them.
+type registry[T any] struct {
+	mu   sync.Mutex
+	what string
+	m    map[string]T
+}
+
 var (
-	registryMu sync.Mutex
-	openers    = map[string]Opener{}
-	backends   = map[string]BackendOpener{}
+	openers  = &registry[Opener]{what: "platform"}
+	backends = &registry[BackendOpener]{what: "platform"}
+	rights   = &registry[RightsRenderer]{what: "platform with rights"}
 )
 
-// Register makes platform name known to Open. A platform registers from
-// its package's init; the binaries import the platforms they ship, and the
-// agent's code names none of them.
-func Register(name string, o Opener) {
-	registryMu.Lock()
-	defer registryMu.Unlock()
-	if _, dup := openers[name]; dup {
-		panic("platform " + name + " registered twice")
+func (r *registry[T]) add(name string, v T) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if _, dup := r.m[name]; dup {
+		panic(r.what + " " + name + " registered twice")
 	}
-	openers[name] = o
+	if r.m == nil {
+		r.m = map[string]T{}
+	}
+	r.m[name] = v
 }
+
+// get is what name registered, else an error naming what this binary has.
+func (r *registry[T]) get(name string) (T, error) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	v, ok := r.m[name]
+	if !ok {
+		return v, fmt.Errorf("%s %q is not one this binary has: %s", r.what, name, strings.Join(r.names(), ", "))
+	}
+	return v, nil
+}
+
+func (r *registry[T]) names() []string {
+	out := make([]string, 0, len(r.m))
+	for name := range r.m {
+		out = append(out, name)
+	}
+	sort.Strings(out)
+	return out
+}
+
+// Register makes platform name known to Open, from its package's init.
+func Register(name string, o Opener) { openers.add(name, o) }
 
 // Open opens the agent's view of s.Cluster on platform name.
 func Open(ctx context.Context, name string, s AgentSettings) (Opened, error) {
-	registryMu.Lock()
-	o, ok := openers[name]
-	registryMu.Unlock()
-	if !ok {
-		return Opened{}, fmt.Errorf("platform %q is not one this binary has: %s", name, strings.Join(Registered(), ", "))
+	o, err := openers.get(name)
+	if err != nil {
+		return Opened{}, err
 	}
 	return o(ctx, s)
 }
 
-// RegisterBackend makes platform name known to OpenBackend, from the
-// platform package's init as Register does.
-func RegisterBackend(name string, o BackendOpener) {
-	registryMu.Lock()
-	defer registryMu.Unlock()
-	if _, dup := backends[name]; dup {
-		panic("platform backend " + name + " registered twice")
-	}
-	backends[name] = o
-}
+// RegisterBackend makes platform name known to OpenBackend, from its
+// package's init.
+func RegisterBackend(name string, o BackendOpener) { backends.add(name, o) }
 
 // OpenBackend opens the provider's view of platform name.
 func OpenBackend(ctx context.Context, name string, s ProviderSettings) (Backend, error) {
-	registryMu.Lock()
-	o, ok := backends[name]
-	known := keys(backends)
-	registryMu.Unlock()
-	if !ok {
-		return nil, fmt.Errorf("platform %q is not one this binary has: %s", name, strings.Join(known, ", "))
+	o, err := backends.get(name)
+	if err != nil {
+		return nil, err
 	}
 	return o(ctx, s)
 }
 
 // Registered lists the platforms Open knows, sorted.
 func Registered() []string {
-	registryMu.Lock()
-	defer registryMu.Unlock()
-	return keys(openers)
-}
-
-func keys[V any](m map[string]V) []string {
-	out := make([]string, 0, len(m))
-	for name := range m {
-		out = append(out, name)
-	}
-	sort.Strings(out)
-	return out
+	openers.mu.Lock()
+	defer openers.mu.Unlock()
+	return openers.names()
 }
 
 // Refuse returns an error naming the first of flags (name -> value) that

@@ -1,10 +1,5 @@
 package platform
 
-import (
-	"fmt"
-	"strings"
-)
-
 // Rights are the least privilege a cluster's identities need on a cloud
 // (safety rule 12), as the provider's data sources hand them to the
 // configuration that grants them: the managers' (whose agents act on the
@@ -36,26 +31,15 @@ type RightsInput struct {
 // render for with an error naming the field.
 type RightsRenderer func(RightsInput) (Rights, error)
 
-var rights = map[string]RightsRenderer{}
-
-// RegisterRights makes cloud name's rights known to RenderRights.
-func RegisterRights(name string, r RightsRenderer) {
-	registryMu.Lock()
-	defer registryMu.Unlock()
-	if _, dup := rights[name]; dup {
-		panic("platform rights " + name + " registered twice")
-	}
-	rights[name] = r
-}
+// RegisterRights makes cloud name's rights known to RenderRights, from its
+// package's init.
+func RegisterRights(name string, r RightsRenderer) { rights.add(name, r) }
 
 // RenderRights renders the rights of in.Cluster's identities on cloud name.
 func RenderRights(name string, in RightsInput) (Rights, error) {
-	registryMu.Lock()
-	r, ok := rights[name]
-	known := keys(rights)
-	registryMu.Unlock()
-	if !ok {
-		return Rights{}, fmt.Errorf("platform %q has no rights this binary can render: %s", name, strings.Join(known, ", "))
+	r, err := rights.get(name)
+	if err != nil {
+		return Rights{}, err
 	}
 	return r(in)
 }
