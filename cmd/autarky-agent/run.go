@@ -15,6 +15,7 @@ import (
 	"github.com/hashicorp/go-hclog"
 
 	"github.com/autarky/terraform-provider-autarky/internal/agent"
+	"github.com/autarky/terraform-provider-autarky/internal/notify"
 	"github.com/autarky/terraform-provider-autarky/internal/platform"
 	"github.com/autarky/terraform-provider-autarky/internal/policy"
 )
@@ -39,6 +40,10 @@ func runAgent(args []string, stderr io.Writer) error {
 	drain := fs.Duration("drain-timeout", 2*time.Minute, "how long a node with tasks is drained before it is removed anyway")
 	tokenFile := fs.String("alert-token-file", "", "file holding the bearer token /v1/alerts requires (also $AUTARKY_ALERT_TOKEN); required for alerts when --listen is beyond loopback, where /v1/status takes it too unless --status-token-file gives another")
 	statusTokenFile := fs.String("status-token-file", "", "file holding the bearer token /v1/status and the status page require (also $AUTARKY_STATUS_TOKEN; the page also takes it as a Basic password); default: open on loopback, the alert token beyond")
+	notifyFile := fs.String("notify-webhook-file", "", "file holding the webhook URL to notify (also $AUTARKY_NOTIFY_WEBHOOK_URL; a secret, so never a flag value): https://, or http:// to loopback only. The leader's agent posts when it acts (node replaced, pool grown or shrunk) and when it cannot (pool at max_size with work pending, circuit breaker open, instances failing to launch or join, checks untrusted, an action stuck), every agent when quorum is lost, followers when the leader's agent is down; each condition once, then resolved")
+	notifyFormat := fs.String("notify-format", string(notify.FormatJSON), "webhook body: json (the generic body, fields in the README) or slack (Slack's incoming-webhook format)")
+	notifyStale := fs.Duration("notify-stale-after", agent.DefaultNotifyUntrustedAfter, "notify when a scaling check has been untrusted (stale, empty, NaN, unreachable) for this long")
+	notifyResolve := fs.Duration("notify-resolve-after", time.Minute, "send a condition's resolved message once it has stayed cleared this long (a condition back before then sends nothing)")
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
@@ -69,6 +74,17 @@ func runAgent(args []string, stderr io.Writer) error {
 	if err != nil {
 		return err
 	}
+	format, err := notify.ParseFormat("--notify-format", *notifyFormat)
+	if err != nil {
+		return err
+	}
+	hook, err := notify.WebhookFrom("--notify-webhook-file", *notifyFile, "AUTARKY_NOTIFY_WEBHOOK_URL", os.Getenv("AUTARKY_NOTIFY_WEBHOOK_URL"))
+	if err != nil {
+		return err
+	}
+	if *notifyStale <= 0 || *notifyResolve < 0 {
+		return errors.New("--notify-stale-after must be positive and --notify-resolve-after not negative (such as 5m and 1m)")
+	}
 	logger := hclog.New(&hclog.LoggerOptions{Name: "autarky-agent", Output: stderr, JSONFormat: *logFormat == "json", Level: hclog.Info})
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM, syscall.SIGINT)
 	defer stop()
@@ -83,6 +99,21 @@ func runAgent(args []string, stderr io.Writer) error {
 		return err
 	}
 	cfg.Collectors = append(cfg.Collectors, opened.Collectors...)
+	if hook != nil {
+		n, err := notify.New(notify.Config{Webhook: hook, Format: format, Cluster: *cluster, DryRun: *dryRun,
+			Logger: logger.Named("notify"), ResolveAfter: *notifyResolve})
+		if err != nil {
+			return err
+		}
+		defer func() {
+			// Give what is queued a moment to go out; never hold up a stop.
+			cctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+			defer cancel()
+			n.Close(cctx)
+		}()
+		cfg.Notifier, cfg.NotifyUntrustedAfter = n, *notifyStale
+		logger.Info("notifications on", "webhook", hook.Redacted(), "format", format)
+	}
 	cl := opened.Cluster
 	a, err := agent.New(cfg, cl)
 	if err != nil {

@@ -7,6 +7,7 @@ import (
 	"time"
 
 	"github.com/autarky/terraform-provider-autarky/internal/decide"
+	"github.com/autarky/terraform-provider-autarky/internal/notify"
 	"github.com/autarky/terraform-provider-autarky/internal/platform"
 	"github.com/autarky/terraform-provider-autarky/internal/policy"
 	"github.com/autarky/terraform-provider-autarky/internal/swarm"
@@ -77,12 +78,15 @@ func (a *Agent) replace(ctx context.Context, o *observation, act decide.Action) 
 	if err != nil {
 		// The platform cleaned up the instance that did not come up.
 		a.metrics.replacements.WithLabelValues(act.PoolID, string(decide.OutcomeJoinFailed)).Inc()
+		a.notifyAction(notify.Event{Name: "replacement_failed", Severity: notify.SeverityWarning, Pool: act.PoolID,
+			Summary: fmt.Sprintf("a replacement for node %s of pool %s failed to start: healing backs off", act.NodeID, act.PoolID), Detail: err.Error()})
 		if derr := drop(true); derr != nil {
 			return derr
 		}
 		return fmt.Errorf("start replacement in %s: %w", act.PoolID, err)
 	}
 	a.log.Info("replacement started", "pool", act.PoolID, "instance", inst.ID, "for_node", act.NodeID, "for_instance", act.InstanceID)
+	a.notifyAction(notify.Event{Name: "replacement_started", Pool: act.PoolID, Summary: fmt.Sprintf("node %s of pool %s failed: its replacement is starting", act.NodeID, act.PoolID), Detail: act.Reason})
 	if inst.ID == "" {
 		return nil // a group's launch: adoption records it once listed
 	}

@@ -10,6 +10,7 @@ import (
 	"fmt"
 	"net"
 	"os"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -19,6 +20,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/autarky/terraform-provider-autarky/internal/metrics"
+	"github.com/autarky/terraform-provider-autarky/internal/notify"
 	"github.com/autarky/terraform-provider-autarky/internal/platform"
 	"github.com/autarky/terraform-provider-autarky/internal/supervise"
 	"github.com/autarky/terraform-provider-autarky/internal/swarm"
@@ -53,6 +55,11 @@ type Config struct {
 	// swarm's production defaults), so a hung engine ends a call, not the
 	// evaluation's whole deadline; tests set short ones.
 	CallDeadlines swarm.Deadlines
+	// Notifier, when set, tells people what the agent did and what it
+	// cannot do (notify.go); NotifyUntrustedAfter is how long a scaling
+	// check may stay untrusted before it is told (default 5m).
+	Notifier             *notify.Notifier
+	NotifyUntrustedAfter time.Duration
 }
 
 // ValidateDockerHost accepts unix sockets, and refuses tcp:// without TLS:
@@ -131,6 +138,9 @@ type Agent struct {
 	// rotation.
 	tokensRetryAt time.Time
 	tokensBackoff time.Duration
+	// notifySince: since when each delayed notification condition holds
+	// (notify.go).
+	notifySince map[string]time.Time
 	// history is every pool's and service's size over the last hour,
 	// for the status page (history.go, page.go).
 	history *sizeHistory
@@ -199,7 +209,7 @@ func New(cfg Config, cluster platform.Cluster) (*Agent, error) {
 		workers:      map[string]worker{},
 		history:      newSizeHistory(),
 	}
-	for _, c := range cfg.Collectors {
+	for _, c := range slices.Concat(cfg.Collectors, cfg.Notifier.Collectors()) {
 		if err := a.metrics.registry.Register(c); err != nil {
 			return nil, fmt.Errorf("platform metrics: %w", err)
 		}
@@ -291,6 +301,7 @@ func (a *Agent) Evaluate(ctx context.Context) {
 		a.mu.Unlock()
 	}
 	a.health()
+	a.notifyConditions(err)
 }
 
 // evaluationDeadline bounds one evaluation: half the supervisor's watchdog
@@ -316,5 +327,6 @@ func (a *Agent) Status() Status {
 	s.JournalSetAside = append([]string(nil), a.status.JournalSetAside...)
 	s.Decisions = append([]Decision(nil), a.status.Decisions...)
 	s.Alerts = a.alertStatuses()
+	s.Notifications = a.cfg.Notifier.Active()
 	return s
 }

@@ -223,6 +223,7 @@ func (a *Agent) finishRemoval(ctx context.Context, e Entry, forced bool) {
 	}
 	if act.Outcome != "" {
 		a.metrics.replacements.WithLabelValues(act.PoolID, string(act.Outcome)).Inc()
+		a.notifyOutcome(act)
 	}
 	if e.Batch != "" {
 		result := "drained"

@@ -323,15 +323,23 @@ func (h *harness) dumpAgentLogs() {
 // inProcess is an agent beside the first manager, driven by the test.
 func (h *harness) inProcess(dryRun bool) *agent.Agent {
 	h.t.Helper()
+	return h.inProcessWith(func(c *agent.Config) { c.DryRun = dryRun })
+}
+
+// inProcessWith is inProcess with edit applied to the agent's config.
+func (h *harness) inProcessWith(edit func(*agent.Config)) *agent.Agent {
+	h.t.Helper()
 	var host string
 	for _, r := range h.records(policy.ManagerPoolName) {
 		host = r.DockerHost
 		break
 	}
-	a, err := agent.New(agent.Config{
-		DockerHost: host, Listen: "127.0.0.1:0", DryRun: dryRun, EvaluationInterval: time.Second,
+	cfg := agent.Config{
+		DockerHost: host, Listen: "127.0.0.1:0", EvaluationInterval: time.Second,
 		Logger: hclog.New(&hclog.LoggerOptions{Name: "agent", Output: testWriter{h.t}, Level: hclog.Debug}),
-	}, h.c)
+	}
+	edit(&cfg)
+	a, err := agent.New(cfg, h.c)
 	if err != nil {
 		h.t.Fatal(err)
 	}

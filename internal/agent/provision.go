@@ -6,6 +6,7 @@ import (
 	"time"
 
 	"github.com/autarky/terraform-provider-autarky/internal/decide"
+	"github.com/autarky/terraform-provider-autarky/internal/notify"
 	"github.com/autarky/terraform-provider-autarky/internal/policy"
 )
 
@@ -135,6 +136,8 @@ func (a *Agent) settleProvisioning(ctx context.Context, o *observation, sp decid
 		size, until.Sub(o.now).Round(time.Second), sp.ProvisionBackoff.Timeouts)
 	a.log.Warn("provision timeout: backing off", "pool", sp.ID, "message", msg)
 	a.addDecision(o.now, sp.ID, "provision_timeout", string(decide.CodeBackoff), msg, false)
+	a.notifyAction(notify.Event{Name: "provision_timeout", Severity: notify.SeverityWarning, Pool: sp.ID,
+		Summary: fmt.Sprintf("instances of pool %s failed to launch or join within provision_timeout %s", sp.ID, sp.Rules.ProvisionTimeout), Detail: msg})
 	a.resume(o)
 	return nil
 }

@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/autarky/terraform-provider-autarky/internal/decide"
+	"github.com/autarky/terraform-provider-autarky/internal/notify"
 	"github.com/autarky/terraform-provider-autarky/internal/policy"
 	"github.com/autarky/terraform-provider-autarky/internal/swarm"
 )
@@ -298,6 +299,8 @@ func (a *Agent) actScaling(ctx context.Context, o *observation, r scaleRound) er
 			}
 			a.log.Error("scaling failed", "pool", d.PoolID, "error", err)
 			a.addDecision(o.now, d.PoolID, "scale_"+string(d.Direction), "error", err.Error(), false)
+			a.notifyAction(notify.Event{Name: "scale_failed", Severity: notify.SeverityWarning, Pool: d.PoolID,
+				Summary: fmt.Sprintf("pool %s could not scale %s from %d to %d", d.PoolID, d.Direction, d.From, d.To), Detail: err.Error()})
 		}
 	}
 	a.rebalance(ctx, o)

@@ -6,6 +6,7 @@ import (
 	"time"
 
 	"github.com/autarky/terraform-provider-autarky/internal/decide"
+	"github.com/autarky/terraform-provider-autarky/internal/notify"
 	"github.com/autarky/terraform-provider-autarky/internal/platform"
 	"github.com/autarky/terraform-provider-autarky/internal/policy"
 )
@@ -61,6 +62,7 @@ func (a *Agent) executeScale(ctx context.Context, o *observation, sp decide.Scal
 			a.log.Info("scaled out", "pool", d.PoolID, "instance", inst.ID)
 		}
 		a.metrics.scaleActions.WithLabelValues(d.PoolID, "up").Add(float64(d.To - d.From))
+		a.notifyAction(notify.Event{Name: "pool_scaled_out", Pool: d.PoolID, Summary: fmt.Sprintf("pool %s grows from %d to %d nodes", d.PoolID, d.From, d.To), Detail: d.Message})
 		if d.Code == decide.CodeAlert {
 			a.consumeAlerts(sp)
 		}
@@ -105,6 +107,7 @@ func (a *Agent) executeScale(ctx context.Context, o *observation, sp decide.Scal
 		o.journal = j
 		a.log.Info("scaling in", "pool", d.PoolID, "from", d.From, "to", to, "nodes", len(acts))
 		a.metrics.scaleActions.WithLabelValues(d.PoolID, "down").Add(float64(len(acts)))
+		a.notifyAction(notify.Event{Name: "pool_scaled_in", Pool: d.PoolID, Summary: fmt.Sprintf("pool %s shrinks from %d to %d nodes, draining each first", d.PoolID, d.From, to), Detail: d.Message})
 		a.resume(o)
 	}
 	return nil

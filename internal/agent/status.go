@@ -12,6 +12,7 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 
+	"github.com/autarky/terraform-provider-autarky/internal/notify"
 	"github.com/autarky/terraform-provider-autarky/internal/policy"
 )
 
@@ -43,6 +44,9 @@ type Status struct {
 	// Alerts are the Alertmanager alerts the agent remembers: only those a
 	// scaling policy names.
 	Alerts []AlertStatus `json:"alerts"`
+	// Notifications are the conditions this agent announced to the
+	// webhook and has not resolved yet (notify.go).
+	Notifications []notify.Active `json:"notifications,omitempty"`
 }
 
 // ActionStatus is one journaled action in flight.
@@ -196,6 +200,9 @@ func PrintStatus(w io.Writer, s Status) {
 	}
 	for _, k := range s.JournalSetAside {
 		fmt.Fprintf(w, "journal set aside for a person, kept as %s\n", k)
+	}
+	for _, n := range s.Notifications {
+		fmt.Fprintf(w, "notified %s %s since %s: %s\n", n.Severity, n.Key, n.Since.Format(time.TimeOnly), n.Summary)
 	}
 	for _, p := range s.Pools {
 		fmt.Fprintf(w, "\npool %s (%s, size %d in [%d, %d]): %s — %s\n", p.ID, p.Role, p.Desired, p.MinSize, p.MaxSize, p.Reason, p.Message)

@@ -127,7 +127,8 @@ type Config struct {
 	DryRun  bool
 	Logger  hclog.Logger
 	// ResolveAfter is how long a condition must stay cleared before its
-	// resolved message is sent (default 1m; negative: at once).
+	// resolved message is sent (zero: at the first evaluation that no
+	// longer sees it; the agent's flag defaults to 1m).
 	ResolveAfter time.Duration
 	// Burst and Every are the token bucket: Burst messages at once, then
 	// one per Every (defaults 10 and 6s).
@@ -200,9 +201,6 @@ func New(cfg Config) (*Notifier, error) {
 	}
 	if cfg.Logger == nil {
 		cfg.Logger = hclog.NewNullLogger()
-	}
-	if cfg.ResolveAfter == 0 {
-		cfg.ResolveAfter = time.Minute
 	}
 	if cfg.Burst <= 0 {
 		cfg.Burst = 10
@@ -468,17 +466,17 @@ func (n *Notifier) deliver(e Event) {
 		retry, wait, err := n.post(body)
 		if err == nil {
 			n.sent.WithLabelValues(string(e.Kind)).Inc()
-			n.log.Debug("notification sent", "kind", e.Kind, "name", e.Name, "key", e.Key, "webhook", n.cfg.Webhook)
+			n.log.Debug("notification sent", "kind", e.Kind, "name", e.Name, "key", e.Key, "webhook", n.cfg.Webhook.Redacted())
 			return
 		}
 		if !retry {
 			n.dropped.WithLabelValues("rejected").Inc()
-			n.log.Warn("notification rejected by the webhook", "kind", e.Kind, "name", e.Name, "key", e.Key, "webhook", n.cfg.Webhook, "error", err)
+			n.log.Warn("notification rejected by the webhook", "kind", e.Kind, "name", e.Name, "key", e.Key, "webhook", n.cfg.Webhook.Redacted(), "error", err)
 			return
 		}
 		if attempt >= n.cfg.MaxAttempts {
 			n.dropped.WithLabelValues("failed").Inc()
-			n.log.Warn("notification not delivered", "kind", e.Kind, "name", e.Name, "key", e.Key, "webhook", n.cfg.Webhook, "attempts", attempt, "error", err)
+			n.log.Warn("notification not delivered", "kind", e.Kind, "name", e.Name, "key", e.Key, "webhook", n.cfg.Webhook.Redacted(), "attempts", attempt, "error", err)
 			return
 		}
 		if wait <= 0 {

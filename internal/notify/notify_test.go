@@ -179,7 +179,7 @@ func TestDedupeAndResolve(t *testing.T) {
 // leader reports them), and leaves other scopes alone.
 func TestForget(t *testing.T) {
 	rcv := newReceiver(t, nil)
-	n := newNotifier(t, Config{Webhook: rcv.webhook(t), ResolveAfter: -1})
+	n := newNotifier(t, Config{Webhook: rcv.webhook(t)})
 	quorum := Condition{Name: "quorum_lost", Severity: SeverityCritical, Summary: "quorum lost"}
 	n.Observe("leader", []Condition{atMax})
 	n.Observe("cluster", []Condition{quorum})
@@ -341,7 +341,7 @@ func TestFormats(t *testing.T) {
 // A Slack-format notifier posts Slack's body to the receiver.
 func TestSlackDelivery(t *testing.T) {
 	rcv := newReceiver(t, nil)
-	n := newNotifier(t, Config{Webhook: rcv.webhook(t), Format: FormatSlack, ResolveAfter: -1})
+	n := newNotifier(t, Config{Webhook: rcv.webhook(t), Format: FormatSlack})
 	n.Observe("leader", []Condition{{Name: "circuit_breaker_open", Severity: SeverityCritical, Summary: "healing of demo/web stopped"}})
 	deadline := time.Now().Add(10 * time.Second)
 	for {
@@ -432,7 +432,7 @@ func TestSecretNeverLeaks(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		n := newNotifier(t, Config{Webhook: w, Logger: logger, RetryBackoff: time.Millisecond, MaxAttempts: 2, ResolveAfter: -1})
+		n := newNotifier(t, Config{Webhook: w, Logger: logger, RetryBackoff: time.Millisecond, MaxAttempts: 2})
 		reg := prometheus.NewRegistry()
 		reg.MustRegister(n.Collectors()...)
 		n.Action(Event{Name: "node_replaced", Summary: "x"})

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"net"
 	"net/url"
+	"os"
 	"strings"
 )
 
@@ -55,6 +56,25 @@ func ParseWebhook(setting, raw string) (*Webhook, error) {
 		return nil, fmt.Errorf("%s: the webhook URL has a #fragment, which is never sent: remove it", setting)
 	}
 	return &Webhook{u: u, raw: raw}, nil
+}
+
+// WebhookFrom reads the webhook URL from file (named by flag) or, without
+// one, from the environment variable envName whose value is env; nil when
+// neither is set. Never from a flag's value: process arguments are
+// world-readable (ps, /proc/<pid>/cmdline), a 0600 file and the process's
+// environment are not.
+func WebhookFrom(flag, file, envName, env string) (*Webhook, error) {
+	if file != "" {
+		b, err := os.ReadFile(file)
+		if err != nil {
+			return nil, fmt.Errorf("%s: %w", flag, err)
+		}
+		return ParseWebhook(flag+" "+file, string(b))
+	}
+	if env == "" {
+		return nil, nil
+	}
+	return ParseWebhook("$"+envName, env)
 }
 
 func loopbackHost(h string) bool {

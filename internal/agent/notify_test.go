@@ -1,0 +1,192 @@
+package agent_test
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"net/http"
+	"net/http/httptest"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/hashicorp/go-hclog"
+
+	"github.com/autarky/terraform-provider-autarky/internal/agent"
+	"github.com/autarky/terraform-provider-autarky/internal/notify"
+	"github.com/autarky/terraform-provider-autarky/internal/policy"
+)
+
+// webhookSecret is the credential part of the test receiver's URL.
+const webhookSecret = "T0SECRET/B0SECRET/XXXXsecretXXXX"
+
+// hookReceiver is a local webhook receiver that records every body.
+type hookReceiver struct {
+	srv    *httptest.Server
+	mu     sync.Mutex
+	bodies []map[string]any
+}
+
+func newHookReceiver(t *testing.T) *hookReceiver {
+	r := &hookReceiver{}
+	r.srv = httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, req *http.Request) {
+		b, _ := io.ReadAll(req.Body)
+		var m map[string]any
+		if err := json.Unmarshal(b, &m); err != nil {
+			t.Errorf("webhook body %s: %v", b, err)
+		}
+		r.mu.Lock()
+		r.bodies = append(r.bodies, m)
+		r.mu.Unlock()
+	}))
+	t.Cleanup(r.srv.Close)
+	return r
+}
+
+func (r *hookReceiver) url() string { return r.srv.URL + "/services/" + webhookSecret }
+
+// got lists the messages received as "kind name" (the pool after a space).
+func (r *hookReceiver) got() []string {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	var out []string
+	for _, m := range r.bodies {
+		out = append(out, fmt.Sprintf("%v %v %v", m["kind"], m["name"], m["pool"]))
+	}
+	return out
+}
+
+func (r *hookReceiver) count(msg string) int {
+	n := 0
+	for _, g := range r.got() {
+		if g == msg {
+			n++
+		}
+	}
+	return n
+}
+
+// A real condition on a real swarm reaches the receiver once, then its
+// resolved message: a pool under a pending_tasks policy capped at one node
+// gets two tasks that need a node each. The leader grows the pool to its
+// maximum (an action), the second task stays pending (pool_at_max, once,
+// however many evaluations see it); scaling the service down to one task
+// clears it (resolved). Neither the agent's log nor its metrics hold the
+// webhook's secret.
+func TestNotifyPoolAtMax(t *testing.T) {
+	h := newHarnessWith(t, "nt", 1, false, "1s", true)
+	h.pool("web", 0, nil)
+	ctx := context.Background()
+	pool, _, err := h.p.ReadPool(ctx, "nt", "web")
+	if err != nil {
+		t.Fatal(err)
+	}
+	pool.Labels = map[string]string{"tier": "web"}
+	if _, _, err := h.p.UpdatePool(ctx, pool, time.Minute); err != nil {
+		t.Fatal(err)
+	}
+	one := int64(1)
+	h.scale(scalingPolicy("nt/web", func(s *policy.Scaling) {
+		s.PendingTasks = &policy.PendingTasksCheck{}
+		s.MaxSize = &one
+	}))
+
+	rcv := newHookReceiver(t)
+	hook, err := notify.ParseWebhook("test", rcv.url())
+	if err != nil {
+		t.Fatal(err)
+	}
+	var logs bytes.Buffer
+	var lmu sync.Mutex
+	logger := hclog.New(&hclog.LoggerOptions{Name: "agent", Output: lockedBuffer{&logs, &lmu, t}, Level: hclog.Trace})
+	n, err := notify.New(notify.Config{Webhook: hook, Cluster: "nt", Logger: logger.Named("notify")})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer n.Close(ctx)
+	a := h.inProcessWith(func(c *agent.Config) { c.Notifier, c.Logger = n, logger })
+	a.Evaluate(ctx)
+
+	cpus := mustAtoi(t, strings.TrimSpace(h.docker("info", "--format", "{{.NCPU}}")))
+	reserve := fmt.Sprintf("%.1f", float64(cpus)-0.5)
+	h.docker("service", "create", "--detach", "--name", "big", "--replicas", "2", "--reserve-cpu", reserve,
+		"--constraint", "node.labels.tier==web", "autarky/workload:latest")
+	h.evaluateUntil(a, "pool_at_max at the receiver", 2*time.Minute, func() (bool, string) {
+		return rcv.count("firing pool_at_max nt/web") == 1, fmt.Sprintf("received %q; scaling %+v", rcv.got(), h.scaling(a, "nt/web"))
+	})
+	if c := rcv.count("action pool_scaled_out nt/web"); c != 1 {
+		t.Fatalf("%d pool_scaled_out messages, want 1: %q", c, rcv.got())
+	}
+	// The condition holds over many evaluations: still one message.
+	h.evaluateUntil(a, "one task running on the pool's one node", 2*time.Minute, func() (bool, string) {
+		n := h.runningTasks("big")
+		return n == 1, fmt.Sprintf("%d running", n)
+	})
+	for i := 0; i < 5; i++ {
+		a.Evaluate(ctx)
+	}
+	if c := rcv.count("firing pool_at_max nt/web"); c != 1 {
+		t.Fatalf("%d pool_at_max messages while it held, want 1: %q", c, rcv.got())
+	}
+	if st := a.Status(); len(st.Notifications) != 1 || st.Notifications[0].Key != "pool_at_max/nt/web" {
+		t.Fatalf("/v1/status notifications %+v, want pool_at_max/nt/web", st.Notifications)
+	}
+
+	h.docker("service", "scale", "--detach", "big=1")
+	h.evaluateUntil(a, "pool_at_max resolved at the receiver", time.Minute, func() (bool, string) {
+		return rcv.count("resolved pool_at_max nt/web") == 1, fmt.Sprintf("received %q; scaling %+v", rcv.got(), h.scaling(a, "nt/web"))
+	})
+	rcv.mu.Lock()
+	var firing, resolved map[string]any
+	for _, m := range rcv.bodies {
+		if m["name"] == "pool_at_max" && m["kind"] == "firing" {
+			firing = m
+		}
+		if m["name"] == "pool_at_max" && m["kind"] == "resolved" {
+			resolved = m
+		}
+		t.Logf("received %v", m)
+	}
+	rcv.mu.Unlock()
+	if firing["key"] != resolved["key"] || firing["since"] != resolved["since"] || firing["cluster"] != "nt" || firing["agent"] == "" ||
+		!strings.Contains(fmt.Sprint(firing["detail"]), "max_size") {
+		t.Fatalf("firing %v and resolved %v: want the same key and since, the cluster, the agent and the decision's reasoning", firing, resolved)
+	}
+
+	rec := httptest.NewRecorder()
+	a.Handler().ServeHTTP(rec, httptest.NewRequest(http.MethodGet, "/metrics", nil))
+	metrics := rec.Body.String()
+	for _, want := range []string{`autarky_notifications_sent_total{kind="firing"} 1`, `autarky_notifications_sent_total{kind="resolved"} 1`,
+		`autarky_notifications_dropped_total{reason="queue_full"} 0`} {
+		if !strings.Contains(metrics, want) {
+			t.Errorf("metrics lack %s", want)
+		}
+	}
+	lmu.Lock()
+	out := logs.String()
+	lmu.Unlock()
+	for _, leak := range []string{"SECRET", "secretXXXX"} {
+		if strings.Contains(out, leak) || strings.Contains(metrics, leak) {
+			t.Fatalf("the webhook's secret %q is in the agent's log or metrics", leak)
+		}
+	}
+}
+
+// lockedBuffer keeps the log for the test to search and shows it in the
+// test's output too.
+type lockedBuffer struct {
+	b  *bytes.Buffer
+	mu *sync.Mutex
+	t  testing.TB
+}
+
+func (w lockedBuffer) Write(p []byte) (int, error) {
+	w.mu.Lock()
+	w.b.Write(p)
+	w.mu.Unlock()
+	w.t.Log(strings.TrimRight(string(p), "\n"))
+	return len(p), nil
+}
