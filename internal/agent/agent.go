@@ -141,6 +141,9 @@ type Agent struct {
 	// notifySince: since when each delayed notification condition holds
 	// (notify.go).
 	notifySince map[string]time.Time
+	// services is what the agent keeps of the services it scales
+	// (service.go).
+	services serviceMemory
 	// history is every pool's and service's size over the last hour,
 	// for the status page (history.go, page.go).
 	history *sizeHistory
@@ -209,6 +212,7 @@ func New(cfg Config, cluster platform.Cluster) (*Agent, error) {
 		workers:      map[string]worker{},
 		history:      newSizeHistory(),
 	}
+	a.services = newServiceMemory(a.metrics.registry)
 	for _, c := range slices.Concat(cfg.Collectors, cfg.Notifier.Collectors()) {
 		if err := a.metrics.registry.Register(c); err != nil {
 			return nil, fmt.Errorf("platform metrics: %w", err)
@@ -327,6 +331,7 @@ func (a *Agent) Status() Status {
 	s.JournalSetAside = append([]string(nil), a.status.JournalSetAside...)
 	s.Decisions = append([]Decision(nil), a.status.Decisions...)
 	s.Alerts = a.alertStatuses()
+	s.Services = a.serviceStatuses()
 	s.Notifications = a.cfg.Notifier.Active()
 	return s
 }

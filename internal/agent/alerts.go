@@ -53,6 +53,9 @@ type alertmanagerPayload struct {
 type alertNotice struct {
 	Name   string
 	Firing bool
+	// Service and Scale are the alert's service and scale labels, by
+	// which Alertmanager routes an alert to a service (service.go).
+	Service, Scale string
 }
 
 // decodeAlerts reads Alertmanager's webhook body into the alerts it
@@ -70,7 +73,7 @@ func decodeAlerts(body []byte) ([]alertNotice, string, error) {
 		if name == "" {
 			continue
 		}
-		out = append(out, alertNotice{Name: name, Firing: al.Status != "resolved"})
+		out = append(out, alertNotice{Name: name, Firing: al.Status != "resolved", Service: al.Labels["service"], Scale: al.Labels["scale"]})
 	}
 	return out, p.Status, nil
 }
@@ -291,7 +294,9 @@ func (a *Agent) handleAlerts(w http.ResponseWriter, r *http.Request) {
 	kept, ignored := 0, 0
 	a.mu.Lock()
 	for _, n := range notices {
-		if a.noteAlert(n, now) {
+		// A node pool's and a service's alike: one alert may be both.
+		forPool := a.noteAlert(n, now)
+		if a.noteServiceAlert(n, now) || forPool {
 			kept++
 		} else {
 			ignored++

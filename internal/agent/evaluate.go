@@ -31,6 +31,9 @@ type observation struct {
 	instances  []platform.Instance
 	journal    Journal
 	scaling    *scaling
+
+	// services are every Swarm service, for service scaling (service.go).
+	services []swarm.Service
 }
 
 // quorumLost reports errors a manager answers with when Raft has no leader.
@@ -82,7 +85,7 @@ func (a *Agent) evaluate(ctx context.Context) error {
 	if err != nil {
 		return a.observeFailed(err)
 	}
-	o.pending, o.load, o.incomplete = tv.Pending, tv.Load, tv.Incomplete
+	o.pending, o.load, o.incomplete, o.services = tv.Pending, tv.Load, tv.Incomplete, tv.Services
 	if err := a.readStore(ctx, &o); err != nil {
 		return a.observeFailed(err)
 	}
@@ -109,8 +112,14 @@ func (a *Agent) evaluate(ctx context.Context) error {
 	a.scheduleWake(snap, o.journal)
 	a.report(&o, snap, plan)
 	scale := a.decideScaling(&o) // after report: it adds to the pools' status
+	services := a.decideServices(ctx, &o)
 	if !acting {
 		return nil
+	}
+	// Replicas first: they start in moments and need no node action;
+	// those that do not fit pend, and the pools grow for them.
+	if err := a.actServices(ctx, &o, services); err != nil {
+		return a.stopActing(err)
 	}
 
 	// Act. Removals in flight go on beside the loop (resume); healing
@@ -439,9 +448,14 @@ func (a *Agent) changed(topic, now string) bool {
 }
 
 func (a *Agent) addDecision(t time.Time, pool, kind, code, msg string, dry bool) {
+	a.appendDecision(Decision{Time: t, Pool: pool, Kind: kind, Code: code, Message: msg, DryRun: dry})
+}
+
+// appendDecision keeps d among the last maxDecisions decisions.
+func (a *Agent) appendDecision(d Decision) {
 	a.mu.Lock()
 	defer a.mu.Unlock()
-	a.status.Decisions = append(a.status.Decisions, Decision{Time: t, Pool: pool, Kind: kind, Code: code, Message: msg, DryRun: dry})
+	a.status.Decisions = append(a.status.Decisions, d)
 	if n := len(a.status.Decisions); n > maxDecisions {
 		a.status.Decisions = a.status.Decisions[n-maxDecisions:]
 	}

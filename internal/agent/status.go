@@ -44,6 +44,9 @@ type Status struct {
 	// Alerts are the Alertmanager alerts the agent remembers: only those a
 	// scaling policy names.
 	Alerts []AlertStatus `json:"alerts"`
+	// Services are the services under a service scaling policy (from
+	// Terraform or their labels), and their last decisions.
+	Services []ServiceStatus `json:"services,omitempty"`
 	// Notifications are the conditions this agent announced to the
 	// webhook and has not resolved yet (notify.go).
 	Notifications []notify.Active `json:"notifications,omitempty"`
@@ -109,12 +112,15 @@ type NodeStatus struct {
 
 // Decision is one thing the agent did, or one reason it held.
 type Decision struct {
-	Time    time.Time `json:"time"`
-	Pool    string    `json:"pool"`
-	Kind    string    `json:"kind"` // an action kind, or "hold"
-	Code    string    `json:"code"`
-	Message string    `json:"message"`
-	DryRun  bool      `json:"dry_run,omitempty"`
+	Time time.Time `json:"time"`
+	Pool string    `json:"pool"`
+	// Service is the service of a service scaling decision; Pool is
+	// empty then.
+	Service string `json:"service,omitempty"`
+	Kind    string `json:"kind"` // an action kind, or "hold"
+	Code    string `json:"code"`
+	Message string `json:"message"`
+	DryRun  bool   `json:"dry_run,omitempty"`
 }
 
 const maxDecisions = 100
@@ -230,6 +236,7 @@ func PrintStatus(w io.Writer, s Status) {
 		}
 		tw.Flush()
 	}
+	printServices(w, s.Services)
 	if len(s.InFlight) > 0 {
 		fmt.Fprintf(w, "\nin flight: %s\n", strings.Join(s.InFlight, ", "))
 	}
@@ -245,7 +252,11 @@ func PrintStatus(w io.Writer, s Status) {
 			if d.DryRun {
 				dry = " (dry-run)"
 			}
-			fmt.Fprintf(w, "  %s  %-12s %-18s %s: %s%s\n", d.Time.Format(time.TimeOnly), d.Pool, d.Kind, d.Code, d.Message, dry)
+			who := d.Pool
+			if d.Service != "" {
+				who = "service " + d.Service
+			}
+			fmt.Fprintf(w, "  %s  %-12s %-18s %s: %s%s\n", d.Time.Format(time.TimeOnly), who, d.Kind, d.Code, d.Message, dry)
 		}
 	}
 }

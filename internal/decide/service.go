@@ -215,7 +215,7 @@ func (r *serviceScale) decide() ServiceDecision {
 		return r.hold(CodeOtherController, fmt.Sprintf("its label %s=%s gives its replicas to another controller: Autarky leaves it alone (remove the label, or set it to %q, to let Autarky scale it)",
 			policy.LabelScaleController, st.Controller, policy.ControllerAutarky))
 	case !rules.Enabled:
-		return r.hold(CodeDisabled, fmt.Sprintf("the policy is disabled: hold at %d replicas", st.Replicas))
+		return r.hold(CodeDisabled, fmt.Sprintf("the policy is disabled: hold at %s", plural(st.Replicas, "replica")))
 	case st.Replicas < 0 || st.Running < 0 || rules.MinReplicas < 0 || rules.MaxReplicas < rules.MinReplicas || rules.MaxStep < 1:
 		return r.hold(CodeInvalid, fmt.Sprintf("replicas %d, running %d, bounds [%d, %d] and max_step %d make no sense: hold",
 			st.Replicas, st.Running, rules.MinReplicas, rules.MaxReplicas, rules.MaxStep))
@@ -227,10 +227,10 @@ func (r *serviceScale) decide() ServiceDecision {
 	switch {
 	case from > r.hi:
 		to := max(r.hi, from-r.step)
-		return r.force(to, CodeMaxSize, fmt.Sprintf("the service runs %d replicas, more than max_replicas %d: shrink to %d%s", from, r.hi, to, r.stepNote(to > r.hi)))
+		return r.force(to, CodeMaxSize, fmt.Sprintf("the service runs %s, more than max_replicas %d: shrink to %d%s", plural(from, "replica"), r.hi, to, r.stepNote(to > r.hi)))
 	case from < r.lo:
 		to := min(r.lo, from+r.step)
-		return r.force(to, CodeMinSize, fmt.Sprintf("the service asks for %d replicas, fewer than min_replicas %d: grow to %d%s", from, r.lo, to, r.stepNote(to < r.lo)))
+		return r.force(to, CodeMinSize, fmt.Sprintf("the service asks for %s, fewer than min_replicas %d: grow to %d%s", plural(from, "replica"), r.lo, to, r.stepNote(to < r.lo)))
 	}
 	return r.byVotes()
 }
@@ -326,7 +326,10 @@ func (r *serviceScale) evaluate() {
 			res.Reason = fmt.Sprintf("the alert fires with scale=down%s: %s fewer", heard, plural(step, "replica"))
 		} else {
 			res.Desired = from + max(0, step-r.pending)
-			res.Reason = fmt.Sprintf("the alert fires%s: %s more, %s already starting", heard, plural(step, "replica"), plural(r.pending, "replica"))
+			res.Reason = fmt.Sprintf("the alert fires%s: %s more", heard, plural(step, "replica"))
+			if r.pending > 0 {
+				res.Reason += fmt.Sprintf(", %s already starting", plural(r.pending, "replica"))
+			}
 		}
 		res.Desired = min(res.Desired, maxDesired)
 		r.votes = append(r.votes, vote{desired: res.Desired, code: CodeAlert, alert: al.Name,
@@ -368,9 +371,9 @@ func (r *serviceScale) byVotes() ServiceDecision {
 	}
 	if best < 0 {
 		if distrust != "" {
-			return r.hold(r.untrustedCode, fmt.Sprintf("%s, and nothing else asks for a size: hold at %d replicas", distrust, from))
+			return r.hold(r.untrustedCode, fmt.Sprintf("%s, and nothing else asks for a size: hold at %s", distrust, plural(from, "replica")))
 		}
-		return r.hold(CodeNoCheck, fmt.Sprintf("no check asks for a size and no alert fires: hold at %d replicas", from))
+		return r.hold(CodeNoCheck, fmt.Sprintf("no check asks for a size and no alert fires: hold at %s", plural(from, "replica")))
 	}
 	want, wins := r.votes[best].desired, r.votes[best].what
 	switch {
@@ -404,7 +407,7 @@ func (r *serviceScale) byVotes() ServiceDecision {
 		}
 		if distrust != "" {
 			r.consume(ScaleDown)
-			return r.hold(r.untrustedCode, fmt.Sprintf("%s, but %s: hold at %d replicas, never shrink on it", allowed, distrust, from))
+			return r.hold(r.untrustedCode, fmt.Sprintf("%s, but %s: hold at %s, never shrink on it", allowed, distrust, plural(from, "replica")))
 		}
 		switch {
 		case r.pending > 0:
@@ -444,9 +447,9 @@ func (r *serviceScale) byVotes() ServiceDecision {
 	// for less is outvoted, and answered.
 	r.consume(ScaleDown)
 	if distrust != "" {
-		return r.hold(r.untrustedCode, fmt.Sprintf("the checks that ask are satisfied at %d replicas (%s), but %s: hold", from, wins, distrust))
+		return r.hold(r.untrustedCode, fmt.Sprintf("the checks that ask are satisfied at %s (%s), but %s: hold", plural(from, "replica"), wins, distrust))
 	}
-	return r.hold(CodeWithinTarget, fmt.Sprintf("the checks are satisfied at %d replicas (%s): hold", from, wins))
+	return r.hold(CodeWithinTarget, fmt.Sprintf("the checks are satisfied at %s (%s): hold", plural(from, "replica"), wins))
 }
 
 // consume answers the firing alerts of one direction: their notifications

@@ -49,6 +49,10 @@ type TaskView struct {
 	// same failure on another scheduler); on such a listing every node
 	// looks idle, so nothing may be scaled in on it.
 	Incomplete string
+	// Services are the services of the same listing, with their running
+	// tasks, for service scaling (service.go): read with the tasks, so
+	// scaling services costs no call of its own.
+	Services []Service
 }
 
 // Tasks reads every task once, then the services: pending tasks the
@@ -67,7 +71,9 @@ func (c *Client) Tasks(ctx context.Context) (TaskView, error) {
 	if err != nil {
 		return TaskView{}, fmt.Errorf("service list: %w", err)
 	}
-	return taskView(tasks, services), nil
+	v := taskView(tasks, services)
+	v.Services = servicesOf(tasks, services)
+	return v, nil
 }
 
 // taskView reads a task and a service listing; see Tasks.
