@@ -38,12 +38,17 @@ func (h *harness) service(name string, replicas int, labels ...string) {
 // inspect` shows it.
 func (h *harness) replicas(name string) int {
 	h.t.Helper()
-	return mustAtoi(h.t.(*testing.T), strings.TrimSpace(h.docker("service", "inspect", name, "--format", "{{.Spec.Mode.Replicated.Replicas}}")))
+	out := strings.TrimSpace(h.docker("service", "inspect", name, "--format", "{{.Spec.Mode.Replicated.Replicas}}"))
+	n, err := strconv.Atoi(out)
+	if err != nil {
+		h.t.Fatalf("replicas of %s: %q: %v", name, out, err)
+	}
+	return n
 }
 
 // postAlert posts one Alertmanager webhook body with an alert of labels
 // (alternating name, value) to the agent's handler.
-func postAlert(t *testing.T, url, status string, labels ...string) {
+func postAlert(t testing.TB, url, status string, labels ...string) {
 	t.Helper()
 	ls := map[string]string{}
 	for i := 0; i+1 < len(labels); i += 2 {
