@@ -62,10 +62,36 @@ func (a *Agent) notifyConditions(err error) {
 		return
 	}
 	n.SetAgent(s.NodeID)
-	now := a.cfg.Now()
+	after := a.cfg.NotifyUntrustedAfter
+	if after <= 0 {
+		after = DefaultNotifyUntrustedAfter
+	}
+	w := conditionsOf(s, a.cfg.Now(), a.notifySince, after, a.leaderAgentDownAfter())
+	a.notifySince = w.since
+	n.Observe("cluster", w.cluster)
+	if s.Leader {
+		n.Observe("leader", w.pools)
+	} else {
+		n.Forget("leader")
+	}
+}
+
+// conditions are what one status says to tell people.
+type conditions struct {
+	// cluster: reported by whoever sees them; pools: by the leader.
+	cluster, pools []notify.Condition
+	// since: since when each delayed condition holds, for the next round.
+	since map[string]time.Time
+}
+
+// conditionsOf reads the conditions in s, an evaluation's status, at now.
+// prev holds, from the last round, since when the conditions that are
+// told only after a while (check_untrusted after untrustedAfter,
+// leader_agent_down after leaderAgentAfter) have held.
+func conditionsOf(s Status, now time.Time, prev map[string]time.Time, untrustedAfter, leaderAgentAfter time.Duration) conditions {
 	held := map[string]time.Time{} // conditions with a delay: since when they hold
 	heldFor := func(key string, after time.Duration) bool {
-		since, ok := a.notifySince[key]
+		since, ok := prev[key]
 		if !ok {
 			since = now
 		}
@@ -78,12 +104,11 @@ func (a *Agent) notifyConditions(err error) {
 		cluster = append(cluster, notify.Condition{Name: condQuorumLost, Severity: notify.SeverityCritical,
 			Summary: fmt.Sprintf("the managers have lost Raft quorum (%d of %d reachable): nothing is healed or scaled; bring a majority of managers back (Autarky never forces a new cluster)", s.Quorum.Reachable, s.Quorum.Managers),
 			Detail:  s.Error})
-	} else if !s.Leader && !s.LeaderAgent.Up && heldFor(condLeaderAgentDown, a.leaderAgentDownAfter()) {
+	} else if !s.Leader && !s.LeaderAgent.Up && heldFor(condLeaderAgentDown, leaderAgentAfter) {
 		cluster = append(cluster, notify.Condition{Name: condLeaderAgentDown, Severity: notify.SeverityCritical,
 			Summary: "the agent beside the Raft leader does not answer as healthy: nobody heals or scales until it is back",
 			Detail:  strings.TrimSpace(s.LeaderAgent.Address + " " + s.LeaderAgent.Error)})
 	}
-	n.Observe("cluster", cluster)
 
 	var pools []notify.Condition
 	for _, p := range s.Pools {
@@ -113,13 +138,9 @@ func (a *Agent) notifyConditions(err error) {
 		case decide.CodeUnschedulable:
 			pc(condUnschedulable, notify.SeverityWarning, fmt.Sprintf("tasks pending for pool %s are not taken by its new nodes (constraints or labels they do not match): it asks for no more", p.ID), sc.Message)
 		}
-		after := a.cfg.NotifyUntrustedAfter
-		if after <= 0 {
-			after = DefaultNotifyUntrustedAfter
-		}
 		for _, c := range sc.Checks {
 			key := condCheckUntrusted + "/" + p.ID + "/" + c.Name
-			if c.Trusted || !heldFor(key, after) {
+			if c.Trusted || !heldFor(key, untrustedAfter) {
 				continue
 			}
 			pools = append(pools, notify.Condition{Name: condCheckUntrusted, Key: key, Severity: notify.SeverityWarning, Pool: p.ID,
@@ -127,12 +148,7 @@ func (a *Agent) notifyConditions(err error) {
 				Detail:  c.Reason})
 		}
 	}
-	a.notifySince = held
-	if s.Leader {
-		n.Observe("leader", pools)
-	} else {
-		n.Forget("leader")
-	}
+	return conditions{cluster: cluster, pools: pools, since: held}
 }
 
 // notifyAction tells people what the agent did (or failed to do): e names

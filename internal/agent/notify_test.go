@@ -8,6 +8,8 @@ import (
 	"io"
 	"net/http"
 	"net/http/httptest"
+	"os"
+	"path/filepath"
 	"strings"
 	"sync"
 	"testing"
@@ -189,4 +191,63 @@ func (w lockedBuffer) Write(p []byte) (int, error) {
 	w.mu.Unlock()
 	w.t.Log(strings.TrimRight(string(p), "\n"))
 	return len(p), nil
+}
+
+// The agent processes of a real three-manager cluster read the webhook
+// from $AUTARKY_NOTIFY_WEBHOOK_URL: when a worker dies, the leader's agent,
+// and only it, tells the receiver it starts a replacement and then that
+// the node was replaced. The URL's secret is in no agent's log and no
+// process's arguments.
+func TestNotifyHealedWorker(t *testing.T) {
+	rcv := newHookReceiver(t)
+	t.Setenv("AUTARKY_NOTIFY_WEBHOOK_URL", rcv.url())
+	h := newHarness(t, "nh", 3, true)
+	h.pool("web", 3, healing("nh/web", "2s"))
+	h.waitFor("exactly one leading agent", 30*time.Second, func() (bool, string) {
+		n, _ := h.leaders()
+		return n == 1, fmt.Sprintf("%d leaders", n)
+	})
+	victim := h.instances("web")[0].ID
+	h.kill(victim)
+	h.waitFor("node_replaced at the receiver", 2*time.Minute, func() (bool, string) {
+		return rcv.count("action node_replaced nh/web") == 1, fmt.Sprintf("received %q", rcv.got())
+	})
+	time.Sleep(3 * time.Second) // nothing more comes
+	if s, r := rcv.count("action replacement_started nh/web"), rcv.count("action node_replaced nh/web"); s != 1 || r != 1 {
+		t.Fatalf("%d replacement_started and %d node_replaced messages, want one each (the leader's): %q", s, r, rcv.got())
+	}
+	rcv.mu.Lock()
+	for _, m := range rcv.bodies {
+		t.Logf("received %v", m)
+		if m["cluster"] != "nh" || m["agent"] == "" {
+			t.Errorf("message %v: want cluster nh and the sending agent's node", m)
+		}
+	}
+	rcv.mu.Unlock()
+	for _, r := range h.records(policy.ManagerPoolName) {
+		dir := filepath.Join(h.stateDir, "nodes", r.Addr)
+		log, err := os.ReadFile(filepath.Join(dir, "agent.log"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if !strings.Contains(string(log), "notifications on") || !strings.Contains(string(log), "[redacted]") {
+			t.Errorf("agent.log of %s does not say notifications are on, to a redacted webhook", r.ID)
+		}
+		pids := []string{fmt.Sprint(r.AgentPID)}
+		if b, err := os.ReadFile(filepath.Join(dir, "agent.pid")); err == nil {
+			pids = append(pids, strings.TrimSpace(string(b)))
+		}
+		for _, pid := range pids {
+			cmdline, err := os.ReadFile("/proc/" + pid + "/cmdline")
+			if err != nil {
+				t.Fatalf("agent process %s of %s: %v", pid, r.ID, err)
+			}
+			if strings.Contains(string(cmdline), "SECRET") {
+				t.Errorf("process %s's arguments hold the webhook's secret", pid)
+			}
+		}
+		if strings.Contains(string(log), "SECRET") {
+			t.Errorf("agent.log of %s holds the webhook's secret", r.ID)
+		}
+	}
 }

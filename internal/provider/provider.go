@@ -263,7 +263,6 @@ func (p *autarkyProvider) Resources(context.Context) []func() resource.Resource 
 		newNodePoolResource,
 		newHealingPolicyResource,
 		newScalingPolicyResource,
-		newServiceScalingPolicyResource,
 	}
 }
 
