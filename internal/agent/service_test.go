@@ -91,6 +91,7 @@ func TestServiceScalingByLabelsAndAlerts(t *testing.T) {
 	h.service("other", 1, "com.df.scaleMax=5", "autarky.scale.controller=docker-scaler")
 	h.service("bad", 1, "autarky.replicas.min=1")
 	h.service("plain", 1)
+	h.service("dry", 1, "com.df.scaleMax=4", "autarky.scale.dry_run=true")
 	h.waitFor("services running", time.Minute, func() (bool, string) {
 		return h.runningTasks("dfweb") == 1 && h.runningTasks("api") == 4, ""
 	})
@@ -114,7 +115,11 @@ func TestServiceScalingByLabelsAndAlerts(t *testing.T) {
 	// docker-scaler's routing: service and scale labels; scaleUpBy 2.
 	postAlert(t, srv.URL, "firing", "alertname", "dfweb_overloaded", "service", "dfweb", "scale", "up")
 	postAlert(t, srv.URL, "firing", "alertname", "api_idle", "service", "api", "scale", "down")
+	postAlert(t, srv.URL, "firing", "alertname", "dry_overloaded", "service", "dry", "scale", "up")
 	a.Evaluate(context.Background())
+	if st := serviceStatus(a, "dry"); st.Direction != "up" || st.To != 2 || !st.DryRun || !strings.HasPrefix(st.Message, "dry run, nothing written: ") || h.replicas("dry") != 1 {
+		t.Fatalf("autarky.scale.dry_run: %+v with %d replicas; want a decision to grow to 2, explained, and nothing written", st, h.replicas("dry"))
+	}
 	if got := h.replicas("dfweb"); got != 3 {
 		t.Fatalf("dfweb has %d replicas after a scale=up alert, want 1 + com.df.scaleUpBy 2 (%+v)", got, serviceStatus(a, "dfweb"))
 	}
@@ -317,4 +322,50 @@ func TestServiceScalingTerraformWinsDryRunAndConflict(t *testing.T) {
 func agentConfig(h *harness, host string, dry bool) agent.Config {
 	return agent.Config{DockerHost: host, Listen: "127.0.0.1:0", EvaluationInterval: time.Second, DryRun: dry,
 		Logger: hclog.New(&hclog.LoggerOptions{Name: "agent", Output: testWriter{h.t}, Level: hclog.Debug})}
+}
+
+// Only the leader writes replicas: an agent beside a follower manager
+// takes the alert, decides and explains, and writes nothing.
+func TestServiceScalingOnlyLeaderActs(t *testing.T) {
+	h := newHarnessWith(t, "sl", 3, false, "1s", true)
+	h.service("web", 1, "com.df.scaleMax=4")
+	h.waitFor("web running", time.Minute, func() (bool, string) { return h.runningTasks("web") == 1, "" })
+	ns, err := h.nodes()
+	if err != nil {
+		t.Fatal(err)
+	}
+	var followerHost string
+	for _, r := range h.records(policy.ManagerPoolName) {
+		for _, n := range ns {
+			if n.EngineLabels[policy.LabelInstance] == r.ID && !n.Leader && n.Role == policy.RoleManager {
+				followerHost = r.DockerHost
+			}
+		}
+	}
+	if followerHost == "" {
+		t.Fatal("no follower manager")
+	}
+	follower, err := agent.New(agentConfig(h, followerHost, false), h.c)
+	if err != nil {
+		t.Fatal(err)
+	}
+	url := agentURLOf(t, follower)
+	postAlert(t, url, "firing", "alertname", "web_overloaded", "service", "web", "scale", "up")
+	for i := 0; i < 3; i++ {
+		follower.Evaluate(context.Background())
+	}
+	st := serviceStatus(follower, "web")
+	if follower.Status().Leader || st.Direction != "up" || st.To != 2 {
+		t.Fatalf("the follower's decision: %+v (leader %v); want it to decide to grow to 2", st, follower.Status().Leader)
+	}
+	if got := h.replicas("web"); got != 1 {
+		t.Fatalf("a follower wrote replicas: %d", got)
+	}
+	// The leader's agent, told the same, acts.
+	leader := h.inProcess(false)
+	postAlert(t, agentURLOf(t, leader), "firing", "alertname", "web_overloaded", "service", "web", "scale", "up")
+	leader.Evaluate(context.Background())
+	if got := h.replicas("web"); got != 2 {
+		t.Fatalf("the leader's agent did not act: %d replicas, %+v", got, serviceStatus(leader, "web"))
+	}
 }

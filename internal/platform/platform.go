@@ -60,6 +60,11 @@ type Backend interface {
 	PutScalingPolicy(ctx context.Context, s policy.Scaling) error
 	GetScalingPolicy(ctx context.Context, poolID string) (policy.Scaling, error)
 	DeleteScalingPolicy(ctx context.Context, poolID string) error
+	// The service scaling policies (autarky_service_scaling_policy), by
+	// id "<cluster>/<service>" (policy.ServiceScalingID).
+	PutServiceScalingPolicy(ctx context.Context, s policy.ServiceScaling) error
+	GetServiceScalingPolicy(ctx context.Context, id string) (policy.ServiceScaling, error)
+	DeleteServiceScalingPolicy(ctx context.Context, id string) error
 
 	// Name is the platform's name: "local", "aws", "gcp".
 	Name() string

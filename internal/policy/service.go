@@ -209,6 +209,16 @@ func DefaultServiceScaling(service string, maxReplicas int64) ServiceScaling {
 // "<cluster>/<service>".
 func ServiceScalingID(cluster, service string) string { return cluster + "/" + service }
 
+// SplitServiceScalingID splits a service scaling policy's id, refusing one
+// that is not "<cluster name>/<service name>".
+func SplitServiceScalingID(id string) (cluster, service string, err error) {
+	c, s, ok := strings.Cut(id, "/")
+	if !ok || ValidateName(c) != nil || ValidateServiceName(s) != nil {
+		return "", "", fmt.Errorf("service scaling policy id %q is not of the form <cluster name>/<service name>", id)
+	}
+	return c, s, nil
+}
+
 // serviceName is Swarm's rule for service names (a DNS label that may
 // also hold '_', which stacks put between stack and service names).
 var serviceName = regexp.MustCompile(`^[a-zA-Z0-9](?:[-_]*[a-zA-Z0-9]+)*$`)

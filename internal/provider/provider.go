@@ -263,6 +263,7 @@ func (p *autarkyProvider) Resources(context.Context) []func() resource.Resource 
 		newNodePoolResource,
 		newHealingPolicyResource,
 		newScalingPolicyResource,
+		newServiceScalingPolicyResource,
 	}
 }
 

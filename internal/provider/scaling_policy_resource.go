@@ -8,6 +8,7 @@ import (
 
 	"github.com/hashicorp/terraform-plugin-framework-validators/int64validator"
 	"github.com/hashicorp/terraform-plugin-framework-validators/stringvalidator"
+	"github.com/hashicorp/terraform-plugin-framework/diag"
 	"github.com/hashicorp/terraform-plugin-framework/path"
 	"github.com/hashicorp/terraform-plugin-framework/resource"
 	"github.com/hashicorp/terraform-plugin-framework/resource/schema"
@@ -155,34 +156,104 @@ func (r *scalingPolicyResource) Schema(_ context.Context, _ resource.SchemaReque
 					},
 				},
 			},
-			"prometheus": schema.ListNestedAttribute{
-				Optional: true,
-				MarkdownDescription: "Checks on Prometheus queries. Each gives either `target_value` (target tracking: desired = ceil(current × value / target)) or `upper`/`lower` thresholds with a `step`. " +
-					"A query must return one series; an empty result, NaN, a stale sample or an unreachable Prometheus holds the pool.",
-				NestedObject: schema.NestedAttributeObject{Attributes: map[string]schema.Attribute{
-					"name":         schema.StringAttribute{Required: true, MarkdownDescription: "The check's name, unique in the policy, shown in the agent's status."},
-					"address":      schema.StringAttribute{Required: true, MarkdownDescription: "The Prometheus server's address, such as `http://127.0.0.1:9090`."},
-					"query":        schema.StringAttribute{Required: true, MarkdownDescription: "The PromQL query; it must return one series or a scalar. Parsed at plan time with Prometheus's own parser."},
-					"target_value": schema.Float64Attribute{Optional: true, MarkdownDescription: "Target tracking: the value the query should have; the pool is sized to bring it there."},
-					"upper":        schema.Float64Attribute{Optional: true, MarkdownDescription: "Thresholds: above this value the pool grows by `step`."},
-					"lower":        schema.Float64Attribute{Optional: true, MarkdownDescription: "Thresholds: below this value the pool shrinks by `step`."},
-					"step":         schema.Int64Attribute{Optional: true, MarkdownDescription: "Thresholds: how many nodes to add or remove; defaults to 1."},
-				}},
-			},
-			"alert": schema.ListNestedAttribute{
-				Optional:            true,
-				MarkdownDescription: "Checks on Alertmanager alerts posted to the agents' `/v1/alerts` webhook (the Prometheus rule → Alertmanager → scaler pattern): while the named alert fires, the pool grows by `step`, cooldown respected.",
-				NestedObject: schema.NestedAttributeObject{Attributes: map[string]schema.Attribute{
-					"name": schema.StringAttribute{Required: true, MarkdownDescription: "The alert's `alertname`."},
-					"step": schema.Int64Attribute{Optional: true, MarkdownDescription: "How many nodes a firing alert adds; defaults to 1."},
-				}},
-			},
+			"prometheus": prometheusChecksAttr("the pool", "nodes"),
+			"alert":      alertChecksAttr("the pool", "nodes"),
 			"enabled": schema.BoolAttribute{
 				Optional: true, Computed: true, Default: booldefault.StaticBool(true),
 				MarkdownDescription: "Whether the agent scales the pool; while false it reports what it would do. Defaults to true.",
 			},
 		},
 	}
+}
+
+// prometheusChecksAttr is the prometheus list of a scaling policy that
+// sizes what (the pool, the service) in units (nodes, replicas).
+func prometheusChecksAttr(what, units string) schema.ListNestedAttribute {
+	return schema.ListNestedAttribute{
+		Optional: true,
+		MarkdownDescription: "Checks on Prometheus queries. Each gives either `target_value` (target tracking: desired = ceil(current × value / target)) or `upper`/`lower` thresholds with a `step`. " +
+			"A query must return one series; an empty result, NaN, a stale sample or an unreachable Prometheus holds " + what + ".",
+		NestedObject: schema.NestedAttributeObject{Attributes: map[string]schema.Attribute{
+			"name":         schema.StringAttribute{Required: true, MarkdownDescription: "The check's name, unique in the policy, shown in the agent's status."},
+			"address":      schema.StringAttribute{Required: true, MarkdownDescription: "The Prometheus server's address, such as `http://127.0.0.1:9090`."},
+			"query":        schema.StringAttribute{Required: true, MarkdownDescription: "The PromQL query; it must return one series or a scalar. Parsed at plan time with Prometheus's own parser."},
+			"target_value": schema.Float64Attribute{Optional: true, MarkdownDescription: "Target tracking: the value the query should have; " + what + " is sized to bring it there."},
+			"upper":        schema.Float64Attribute{Optional: true, MarkdownDescription: "Thresholds: above this value " + what + " grows by `step`."},
+			"lower":        schema.Float64Attribute{Optional: true, MarkdownDescription: "Thresholds: below this value " + what + " shrinks by `step`."},
+			"step":         schema.Int64Attribute{Optional: true, MarkdownDescription: "Thresholds: how many " + units + " to add or remove; defaults to 1."},
+		}},
+	}
+}
+
+// alertChecksAttr is the alert list of a scaling policy; see
+// prometheusChecksAttr.
+func alertChecksAttr(what, units string) schema.ListNestedAttribute {
+	return schema.ListNestedAttribute{
+		Optional:            true,
+		MarkdownDescription: "Checks on Alertmanager alerts posted to the agents' `/v1/alerts` webhook (the Prometheus rule → Alertmanager → scaler pattern): while the named alert fires, " + what + " grows by `step`, cooldown respected.",
+		NestedObject: schema.NestedAttributeObject{Attributes: map[string]schema.Attribute{
+			"name": schema.StringAttribute{Required: true, MarkdownDescription: "The alert's `alertname`."},
+			"step": schema.Int64Attribute{Optional: true, MarkdownDescription: "How many " + units + " a firing alert adds; defaults to 1."},
+		}},
+	}
+}
+
+// checksOf are the policy's checks from the prometheus and alert lists.
+func checksOf(prom []prometheusModel, alerts []alertModel) ([]policy.PrometheusCheck, []policy.AlertCheck) {
+	var ps []policy.PrometheusCheck
+	for _, p := range prom {
+		ps = append(ps, policy.PrometheusCheck{
+			Name: p.Name.ValueString(), Address: p.Address.ValueString(), Query: p.Query.ValueString(),
+			TargetValue: floatPtr(p.TargetValue), Upper: floatPtr(p.Upper), Lower: floatPtr(p.Lower), Step: p.Step.ValueInt64(),
+		})
+	}
+	var as []policy.AlertCheck
+	for _, a := range alerts {
+		as = append(as, policy.AlertCheck{Name: a.Name.ValueString(), Step: a.Step.ValueInt64()})
+	}
+	return ps, as
+}
+
+// checkModels are the prometheus and alert lists of the policy's checks.
+func checkModels(ps []policy.PrometheusCheck, as []policy.AlertCheck) ([]prometheusModel, []alertModel) {
+	var prom []prometheusModel
+	for _, p := range ps {
+		prom = append(prom, prometheusModel{
+			Name: types.StringValue(p.Name), Address: types.StringValue(p.Address), Query: types.StringValue(p.Query),
+			TargetValue: optionalFloat(p.TargetValue), Upper: optionalFloat(p.Upper), Lower: optionalFloat(p.Lower), Step: optionalStep(p.Step),
+		})
+	}
+	var alerts []alertModel
+	for _, a := range as {
+		alerts = append(alerts, alertModel{Name: types.StringValue(a.Name), Step: optionalStep(a.Step)})
+	}
+	return prom, alerts
+}
+
+// validateKnownQueries parses, at plan time, each query known already
+// while the rest of a policy waits for unknown values
+// (policy.PrometheusCheck.ValidateQuery: the rule Validate applies and the
+// agent applies too).
+func validateKnownQueries(prom []prometheusModel, summary string, diags *diag.Diagnostics) {
+	for i, p := range prom {
+		if p.Query.IsNull() || p.Query.IsUnknown() || p.Name.IsUnknown() {
+			continue
+		}
+		c := policy.PrometheusCheck{Name: p.Name.ValueString(), Query: p.Query.ValueString()}
+		if err := c.ValidateQuery(); err != nil {
+			diags.AddAttributeError(path.Root("prometheus").AtListIndex(i).AtName("query"), summary, fmt.Sprintf("prometheus[%d]%s", i, err))
+		}
+	}
+}
+
+// promKnown reports whether every value of the prometheus checks is known.
+func promKnown(prom []prometheusModel) bool {
+	for _, p := range prom {
+		if p.Address.IsUnknown() || p.Query.IsUnknown() || p.Name.IsUnknown() || p.TargetValue.IsUnknown() || p.Upper.IsUnknown() || p.Lower.IsUnknown() {
+			return false
+		}
+	}
+	return true
 }
 
 func (r *scalingPolicyResource) Configure(_ context.Context, req resource.ConfigureRequest, resp *resource.ConfigureResponse) {
@@ -228,12 +299,7 @@ func (m scalingPolicyModel) known() bool {
 			return false
 		}
 	}
-	for _, p := range m.Prometheus {
-		if p.Address.IsUnknown() || p.Query.IsUnknown() || p.Name.IsUnknown() || p.TargetValue.IsUnknown() || p.Upper.IsUnknown() || p.Lower.IsUnknown() {
-			return false
-		}
-	}
-	return !m.MinSize.IsUnknown() && !m.MaxSize.IsUnknown() && !m.MaxStep.IsUnknown()
+	return promKnown(m.Prometheus) && !m.MinSize.IsUnknown() && !m.MaxSize.IsUnknown() && !m.MaxStep.IsUnknown()
 }
 
 func (m scalingPolicyModel) descriptor() policy.Scaling {
@@ -269,15 +335,7 @@ func (m scalingPolicyModel) descriptor() policy.Scaling {
 	if m.PendingTasks != nil && (m.PendingTasks.Enabled.IsNull() || m.PendingTasks.Enabled.IsUnknown() || m.PendingTasks.Enabled.ValueBool()) {
 		s.PendingTasks = &policy.PendingTasksCheck{}
 	}
-	for _, p := range m.Prometheus {
-		s.Prometheus = append(s.Prometheus, policy.PrometheusCheck{
-			Name: p.Name.ValueString(), Address: p.Address.ValueString(), Query: p.Query.ValueString(),
-			TargetValue: floatPtr(p.TargetValue), Upper: floatPtr(p.Upper), Lower: floatPtr(p.Lower), Step: p.Step.ValueInt64(),
-		})
-	}
-	for _, a := range m.Alert {
-		s.Alert = append(s.Alert, policy.AlertCheck{Name: a.Name.ValueString(), Step: a.Step.ValueInt64()})
-	}
+	s.Prometheus, s.Alert = checksOf(m.Prometheus, m.Alert)
 	return s
 }
 
@@ -333,17 +391,7 @@ func (m *scalingPolicyModel) fill(s policy.Scaling) {
 	} else if m.PendingTasks != nil {
 		m.PendingTasks = &pendingTasksModel{Enabled: types.BoolValue(false)}
 	}
-	m.Prometheus = nil
-	for _, p := range s.Prometheus {
-		m.Prometheus = append(m.Prometheus, prometheusModel{
-			Name: types.StringValue(p.Name), Address: types.StringValue(p.Address), Query: types.StringValue(p.Query),
-			TargetValue: optionalFloat(p.TargetValue), Upper: optionalFloat(p.Upper), Lower: optionalFloat(p.Lower), Step: optionalStep(p.Step),
-		})
-	}
-	m.Alert = nil
-	for _, a := range s.Alert {
-		m.Alert = append(m.Alert, alertModel{Name: types.StringValue(a.Name), Step: optionalStep(a.Step)})
-	}
+	m.Prometheus, m.Alert = checkModels(s.Prometheus, s.Alert)
 }
 
 // ValidateConfig checks the whole policy at plan time, as the agent would.
@@ -354,18 +402,7 @@ func (r *scalingPolicyResource) ValidateConfig(ctx context.Context, req resource
 		return
 	}
 	if !cfg.known() {
-		// The whole policy waits for its unknown values; a query known now
-		// is parsed now (policy.PrometheusCheck.ValidateQuery, the rule
-		// Validate applies below and the agent applies too).
-		for i, p := range cfg.Prometheus {
-			if p.Query.IsNull() || p.Query.IsUnknown() || p.Name.IsUnknown() {
-				continue
-			}
-			c := policy.PrometheusCheck{Name: p.Name.ValueString(), Query: p.Query.ValueString()}
-			if err := c.ValidateQuery(); err != nil {
-				resp.Diagnostics.AddAttributeError(path.Root("prometheus").AtListIndex(i).AtName("query"), "invalid scaling policy", fmt.Sprintf("prometheus[%d]%s", i, err))
-			}
-		}
+		validateKnownQueries(cfg.Prometheus, "invalid scaling policy", &resp.Diagnostics)
 		return
 	}
 	d := cfg.descriptor()

@@ -102,6 +102,11 @@ func (c *Cluster) ScalingPolicies(ctx context.Context) ([]policy.Scaling, error)
 	return c.store.ScalingPolicies(ctx)
 }
 
+// ServiceScalingPolicies reads every service scaling policy from the store.
+func (c *Cluster) ServiceScalingPolicies(ctx context.Context) ([]policy.ServiceScaling, error) {
+	return c.store.ServiceScalingPolicies(ctx)
+}
+
 // LoadJournal reads the agent's journal from the store.
 func (c *Cluster) LoadJournal(ctx context.Context, v any) (string, error) {
 	return c.store.LoadJournal(ctx, v)

@@ -246,6 +246,33 @@ func TestContract(t *testing.T) {
 			if p, _, err := c.plat.ReadPool(ctx, "deal", "web"); err != nil || p.SizeOwner != policy.SizeOwnerTerraform {
 				t.Errorf("without it the size's owner is %q (%v), want Terraform", p.SizeOwner, err)
 			}
+			// A service's replica policy is stored for the agent; a policy
+			// for a cluster that does not exist is ErrNotFound.
+			svc := policy.DefaultServiceScaling("shop_web", 5)
+			svc.ClusterID = "deal"
+			if err := c.plat.PutServiceScalingPolicy(ctx, svc); err != nil {
+				t.Fatal(err)
+			}
+			if ps, err := cl.ServiceScalingPolicies(ctx); err != nil || len(ps) != 1 || ps[0].Service != "shop_web" || ps[0].MaxReplicas != 5 {
+				t.Errorf("the agent reads service policies %+v (%v), want shop_web's", ps, err)
+			}
+			if got, err := c.plat.GetServiceScalingPolicy(ctx, "deal/shop_web"); err != nil || got.MaxReplicas != 5 {
+				t.Errorf("GetServiceScalingPolicy: %+v, %v", got, err)
+			}
+			elsewhere := svc
+			elsewhere.ClusterID = "nowhere"
+			if err := c.plat.PutServiceScalingPolicy(ctx, elsewhere); !errors.Is(err, platform.ErrNotFound) {
+				t.Errorf("a service policy for a cluster that does not exist: %v, want ErrNotFound", err)
+			}
+			if err := c.plat.DeleteServiceScalingPolicy(ctx, "deal/shop_web"); err != nil {
+				t.Fatal(err)
+			}
+			if _, err := c.plat.GetServiceScalingPolicy(ctx, "deal/shop_web"); !errors.Is(err, platform.ErrNotFound) {
+				t.Errorf("the deleted service policy reads %v, want ErrNotFound", err)
+			}
+			if err := c.plat.PutServiceScalingPolicy(ctx, svc); err != nil { // left for the cluster's destroy
+				t.Fatal(err)
+			}
 			// An update the cloud refuses leaves the pool's settings as
 			// they were, so the next plan shows the change again.
 			mend := c.breakPut(t, "deal-web")

@@ -599,6 +599,42 @@ func (p *Platform) DeleteScalingPolicy(ctx context.Context, poolID string) error
 	return err
 }
 
+// PutServiceScalingPolicy writes a service scaling policy to its
+// cluster's store.
+func (p *Platform) PutServiceScalingPolicy(ctx context.Context, sp policy.ServiceScaling) error {
+	s, err := p.cloud.Store(sp.ClusterID)
+	if err != nil {
+		return err
+	}
+	return s.PutServiceScalingPolicy(ctx, sp)
+}
+
+// GetServiceScalingPolicy reads a service scaling policy by its id.
+func (p *Platform) GetServiceScalingPolicy(ctx context.Context, id string) (policy.ServiceScaling, error) {
+	cluster, service, err := policy.SplitServiceScalingID(id)
+	if err != nil {
+		return policy.ServiceScaling{}, err
+	}
+	s, err := p.cloud.Store(cluster)
+	if err != nil {
+		return policy.ServiceScaling{}, err
+	}
+	return s.GetServiceScalingPolicy(ctx, service)
+}
+
+// DeleteServiceScalingPolicy removes a service scaling policy by its id.
+func (p *Platform) DeleteServiceScalingPolicy(ctx context.Context, id string) error {
+	cluster, service, err := policy.SplitServiceScalingID(id)
+	if err != nil {
+		return err
+	}
+	s, err := p.cloud.Store(cluster)
+	if err != nil {
+		return err
+	}
+	return s.DeleteServiceScalingPolicy(ctx, service)
+}
+
 // HasCluster reports whether the store has cluster's descriptor.
 func (p *Platform) HasCluster(ctx context.Context, cluster string) (bool, error) {
 	s, err := p.cloud.Store(cluster)

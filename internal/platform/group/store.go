@@ -273,6 +273,44 @@ func (s *Store) ScalingPolicies(ctx context.Context) ([]policy.Scaling, error) {
 	return listJSON[policy.Scaling](ctx, s, "scaling")
 }
 
+// PutServiceScalingPolicy writes a service's scaling policy for the agent.
+// The cluster must exist; the service need not yet (a stack may come after
+// its policy): the agent says so until it does.
+func (s *Store) PutServiceScalingPolicy(ctx context.Context, sp policy.ServiceScaling) error {
+	if err := sp.Validate(); err != nil {
+		return err
+	}
+	if sp.ClusterID != s.cluster {
+		return fmt.Errorf("service scaling policy for %s does not belong to cluster %q", policy.ServiceScalingID(sp.ClusterID, sp.Service), s.cluster)
+	}
+	if _, err := s.Descriptor(ctx); err != nil {
+		return err
+	}
+	return s.putJSON(ctx, keyService(sp.Service), sp)
+}
+
+// GetServiceScalingPolicy reads a service's scaling policy;
+// platform.ErrNotFound when there is none.
+func (s *Store) GetServiceScalingPolicy(ctx context.Context, service string) (policy.ServiceScaling, error) {
+	var sp policy.ServiceScaling
+	err := s.getJSON(ctx, keyService(service), "service scaling policy for "+policy.ServiceScalingID(s.cluster, service), &sp)
+	return sp, err
+}
+
+// DeleteServiceScalingPolicy removes a service's scaling policy; one that
+// is gone is not an error. The service keeps its replicas.
+func (s *Store) DeleteServiceScalingPolicy(ctx context.Context, service string) error {
+	return s.kv.Delete(ctx, keyService(service))
+}
+
+// ServiceScalingPolicies reads every service scaling policy of the
+// cluster (the agent's ServiceScalingStore).
+func (s *Store) ServiceScalingPolicies(ctx context.Context) ([]policy.ServiceScaling, error) {
+	return listJSON[policy.ServiceScaling](ctx, s, "services")
+}
+
+func keyService(service string) string { return "services/" + service }
+
 // LoadJournal reads the agent's journal (platform.Cluster's).
 func (s *Store) LoadJournal(ctx context.Context, v any) (string, error) {
 	return s.journal.LoadJournal(ctx, v)

@@ -103,3 +103,55 @@ func (c *Cluster) SetDesiredSize(_ context.Context, pool string, size int64) err
 	d.DesiredSize = size
 	return writeJSON(c.p.poolFile(c.name, pool), d)
 }
+
+func (p *Platform) serviceFile(cluster, service string) string {
+	return filepath.Join(p.clusterDir(cluster), "services", service+".json")
+}
+
+// PutServiceScalingPolicy writes a service's scaling policy for the agent.
+// The cluster must exist; the service need not yet (a stack may come after
+// its policy).
+func (p *Platform) PutServiceScalingPolicy(ctx context.Context, s policy.ServiceScaling) error {
+	if err := s.Validate(); err != nil {
+		return err
+	}
+	if _, err := p.Cluster(s.ClusterID).Descriptor(ctx); err != nil {
+		return err
+	}
+	return writeJSON(p.serviceFile(s.ClusterID, s.Service), s)
+}
+
+// GetServiceScalingPolicy reads a service scaling policy by its id;
+// platform.ErrNotFound when there is none.
+func (p *Platform) GetServiceScalingPolicy(_ context.Context, id string) (policy.ServiceScaling, error) {
+	var s policy.ServiceScaling
+	cluster, service, err := policy.SplitServiceScalingID(id)
+	if err != nil {
+		return s, err
+	}
+	if err := readJSON(p.serviceFile(cluster, service), &s); err != nil {
+		if errors.Is(err, os.ErrNotExist) {
+			return s, fmt.Errorf("service scaling policy for %s: %w", id, platform.ErrNotFound)
+		}
+		return s, err
+	}
+	return s, nil
+}
+
+// DeleteServiceScalingPolicy removes a service scaling policy; one that is
+// gone is not an error. The service keeps its replicas.
+func (p *Platform) DeleteServiceScalingPolicy(_ context.Context, id string) error {
+	cluster, service, err := policy.SplitServiceScalingID(id)
+	if err != nil {
+		return err
+	}
+	if err := os.Remove(p.serviceFile(cluster, service)); err != nil && !errors.Is(err, os.ErrNotExist) {
+		return err
+	}
+	return nil
+}
+
+// ServiceScalingPolicies reads every service scaling policy of the cluster.
+func (c *Cluster) ServiceScalingPolicies(context.Context) ([]policy.ServiceScaling, error) {
+	return readDir[policy.ServiceScaling](filepath.Join(c.p.clusterDir(c.name), "services"))
+}
