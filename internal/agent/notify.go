@@ -35,6 +35,9 @@ const (
 	condUnschedulable       = "tasks_unschedulable"
 	condCheckUntrusted      = "check_untrusted"
 	condActionStuck         = "action_stuck"
+	condServiceAtMax        = "service_at_max"
+	condServiceRefused      = "service_refused"
+	condServiceWriteFailing = "service_scale_failing"
 )
 
 // DefaultNotifyUntrustedAfter is how long a scaling check may stay
@@ -78,7 +81,8 @@ func (a *Agent) notifyConditions(err error) {
 
 // conditions are what one status says to tell people.
 type conditions struct {
-	// cluster: reported by whoever sees them; pools: by the leader.
+	// cluster: reported by whoever sees them; pools: by the leader (the
+	// services' too).
 	cluster, pools []notify.Condition
 	// since: since when each delayed condition holds, for the next round.
 	since map[string]time.Time
@@ -111,6 +115,20 @@ func conditionsOf(s Status, now time.Time, prev map[string]time.Time, untrustedA
 	}
 
 	var pools []notify.Condition
+	// untrusted adds the checks untrusted for untrustedAfter of the pool
+	// or service of owner (its Pool or Service set), keyed under key.
+	untrusted := func(checks []decide.CheckResult, owner notify.Condition, key, what string) {
+		for _, c := range checks {
+			k := condCheckUntrusted + "/" + key + "/" + c.Name
+			if c.Trusted || !heldFor(k, untrustedAfter) {
+				continue
+			}
+			cond := owner
+			cond.Name, cond.Key, cond.Severity, cond.Detail = condCheckUntrusted, k, notify.SeverityWarning, c.Reason
+			cond.Summary = fmt.Sprintf("check %s of %s has been untrusted for %s: it holds on it, never shrinks", c.Name, what, now.Sub(held[k]).Round(time.Second))
+			pools = append(pools, cond)
+		}
+	}
 	for _, p := range s.Pools {
 		pc := func(name string, sev notify.Severity, summary, detail string) {
 			pools = append(pools, notify.Condition{Name: name, Key: name + "/" + p.ID, Severity: sev, Pool: p.ID, Summary: summary, Detail: detail})
@@ -138,15 +156,24 @@ func conditionsOf(s Status, now time.Time, prev map[string]time.Time, untrustedA
 		case decide.CodeUnschedulable:
 			pc(condUnschedulable, notify.SeverityWarning, fmt.Sprintf("tasks pending for pool %s are not taken by its new nodes (constraints or labels they do not match): it asks for no more", p.ID), sc.Message)
 		}
-		for _, c := range sc.Checks {
-			key := condCheckUntrusted + "/" + p.ID + "/" + c.Name
-			if c.Trusted || !heldFor(key, untrustedAfter) {
-				continue
-			}
-			pools = append(pools, notify.Condition{Name: condCheckUntrusted, Key: key, Severity: notify.SeverityWarning, Pool: p.ID,
-				Summary: fmt.Sprintf("check %s of pool %s has been untrusted for %s: the pool holds on it, never shrinks", c.Name, p.ID, now.Sub(held[key]).Round(time.Second)),
-				Detail:  c.Reason})
+		untrusted(sc.Checks, notify.Condition{Pool: p.ID}, p.ID, "pool "+p.ID)
+	}
+	for _, sv := range s.Services {
+		sc := func(name string, summary, detail string) {
+			pools = append(pools, notify.Condition{Name: name, Key: name + "/" + sv.Name, Severity: notify.SeverityWarning, Service: sv.Name, Summary: summary, Detail: detail})
 		}
+		switch decide.ScaleCode(sv.Code) {
+		case decide.CodeMaxSize:
+			if sv.Direction == string(decide.ScaleHold) {
+				sc(condServiceAtMax, fmt.Sprintf("service %s is at its max_replicas (%d) and its checks ask for more", sv.Name, sv.MaxReplicas), sv.Message)
+			}
+		case decide.CodeNotReplicated, decide.CodeOtherController:
+			sc(condServiceRefused, fmt.Sprintf("service %s has a scaling policy that cannot apply to it: it is not scaled", sv.Name), sv.Message)
+		}
+		if sv.Error != "" {
+			sc(condServiceWriteFailing, fmt.Sprintf("writing the replicas of service %s fails", sv.Name), sv.Error)
+		}
+		untrusted(sv.Checks, notify.Condition{Service: sv.Name}, "service/"+sv.Name, "service "+sv.Name)
 	}
 	return conditions{cluster: cluster, pools: pools, since: held}
 }
@@ -170,4 +197,11 @@ func (a *Agent) notifyOutcome(act decide.Action) {
 		a.notifyAction(notify.Event{Name: "replacement_failed", Severity: notify.SeverityWarning, Pool: act.PoolID,
 			Summary: fmt.Sprintf("a replacement in pool %s failed (%s) and was removed: healing backs off", act.PoolID, act.Outcome), Detail: act.Reason})
 	}
+}
+
+// notifyServiceScaled tells that the replicas of service were written, as
+// decision d asked (service.go calls it once the write is accepted).
+func (a *Agent) notifyServiceScaled(service string, d decide.ServiceDecision) {
+	a.notifyAction(notify.Event{Name: "service_scaled", Service: service,
+		Summary: fmt.Sprintf("service %s scaled %s from %d to %d replicas (%s)", service, d.Direction, d.From, d.To, d.Code), Detail: d.Message})
 }

@@ -51,11 +51,20 @@ func TestConditionsOf(t *testing.T) {
 		{name: "check untrusted for untrustedAfter", s: with(func(s *Status) {
 			s.Pools = []PoolStatus{{ID: "c/web", Scaling: scaling(decide.CodeStaleMetric, decide.ScaleHold, stale)}}
 		}), prevUntrustedAt: t0.Add(-5 * time.Minute), pools: []string{"check_untrusted/c/web/cpu"}},
+		{name: "services: at max, refused, failing writes, a check untrusted", s: with(func(s *Status) {
+			s.Services = []ServiceStatus{
+				{Name: "api", Direction: string(decide.ScaleHold), Code: string(decide.CodeMaxSize), MaxReplicas: 8, Checks: []decide.CheckResult{stale}},
+				{Name: "agentd", Direction: string(decide.ScaleHold), Code: string(decide.CodeNotReplicated)},
+				{Name: "web", Direction: string(decide.ScaleUp), Code: string(decide.CodeAlert), Error: "update out of sequence"},
+				{Name: "ok", Direction: string(decide.ScaleHold), Code: string(decide.CodeWithinTarget), Checks: []decide.CheckResult{{Name: "rps", Trusted: true}}},
+			}
+		}), prevUntrustedAt: t0.Add(-time.Hour), pools: []string{"service_at_max/api", "check_untrusted/service/api/cpu", "service_refused/agentd", "service_scale_failing/web"}},
 	}
 	for _, c := range cases {
 		prev := map[string]time.Time{}
 		if !c.prevUntrustedAt.IsZero() {
 			prev["check_untrusted/c/web/cpu"] = c.prevUntrustedAt
+			prev["check_untrusted/service/api/cpu"] = c.prevUntrustedAt
 		}
 		got := conditionsOf(c.s, t0, prev, 5*time.Minute, 30*time.Second)
 		var cl, pl []string
@@ -67,14 +76,14 @@ func TestConditionsOf(t *testing.T) {
 		}
 		for _, x := range got.pools {
 			pl = append(pl, x.Key)
-			if x.Summary == "" || x.Pool == "" {
-				t.Errorf("%s: condition %+v lacks its summary or pool", c.name, x)
+			if x.Summary == "" || (x.Pool == "") == (x.Service == "") {
+				t.Errorf("%s: condition %+v lacks its summary, or its pool or service", c.name, x)
 			}
 		}
 		if !slices.Equal(cl, c.cluster) || !slices.Equal(pl, c.pools) {
 			t.Errorf("%s: cluster %q pools %q, want %q and %q", c.name, cl, pl, c.cluster, c.pools)
 		}
-		if !c.prevUntrustedAt.IsZero() && !got.since["check_untrusted/c/web/cpu"].Equal(c.prevUntrustedAt) {
+		if !c.prevUntrustedAt.IsZero() && len(c.s.Pools) > 0 && !got.since["check_untrusted/c/web/cpu"].Equal(c.prevUntrustedAt) {
 			t.Errorf("%s: the untrusted clock restarted: %v", c.name, got.since)
 		}
 	}

@@ -97,19 +97,7 @@ func TestNotifyPoolAtMax(t *testing.T) {
 	}))
 
 	rcv := newHookReceiver(t)
-	hook, err := notify.ParseWebhook("test", rcv.url())
-	if err != nil {
-		t.Fatal(err)
-	}
-	var logs bytes.Buffer
-	var lmu sync.Mutex
-	logger := hclog.New(&hclog.LoggerOptions{Name: "agent", Output: lockedBuffer{&logs, &lmu, t}, Level: hclog.Trace})
-	n, err := notify.New(notify.Config{Webhook: hook, Cluster: "nt", Logger: logger.Named("notify")})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer n.Close(ctx)
-	a := h.inProcessWith(func(c *agent.Config) { c.Notifier, c.Logger = n, logger })
+	a, logs := h.notifying(rcv)
 	a.Evaluate(ctx)
 
 	cpus := mustAtoi(t, strings.TrimSpace(h.docker("info", "--format", "{{.NCPU}}")))
@@ -167,14 +155,30 @@ func TestNotifyPoolAtMax(t *testing.T) {
 			t.Errorf("metrics lack %s", want)
 		}
 	}
-	lmu.Lock()
 	out := logs.String()
-	lmu.Unlock()
 	for _, leak := range []string{"SECRET", "secretXXXX"} {
 		if strings.Contains(out, leak) || strings.Contains(metrics, leak) {
 			t.Fatalf("the webhook's secret %q is in the agent's log or metrics", leak)
 		}
 	}
+}
+
+// notifying is an in-process agent that notifies rcv (Slack-free: the
+// generic body), with the log it writes, all levels.
+func (h *harness) notifying(rcv *hookReceiver) (*agent.Agent, *lockedBuffer) {
+	h.t.Helper()
+	hook, err := notify.ParseWebhook("test", rcv.url())
+	if err != nil {
+		h.t.Fatal(err)
+	}
+	logs := &lockedBuffer{b: &bytes.Buffer{}, mu: &sync.Mutex{}, t: h.t}
+	logger := hclog.New(&hclog.LoggerOptions{Name: "agent", Output: logs, Level: hclog.Trace})
+	n, err := notify.New(notify.Config{Webhook: hook, Cluster: h.name, Logger: logger.Named("notify")})
+	if err != nil {
+		h.t.Fatal(err)
+	}
+	h.t.Cleanup(func() { n.Close(context.Background()) })
+	return h.inProcessWith(func(c *agent.Config) { c.Notifier, c.Logger = n, logger }), logs
 }
 
 // lockedBuffer keeps the log for the test to search and shows it in the
@@ -185,7 +189,13 @@ type lockedBuffer struct {
 	t  testing.TB
 }
 
-func (w lockedBuffer) Write(p []byte) (int, error) {
+func (w *lockedBuffer) String() string {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	return w.b.String()
+}
+
+func (w *lockedBuffer) Write(p []byte) (int, error) {
 	w.mu.Lock()
 	w.b.Write(p)
 	w.mu.Unlock()
@@ -249,5 +259,42 @@ func TestNotifyHealedWorker(t *testing.T) {
 		if strings.Contains(string(log), "SECRET") {
 			t.Errorf("agent.log of %s holds the webhook's secret", r.ID)
 		}
+	}
+}
+
+// A service's replicas written on an alert reach the receiver as
+// service_scaled; an alert asking for more at max_replicas as
+// service_at_max, resolved once no check asks for more.
+func TestNotifyServiceAtMax(t *testing.T) {
+	h := newHarnessWith(t, "ns", 1, false, "1s", true)
+	h.service("web", 1, "autarky.replicas.min=1", "autarky.replicas.max=2", "autarky.scale.cooldown_up=0s")
+	h.waitFor("web running", time.Minute, func() (bool, string) { return h.runningTasks("web") == 1, "" })
+	rcv := newHookReceiver(t)
+	a, logs := h.notifying(rcv)
+	srv := httptest.NewServer(a.Handler())
+	defer srv.Close()
+	ctx := context.Background()
+	a.Evaluate(ctx)
+	postAlert(t, srv.URL, "firing", "alertname", "web_overloaded", "service", "web", "scale", "up")
+	h.evaluateUntil(a, "service_scaled at the receiver", time.Minute, func() (bool, string) {
+		return rcv.count("action service_scaled <nil>") == 1 && h.replicas("web") == 2, fmt.Sprintf("received %q; %+v", rcv.got(), serviceStatus(a, "web"))
+	})
+	postAlert(t, srv.URL, "firing", "alertname", "web_overloaded", "service", "web", "scale", "up")
+	h.evaluateUntil(a, "service_at_max at the receiver", time.Minute, func() (bool, string) {
+		return rcv.count("firing service_at_max <nil>") == 1, fmt.Sprintf("received %q; %+v", rcv.got(), serviceStatus(a, "web"))
+	})
+	h.evaluateUntil(a, "service_at_max resolved", time.Minute, func() (bool, string) {
+		return rcv.count("resolved service_at_max <nil>") == 1, fmt.Sprintf("received %q; %+v", rcv.got(), serviceStatus(a, "web"))
+	})
+	rcv.mu.Lock()
+	defer rcv.mu.Unlock()
+	for _, m := range rcv.bodies {
+		t.Logf("received %v", m)
+		if m["service"] != "web" {
+			t.Errorf("message %v does not name the service", m)
+		}
+	}
+	if strings.Contains(logs.String(), "SECRET") {
+		t.Fatal("the agent's log holds the webhook's secret")
 	}
 }

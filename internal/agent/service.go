@@ -508,6 +508,7 @@ func (a *Agent) scaleService(ctx context.Context, o *observation, r serviceRound
 		svc = fresh
 	}
 	a.log.Info("service scaled", "service", svc.Name, "from", d.From, "to", d.To, "code", d.Code)
+	a.notifyServiceScaled(svc.Name, d)
 	a.mu.Lock()
 	if d.Direction == decide.ScaleUp {
 		a.services.lastUp[svc.Name] = o.now
