@@ -262,21 +262,7 @@ func TestCorruptJournalSetAside(t *testing.T) {
 // acts); once the leader has set it aside, the follower is healthy again.
 func TestFollowerUnreadableJournal(t *testing.T) {
 	h := newHarness(t, "fj", 3, false)
-	ns, err := h.nodes()
-	if err != nil {
-		t.Fatal(err)
-	}
-	var followerHost string
-	for _, r := range h.records(policy.ManagerPoolName) {
-		for _, n := range ns {
-			if n.EngineLabels[policy.LabelInstance] == r.ID && !n.Leader && n.Role == policy.RoleManager {
-				followerHost = r.DockerHost
-			}
-		}
-	}
-	if followerHost == "" {
-		t.Fatal("no follower manager")
-	}
+	followerHost := h.followerHost()
 	follower := h.inProcessVia(followerHost)
 	srv := httptest.NewServer(follower.Handler())
 	defer srv.Close()

@@ -330,21 +330,7 @@ func TestServiceScalingOnlyLeaderActs(t *testing.T) {
 	h := newHarnessWith(t, "sl", 3, false, "1s", true)
 	h.service("web", 1, "com.df.scaleMax=4")
 	h.waitFor("web running", time.Minute, func() (bool, string) { return h.runningTasks("web") == 1, "" })
-	ns, err := h.nodes()
-	if err != nil {
-		t.Fatal(err)
-	}
-	var followerHost string
-	for _, r := range h.records(policy.ManagerPoolName) {
-		for _, n := range ns {
-			if n.EngineLabels[policy.LabelInstance] == r.ID && !n.Leader && n.Role == policy.RoleManager {
-				followerHost = r.DockerHost
-			}
-		}
-	}
-	if followerHost == "" {
-		t.Fatal("no follower manager")
-	}
+	followerHost := h.followerHost()
 	follower, err := agent.New(agentConfig(h, followerHost, false), h.c)
 	if err != nil {
 		t.Fatal(err)
@@ -368,4 +354,22 @@ func TestServiceScalingOnlyLeaderActs(t *testing.T) {
 	if got := h.replicas("web"); got != 2 {
 		t.Fatalf("the leader's agent did not act: %d replicas, %+v", got, serviceStatus(leader, "web"))
 	}
+}
+
+// followerHost is the engine endpoint of a manager that does not lead.
+func (h *harness) followerHost() string {
+	h.t.Helper()
+	ns, err := h.nodes()
+	if err != nil {
+		h.t.Fatal(err)
+	}
+	for _, r := range h.records(policy.ManagerPoolName) {
+		for _, n := range ns {
+			if n.EngineLabels[policy.LabelInstance] == r.ID && !n.Leader && n.Role == policy.RoleManager {
+				return r.DockerHost
+			}
+		}
+	}
+	h.t.Fatal("no follower manager")
+	return ""
 }
