@@ -18,7 +18,6 @@ import (
 
 	"github.com/autarky/terraform-provider-autarky/internal/agent"
 	"github.com/autarky/terraform-provider-autarky/internal/decide"
-	"github.com/autarky/terraform-provider-autarky/internal/platform"
 	"github.com/autarky/terraform-provider-autarky/internal/policy"
 	"github.com/autarky/terraform-provider-autarky/internal/testenv"
 )
@@ -230,17 +229,6 @@ func agentURLOf(t *testing.T, a *agent.Agent) string {
 	return srv.URL
 }
 
-// withServicePolicies is a cluster whose store holds Terraform service
-// scaling policies.
-type withServicePolicies struct {
-	platform.Cluster
-	policies []policy.ServiceScaling
-}
-
-func (c withServicePolicies) ServiceScalingPolicies(context.Context) ([]policy.ServiceScaling, error) {
-	return c.policies, nil
-}
-
 // A Terraform policy wins over the service's labels, and says so; a dry
 // run decides and writes nothing; and a `docker service update` made
 // between the agent's read and its write is not overwritten: Swarm
@@ -250,11 +238,14 @@ func TestServiceScalingTerraformWinsDryRunAndConflict(t *testing.T) {
 	h := newHarnessWith(t, "sc", 1, false, "1s", true)
 	h.service("web", 1, "autarky.replicas.max=8", "autarky.scale.up_by=3")
 	manager := h.records(policy.ManagerPoolName)[0].DockerHost
+	// What autarky_service_scaling_policy stores, in the platform's store.
 	tf := policy.DefaultServiceScaling("web", 2)
 	tf.ClusterID, tf.ScaleUpBy = "sc", 3
-	cluster := withServicePolicies{Cluster: h.c, policies: []policy.ServiceScaling{tf}}
+	if err := h.p.PutServiceScalingPolicy(context.Background(), tf); err != nil {
+		t.Fatal(err)
+	}
 	newAgent := func(host string, dry bool) (*agent.Agent, string) {
-		a, err := agent.New(agentConfig(h, host, dry), cluster)
+		a, err := agent.New(agentConfig(h, host, dry), h.c)
 		if err != nil {
 			t.Fatal(err)
 		}
