@@ -6,6 +6,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/autarky/terraform-provider-autarky/internal/notify"
 )
 
 // Three hours of evaluations every 2 s keep one point per 10 s step of the
@@ -84,11 +86,15 @@ func TestStatusPageEscapes(t *testing.T) {
 		Cluster: "c" + evil, Leader: true, Health: "ok", Quorum: QuorumStatus{Managers: 1, Reachable: 1, Held: true},
 		Pools: []PoolStatus{{ID: `c/web"` + evil, Role: "worker", MaxSize: 3, Reason: "healthy", Message: evil,
 			Nodes: []NodeStatus{{ID: "n1", Hostname: evil, State: "ready"}}}},
-		Decisions: []Decision{{Time: now, Pool: "c/web", Kind: "hold", Code: "healthy", Message: evil}},
+		Decisions: []Decision{{Time: now, Pool: "c/web", Kind: "hold", Code: "healthy", Message: evil},
+			{Time: now, Service: evil, Kind: "scale_up", Code: "alert", Message: evil}},
+		Services:      []ServiceStatus{{Name: evil, Source: "labels", Replicas: 3, Running: 2, MaxReplicas: 5, Message: evil, Note: evil}},
+		Notifications: []notify.Active{{Key: "pool_at_max/" + evil, Severity: notify.SeverityWarning, Summary: evil, Since: now}},
 	}
 	h := newSizeHistory()
 	h.record(SeriesPool, s.Pools[0].ID, now.Add(-time.Minute), SizeSample{Size: 1, Desired: 1, Max: 3})
 	h.record(SeriesService, evil, now.Add(-time.Minute), SizeSample{Size: 2, Desired: 3})
+	h.record(SeriesService, "gone", now.Add(-time.Minute), SizeSample{Size: 1, Desired: 1})
 	var buf bytes.Buffer
 	if err := pageTemplate.Execute(&buf, buildPage(s, h.snapshot(now), now)); err != nil {
 		t.Fatal(err)
@@ -102,11 +108,13 @@ func TestStatusPageEscapes(t *testing.T) {
 	if !strings.Contains(page, "&lt;script&gt;") {
 		t.Fatalf("the hostile text is not on the page, escaped:\n%s", page)
 	}
-	if n := strings.Count(page, "<svg"); n != 2 {
-		t.Fatalf("%d charts, want 2 (the pool's, the service's)", n)
+	if n := strings.Count(page, "<svg"); n != 3 {
+		t.Fatalf("%d charts, want 3 (the pool's, the service's, the gone service's)", n)
 	}
-	if !strings.Contains(page, "<h2>Services</h2>") {
-		t.Fatalf("no Services heading for the service series:\n%s", page)
+	for _, want := range []string{"<h2>Services</h2>", "<h2>Services no longer in the status</h2>", `id="service-gone"`, "<h2>Told people</h2>"} {
+		if !strings.Contains(page, want) {
+			t.Fatalf("the page lacks %s:\n%s", want, page)
+		}
 	}
 }
 

@@ -9,6 +9,8 @@ import (
 	"strconv"
 	"strings"
 	"time"
+
+	"github.com/autarky/terraform-provider-autarky/internal/notify"
 )
 
 // The status page: what /v1/status says, for a person with a browser, at
@@ -36,6 +38,9 @@ var pageTemplate = template.Must(template.New("page").Funcs(template.FuncMap{
 	"clock":       pageClock,
 	"stateClass":  stateClass,
 	"reasonClass": reasonClass,
+	"severityClass": func(s notify.Severity) string {
+		return map[notify.Severity]string{notify.SeverityCritical: "bad", notify.SeverityWarning: "warn"}[s]
+	},
 }).Parse(pageHTML))
 
 const (
@@ -52,6 +57,7 @@ type pageData struct {
 	Role      string
 	Refresh   int
 	Pools     []pagePool
+	Services  []pageService
 	Others    []pageKind
 	Decisions []Decision
 }
@@ -61,8 +67,14 @@ type pagePool struct {
 	Chart *sizeChart
 }
 
-// pageKind is the charts of one kind of series other than pools
-// (services), under a heading.
+type pageService struct {
+	ServiceStatus
+	Chart *sizeChart
+}
+
+// pageKind is the charts of one kind of series that no pool or service
+// of the status names (a service no longer under a policy keeps its
+// chart for the hour its history covers), under a heading.
 type pageKind struct {
 	Title  string
 	Charts []*sizeChart
@@ -110,8 +122,8 @@ func (a *Agent) pageAuthorized(r *http.Request) bool {
 }
 
 // buildPage arranges a status and the size history for the template:
-// pools in the status's order, each with its chart; the other kinds of
-// series under their own headings; decisions newest first.
+// pools and services in the status's order, each with its chart; the
+// other series under their kinds' headings; decisions newest first.
 func buildPage(s Status, series []SizeHistory, now time.Time) pageData {
 	d := pageData{Status: s, Now: now, Refresh: pageRefresh}
 	d.Role = "follower (observes and reports)"
@@ -121,25 +133,34 @@ func buildPage(s Status, series []SizeHistory, now time.Time) pageData {
 	if s.DryRun {
 		d.Role += ", dry-run"
 	}
-	pools := map[string]*sizeChart{}
+	charts := map[seriesKey]*sizeChart{}
+	for _, sh := range series {
+		charts[seriesKey{sh.Kind, sh.Name}] = newSizeChart(sh)
+	}
+	for _, p := range s.Pools {
+		k := seriesKey{SeriesPool, p.ID}
+		d.Pools = append(d.Pools, pagePool{PoolStatus: p, Chart: charts[k]})
+		delete(charts, k)
+	}
+	for _, sv := range s.Services {
+		k := seriesKey{SeriesService, sv.Name}
+		d.Services = append(d.Services, pageService{ServiceStatus: sv, Chart: charts[k]})
+		delete(charts, k)
+	}
 	others := map[string]*pageKind{}
 	var kinds []string
 	for _, sh := range series {
-		c := newSizeChart(sh)
-		if sh.Kind == SeriesPool {
-			pools[sh.Name] = c
+		c := charts[seriesKey{sh.Kind, sh.Name}]
+		if c == nil {
 			continue
 		}
 		k := others[sh.Kind]
 		if k == nil {
-			k = &pageKind{Title: kindTitle(sh.Kind)}
+			k = &pageKind{Title: kindTitle(sh.Kind) + " no longer in the status"}
 			others[sh.Kind] = k
 			kinds = append(kinds, sh.Kind)
 		}
 		k.Charts = append(k.Charts, c)
-	}
-	for _, p := range s.Pools {
-		d.Pools = append(d.Pools, pagePool{PoolStatus: p, Chart: pools[p.ID]})
 	}
 	sort.Strings(kinds)
 	for _, k := range kinds {

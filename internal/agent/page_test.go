@@ -53,20 +53,29 @@ func chromium(t *testing.T, bin string, args ...string) []byte {
 }
 
 // The status page of a real agent, beside the manager of a real local
-// swarm, rendered by headless Chromium after the agent healed a killed
-// worker: the DOM names the cluster, every pool and every node, carries
-// the newest decision and its reason and the replacement with its reason,
-// and draws one size chart per pool; the screenshot is a real page.
+// swarm, rendered by headless Chromium after the agent scaled a service on
+// an alert and healed a killed worker: the DOM names the cluster, every
+// pool and every node, the service, carries the newest decision and its
+// reason, the replacement and the service's scale-up with theirs, and
+// draws one size chart per pool and service; the screenshot is a real
+// page.
 // AUTARKY_PAGE_SCREENSHOT=<file.png> keeps the screenshot for a person.
 func TestStatusPageInChromium(t *testing.T) {
 	bin := requireChromium(t)
-	h := newHarness(t, "pg", 1, true)
+	h := newHarnessWith(t, "pg", 1, true, "500ms", true)
 	h.pool("web", 2, healing("pg/web", "2s"))
 	h.waitFor("exactly one leading agent", 30*time.Second, func() (bool, string) {
 		n, _ := h.leaders()
 		return n == 1, fmt.Sprintf("%d leaders", n)
 	})
 	_, url := h.leaders()
+	h.service("api", 1, "autarky.replicas.min=1", "autarky.replicas.max=4", "autarky.scale.cooldown_up=0s")
+	h.waitFor("api running", time.Minute, func() (bool, string) { return h.runningTasks("api") == 1, "" })
+	postAlert(t, url, "firing", "alertname", "api_busy", "service", "api", "scale", "up")
+	h.waitFor("api scaled up", time.Minute, func() (bool, string) {
+		n := h.runningTasks("api")
+		return n == 2, fmt.Sprintf("%d running", n)
+	})
 	victim := h.instances("web")[0].ID
 	h.kill(victim)
 	h.nodeDown(victim, 30*time.Second)
@@ -82,36 +91,23 @@ func TestStatusPageInChromium(t *testing.T) {
 		return false, "no replace_node decision yet"
 	})
 
-	st := h.status(url)
-	dom := string(chromium(t, bin, "--virtual-time-budget=2000", "--dump-dom", url+"/"))
-	if !strings.Contains(dom, "Autarky · cluster pg") {
-		t.Fatalf("the page does not name the cluster:\n%s", dom)
-	}
-	if len(st.Pools) != 2 {
-		t.Fatalf("status has %d pools, want the managers and web: %+v", len(st.Pools), st.Pools)
-	}
-	for _, p := range st.Pools {
-		if !strings.Contains(dom, `id="pool-`+p.ID+`"`) {
-			t.Errorf("the page has no section for pool %s", p.ID)
+	// The agent evaluates every 500 ms, so status and page are read a
+	// moment apart: a check holds when the page agrees with the status
+	// read just before it, within a few tries.
+	var problems []string
+	for try := 0; try < 5; try++ {
+		if try > 0 {
+			time.Sleep(time.Second)
 		}
-		for _, n := range p.Nodes {
-			if !strings.Contains(dom, "<td>"+domText(n.Hostname)+"</td>") {
-				t.Errorf("the page does not name node %s (%s) of %s", n.Hostname, n.State, p.ID)
-			}
+		st := h.status(url)
+		dom := string(chromium(t, bin, "--virtual-time-budget=2000", "--dump-dom", url+"/"))
+		if problems = pageProblems(st, dom, replaced); len(problems) == 0 {
+			break
 		}
+		t.Logf("try %d: %s", try+1, strings.Join(problems, "; "))
 	}
-	ds := append([]agent.Decision(nil), st.Decisions...)
-	sort.SliceStable(ds, func(i, j int) bool { return ds[i].Time.After(ds[j].Time) })
-	for _, d := range []agent.Decision{ds[0], replaced} {
-		if !strings.Contains(dom, "<td>"+d.Kind) || !strings.Contains(dom, ">"+d.Code+"</span>") || !strings.Contains(dom, domText(d.Message)) {
-			t.Errorf("the page lacks the decision %s %s: %s", d.Kind, d.Code, d.Message)
-		}
-	}
-	if n := strings.Count(dom, `<path class="size"`); n != 2 {
-		t.Errorf("%d size charts with a line, want one per pool (2)", n)
-	}
-	if strings.Contains(dom, "<script") {
-		t.Errorf("the page carries a script")
+	if len(problems) > 0 {
+		t.Fatalf("the page does not show the status: %s", strings.Join(problems, "; "))
 	}
 
 	shot := os.Getenv("AUTARKY_PAGE_SCREENSHOT")
@@ -135,6 +131,64 @@ func TestStatusPageInChromium(t *testing.T) {
 		t.Fatalf("screenshot %s has %d colours: not a rendered page", shot, n)
 	}
 	t.Logf("screenshot of %s/ in %s", url, shot)
+}
+
+// pageProblems lists what the page's DOM lacks of the status: the
+// cluster, each pool with its nodes, service api with its scale-up, the
+// newest decision and the replacement, one chart per pool and service,
+// and no script.
+func pageProblems(st agent.Status, dom string, replaced agent.Decision) []string {
+	var out []string
+	bad := func(format string, args ...any) { out = append(out, fmt.Sprintf(format, args...)) }
+	if !strings.Contains(dom, "Autarky · cluster pg") {
+		bad("the page does not name the cluster")
+	}
+	if len(st.Pools) != 2 {
+		bad("status has %d pools, want the managers and web: %+v", len(st.Pools), st.Pools)
+	}
+	for _, p := range st.Pools {
+		if !strings.Contains(dom, `id="pool-`+p.ID+`"`) {
+			bad("no section for pool %s", p.ID)
+		}
+		for _, n := range p.Nodes {
+			if !strings.Contains(dom, "<td>"+domText(n.Hostname)+"</td>") {
+				bad("node %s (%s) of %s not named", n.Hostname, n.State, p.ID)
+			}
+		}
+	}
+	if len(st.Services) != 1 || !strings.Contains(dom, `id="service-api"`) {
+		bad("no section for service api (status: %+v)", st.Services)
+	}
+	if len(st.Decisions) == 0 {
+		return append(out, "no decisions in the status")
+	}
+	ds := append([]agent.Decision(nil), st.Decisions...)
+	sort.SliceStable(ds, func(i, j int) bool { return ds[i].Time.After(ds[j].Time) })
+	check := []agent.Decision{ds[0], replaced}
+	for _, d := range ds {
+		if d.Service == "api" && d.Kind == "service_scale_up" {
+			check = append(check, d)
+			if !strings.Contains(dom, "<td>service api</td>") {
+				bad("the service of a decision is not named")
+			}
+			break
+		}
+	}
+	if len(check) != 3 {
+		bad("no service_scale_up decision of service api among %+v", ds)
+	}
+	for _, d := range check {
+		if !strings.Contains(dom, "<td>"+d.Kind) || !strings.Contains(dom, ">"+d.Code+"</span>") || !strings.Contains(dom, domText(d.Message)) {
+			bad("decision %s %s missing: %s", d.Kind, d.Code, d.Message)
+		}
+	}
+	if n := strings.Count(dom, `<path class="size"`); n != 3 {
+		bad("%d size charts with a line, want one per pool and service (3)", n)
+	}
+	if strings.Contains(dom, "<script") {
+		bad("the page carries a script")
+	}
+	return out
 }
 
 // domText is s as Chromium serialises it in a text node.

@@ -9,9 +9,13 @@ import (
 	"flag"
 	"fmt"
 	"io"
+	"math"
 	"net/http"
 	"os"
 	"os/signal"
+	"strconv"
+	"strings"
+	"sync"
 	"syscall"
 	"time"
 )
@@ -26,13 +30,12 @@ func Run(args []string, out io.Writer) error {
 	fs.SetOutput(out)
 	listen := fs.String("listen", ":8080", "address to serve HTTP on")
 	stubborn := fs.Bool("ignore-sigterm", false, "keep running on SIGTERM, as a task that never finishes draining")
+	load := fs.Float64("load", 0, "the load gauge's first value (see Handler)")
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
 	host, _ := os.Hostname()
-	mux := http.NewServeMux()
-	mux.HandleFunc("/", func(w http.ResponseWriter, _ *http.Request) { fmt.Fprintf(w, "ok from %s\n", host) })
-	srv := &http.Server{Addr: *listen, Handler: mux, ReadHeaderTimeout: 5 * time.Second}
+	srv := &http.Server{Addr: *listen, Handler: Handler(host, *load), ReadHeaderTimeout: 5 * time.Second}
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM, syscall.SIGINT)
 	defer stop()
 	errc := make(chan error, 1)
@@ -51,4 +54,47 @@ func Run(args []string, out io.Writer) error {
 	case err := <-errc:
 		return err
 	}
+}
+
+// LoadMetric is the name of the load gauge the workload exports.
+const LoadMetric = "autarky_workload_load"
+
+// Handler serves the workload's endpoints: "/" answers who served it;
+// "/metrics" exports the load gauge in Prometheus's text format; and
+// "/load" sets it (PUT or POST with the number as the body), so a test
+// or a demo drives the load a Prometheus check reads. The gauge stands
+// for the demand on the service (requests in flight, say), in units of
+// what one replica serves: with a target of 1 per replica a scaling
+// policy sizes the service to it.
+func Handler(host string, load float64) http.Handler {
+	var mu sync.Mutex
+	mux := http.NewServeMux()
+	mux.HandleFunc("/", func(w http.ResponseWriter, _ *http.Request) { fmt.Fprintf(w, "ok from %s\n", host) })
+	mux.HandleFunc("GET /metrics", func(w http.ResponseWriter, _ *http.Request) {
+		mu.Lock()
+		v := load
+		mu.Unlock()
+		w.Header().Set("Content-Type", "text/plain; version=0.0.4")
+		fmt.Fprintf(w, "# HELP %s The demand on the service, set through /load.\n# TYPE %s gauge\n%s %s\n",
+			LoadMetric, LoadMetric, LoadMetric, strconv.FormatFloat(v, 'g', -1, 64))
+	})
+	setLoad := func(w http.ResponseWriter, r *http.Request) {
+		b, err := io.ReadAll(io.LimitReader(r.Body, 64))
+		if err != nil {
+			http.Error(w, err.Error(), http.StatusBadRequest)
+			return
+		}
+		v, err := strconv.ParseFloat(strings.TrimSpace(string(b)), 64)
+		if err != nil || math.IsNaN(v) || math.IsInf(v, 0) || v < 0 {
+			http.Error(w, fmt.Sprintf("the body %q is not a load: send a number of 0 or more, such as 3.5", b), http.StatusBadRequest)
+			return
+		}
+		mu.Lock()
+		load = v
+		mu.Unlock()
+		w.WriteHeader(http.StatusNoContent)
+	}
+	mux.HandleFunc("PUT /load", setLoad)
+	mux.HandleFunc("POST /load", setLoad)
+	return mux
 }
