@@ -99,6 +99,11 @@ func runAgent(args []string, stderr io.Writer) error {
 		return err
 	}
 	cfg.Collectors = append(cfg.Collectors, opened.Collectors...)
+	if hook == nil {
+		if hook, err = storedWebhook(ctx, opened.Cluster); err != nil {
+			return err
+		}
+	}
 	if hook != nil {
 		n, err := notify.New(notify.Config{Webhook: hook, Format: format, Cluster: *cluster, DryRun: *dryRun,
 			Logger: logger.Named("notify"), ResolveAfter: *notifyResolve})
@@ -120,6 +125,21 @@ func runAgent(args []string, stderr io.Writer) error {
 		return err
 	}
 	return a.Run(ctx)
+}
+
+// storedWebhook is the webhook an operator put in the cluster's store
+// (platform.NotifyWebhookSource), for an agent started without one; nil
+// when there is none.
+func storedWebhook(ctx context.Context, cl platform.Cluster) (*notify.Webhook, error) {
+	src, ok := cl.(platform.NotifyWebhookSource)
+	if !ok {
+		return nil, nil
+	}
+	raw, err := src.NotifyWebhook(ctx)
+	if err != nil || raw == "" {
+		return nil, err
+	}
+	return notify.ParseWebhook(src.NotifyWebhookWhere(), raw)
 }
 
 // statusCmd is `autarky-agent status`.

@@ -82,6 +82,17 @@ type Backend interface {
 	Preflight(ctx context.Context, cluster string) error
 }
 
+// NotifyWebhookSource is a Cluster whose store can hold the webhook URL
+// its agents notify: a secret an operator puts there, read by an agent
+// that starts without a webhook of its own (flag or environment).
+// Terraform never writes it, so it is never in Terraform's state.
+type NotifyWebhookSource interface {
+	// NotifyWebhook is the URL, "" when there is none.
+	NotifyWebhook(ctx context.Context) (string, error)
+	// NotifyWebhookWhere says where it is read, for messages.
+	NotifyWebhookWhere() string
+}
+
 // ErrExists is returned when a cluster or pool of that name already exists.
 var ErrExists = errors.New("already exists")
 

@@ -102,6 +102,19 @@ func (c *Cluster) ScalingPolicies(ctx context.Context) ([]policy.Scaling, error)
 	return c.store.ScalingPolicies(ctx)
 }
 
+var _ platform.NotifyWebhookSource = (*Cluster)(nil)
+
+// NotifyWebhook reads the webhook URL the agents notify from the store
+// (KeyNotifyWebhook); "" when there is none.
+func (c *Cluster) NotifyWebhook(ctx context.Context) (string, error) {
+	return c.store.NotifyWebhook(ctx)
+}
+
+// NotifyWebhookWhere says where NotifyWebhook reads, for messages.
+func (c *Cluster) NotifyWebhookWhere() string {
+	return KeyNotifyWebhook + " in " + c.store.kv.Where()
+}
+
 // ServiceScalingPolicies reads every service scaling policy from the store.
 func (c *Cluster) ServiceScalingPolicies(ctx context.Context) ([]policy.ServiceScaling, error) {
 	return c.store.ServiceScalingPolicies(ctx)

@@ -32,6 +32,10 @@ const (
 	KeyManagerToken  = "tokens/" + policy.RoleManager
 	KeyTokenRotation = "tokens/rotation"
 	KeyAlertToken    = "agent/alert-token"
+	// KeyNotifyWebhook is the URL the agents notify, a secret an operator
+	// puts there (the agents read it when they start without one of
+	// their own); never written by Terraform, so never in its state.
+	KeyNotifyWebhook = "agent/notify-webhook"
 	KeyInitLock      = "swarm/init-lock"
 )
 
@@ -437,6 +441,19 @@ func (s *Store) AlertToken(ctx context.Context) (string, error) {
 	b, _, err := s.kv.Get(ctx, KeyAlertToken)
 	if err != nil {
 		return "", fmt.Errorf("agent token: %w", err)
+	}
+	return string(b), nil
+}
+
+// NotifyWebhook reads the webhook URL the agents notify; "" when the
+// cluster has none. The URL is a secret: never returned in an error.
+func (s *Store) NotifyWebhook(ctx context.Context) (string, error) {
+	b, _, err := s.kv.Get(ctx, KeyNotifyWebhook)
+	if errors.Is(err, platform.ErrNotFound) {
+		return "", nil
+	}
+	if err != nil {
+		return "", fmt.Errorf("notify webhook %s in %s: %w", KeyNotifyWebhook, s.kv.Where(), err)
 	}
 	return string(b), nil
 }

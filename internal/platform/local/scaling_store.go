@@ -155,3 +155,28 @@ func (p *Platform) DeleteServiceScalingPolicy(_ context.Context, id string) erro
 func (c *Cluster) ServiceScalingPolicies(context.Context) ([]policy.ServiceScaling, error) {
 	return readDir[policy.ServiceScaling](filepath.Join(c.p.clusterDir(c.name), "services"))
 }
+
+var _ platform.NotifyWebhookSource = (*Cluster)(nil)
+
+// notifyWebhookFile holds the webhook URL a cluster's agents notify, put
+// there by an operator (mode 0600, owned by root); the agents read it when
+// they start without one of their own.
+func (c *Cluster) notifyWebhookFile() string {
+	return filepath.Join(c.p.clusterDir(c.name), "agent", "notify-webhook")
+}
+
+// NotifyWebhook reads the webhook URL the agents notify; "" when there is
+// none. The URL is a secret: never returned in an error.
+func (c *Cluster) NotifyWebhook(context.Context) (string, error) {
+	b, err := os.ReadFile(c.notifyWebhookFile())
+	if errors.Is(err, os.ErrNotExist) {
+		return "", nil
+	}
+	if err != nil {
+		return "", fmt.Errorf("notify webhook %s: %w", c.notifyWebhookFile(), err)
+	}
+	return string(b), nil
+}
+
+// NotifyWebhookWhere says where NotifyWebhook reads, for messages.
+func (c *Cluster) NotifyWebhookWhere() string { return c.notifyWebhookFile() }
