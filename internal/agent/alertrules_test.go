@@ -102,12 +102,17 @@ func run(t *testing.T, bin string, args ...string) {
 }
 
 // agentMetricNames are the names of the metrics the agent's code declares
-// (Name: "autarky_..." in its non-test sources).
+// (Name: "autarky_..." in the non-test sources of this package and of
+// internal/notify, whose collectors the agent serves).
 func agentMetricNames(t *testing.T) map[string]bool {
 	t.Helper()
-	files, err := filepath.Glob("*.go")
-	if err != nil {
-		t.Fatal(err)
+	var files []string
+	for _, pattern := range []string{"*.go", filepath.Join("..", "notify", "*.go")} {
+		f, err := filepath.Glob(pattern)
+		if err != nil {
+			t.Fatal(err)
+		}
+		files = append(files, f...)
 	}
 	re := regexp.MustCompile(`Name:\s*"(autarky_[a-z0-9_]+)"`)
 	names := map[string]bool{}

@@ -142,14 +142,7 @@ func BenchmarkScaleOutReaction(b *testing.B) {
 	h := newHarnessWith(b, "br", 1, true, policy.DefaultEvaluationInterval.String(), true)
 	h.pool("web", 0, nil)
 	ctx := context.Background()
-	pool, _, err := h.p.ReadPool(ctx, "br", "web")
-	if err != nil {
-		b.Fatal(err)
-	}
-	pool.Labels = map[string]string{"tier": "web"}
-	if _, _, err := h.p.UpdatePool(ctx, pool, time.Minute); err != nil {
-		b.Fatal(err)
-	}
+	h.editPool("web", func(p *policy.Pool) { p.Labels = map[string]string{"tier": "web"} })
 	sp := policy.DefaultScaling("br/web")
 	sp.PendingTasks = &policy.PendingTasksCheck{}
 	sp.CooldownUp = "0s"

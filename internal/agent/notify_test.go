@@ -82,14 +82,7 @@ func TestNotifyPoolAtMax(t *testing.T) {
 	h := newHarnessWith(t, "nt", 1, false, "1s", true)
 	h.pool("web", 0, nil)
 	ctx := context.Background()
-	pool, _, err := h.p.ReadPool(ctx, "nt", "web")
-	if err != nil {
-		t.Fatal(err)
-	}
-	pool.Labels = map[string]string{"tier": "web"}
-	if _, _, err := h.p.UpdatePool(ctx, pool, time.Minute); err != nil {
-		t.Fatal(err)
-	}
+	h.editPool("web", func(p *policy.Pool) { p.Labels = map[string]string{"tier": "web"} })
 	one := int64(1)
 	h.scale(scalingPolicy("nt/web", func(s *policy.Scaling) {
 		s.PendingTasks = &policy.PendingTasksCheck{}

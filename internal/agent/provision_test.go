@@ -52,14 +52,7 @@ func TestProvisionTimeoutLocal(t *testing.T) {
 	h := newHarnessWith(t, "pv", 1, false, "1s", true)
 	h.pool("web", 1, nil)
 	ctx := context.Background()
-	pool, _, err := h.p.ReadPool(ctx, "pv", "web")
-	if err != nil {
-		t.Fatal(err)
-	}
-	pool.Labels = map[string]string{"tier": "web"}
-	if _, _, err := h.p.UpdatePool(ctx, pool, time.Minute); err != nil {
-		t.Fatal(err)
-	}
+	h.editPool("web", func(p *policy.Pool) { p.Labels = map[string]string{"tier": "web"} })
 	original := h.instances("web")[0].ID
 	h.scale(scalingPolicy("pv/web", func(s *policy.Scaling) {
 		s.PendingTasks = &policy.PendingTasksCheck{}

@@ -102,14 +102,7 @@ func TestScalePendingTasks(t *testing.T) {
 	h.pool("web", 0, nil)
 	// Set the pool's labels so the service's constraint names the pool.
 	ctx := context.Background()
-	pool, _, err := h.p.ReadPool(ctx, "sp", "web")
-	if err != nil {
-		t.Fatal(err)
-	}
-	pool.Labels = map[string]string{"tier": "web"}
-	if _, _, err := h.p.UpdatePool(ctx, pool, time.Minute); err != nil {
-		t.Fatal(err)
-	}
+	h.editPool("web", func(p *policy.Pool) { p.Labels = map[string]string{"tier": "web"} })
 	h.scale(scalingPolicy("sp/web", func(s *policy.Scaling) { s.PendingTasks = &policy.PendingTasksCheck{} }))
 	a := h.inProcess(false)
 	a.Evaluate(ctx)

@@ -17,6 +17,20 @@ import (
 	"github.com/autarky/terraform-provider-autarky/internal/workload"
 )
 
+// editPool changes a pool's declaration as `terraform apply` would.
+func (h *harness) editPool(name string, edit func(*policy.Pool)) {
+	h.t.Helper()
+	ctx := context.Background()
+	pool, _, err := h.p.ReadPool(ctx, h.name, name)
+	if err != nil {
+		h.t.Fatal(err)
+	}
+	edit(&pool)
+	if _, _, err := h.p.UpdatePool(ctx, pool, time.Minute); err != nil {
+		h.t.Fatal(err)
+	}
+}
+
 // startWorkload runs the workload program (inside the agent's binary) on
 // a free loopback port, for Prometheus to scrape its load gauge, and
 // returns its address.
@@ -67,16 +81,7 @@ func setLoad(t *testing.T, addr string, v float64) {
 func TestServiceAndNodeScalingMeet(t *testing.T) {
 	h := newHarnessWith(t, "sm", 1, false, "1s", true)
 	h.pool("web", 1, nil)
-	ctx := context.Background()
-	pool, _, err := h.p.ReadPool(ctx, "sm", "web")
-	if err != nil {
-		t.Fatal(err)
-	}
-	pool.Labels = map[string]string{"tier": "web"}
-	pool.MaxSize = 3
-	if _, _, err := h.p.UpdatePool(ctx, pool, time.Minute); err != nil {
-		t.Fatal(err)
-	}
+	h.editPool("web", func(p *policy.Pool) { p.Labels, p.MaxSize = map[string]string{"tier": "web"}, 3 })
 	minSize := int64(1)
 	h.scale(scalingPolicy("sm/web", func(s *policy.Scaling) {
 		s.PendingTasks = &policy.PendingTasksCheck{}
