@@ -33,7 +33,10 @@ import (
 //
 // What the agent remembers of a service is in memory, on every agent
 // (leader or not): when it last grew and shrank, the recommendations of the
-// stabilisation window, and the alerts that name it. An agent with no
+// stabilisation window, and the alerts that name it; an agent that does
+// not act keeps the same memory by answering each notification as the
+// leader does (shadowServices), so a new leader neither answers again what
+// the old one answered nor ignores its cooldowns. An agent with no
 // memory of a service (it just started, or just became leader) counts
 // Swarm's last update of the service as its last scale-up for
 // cooldown_down, so a new leader never shrinks a service that was just
@@ -285,7 +288,31 @@ func (a *Agent) decideServices(ctx context.Context, o *observation) serviceRound
 	}
 	sort.Slice(statuses, func(i, j int) bool { return statuses[i].Name < statuses[j].Name })
 	a.reportServices(o, statuses)
+	if !o.leader || a.cfg.DryRun {
+		a.shadowServices(o, r)
+	}
 	return r
+}
+
+// shadowServices keeps, on an agent that does not act (a follower, or a
+// dry run), the memory the leader keeps by acting: the notifications each
+// decision answered are used up, and a decision to scale counts as done
+// for the cooldowns. Alertmanager posts to every agent, so without this a
+// follower that becomes leader would answer again every notification the
+// old leader already answered, and a dry run would report the same
+// notification as a change at every evaluation.
+func (a *Agent) shadowServices(o *observation, r serviceRound) {
+	for _, d := range r.decisions {
+		a.consumeServiceAlerts(d)
+		a.mu.Lock()
+		switch d.Direction {
+		case decide.ScaleUp:
+			a.services.lastUp[d.Service] = o.now
+		case decide.ScaleDown:
+			a.services.lastDown[d.Service] = o.now
+		}
+		a.mu.Unlock()
+	}
 }
 
 // storedServicePolicies reads Terraform's service scaling policies, by
@@ -444,6 +471,10 @@ func (a *Agent) addServiceDecision(t time.Time, service, kind, code, msg string,
 func (a *Agent) actServices(ctx context.Context, o *observation, r serviceRound) error {
 	a.consumeHeldServiceAlerts(r)
 	for i, d := range r.decisions {
+		if d.DryRun && d.Direction != decide.ScaleHold {
+			// Answered, as a follower answers (shadowServices).
+			a.shadowServices(o, serviceRound{decisions: []decide.ServiceDecision{d}})
+		}
 		if d.Direction == decide.ScaleHold || d.DryRun {
 			continue
 		}
@@ -542,7 +573,7 @@ func (a *Agent) consumeServiceAlerts(d decide.ServiceDecision) {
 // asking for more): their notifications are refused, not kept for later.
 func (a *Agent) consumeHeldServiceAlerts(r serviceRound) {
 	for _, d := range r.decisions {
-		if d.Direction == decide.ScaleHold && !d.DryRun {
+		if d.Direction == decide.ScaleHold {
 			a.consumeServiceAlerts(d)
 		}
 	}

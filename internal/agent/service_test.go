@@ -328,12 +328,18 @@ func TestServiceScalingOnlyLeaderActs(t *testing.T) {
 	}
 	url := agentURLOf(t, follower)
 	postAlert(t, url, "firing", "alertname", "web_overloaded", "service", "web", "scale", "up")
-	for i := 0; i < 3; i++ {
-		follower.Evaluate(context.Background())
-	}
+	follower.Evaluate(context.Background())
 	st := serviceStatus(follower, "web")
 	if follower.Status().Leader || st.Direction != "up" || st.To != 2 {
 		t.Fatalf("the follower's decision: %+v (leader %v); want it to decide to grow to 2", st, follower.Status().Leader)
+	}
+	// The follower answers the notification as the leader does, so that
+	// it would not answer it again were it to lead.
+	for i := 0; i < 2; i++ {
+		follower.Evaluate(context.Background())
+	}
+	if st := serviceStatus(follower, "web"); st.Direction != "hold" || st.Code != string(decide.CodeNoCheck) {
+		t.Fatalf("the follower still answers the notification: %+v", st)
 	}
 	if got := h.replicas("web"); got != 1 {
 		t.Fatalf("a follower wrote replicas: %d", got)
