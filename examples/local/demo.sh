@@ -153,7 +153,11 @@ wait_until() { # wait_until SECONDS CONDITION...: poll every 0.1 s
 is() { [ "$("$1")" -ge "$2" ]; }
 is_only() { [ "$("$1")" = "$2" ]; }
 adapted=0
-if wait_until 120 is running 1; then
+# At rest: one replica running and its check trusted (Prometheus has
+# scraped both the workload and the agent), so the step measures the
+# reaction, not Prometheus warming up.
+at_rest() { "$BIN/autarky-agent" status --address "$agent_addr" 2>/dev/null | grep -q '^service web (.*(within_target)'; }
+if wait_until 120 is running 1 && wait_until 60 at_rest; then
 	say "load step: the workload's gauge goes from 1 to 5 replicas' worth"
 	curl -fsS -X PUT --data 5 "http://$load_addr/load"
 	step=$(date +%s%N)
