@@ -8,7 +8,7 @@ set -euo pipefail
 
 here="$(cd "$(dirname "$0")" && pwd)"
 BIN="${BIN:?set BIN to the directory holding terraform-provider-autarky}"
-TERRAFORM="${TERRAFORM:-terraform}"
+TERRAFORM="${TERRAFORM:-}"
 KEEP="${KEEP:-0}"
 work="${AUTARKY_DEMO_DIR:-$HOME/.cache/autarky/demo}"
 
@@ -18,6 +18,40 @@ if [ "$(id -u)" != 0 ]; then
 	echo "the local platform starts dockerd processes: run make demo as root" >&2
 	exit 1
 fi
+
+# The CLI: $TERRAFORM when set; else an installed Terraform (1.5 or newer)
+# or OpenTofu (1.6 or newer) found on PATH; else the pinned Terraform,
+# built once by $BUILD_TERRAFORM (about 5 minutes).
+cli_version() { # the version a Terraform or OpenTofu binary reports, without the CLI config's warnings
+	env -u TF_CLI_CONFIG_FILE "$1" version -json 2>/dev/null | grep -o '"terraform_version": *"[^"]*"' | grep -o '[0-9][0-9.]*' | head -1
+}
+supported() { # supported NAME VERSION: Terraform >= 1.5, OpenTofu >= 1.6
+	local major minor
+	IFS=. read -r major minor _ <<<"$2"
+	[ -n "$major" ] && [ -n "$minor" ] || return 1
+	case "$1" in
+	tofu) [ "$major" -gt 1 ] || { [ "$major" = 1 ] && [ "$minor" -ge 6 ]; } ;;
+	*) [ "$major" -gt 1 ] || { [ "$major" = 1 ] && [ "$minor" -ge 5 ]; } ;;
+	esac
+}
+if [ -z "$TERRAFORM" ]; then
+	for name in terraform tofu; do
+		path="$(command -v "$name" || true)"
+		[ -n "$path" ] || continue
+		version="$(cli_version "$path")"
+		if supported "$name" "$version"; then
+			TERRAFORM="$path"
+			break
+		fi
+		echo "skipping $path: version ${version:-unknown}, the demo needs Terraform 1.5 or newer, or OpenTofu 1.6 or newer" >&2
+	done
+fi
+if [ -z "$TERRAFORM" ]; then
+	: "${BUILD_TERRAFORM:?no supported Terraform or OpenTofu on PATH: install one, or set TERRAFORM to its path}"
+	echo ">> no supported Terraform or OpenTofu on PATH: building the pinned Terraform"
+	TERRAFORM="$($BUILD_TERRAFORM)"
+fi
+printf 'using %s %s\n' "$TERRAFORM" "$(cli_version "$TERRAFORM")"
 
 mkdir -p "$work/local" "$work/healing" "$work/adaptation"
 cp "$here/main.tf" "$work/local/main.tf"
