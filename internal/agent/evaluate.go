@@ -7,6 +7,8 @@ import (
 	"strings"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
+
 	"github.com/autarky/terraform-provider-autarky/internal/decide"
 	"github.com/autarky/terraform-provider-autarky/internal/platform"
 	"github.com/autarky/terraform-provider-autarky/internal/policy"
@@ -340,7 +342,9 @@ func (a *Agent) report(o *observation, s decide.Snapshot, plan decide.Plan) {
 	} else {
 		a.metrics.quorum.Set(0)
 	}
-	a.metrics.nodes.Reset()
+	// Counted first, then set, and the gone pairs deleted: a Reset would
+	// let a scrape in between see no nodes at all.
+	counts := map[[2]string]int{}
 	hostname := make(map[string]string, len(o.nodes))
 	for _, n := range o.nodes {
 		hostname[n.ID] = n.Hostname
@@ -351,12 +355,16 @@ func (a *Agent) report(o *observation, s decide.Snapshot, plan decide.Plan) {
 		if pool == "" {
 			pool = "none"
 		}
-		a.metrics.nodes.WithLabelValues(pool, n.State).Inc()
+		counts[[2]string{pool, n.State}]++
 		byPool[n.PoolID] = append(byPool[n.PoolID], NodeStatus{
 			ID: n.ID, Hostname: hostname[n.ID], Instance: n.InstanceID, Role: n.Role, State: n.State, Since: n.StateSince,
 			Availability: n.Availability, Reachability: n.ManagerReachability, Leader: n.Leader, Tasks: n.RunningTasks,
 		})
 	}
+	for k, n := range counts {
+		a.metrics.nodes.WithLabelValues(k[0], k[1]).Set(float64(n))
+	}
+	keepOnly(a.metrics.nodes, func(l prometheus.Labels) bool { return counts[[2]string{l["pool"], l["state"]}] > 0 })
 	stuck := map[string][]string{}
 	for _, e := range o.journal.Entries {
 		if e.LastError != "" {

@@ -427,10 +427,17 @@ func (a *Agent) serviceStatus(st decide.ServiceState, sp servicePolicy, d decide
 // a decision entry (and log line) whenever a service's decision changes.
 func (a *Agent) reportServices(o *observation, statuses []ServiceStatus) {
 	m := a.services.metrics
-	m.replicas.Reset()
-	m.running.Reset()
-	m.stale.Reset()
+	// Series are set, then the gone ones deleted: a Reset first would let
+	// a scrape in between see no series at all, which Prometheus marks
+	// stale (a check reading it would hold, an alert on it restart).
+	services, checks := map[string]bool{}, map[[2]string]bool{}
+	defer func() {
+		keepOnly(m.replicas, func(l prometheus.Labels) bool { return services[l["service"]] })
+		keepOnly(m.running, func(l prometheus.Labels) bool { return services[l["service"]] })
+		keepOnly(m.stale, func(l prometheus.Labels) bool { return checks[[2]string{l["service"], l["check"]}] })
+	}()
 	for _, s := range statuses {
+		services[s.Name] = true
 		if s.Mode == swarm.ModeReplicated {
 			a.history.record(SeriesService, s.Name, o.now, SizeSample{Size: s.Running, Desired: s.Replicas, Min: s.MinReplicas, Max: s.MaxReplicas})
 		}
@@ -444,6 +451,7 @@ func (a *Agent) reportServices(o *observation, statuses []ServiceStatus) {
 					stale = 1
 				}
 				m.stale.WithLabelValues(s.Name, c.Name).Set(stale)
+				checks[[2]string{s.Name, c.Name}] = true
 			}
 		}
 		// Noted when the decision changes, not when its wording does
