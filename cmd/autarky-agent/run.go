@@ -128,18 +128,14 @@ func runAgent(args []string, stderr io.Writer) error {
 }
 
 // storedWebhook is the webhook an operator put in the cluster's store
-// (platform.NotifyWebhookSource), for an agent started without one; nil
-// when there is none.
+// (platform.Cluster's NotifyWebhook), for an agent started without one;
+// nil when there is none.
 func storedWebhook(ctx context.Context, cl platform.Cluster) (*notify.Webhook, error) {
-	src, ok := cl.(platform.NotifyWebhookSource)
-	if !ok {
-		return nil, nil
-	}
-	raw, err := src.NotifyWebhook(ctx)
+	raw, err := cl.NotifyWebhook(ctx)
 	if err != nil || raw == "" {
 		return nil, err
 	}
-	return notify.ParseWebhook(src.NotifyWebhookWhere(), raw)
+	return notify.ParseWebhook(cl.NotifyWebhookWhere(), raw)
 }
 
 // statusCmd is `autarky-agent status`.

@@ -49,13 +49,6 @@ const serviceWriteAttempts = 3
 // maxServiceAlerts bounds the alert notifications kept for services.
 const maxServiceAlerts = 1000
 
-// ServiceScalingStore is what a platform's store offers when it holds
-// Terraform's service scaling policies (autarky_service_scaling_policy).
-// A cluster without it has label-declared policies only.
-type ServiceScalingStore interface {
-	ServiceScalingPolicies(ctx context.Context) ([]policy.ServiceScaling, error)
-}
-
 // ServiceStatus is the last decision of one service under a policy, for
 // /v1/status.
 type ServiceStatus struct {
@@ -316,14 +309,10 @@ func (a *Agent) shadowServices(o *observation, r serviceRound) {
 }
 
 // storedServicePolicies reads Terraform's service scaling policies, by
-// service name; none when the platform's store has no such policies.
+// service name.
 func (a *Agent) storedServicePolicies(ctx context.Context) (map[string]policy.ServiceScaling, error) {
 	out := map[string]policy.ServiceScaling{}
-	st, ok := a.cluster.(ServiceScalingStore)
-	if !ok {
-		return out, nil
-	}
-	ps, err := st.ServiceScalingPolicies(ctx)
+	ps, err := a.cluster.ServiceScalingPolicies(ctx)
 	if err != nil {
 		return nil, err
 	}

@@ -82,17 +82,6 @@ type Backend interface {
 	Preflight(ctx context.Context, cluster string) error
 }
 
-// NotifyWebhookSource is a Cluster whose store can hold the webhook URL
-// its agents notify: a secret an operator puts there, read by an agent
-// that starts without a webhook of its own (flag or environment).
-// Terraform never writes it, so it is never in Terraform's state.
-type NotifyWebhookSource interface {
-	// NotifyWebhook is the URL, "" when there is none.
-	NotifyWebhook(ctx context.Context) (string, error)
-	// NotifyWebhookWhere says where it is read, for messages.
-	NotifyWebhookWhere() string
-}
-
 // ErrExists is returned when a cluster or pool of that name already exists.
 var ErrExists = errors.New("already exists")
 
@@ -146,6 +135,17 @@ type Cluster interface {
 	Pools(ctx context.Context) ([]policy.Pool, error)
 	HealingPolicies(ctx context.Context) ([]policy.Healing, error)
 	ScalingPolicies(ctx context.Context) ([]policy.Scaling, error)
+	// ServiceScalingPolicies are Terraform's service scaling policies
+	// (autarky_service_scaling_policy); a service's labels are the other
+	// way to declare one.
+	ServiceScalingPolicies(ctx context.Context) ([]policy.ServiceScaling, error)
+	// NotifyWebhook is the webhook URL an operator put in the cluster's
+	// store, a secret, "" when there is none: an agent started without a
+	// webhook of its own (flag or environment) notifies it. Terraform
+	// never writes it, so it is never in Terraform's state.
+	NotifyWebhook(ctx context.Context) (string, error)
+	// NotifyWebhookWhere says where NotifyWebhook reads, for messages.
+	NotifyWebhookWhere() string
 	// SetDesiredSize records the size the agent gave a worker pool.
 	SetDesiredSize(ctx context.Context, pool string, size int64) error
 	// Instances lists every instance of every pool, managers included, dead

@@ -102,8 +102,6 @@ func (c *Cluster) ScalingPolicies(ctx context.Context) ([]policy.Scaling, error)
 	return c.store.ScalingPolicies(ctx)
 }
 
-var _ platform.NotifyWebhookSource = (*Cluster)(nil)
-
 // NotifyWebhook reads the webhook URL the agents notify from the store
 // (KeyNotifyWebhook); "" when there is none.
 func (c *Cluster) NotifyWebhook(ctx context.Context) (string, error) {

@@ -308,7 +308,7 @@ func (s *Store) DeleteServiceScalingPolicy(ctx context.Context, service string) 
 }
 
 // ServiceScalingPolicies reads every service scaling policy of the
-// cluster (the agent's ServiceScalingStore).
+// cluster (platform.Cluster's).
 func (s *Store) ServiceScalingPolicies(ctx context.Context) ([]policy.ServiceScaling, error) {
 	return listJSON[policy.ServiceScaling](ctx, s, "services")
 }

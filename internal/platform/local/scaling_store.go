@@ -156,8 +156,6 @@ func (c *Cluster) ServiceScalingPolicies(context.Context) ([]policy.ServiceScali
 	return readDir[policy.ServiceScaling](filepath.Join(c.p.clusterDir(c.name), "services"))
 }
 
-var _ platform.NotifyWebhookSource = (*Cluster)(nil)
-
 // notifyWebhookFile holds the webhook URL a cluster's agents notify, put
 // there by an operator (mode 0600, owned by root); the agents read it when
 // they start without one of their own.
