@@ -171,14 +171,7 @@ func (a *Agent) noteAlert(n alertNotice, now time.Time) (kept bool) {
 // loopbackListen reports whether the agent only listens on loopback.
 func loopbackListen(listen string) bool {
 	host, _, err := net.SplitHostPort(listen)
-	if err != nil {
-		return false
-	}
-	if host == "localhost" {
-		return true
-	}
-	ip := net.ParseIP(host)
-	return ip != nil && ip.IsLoopback()
+	return err == nil && policy.IsLoopbackHost(host)
 }
 
 // bearerToken is the token of an Authorization header of the Bearer scheme

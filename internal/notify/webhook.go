@@ -3,10 +3,11 @@ package notify
 import (
 	"errors"
 	"fmt"
-	"net"
 	"net/url"
 	"os"
 	"strings"
+
+	"github.com/autarky/terraform-provider-autarky/internal/policy"
 )
 
 // Webhook is a validated webhook URL. Its address is a secret: Slack's
@@ -46,7 +47,7 @@ func ParseWebhook(setting, raw string) (*Webhook, error) {
 	switch u.Scheme {
 	case "https":
 	case "http":
-		if !loopbackHost(u.Hostname()) {
+		if !policy.IsLoopbackHost(u.Hostname()) {
 			return nil, fmt.Errorf("%s: the webhook URL is http:// to %s, beyond loopback: use https:// (http:// is allowed only to 127.0.0.0/8, ::1 or localhost), since the URL is a secret", setting, u.Host)
 		}
 	default:
@@ -75,14 +76,6 @@ func WebhookFrom(flag, file, envName, env string) (*Webhook, error) {
 		return nil, nil
 	}
 	return ParseWebhook("$"+envName, env)
-}
-
-func loopbackHost(h string) bool {
-	if h == "localhost" {
-		return true
-	}
-	ip := net.ParseIP(h)
-	return ip != nil && ip.IsLoopback()
 }
 
 // Redacted is the webhook's scheme and host, and "/…" for the rest: enough

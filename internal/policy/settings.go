@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"net"
 	"os"
 	"path/filepath"
 	"regexp"
@@ -239,6 +240,17 @@ func ValidateWorkloadBinary(path string) error {
 		}
 	}
 	return nil
+}
+
+// IsLoopbackHost reports whether host (a URL's host name, without a port)
+// is this machine: localhost, 127.0.0.0/8 or ::1. The provider's fakes,
+// plain-http webhooks and an agent's open endpoints are allowed only there.
+func IsLoopbackHost(host string) bool {
+	if host == "localhost" {
+		return true
+	}
+	ip := net.ParseIP(host)
+	return ip != nil && ip.IsLoopback()
 }
 
 var awsRegionRE = regexp.MustCompile(`^[a-z]{2}(-[a-z]+)+-[0-9]+$`)

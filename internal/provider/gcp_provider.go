@@ -5,7 +5,6 @@ import (
 	"errors"
 	"fmt"
 	"io/fs"
-	"net"
 	"net/url"
 	"os"
 	"strings"
@@ -141,12 +140,7 @@ func loopback(u string) bool {
 	if err != nil {
 		return false
 	}
-	h := p.Hostname()
-	if h == "localhost" {
-		return true
-	}
-	ip := net.ParseIP(h)
-	return ip != nil && ip.IsLoopback()
+	return policy.IsLoopbackHost(p.Hostname())
 }
 
 // validateGCPProvider checks what the attribute validators cannot: the
