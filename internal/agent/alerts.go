@@ -230,6 +230,15 @@ func (a *Agent) authorized(r *http.Request) bool {
 // a status token configured, only with it; else anyone on loopback, and
 // beyond loopback only with the alert token (none configured: nobody).
 func (a *Agent) statusAuthorized(r *http.Request) bool {
+	presented, _ := bearerToken(r.Header.Get("Authorization"))
+	return a.statusTokenOK(presented)
+}
+
+// statusTokenOK reports whether presented (a bearer token, or the status
+// page's Basic password) opens the status: the status token, else the
+// alert token beyond loopback; anything on loopback without a status
+// token. Compared in constant time, as carriesToken does.
+func (a *Agent) statusTokenOK(presented string) bool {
 	token := a.cfg.StatusToken
 	if token == "" {
 		if loopbackListen(a.cfg.Listen) {
@@ -237,7 +246,7 @@ func (a *Agent) statusAuthorized(r *http.Request) bool {
 		}
 		token = a.cfg.AlertToken
 	}
-	return token != "" && carriesToken(r, token)
+	return token != "" && subtle.ConstantTimeCompare([]byte(presented), []byte(token)) == 1
 }
 
 // carriesToken reports whether r's Authorization header is token in the

@@ -114,11 +114,7 @@ func (a *Agent) pageAuthorized(r *http.Request) bool {
 		return true
 	}
 	_, password, ok := r.BasicAuth()
-	if !ok || password == "" {
-		return false
-	}
-	asBearer := &http.Request{Header: http.Header{"Authorization": {"Bearer " + password}}}
-	return a.statusAuthorized(asBearer)
+	return ok && password != "" && a.statusTokenOK(password)
 }
 
 // buildPage arranges a status and the size history for the template:

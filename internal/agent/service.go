@@ -256,7 +256,7 @@ func (a *Agent) decideServices(ctx context.Context, o *observation) serviceRound
 			delete(mem.alerts, k)
 		}
 	}
-	snap := decide.ServiceSnapshot{Now: o.now, DefaultMaxSampleAge: max(2*a.cfg.EvaluationInterval, time.Second)}
+	snap := decide.ServiceSnapshot{Now: o.now, DefaultMaxSampleAge: a.serviceMaxSampleAge()}
 	for _, name := range names {
 		if _, ok := r.policies[name]; ok {
 			snap.Services = append(snap.Services, a.serviceStateLocked(r.services[name], r.policies[name], r.samples[name]))
@@ -297,14 +297,20 @@ func (a *Agent) decideServices(ctx context.Context, o *observation) serviceRound
 func (a *Agent) shadowServices(o *observation, r serviceRound) {
 	for _, d := range r.decisions {
 		a.consumeServiceAlerts(d)
-		a.mu.Lock()
-		switch d.Direction {
-		case decide.ScaleUp:
-			a.services.lastUp[d.Service] = o.now
-		case decide.ScaleDown:
-			a.services.lastDown[d.Service] = o.now
-		}
-		a.mu.Unlock()
+		a.rememberServiceScale(d, o.now)
+	}
+}
+
+// rememberServiceScale notes a scale-up or scale-down of a service at now,
+// for its cooldowns; a hold changes nothing.
+func (a *Agent) rememberServiceScale(d decide.ServiceDecision, now time.Time) {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	switch d.Direction {
+	case decide.ScaleUp:
+		a.services.lastUp[d.Service] = now
+	case decide.ScaleDown:
+		a.services.lastDown[d.Service] = now
 	}
 }
 
@@ -350,11 +356,17 @@ func servicePolicyOf(svc swarm.Service, stored map[string]policy.ServiceScaling)
 	return sp
 }
 
+// serviceMaxSampleAge is the oldest sample a service check trusts when
+// its policy leaves max_sample_age to the agent: twice its interval.
+func (a *Agent) serviceMaxSampleAge() time.Duration {
+	return max(2*a.cfg.EvaluationInterval, time.Second)
+}
+
 // serviceSamples reads a policy's Prometheus checks.
 func (a *Agent) serviceSamples(ctx context.Context, rules policy.ServiceScalingRules, now time.Time) []decide.CheckSample {
 	maxAge := rules.MaxSampleAge
 	if maxAge <= 0 {
-		maxAge = max(2*a.cfg.EvaluationInterval, time.Second)
+		maxAge = a.serviceMaxSampleAge()
 	}
 	out := make([]decide.CheckSample, 0, len(rules.Prometheus))
 	for _, pr := range rules.Prometheus {
@@ -523,7 +535,7 @@ func (a *Agent) scaleService(ctx context.Context, o *observation, r serviceRound
 		st = a.serviceStateLocked(fresh, sp, r.samples[svc.Name])
 		st.Recommendations = nil // this round's are remembered already
 		a.mu.Unlock()
-		d = decide.DecideServices(decide.ServiceSnapshot{Now: o.now, DefaultMaxSampleAge: max(2*a.cfg.EvaluationInterval, time.Second),
+		d = decide.DecideServices(decide.ServiceSnapshot{Now: o.now, DefaultMaxSampleAge: a.serviceMaxSampleAge(),
 			Services: []decide.ServiceState{st}})[0]
 		a.log.Info("service changed since it was read: decided again", "service", svc.Name, "version", svc.Version, "now", fresh.Version,
 			"direction", d.Direction, "to", d.To, "message", d.Message)
@@ -537,12 +549,8 @@ func (a *Agent) scaleService(ctx context.Context, o *observation, r serviceRound
 	}
 	a.log.Info("service scaled", "service", svc.Name, "from", d.From, "to", d.To, "code", d.Code)
 	a.notifyServiceScaled(svc.Name, d)
+	a.rememberServiceScale(d, o.now)
 	a.mu.Lock()
-	if d.Direction == decide.ScaleUp {
-		a.services.lastUp[svc.Name] = o.now
-	} else {
-		a.services.lastDown[svc.Name] = o.now
-	}
 	delete(a.services.writeErr, svc.Name)
 	a.mu.Unlock()
 	a.consumeServiceAlerts(d)
