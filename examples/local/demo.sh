@@ -22,8 +22,10 @@ fi
 # The CLI: $TERRAFORM when set; else an installed Terraform (1.5 or newer)
 # or OpenTofu (1.6 or newer) found on PATH; else the pinned Terraform,
 # built once by $BUILD_TERRAFORM (about 5 minutes).
-cli_version() { # the version a Terraform or OpenTofu binary reports, without the CLI config's warnings
-	env -u TF_CLI_CONFIG_FILE "$1" version -json 2>/dev/null | grep -o '"terraform_version": *"[^"]*"' | grep -o '[0-9][0-9.]*' | head -1
+cli_version() { # the version a Terraform or OpenTofu binary reports, without the CLI config's warnings; fails when it reports none
+	local v
+	v="$(env -u TF_CLI_CONFIG_FILE "$1" version -json 2>/dev/null | grep -o '"terraform_version": *"[^"]*"' | grep -o '[0-9][0-9.]*' | head -1)"
+	[ -n "$v" ] && echo "$v"
 }
 supported() { # supported NAME VERSION: Terraform >= 1.5, OpenTofu >= 1.6
 	local major minor
@@ -34,11 +36,15 @@ supported() { # supported NAME VERSION: Terraform >= 1.5, OpenTofu >= 1.6
 	*) [ "$major" -gt 1 ] || { [ "$major" = 1 ] && [ "$minor" -ge 5 ]; } ;;
 	esac
 }
+if [ -n "$TERRAFORM" ] && ! version="$(cli_version "$TERRAFORM")"; then
+	echo "DEMO_TERRAFORM=$TERRAFORM: not a Terraform or OpenTofu binary that runs (the demo needs Terraform 1.5 or newer, or OpenTofu 1.6 or newer)" >&2
+	exit 1
+fi
 if [ -z "$TERRAFORM" ]; then
 	for name in terraform tofu; do
 		path="$(command -v "$name" || true)"
 		[ -n "$path" ] || continue
-		version="$(cli_version "$path")"
+		version="$(cli_version "$path" || true)"
 		if supported "$name" "$version"; then
 			TERRAFORM="$path"
 			break
