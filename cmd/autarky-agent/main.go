@@ -28,6 +28,9 @@ according to the healing and scaling policies declared with Terraform.
 
 Commands:
   run        run the agent beside a manager (see autarky-agent run -h)
+  check-config
+             check a configuration file (--config FILE, with run's flags) and
+             print the settings and what it adopts, starting nothing
   supervise  run the agent and restart it when it exits or its watchdog fires,
              where no systemd supervises it (see autarky-agent supervise -h)
   status     print a running agent's status for a person (--json for the raw document)
@@ -58,6 +61,8 @@ func run(args []string, stdout, stderr io.Writer) int {
 		return 0
 	case "run":
 		return exit(runAgent(args[2:], stderr), stderr)
+	case "check-config":
+		return exit(runOrCheck(args[2:], stdout, stderr), stderr)
 	case "supervise":
 		return exit(superviseCmd(args[2:], stdout, stderr), stderr)
 	case "status":

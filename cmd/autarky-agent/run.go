@@ -21,8 +21,16 @@ import (
 )
 
 // runAgent is `autarky-agent run`.
-func runAgent(args []string, stderr io.Writer) error {
+func runAgent(args []string, stderr io.Writer) error { return runOrCheck(args, nil, stderr) }
+
+// runOrCheck runs the agent; with check set (`autarky-agent
+// check-config`) it stops once every setting is checked, and prints the
+// settings and what the configuration file adopts to check instead.
+func runOrCheck(args []string, check, stderr io.Writer) error {
 	fs := flag.NewFlagSet("run", flag.ContinueOnError)
+	if check != nil {
+		fs = flag.NewFlagSet("check-config", flag.ContinueOnError)
+	}
 	fs.SetOutput(stderr)
 	cluster := fs.String("cluster", "", "name of the cluster this agent serves (required)")
 	plat := fs.String("platform", policy.PlatformLocal, "platform of the cluster: local, aws or gcp")
@@ -44,11 +52,16 @@ func runAgent(args []string, stderr io.Writer) error {
 	notifyFormat := fs.String("notify-format", string(notify.FormatJSON), "webhook body: json (the generic body, fields in the README) or slack (Slack's incoming-webhook format)")
 	notifyStale := fs.Duration("notify-stale-after", agent.DefaultNotifyUntrustedAfter, "notify when a scaling check has been untrusted (stale, empty, NaN, unreachable) for this long")
 	notifyResolve := fs.Duration("notify-resolve-after", time.Minute, "send a condition's resolved message once it has stayed cleared this long (a condition back before then sends nothing)")
+	configFile := fs.String("config", "", "HCL file of the agent's settings (the flags' names, '_' for '-') and of a cluster it adopts (an adopt block: see the adopting guide); a flag given here overrides the file")
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
+	file, err := applyConfig(fs, *configFile)
+	if err != nil {
+		return err
+	}
 	if *cluster == "" {
-		return errors.New("--cluster is required")
+		return errors.New("--cluster is required (or cluster in the --config file)")
 	}
 	if err := policy.ValidateName(*cluster); err != nil {
 		return fmt.Errorf("--cluster: %w", err)
@@ -85,6 +98,13 @@ func runAgent(args []string, stderr io.Writer) error {
 	if *notifyStale <= 0 || *notifyResolve < 0 {
 		return errors.New("--notify-stale-after must be positive and --notify-resolve-after not negative (such as 5m and 1m)")
 	}
+	adopt, err := adoption(file, *cluster, *plat, *interval, *dryRun)
+	if err != nil {
+		return err
+	}
+	if check != nil {
+		return printCheck(check, fs, file, adopt)
+	}
 	logger := hclog.New(&hclog.LoggerOptions{Name: "autarky-agent", Output: stderr, JSONFormat: *logFormat == "json", Level: hclog.Info})
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM, syscall.SIGINT)
 	defer stop()
@@ -94,6 +114,7 @@ func runAgent(args []string, stderr io.Writer) error {
 	}
 	opened, err := platform.Open(ctx, *plat, platform.AgentSettings{Cluster: *cluster, Region: *region, Project: *project, Bucket: *bucket,
 		ComputeEndpoint: *computeEndpoint, StorageEndpoint: *storageEndpoint, StateDir: *stateDir,
+		DockerHost: *dockerHost, Adopt: adopt,
 		Progress: func(msg string, kv ...any) { logger.Info(msg, kv...) }})
 	if err != nil {
 		return err

@@ -22,6 +22,12 @@ type AgentSettings struct {
 	ComputeEndpoint, StorageEndpoint string
 	// StateDir: local.
 	StateDir string
+	// DockerHost is the manager the agent runs beside.
+	DockerHost string
+	// Adopt, when set, is a cluster the agent's configuration file
+	// declares instead of Terraform (Adopt): the platform opens it on the
+	// groups or nodes the file names.
+	Adopt    *Adoption
 	Progress Progress
 }
 

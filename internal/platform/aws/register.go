@@ -41,11 +41,22 @@ func openAgent(ctx context.Context, s platform.AgentSettings) (platform.Opened, 
 	if err := CheckCredentials(ctx, clients.Config); err != nil {
 		return platform.Opened{}, fmt.Errorf("--platform aws: %w", err)
 	}
-	cl, err := NewCluster(clients, s.Cluster, nil)
+	var groups map[string]string
+	if s.Adopt != nil {
+		// An adopted pool's group is the one the file names.
+		groups = s.Adopt.Groups
+	}
+	cl, err := NewCluster(clients, s.Cluster, groups)
 	if err != nil {
 		return platform.Opened{}, err
 	}
-	return platform.Opened{Cluster: cl, Collectors: []prometheus.Collector{m.Retries, m.RateWait}}, nil
+	opened := platform.Opened{Cluster: cl, Collectors: []prometheus.Collector{m.Retries, m.RateWait}}
+	if s.Adopt != nil {
+		if opened.Cluster, err = platform.Adopt(ctx, cl, s.Adopt, "SSM path "+ClusterPath(s.Cluster)); err != nil {
+			return platform.Opened{}, err
+		}
+	}
+	return opened, nil
 }
 
 // openBackend is the provider's aws: the aws block's region, credentials

@@ -23,6 +23,9 @@ func openAgent(ctx context.Context, s platform.AgentSettings) (platform.Opened, 
 	if err := platform.Refuse("gcp", map[string]string{"--state-dir": s.StateDir}); err != nil {
 		return platform.Opened{}, err
 	}
+	if s.Adopt != nil {
+		return platform.Opened{}, fmt.Errorf("%s: adopting a cluster is supported on platforms local and aws, not gcp", s.Adopt.Source)
+	}
 	if s.Bucket == "" {
 		return platform.Opened{}, errors.New("--bucket is required with --platform gcp: the Cloud Storage bucket of the cluster's store")
 	}

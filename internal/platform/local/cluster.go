@@ -84,6 +84,9 @@ func (p *Platform) claimName(c policy.Cluster) error {
 		return err
 	}
 	defer unlock()
+	if err := p.refuseAdopted(c.Name); err != nil {
+		return err
+	}
 	descriptor := filepath.Join(p.clusterDir(c.Name), "cluster.json")
 	if _, err := os.Stat(descriptor); err == nil {
 		insts, _ := p.instances(c.Name, "")
@@ -202,6 +205,9 @@ func (p *Platform) retireNode(ctx context.Context, mgr *swarm.Client, inst insta
 // manager returns a client of a live manager that answers as a manager,
 // preferring the leader.
 func (p *Platform) manager(ctx context.Context, cluster string) (*swarm.Client, error) {
+	if host := p.adoptedManager(cluster); host != "" {
+		return dialAdoptedManager(ctx, cluster, host)
+	}
 	insts, err := p.instances(cluster, policy.ManagerPoolName)
 	if err != nil {
 		return nil, err

@@ -226,6 +226,9 @@ func (p *Platform) joinWith(ctx context.Context, mgr *swarm.Client, f *instanceF
 
 // managerAddrs are the swarm addresses of the cluster's live managers.
 func (p *Platform) managerAddrs(cluster string) ([]string, error) {
+	if host := p.adoptedManager(cluster); host != "" {
+		return adoptedManagerAddrs(cluster, host)
+	}
 	insts, err := p.instances(cluster, policy.ManagerPoolName)
 	if err != nil {
 		return nil, err

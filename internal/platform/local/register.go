@@ -13,7 +13,7 @@ func init() {
 }
 
 // openAgent is the agent's local: the provider's state dir.
-func openAgent(_ context.Context, s platform.AgentSettings) (platform.Opened, error) {
+func openAgent(ctx context.Context, s platform.AgentSettings) (platform.Opened, error) {
 	if err := platform.Refuse("local", map[string]string{"--region": s.Region, "--project": s.Project, "--bucket": s.Bucket,
 		"--compute-endpoint": s.ComputeEndpoint, "--storage-endpoint": s.StorageEndpoint}); err != nil {
 		return platform.Opened{}, err
@@ -21,6 +21,9 @@ func openAgent(_ context.Context, s platform.AgentSettings) (platform.Opened, er
 	p, err := New(policy.StateDirFrom(s.StateDir), s.Progress, Options{})
 	if err != nil {
 		return platform.Opened{}, err
+	}
+	if s.Adopt != nil {
+		return openAdopted(ctx, p, s)
 	}
 	return platform.Opened{Cluster: p.Cluster(s.Cluster)}, nil
 }

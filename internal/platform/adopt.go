@@ -1,0 +1,158 @@
+package platform
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"sync"
+
+	"github.com/autarky/terraform-provider-autarky/internal/policy"
+)
+
+// Adoption is a cluster that Terraform did not build, declared in the
+// agent's configuration file (internal/agentconfig): its descriptor,
+// pools and policies, checked by policy's validators.
+type Adoption struct {
+	// Source names the file, for messages.
+	Source     string
+	Descriptor policy.Cluster
+	Pools      []policy.Pool
+	Healing    []policy.Healing
+	Scaling    []policy.Scaling
+	Services   []policy.ServiceScaling
+	// Groups maps a pool to its existing group (aws: the Auto Scaling
+	// Group), which the platform's naming rule did not name.
+	Groups map[string]string
+}
+
+// Adopt is the agent's view of an adopted cluster: the descriptor, pools
+// and policies come from the file (a), the instances and the journal from
+// the platform's cluster inner. Nothing of the file is written into the
+// platform's store: the file is the configuration's one owner, and the
+// store keeps only what the agent itself writes (its journal). The size
+// the agent gives a pool (SetDesiredSize) is kept in memory, since the
+// file cannot be written back; a restarted agent starts from the file's
+// desired_size and the scaling policy moves it again.
+//
+// It refuses a cluster whose store holds a descriptor: Terraform built
+// that one and owns its pools, and two owners would fight over them.
+// inner's GroupCluster and desired trimmer stay visible through the
+// result; its TokenStore does not, since an adopted cluster has no
+// join_token_rotation (its join tokens are the swarm's business).
+func Adopt(ctx context.Context, inner Cluster, a *Adoption, where string) (Cluster, error) {
+	if _, err := inner.Descriptor(ctx); err == nil {
+		return nil, fmt.Errorf("%s adopts cluster %q, but %s holds a cluster of that name that Terraform built: it is Terraform's, and an agent adopting it would fight Terraform over its pools; remove the adopt block to run the agent of that cluster, or adopt under another name", a.Source, a.Descriptor.Name, where)
+	} else if !errors.Is(err, ErrNotFound) {
+		return nil, fmt.Errorf("adopting cluster %q: reading %s: %w", a.Descriptor.Name, where, err)
+	}
+	c := &adopted{Cluster: inner, a: a, desired: map[string]int64{}}
+	g, isGroup := inner.(GroupCluster)
+	t, isTrim := inner.(interface {
+		TrimDesired(ctx context.Context, pool string) (from, to int, why string, err error)
+	})
+	switch {
+	case isGroup && isTrim:
+		return &adoptedGroupTrim{adoptedGroup{c, g}, t}, nil
+	case isGroup:
+		return &adoptedGroup{c, g}, nil
+	}
+	return c, nil
+}
+
+type adopted struct {
+	Cluster
+	a *Adoption
+
+	mu      sync.Mutex
+	desired map[string]int64
+}
+
+func (c *adopted) Descriptor(context.Context) (policy.Cluster, error) { return c.a.Descriptor, nil }
+
+// Pools are the file's, with the sizes the agent gave them since it
+// started.
+func (c *adopted) Pools(context.Context) ([]policy.Pool, error) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	out := make([]policy.Pool, 0, len(c.a.Pools))
+	for _, p := range c.a.Pools {
+		if d, ok := c.desired[p.Name]; ok {
+			p.DesiredSize = d
+		}
+		out = append(out, p)
+	}
+	return out, nil
+}
+
+func (c *adopted) HealingPolicies(context.Context) ([]policy.Healing, error) {
+	return append([]policy.Healing(nil), c.a.Healing...), nil
+}
+
+func (c *adopted) ScalingPolicies(context.Context) ([]policy.Scaling, error) {
+	return append([]policy.Scaling(nil), c.a.Scaling...), nil
+}
+
+func (c *adopted) ServiceScalingPolicies(context.Context) ([]policy.ServiceScaling, error) {
+	return append([]policy.ServiceScaling(nil), c.a.Services...), nil
+}
+
+// SetDesiredSize keeps the size within the file's bounds, in memory; on a
+// group platform the group grows to it (growDesired).
+func (c *adopted) SetDesiredSize(ctx context.Context, pool string, size int64) error {
+	var p *policy.Pool
+	for i := range c.a.Pools {
+		if c.a.Pools[i].Name == pool {
+			p = &c.a.Pools[i]
+		}
+	}
+	if p == nil {
+		return fmt.Errorf("node pool %s is not in %s: %w", policy.PoolID(c.a.Descriptor.Name, pool), c.a.Source, ErrNotFound)
+	}
+	if size < p.MinSize || size > p.MaxSize {
+		return fmt.Errorf("size %d of pool %s is outside [%d, %d]", size, p.ID(), p.MinSize, p.MaxSize)
+	}
+	c.mu.Lock()
+	c.desired[pool] = size
+	c.mu.Unlock()
+	return nil
+}
+
+// adoptedGroup is an adopted cluster on a group platform.
+type adoptedGroup struct {
+	*adopted
+	g GroupCluster
+}
+
+func (c *adoptedGroup) TerminateAndShrink(ctx context.Context, id string) error {
+	return c.g.TerminateAndShrink(ctx, id)
+}
+
+func (c *adoptedGroup) CheckScaleIn(ctx context.Context, pool, id string) error {
+	return c.g.CheckScaleIn(ctx, pool, id)
+}
+
+// SetDesiredSize records the size and grows the pool's group to it: the
+// group launches the instances. Shrinking only records, as on every group
+// platform: each member leaves with TerminateAndShrink.
+func (c *adoptedGroup) SetDesiredSize(ctx context.Context, pool string, size int64) error {
+	if err := c.adopted.SetDesiredSize(ctx, pool, size); err != nil {
+		return err
+	}
+	if r, ok := c.g.(interface {
+		GrowTo(ctx context.Context, pool string, size int) error
+	}); ok {
+		return r.GrowTo(ctx, pool, int(size))
+	}
+	return fmt.Errorf("platform of cluster %s cannot grow an adopted pool's group", c.a.Descriptor.Name)
+}
+
+type adoptedGroupTrim struct {
+	adoptedGroup
+	t interface {
+		TrimDesired(ctx context.Context, pool string) (from, to int, why string, err error)
+	}
+}
+
+func (c *adoptedGroupTrim) TrimDesired(ctx context.Context, pool string) (from, to int, why string, err error) {
+	return c.t.TrimDesired(ctx, pool)
+}

@@ -1,0 +1,31 @@
+package group
+
+import (
+	"context"
+	"fmt"
+
+	"github.com/autarky/terraform-provider-autarky/internal/policy"
+)
+
+// GrowTo raises pool's group's desired size to size when it is below,
+// once the cloud is not busy with the group: what SetDesiredSize does for
+// a pool whose descriptor is not in the store but in the agent's
+// configuration file (platform.Adopt), which has checked size against
+// the pool's bounds. The group's own maximum (less the surge room) still
+// caps it.
+func (c *Cluster) GrowTo(ctx context.Context, pool string, size int) error {
+	g, err := c.Group(ctx, pool, true)
+	if err != nil {
+		return err
+	}
+	if size <= g.Desired {
+		return nil
+	}
+	if g.Bounded && size > g.Max-Surge {
+		return fmt.Errorf("node pool %s: size %d is above what %s %s allows (%d, its maximum less %d for a replacement's surge): raise the group's maximum or lower max_size", policy.PoolID(c.name, pool), size, c.groups.Kind(), g.Name, g.Max-Surge, Surge)
+	}
+	if err := g.busy(Grow, ""); err != nil {
+		return err
+	}
+	return c.groups.Resize(ctx, g.Name, size)
+}
