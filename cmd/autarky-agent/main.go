@@ -13,6 +13,7 @@ import (
 	// a cluster on it (platform.Open); run.go names none of them. The
 	// clouds are in platform_aws.go and platform_gcp.go, which the build
 	// tags noaws and nogcp leave out of a smaller agent.
+	"github.com/autarky/terraform-provider-autarky/internal/packaging"
 	_ "github.com/autarky/terraform-provider-autarky/internal/platform/local"
 	"github.com/autarky/terraform-provider-autarky/internal/workload"
 )
@@ -34,6 +35,9 @@ Commands:
   supervise  run the agent and restart it when it exits or its watchdog fires,
              where no systemd supervises it (see autarky-agent supervise -h)
   status     print a running agent's status for a person (--json for the raw document)
+  health     exit 0 when a running agent's /healthz answers 200 (the image's HEALTHCHECK)
+  launcher   local platform: start and stop nodes for an agent in a container (see autarky-agent launcher -h)
+  unit       print the systemd unit that runs the agent as a service
   version    print the version
   workload   run the small demo and test workload (the autarky/workload image)
   help       print this help
@@ -67,6 +71,13 @@ func run(args []string, stdout, stderr io.Writer) int {
 		return exit(superviseCmd(args[2:], stdout, stderr), stderr)
 	case "status":
 		return exit(statusCmd(args[2:], stdout, stderr), stderr)
+	case "health":
+		return exit(healthCmd(args[2:], stdout, stderr), stderr)
+	case "launcher":
+		return exit(launcherCmd(args[2:], stderr), stderr)
+	case "unit":
+		_, err := io.WriteString(stdout, packaging.Unit)
+		return exit(err, stderr)
 	case "workload":
 		return exit(workload.Run(args[2:], stdout), stderr)
 	default:

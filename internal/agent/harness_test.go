@@ -207,17 +207,7 @@ func (h *harness) onManager(f func(context.Context, *swarm.Client) error) error 
 
 func (h *harness) waitFor(what string, timeout time.Duration, cond func() (bool, string)) {
 	h.t.Helper()
-	deadline := time.Now().Add(timeout)
-	last := ""
-	for time.Now().Before(deadline) {
-		ok, detail := cond()
-		if ok {
-			return
-		}
-		last = detail
-		time.Sleep(200 * time.Millisecond)
-	}
-	h.t.Fatalf("timed out after %s waiting for %s; last: %s", timeout, what, last)
+	testenv.WaitFor(h.t, what, timeout, cond)
 }
 
 // settled is true when the pool has want Ready nodes and the swarm lists no

@@ -22,14 +22,27 @@
 #                                has no containerd.service)
 #   restart NAME.service         a unit file the script wrote under
 #                                /etc/systemd/system: runs its ExecStart (an
-#                                `autarky-agent run ...`) under
+#                                `autarky-agent run ...`, its $VARIABLES
+#                                taken from its EnvironmentFile and split
+#                                at white space, as systemd does) under
 #                                `autarky-agent supervise`, the agent's own
 #                                supervisor, which keeps Restart=always with
 #                                RestartSec and WatchdogSec as systemd does;
-#                                for Type=notify it waits, as systemd does,
-#                                until the agent sent READY=1 (the
-#                                supervisor logs "child ready"), at most
-#                                90 s (systemd's default start timeout)
+#                                as its User and Group with its
+#                                SupplementaryGroups only, with
+#                                NoNewPrivileges, an empty
+#                                CapabilityBoundingSet and its UMask
+#                                (setpriv, util-linux); for Type=notify it
+#                                waits, as systemd does, until the agent
+#                                sent READY=1 (the supervisor logs "child
+#                                ready"), at most 90 s (systemd's default
+#                                start timeout)
+#
+# The sandboxing settings that need systemd's own namespaces and seccomp
+# (ProtectSystem, PrivateTmp, SystemCallFilter and the like: the list in
+# restart_unit) are accepted as written and NOT carried out: the agent in a
+# test host runs with more rights than under systemd. systemd's checker
+# reads them (internal/packaging TestUnitVerify).
 #
 # The environment passes through to what it starts (systemd would give a
 # clean one): the test host's AWS endpoint and test credentials reach the
@@ -77,7 +90,14 @@ restart_unit() {
 	# Refuse the [Service] settings this stand-in does not carry out.
 	sed -n '/^\[Service\]/,/^\[/{/^[A-Za-z]/s/=.*//p}' "$unit" | while read -r key; do
 		case $key in
-		Type | NotifyAccess | ExecStart | Restart | RestartSec | WatchdogSec) ;;
+		Type | NotifyAccess | ExecStart | Restart | RestartSec | WatchdogSec | EnvironmentFile) ;;
+		User | Group | SupplementaryGroups | NoNewPrivileges | CapabilityBoundingSet | UMask) ;;
+		# Accepted, not carried out (see above).
+		ProtectSystem | ProtectHome | PrivateTmp | PrivateDevices | PrivateMounts | ProtectKernelTunables | \
+			ProtectKernelModules | ProtectKernelLogs | ProtectControlGroups | ProtectClock | ProtectHostname | \
+			ProtectProc | ProcSubset | RestrictAddressFamilies | RestrictNamespaces | RestrictRealtime | \
+			RestrictSUIDSGID | MemoryDenyWriteExecute | LockPersonality | RemoveIPC | SystemCallArchitectures | \
+			SystemCallFilter | SystemCallErrorNumber) ;;
 		*)
 			log "unit $1: $key= is not carried out by this stand-in: teach it (internal/testenv/systemctl.sh)"
 			exit 2
@@ -91,8 +111,31 @@ restart_unit() {
 		exit 2
 		;;
 	esac
-	# shellcheck disable=SC2086 # split ExecStart into words, as systemd does
-	set -- $exec_start
+	env_file=$(unit_value "$unit" EnvironmentFile)
+	[ -z "$env_file" ] || [ -f "$env_file" ] || {
+		log "unit $1: EnvironmentFile $env_file does not exist"
+		exit 1
+	}
+	# Split ExecStart into words, as systemd does, and a word $NAME into
+	# the words of NAME's value in the EnvironmentFile.
+	set -f
+	words=
+	for word in $exec_start; do
+		case $word in
+		\$*[!A-Za-z0-9_]* | \$) log "unit $1: only whole-word \$NAME is expanded here: $word" && exit 2 ;;
+		\$*)
+			[ -n "$env_file" ] || {
+				log "unit $1: $word without an EnvironmentFile"
+				exit 2
+			}
+			words="$words $(sed -n "s/^${word#\$}=//p" "$env_file" | tail -n 1)"
+			;;
+		*) words="$words $word" ;;
+		esac
+	done
+	# shellcheck disable=SC2086 # split into words, as systemd does
+	set -- $words
+	set +f
 	bin=$1
 	shift
 	[ "${1:-}" = run ] || {
@@ -106,13 +149,45 @@ restart_unit() {
 	name=${unit##*/}
 	name=${name%.service}
 	stop_pid "/run/$name.supervise.pid" 30
+	# The process's rights: setpriv becomes the unit's user, groups and
+	# bounds, then runs the supervisor, which runs the agent.
+	user=$(unit_value "$unit" User)
+	priv=
+	if [ -n "$user" ]; then
+		group=$(unit_value "$unit" Group)
+		groups=$(unit_value "$unit" SupplementaryGroups | tr ' ' ,)
+		priv="setpriv --reuid $user --regid ${group:-$user} --clear-groups"
+		[ -z "$groups" ] || priv="setpriv --reuid $user --regid ${group:-$user} --groups $groups"
+	fi
+	case $(unit_value "$unit" NoNewPrivileges) in
+	'' | no) ;;
+	yes) priv="${priv:-setpriv} --no-new-privs" ;;
+	*) log "unit $1: NoNewPrivileges= takes yes or no here" && exit 2 ;;
+	esac
+	if grep -q '^CapabilityBoundingSet=' "$unit"; then
+		[ -z "$(unit_value "$unit" CapabilityBoundingSet)" ] || {
+			log "unit $1: only an empty CapabilityBoundingSet= is carried out"
+			exit 2
+		}
+		priv="${priv:-setpriv} --bounding-set -all --inh-caps -all"
+	fi
+	umask_value=$(unit_value "$unit" UMask)
+	# The supervisor's pid file and notify socket, in a directory the
+	# unit's user owns (as systemd's RuntimeDirectory).
+	run_dir=/run/$name
+	mkdir -p "$run_dir"
+	[ -z "$user" ] || chown "$user:${group:-$user}" "$run_dir"
 	log=/var/log/$name.log
 	start=1
 	[ ! -f "$log" ] || start=$(($(wc -l <"$log") + 1))
 	restart_sec=$(unit_value "$unit" RestartSec)
 	watchdog=$(unit_value "$unit" WatchdogSec)
-	setsid "$bin" supervise --restart-delay "${restart_sec:-0.1}s" --watchdog "${watchdog:-0}s" \
-		--pid-file "/run/$name.pid" --log-format json -- "$@" >>"$log" 2>&1 </dev/null &
+	(
+		[ -z "$umask_value" ] || umask "$umask_value"
+		# shellcheck disable=SC2086 # priv is words
+		exec setsid $priv "$bin" supervise --restart-delay "${restart_sec:-0.1}s" --watchdog "${watchdog:-0}s" \
+			--pid-file "$run_dir/$name.pid" --log-format json -- "$@" >>"$log" 2>&1 </dev/null
+	) &
 	echo $! >"/run/$name.supervise.pid"
 	[ "$(unit_value "$unit" Type)" = notify ] || return 0
 	waited=0

@@ -10,6 +10,7 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 )
 
 // Setup is the command that installs every part the tests need.
@@ -126,4 +127,21 @@ func Records(stateDir, cluster, pool string) []Record {
 		}
 	}
 	return out
+}
+
+// WaitFor polls cond every 200 ms until it holds, and fails the test after
+// timeout with what it waited for and cond's last detail.
+func WaitFor(t testing.TB, what string, timeout time.Duration, cond func() (bool, string)) {
+	t.Helper()
+	deadline := time.Now().Add(timeout)
+	last := ""
+	for time.Now().Before(deadline) {
+		ok, detail := cond()
+		if ok {
+			return
+		}
+		last = detail
+		time.Sleep(200 * time.Millisecond)
+	}
+	t.Fatalf("timed out after %s waiting for %s; last: %s", timeout, what, last)
 }

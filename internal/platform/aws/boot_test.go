@@ -20,6 +20,7 @@ import (
 	"github.com/aws/aws-sdk-go-v2/service/ec2"
 	"github.com/aws/aws-sdk-go-v2/service/ssm"
 
+	"github.com/autarky/terraform-provider-autarky/internal/packaging"
 	"github.com/autarky/terraform-provider-autarky/internal/policy"
 	"github.com/autarky/terraform-provider-autarky/internal/swarm"
 	"github.com/autarky/terraform-provider-autarky/internal/testenv"
@@ -175,6 +176,7 @@ func TestBootScriptOnTestHosts(t *testing.T) {
 		if err != nil || !strings.Contains(out, "cluster "+cluster+" — agent on node") {
 			t.Fatalf("autarky-agent status on %s: %v\n%s", h.ID, err, out)
 		}
+		checkAgentUnit(t, h)
 	}
 	if n := downloads.Load(); n != 3 {
 		t.Fatalf("the agent binary was downloaded %d times, want 3 (once per manager)", n)
@@ -225,6 +227,41 @@ func TestBootScriptOnTestHosts(t *testing.T) {
 	}
 	if !strings.Contains(tail(initer.Log("autarky-agent.log"), 200), `"@message":"child ready"`) {
 		t.Fatalf("the agent on %s is not running after the reboot", initer.ID)
+	}
+}
+
+// checkAgentUnit checks how a manager runs its agent: the unit installed
+// is the one this repository ships (internal/packaging, which the agent
+// prints), its environment file holds the manager's flags, and the agent
+// runs as the unit's user, not root, with no capability, reading its
+// token file through its group (root:autarky-agent 0640).
+func checkAgentUnit(t *testing.T, h *bootHost) {
+	t.Helper()
+	unit, err := h.Exec(10*time.Second, "cat", packaging.UnitPath)
+	if err != nil || unit != strings.TrimSpace(packaging.Unit) {
+		t.Fatalf("%s on %s is not the shipped unit (internal/packaging/%s): %v\n%s", packaging.UnitPath, h.ID, packaging.UnitName, err, unit)
+	}
+	env, err := h.Exec(10*time.Second, "cat", packaging.EnvironmentFile)
+	want := packaging.FlagsVariable + "=--cluster boot --platform aws --region " + testenv.MotoRegion + " --listen " + h.PrivateIP + ":9910 " +
+		"--alert-token-file " + policy.AgentTokenFile + " --evaluation-interval 2s --log-format json"
+	if err != nil || env != want {
+		t.Fatalf("%s on %s: %v\n%s\nwant\n%s", packaging.EnvironmentFile, h.ID, err, env, want)
+	}
+	out, err := h.Exec(10*time.Second, "sh", "-c", `pid=$(cat /run/autarky-agent/autarky-agent.pid) && grep -E '^(Uid|Groups|CapEff|CapBnd|NoNewPrivs):' /proc/$pid/status && stat -c '%U:%G %a' `+policy.AgentTokenFile+` && id -u `+packaging.User)
+	if err != nil {
+		t.Fatalf("the agent's process on %s: %v\n%s", h.ID, err, out)
+	}
+	fields := map[string]string{}
+	for _, line := range strings.Split(out, "\n") {
+		k, v, _ := strings.Cut(line, ":")
+		fields[k] = strings.Join(strings.Fields(v), " ")
+	}
+	lines := strings.Split(out, "\n")
+	uid := lines[len(lines)-1]
+	if !strings.HasPrefix(fields["Uid"], uid+" ") || uid == "0" || fields["CapEff"] != "0000000000000000" ||
+		fields["CapBnd"] != "0000000000000000" || fields["NoNewPrivs"] != "1" || lines[len(lines)-2] != "root:"+packaging.User+" 640" {
+		t.Fatalf("the agent on %s does not run as %s (uid %s) without capabilities and new privileges, or its token file is not root:%s 0640:\n%s",
+			h.ID, packaging.User, uid, packaging.User, out)
 	}
 }
 

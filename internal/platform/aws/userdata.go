@@ -12,6 +12,7 @@ import (
 	"time"
 	"unicode/utf8"
 
+	"github.com/autarky/terraform-provider-autarky/internal/packaging"
 	"github.com/autarky/terraform-provider-autarky/internal/policy"
 )
 
@@ -102,6 +103,10 @@ type agentView struct {
 	// AddressFile is where the script writes the agent's URL, which
 	// `autarky-agent status` on the manager reads.
 	AddressFile string
+	// UnitPath is where the agent's own unit (autarky-agent unit) is
+	// installed; it runs as User, with run's flags in EnvFile (as
+	// AUTARKY_AGENT_FLAGS, packaging.FlagsVariable).
+	UnitPath, User, EnvFile string
 }
 
 // RenderUserData renders the boot script of one pool's instances.
@@ -147,7 +152,8 @@ func RenderUserData(u UserData) (string, error) {
 			a.EvaluationInterval = policy.DefaultEvaluationInterval.String()
 		}
 		v.Agent = &agentView{AgentBoot: a, Port: policy.AgentPort,
-			TokenParameter: AlertTokenParameter(u.Cluster), TokenFile: policy.AgentTokenFile, AddressFile: policy.AgentAddressFile}
+			TokenParameter: AlertTokenParameter(u.Cluster), TokenFile: policy.AgentTokenFile, AddressFile: policy.AgentAddressFile,
+			UnitPath: packaging.UnitPath, User: packaging.User, EnvFile: packaging.EnvironmentFile}
 	}
 	var buf bytes.Buffer
 	if err := userDataTmpl.Execute(&buf, v); err != nil {

@@ -13,6 +13,7 @@ import (
 	"time"
 	"unicode/utf8"
 
+	"github.com/autarky/terraform-provider-autarky/internal/packaging"
 	"github.com/autarky/terraform-provider-autarky/internal/platform/group"
 	"github.com/autarky/terraform-provider-autarky/internal/policy"
 )
@@ -161,6 +162,10 @@ type startupAgentView struct {
 	// are not Google's (a private endpoint): the agent then reaches the
 	// same ones as the script.
 	Endpoints string
+	// UnitPath is where the agent's own unit (autarky-agent unit) is
+	// installed; it runs as User, with run's flags in EnvFile (as
+	// AUTARKY_AGENT_FLAGS, packaging.FlagsVariable).
+	UnitPath, User, EnvFile string
 }
 
 // objectInURL is an object's name as a path segment or query value of the
@@ -217,7 +222,8 @@ func RenderStartupScript(s StartupScript) (string, error) {
 			a.EvaluationInterval = policy.DefaultEvaluationInterval.String()
 		}
 		v.Agent = &startupAgentView{StartupAgent: a, Port: policy.AgentPort,
-			TokenObject: objectInURL(s.Cluster, group.KeyAlertToken), TokenFile: policy.AgentTokenFile, AddressFile: policy.AgentAddressFile}
+			TokenObject: objectInURL(s.Cluster, group.KeyAlertToken), TokenFile: policy.AgentTokenFile, AddressFile: policy.AgentAddressFile,
+			UnitPath: packaging.UnitPath, User: packaging.User, EnvFile: packaging.EnvironmentFile}
 		// The Go clients take the endpoints as base URLs: Compute
 		// Engine's before compute/v1/, Cloud Storage's JSON API's with it.
 		if s.ComputeEndpoint != DefaultComputeEndpoint {

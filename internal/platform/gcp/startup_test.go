@@ -8,6 +8,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/autarky/terraform-provider-autarky/internal/packaging"
 	"github.com/autarky/terraform-provider-autarky/internal/policy"
 	"github.com/autarky/terraform-provider-autarky/internal/testenv"
 )
@@ -86,8 +87,14 @@ func TestStartupScriptShellcheck(t *testing.T) {
 		if strings.Contains(out, "\tstart_agent\n") != isManager {
 			t.Errorf("%s startup script: agent started %t, want %t", name, !isManager, isManager)
 		}
-		if isManager && !strings.Contains(out, "ExecStart=$AGENT_BIN run --cluster $CLUSTER --platform gcp --project $PROJECT --region $REGION --bucket $BUCKET --listen $PRIVATE_IP:9910 --alert-token-file $AGENT_TOKEN_FILE --evaluation-interval 5s --log-format json --dry-run\n") {
-			t.Errorf("the manager's unit does not run the agent on gcp with its token file")
+		// The unit is the one the agent ships (autarky-agent unit,
+		// internal/packaging); this manager's flags go in its
+		// environment file, whose AUTARKY_AGENT_FLAGS the unit runs.
+		if isManager && !strings.Contains(out, `printf '`+packaging.FlagsVariable+`=%s\n' "--cluster $CLUSTER --platform gcp --project $PROJECT --region $REGION --bucket $BUCKET --listen $PRIVATE_IP:9910 --alert-token-file $AGENT_TOKEN_FILE --evaluation-interval 5s --log-format json --dry-run" >"$AGENT_ENV_FILE"`) {
+			t.Errorf("the manager's environment file does not run the agent on gcp with its token file")
+		}
+		if isManager && !strings.Contains(out, `"$AGENT_BIN" unit >"$AGENT_UNIT.tmp"`) {
+			t.Errorf("the manager's startup script does not install the agent's own unit")
 		}
 		path := filepath.Join(dir, name+".sh")
 		if err := os.WriteFile(path, []byte(out), 0o600); err != nil {

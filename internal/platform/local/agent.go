@@ -19,7 +19,10 @@ import (
 var _ platform.Cluster = (*Cluster)(nil)
 
 // Instances lists every instance of the cluster, dead ones included.
-func (c *Cluster) Instances(context.Context) ([]platform.Instance, error) {
+func (c *Cluster) Instances(ctx context.Context) ([]platform.Instance, error) {
+	if c.p.launcher != nil {
+		return c.remoteInstances(ctx)
+	}
 	files, err := c.p.instances(c.name, "")
 	if err != nil {
 		return nil, err
@@ -41,6 +44,9 @@ const joinWindow = 5 * time.Minute
 // RunInstances does; the node boots and joins the swarm in the background,
 // the local platform's user data. A new manager gets its agent once joined.
 func (c *Cluster) StartInstance(ctx context.Context, pool policy.Pool) (platform.Instance, error) {
+	if c.p.launcher != nil {
+		return c.remoteStart(ctx, pool)
+	}
 	if err := c.p.checkHost(); err != nil {
 		return platform.Instance{}, err
 	}
@@ -85,6 +91,9 @@ func (c *Cluster) bootAndJoin(f instanceFile, pool policy.Pool) {
 
 // TerminateInstance stops an instance's processes and removes its directory.
 func (c *Cluster) TerminateInstance(ctx context.Context, id string) error {
+	if c.p.launcher != nil {
+		return c.remoteTerminate(ctx, id)
+	}
 	files, err := c.p.instances(c.name, "")
 	if err != nil {
 		return err
@@ -279,6 +288,9 @@ func (p *Platform) ensureAgents(_ context.Context, c policy.Cluster, restart boo
 // Restart starts a stopped instance's dockerd again on its own data, as
 // powering a machine back on does: it rejoins the swarm as the same node.
 func (c *Cluster) Restart(ctx context.Context, id string) error {
+	if c.p.launcher != nil {
+		return c.remoteRestart(ctx, id)
+	}
 	if err := c.p.checkHost(); err != nil {
 		return err
 	}

@@ -7,6 +7,15 @@
 // claims a /24 of 127.0.0.0/8 machine-wide, so clusters of different state
 // directories (and parallel tests) coexist. It needs root and Debian's
 // docker.io.
+//
+// An agent on the machine starts and stops nodes itself. An agent in a
+// container (the Swarm service of internal/packaging's stack file) cannot
+// start a process that outlives its container; it asks the launcher,
+// `autarky-agent launcher`, a root process of the machine serving the
+// instance calls on a 0600 unix socket in the state dir, as an agent on a
+// cloud asks the cloud's API (launcher.go). Every node shows its own
+// directory, and so its Docker socket, at NodeDir in its mount namespace,
+// the one path the stack file mounts on every manager.
 package local
 
 import (
@@ -41,6 +50,7 @@ type Platform struct {
 	dockerd  string
 	progress platform.Progress
 	opts     Options
+	launcher *launcherClient // Options.Launcher's
 }
 
 // Options are optional settings of the platform.
@@ -48,6 +58,10 @@ type Options struct {
 	// WorkloadBinary, when set, is a static executable loaded into every node
 	// of clusters created from now on as the image autarky/workload:latest.
 	WorkloadBinary string
+	// Launcher, when set, is the socket of `autarky-agent launcher`: the
+	// agent's clusters start, stop and list instances through it (an
+	// agent in a container; see launcher.go).
+	Launcher string
 }
 
 // New opens the platform at stateDir. It fails early, naming the fix, when
@@ -65,7 +79,11 @@ func New(stateDir string, progress platform.Progress, opts Options) (*Platform, 
 	if progress == nil {
 		progress = platform.NoProgress
 	}
-	return &Platform{stateDir: stateDir, progress: progress, opts: opts}, nil
+	p := &Platform{stateDir: stateDir, progress: progress, opts: opts}
+	if opts.Launcher != "" {
+		p.launcher = newLauncherClient(opts.Launcher)
+	}
+	return p, nil
 }
 
 // StateDir is the platform's state directory.

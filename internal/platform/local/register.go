@@ -2,6 +2,7 @@ package local
 
 import (
 	"context"
+	"os"
 
 	"github.com/autarky/terraform-provider-autarky/internal/platform"
 	"github.com/autarky/terraform-provider-autarky/internal/policy"
@@ -12,13 +13,14 @@ func init() {
 	platform.RegisterBackend("local", openBackend)
 }
 
-// openAgent is the agent's local: the provider's state dir.
+// openAgent is the agent's local: the provider's state dir, and the
+// launcher named by AUTARKY_LOCAL_LAUNCHER for an agent in a container.
 func openAgent(ctx context.Context, s platform.AgentSettings) (platform.Opened, error) {
 	if err := platform.Refuse("local", map[string]string{"--region": s.Region, "--project": s.Project, "--bucket": s.Bucket,
 		"--compute-endpoint": s.ComputeEndpoint, "--storage-endpoint": s.StorageEndpoint}); err != nil {
 		return platform.Opened{}, err
 	}
-	p, err := New(policy.StateDirFrom(s.StateDir), s.Progress, Options{})
+	p, err := New(policy.StateDirFrom(s.StateDir), s.Progress, Options{Launcher: os.Getenv(LauncherEnv)})
 	if err != nil {
 		return platform.Opened{}, err
 	}
