@@ -48,6 +48,12 @@ type ProviderSettings struct {
 	Local policy.LocalSettings
 	AWS   *policy.AWSSettings
 	GCP   *policy.GCPSettings
+	// UserAgent is the provider's product tokens, "name/version" separated
+	// by spaces (such as "Terraform/1.5.7 terraform-provider-autarky/0.1.0"),
+	// that every cloud API call carries in its User-Agent header, so that a
+	// cloud's request logs tell which provider release made a call ("" adds
+	// none).
+	UserAgent string
 }
 
 // BackendOpener opens the provider's view of one platform (platform

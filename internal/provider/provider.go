@@ -230,7 +230,8 @@ func (p *autarkyProvider) Configure(ctx context.Context, req provider.ConfigureR
 		resp.Diagnostics.AddAttributeError(path.Root("local").AtName("state_dir"), "invalid local.state_dir", err.Error())
 		return
 	}
-	data := &providerData{settings: platform.ProviderSettings{Local: policy.LocalSettings{StateDir: dir}}}
+	data := &providerData{settings: platform.ProviderSettings{Local: policy.LocalSettings{StateDir: dir},
+		UserAgent: userAgent(p.version, req.TerraformVersion)}}
 	if a := cfg.AWS; a != nil {
 		data.settings.AWS = &policy.AWSSettings{Region: a.Region.ValueString(), Profile: a.Profile.ValueString()}
 		if e := a.Endpoints; e != nil {
@@ -255,6 +256,18 @@ func (p *autarkyProvider) Configure(ctx context.Context, req provider.ConfigureR
 	resp.ResourceData = data
 	resp.DataSourceData = data
 	resp.EphemeralResourceData = data
+}
+
+// userAgent is what the provider's cloud calls say of themselves, as the
+// hashicorp providers say it: the CLI that runs the provider (OpenTofu
+// reports its own version here) and the provider's release, so that a
+// cloud's request logs tell which release of Autarky made a call.
+func userAgent(providerVersion, terraformVersion string) string {
+	ua := "terraform-provider-autarky/" + providerVersion
+	if terraformVersion != "" {
+		ua = "Terraform/" + terraformVersion + " " + ua
+	}
+	return ua
 }
 
 func (p *autarkyProvider) Resources(context.Context) []func() resource.Resource {

@@ -52,6 +52,8 @@ type AWSCall struct {
 	// signature's scope), "" for an unsigned one such as STS
 	// AssumeRoleWithWebIdentity: whose credentials a call was made with.
 	AccessKey string
+	// UserAgent is the request's User-Agent header: who says they called.
+	UserAgent string
 }
 
 // NewAWSProxy starts the proxy in front of target (a moto endpoint).
@@ -70,7 +72,7 @@ func NewAWSProxy(t testing.TB, target string) *AWSProxy {
 			return
 		}
 		r.Body = io.NopCloser(bytes.NewReader(body))
-		c := AWSCall{Service: serviceOf(r), Action: actionOf(r, body), Body: body, AccessKey: scopeOf(r)[0]}
+		c := AWSCall{Service: serviceOf(r), Action: actionOf(r, body), Body: body, AccessKey: scopeOf(r)[0], UserAgent: r.UserAgent()}
 		p.mu.Lock()
 		p.calls[c.Action]++
 		f := p.faultf

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"math/rand/v2"
 	"net"
+	"strings"
 	"time"
 
 	awsv2 "github.com/aws/aws-sdk-go-v2/aws"
@@ -43,6 +44,9 @@ type Config struct {
 	// client-side token buckets, shared per account and region.
 	Deadlines Deadlines
 	Rates     RateLimits
+	// UserAgent: the product tokens every service call adds to the SDK's
+	// User-Agent (platform.ProviderSettings.UserAgent).
+	UserAgent string
 }
 
 // Endpoints are policy's: see policy.AWSEndpoints.
@@ -279,6 +283,7 @@ func NewClients(cfg awsv2.Config, c Config, m *Metrics) *Clients {
 	d := c.Deadlines.withDefaults()
 	rates := c.Rates.withDefaults()
 	withAttemptTimeout(&cfg, d.Attempt)
+	cfg.APIOptions = append(cfg.APIOptions, userAgent(c.UserAgent)...)
 	if cfg.Credentials != nil && !awsv2.IsCredentialsProvider(cfg.Credentials, (*awsv2.CredentialsCache)(nil)) {
 		// The limiter asks for the account on every attempt: cached.
 		cfg.Credentials = awsv2.NewCredentialsCache(cfg.Credentials)
@@ -311,6 +316,23 @@ func NewClients(cfg awsv2.Config, c Config, m *Metrics) *Clients {
 		}
 		o.APIOptions = append(o.APIOptions, limits(serviceSSM, rates.SSM))
 	})
+	return out
+}
+
+// userAgent adds each "name/version" token of ua to the SDK's User-Agent
+// after its own (aws-sdk-go-v2/... os/... lang/...), as the hashicorp
+// providers add theirs: the SDK keeps only characters a header token may
+// hold, so the tokens are added one by one rather than as one string.
+func userAgent(ua string) []func(*middleware.Stack) error {
+	var out []func(*middleware.Stack) error
+	for _, tok := range strings.Fields(ua) {
+		name, version, _ := strings.Cut(tok, "/")
+		if version == "" {
+			out = append(out, awsmiddleware.AddUserAgentKey(name))
+		} else {
+			out = append(out, awsmiddleware.AddUserAgentKeyValue(name, version))
+		}
+	}
 	return out
 }
 

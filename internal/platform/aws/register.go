@@ -68,7 +68,7 @@ func openBackend(ctx context.Context, s platform.ProviderSettings) (platform.Bac
 	}
 	a := s.AWS
 	c := Config{Region: a.Region, Profile: a.Profile, SharedConfigFiles: a.SharedConfigFiles,
-		WebIdentity: a.WebIdentity, AssumeRole: a.AssumeRole, Endpoints: a.Endpoints}
+		WebIdentity: a.WebIdentity, AssumeRole: a.AssumeRole, Endpoints: a.Endpoints, UserAgent: s.UserAgent}
 	cfg, err := LoadConfig(ctx, c)
 	if err == nil {
 		err = CheckCredentials(ctx, cfg)

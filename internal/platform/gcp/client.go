@@ -45,7 +45,10 @@ type Config struct {
 	ImpersonateServiceAccount string
 	// NoAuth sends no credentials at all: for a local fake only.
 	NoAuth bool
-	Limits Limits
+	// UserAgent is every call's User-Agent header
+	// (platform.ProviderSettings.UserAgent); "": the libraries' own.
+	UserAgent string
+	Limits    Limits
 }
 
 // Limits bound every call; zero fields take DefaultLimits. Retry n waits
@@ -110,9 +113,10 @@ type Clients struct {
 	RegionOps       *compute.RegionOperationsClient
 	GlobalOps       *compute.GlobalOperationsClient
 
-	tokens  oauth2.TokenSource
-	limits  Limits
-	metrics *Metrics
+	tokens    oauth2.TokenSource
+	userAgent string
+	limits    Limits
+	metrics   *Metrics
 }
 
 // Connect finds the credentials (an error naming what to set when there
@@ -125,7 +129,7 @@ func Connect(ctx context.Context, cfg Config, m *Metrics) (*Clients, error) {
 	l = Limits{Attempts: cmp.Or(l.Attempts, d.Attempts), BaseDelay: cmp.Or(l.BaseDelay, d.BaseDelay), MaxDelay: cmp.Or(l.MaxDelay, d.MaxDelay),
 		Attempt: cmp.Or(l.Attempt, d.Attempt), Call: cmp.Or(l.Call, d.Call), PerSecond: cmp.Or(l.PerSecond, d.PerSecond)}
 	l.MaxDelay = max(l.MaxDelay, l.BaseDelay)
-	c := &Clients{Project: cfg.Project, Region: cfg.Region, limits: l, metrics: m}
+	c := &Clients{Project: cfg.Project, Region: cfg.Region, userAgent: cfg.UserAgent, limits: l, metrics: m}
 	auth := option.WithoutAuthentication()
 	if !cfg.NoAuth {
 		ts, project, err := credentials(ctx, cfg)
@@ -140,7 +144,11 @@ func Connect(ctx context.Context, cfg Config, m *Metrics) (*Clients, error) {
 	if c.Project == "" {
 		return nil, errors.New("gcp.project: no project: set project in the provider's gcp block (the credentials name none)")
 	}
-	hc, _, err := htransport.NewClient(ctx, auth, option.WithScopes(scope))
+	hopts := []option.ClientOption{auth, option.WithScopes(scope)}
+	if cfg.UserAgent != "" {
+		hopts = append(hopts, option.WithUserAgent(cfg.UserAgent))
+	}
+	hc, _, err := htransport.NewClient(ctx, hopts...)
 	if err != nil {
 		return nil, fmt.Errorf("gcp: HTTP client: %w", err)
 	}

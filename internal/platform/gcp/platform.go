@@ -44,6 +44,9 @@ func (c *Clients) StorageClient(ctx context.Context, endpoint string) (*storage.
 	if endpoint != "" {
 		opts = append(opts, option.WithEndpoint(endpoint))
 	}
+	if c.userAgent != "" {
+		opts = append(opts, option.WithUserAgent(c.userAgent))
+	}
 	st, err := storage.NewClient(ctx, opts...)
 	if err != nil {
 		return nil, fmt.Errorf("gcp: Cloud Storage client: %w", err)

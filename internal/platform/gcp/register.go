@@ -66,7 +66,7 @@ func openBackend(ctx context.Context, s platform.ProviderSettings) (platform.Bac
 	}
 	bg := context.WithoutCancel(ctx)
 	c, err := Connect(bg, Config{Project: g.Project, Region: g.Region, Endpoint: g.ComputeEndpoint,
-		CredentialsJSON: []byte(g.CredentialsJSON), ImpersonateServiceAccount: g.ImpersonateServiceAccount, NoAuth: g.NoAuth}, nil)
+		CredentialsJSON: []byte(g.CredentialsJSON), ImpersonateServiceAccount: g.ImpersonateServiceAccount, NoAuth: g.NoAuth, UserAgent: s.UserAgent}, nil)
 	if err == nil {
 		err = c.CheckCredentials(ctx)
 	}
