@@ -9,10 +9,10 @@ import (
 	"github.com/hashicorp/terraform-plugin-framework/providerserver"
 
 	// The platforms the provider serves: each registers itself, and the
-	// provider's code names none of them.
+	// provider's code names none of them. The local platform is Linux's
+	// alone (platform_local_linux.go).
 	_ "github.com/autarky/terraform-provider-autarky/internal/platform/aws"
 	_ "github.com/autarky/terraform-provider-autarky/internal/platform/gcp"
-	_ "github.com/autarky/terraform-provider-autarky/internal/platform/local"
 	"github.com/autarky/terraform-provider-autarky/internal/provider"
 )
 
