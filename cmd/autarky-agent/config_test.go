@@ -113,3 +113,31 @@ func TestRunRefusesBadConfig(t *testing.T) {
 		t.Errorf("missing file: code %d, stderr %q", code, errb.String())
 	}
 }
+
+// TestAdoptRefusesTerraformCluster: an agent told to adopt a cluster whose
+// store holds the descriptor Terraform wrote (the local platform's
+// clusters/<name>/cluster.json) refuses to start, naming the file and the
+// store.
+func TestAdoptRefusesTerraformCluster(t *testing.T) {
+	state, err := os.MkdirTemp("", "akr")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = os.RemoveAll(state) })
+	if err := os.MkdirAll(filepath.Join(state, "clusters", "shop"), 0o700); err != nil {
+		t.Fatal(err)
+	}
+	desc := `{"name":"shop","platform":"local","manager_count":1,"heartbeat_period":"5s"}`
+	if err := os.WriteFile(filepath.Join(state, "clusters", "shop", "cluster.json"), []byte(desc), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	cfg := writeConfig(t, "cluster = \"shop\"\nlocal {\n  state_dir = \""+state+"\"\n}\nadopt {\n  node_pool \"web\" {\n    max_size = 2\n  }\n}\n")
+	var out, errb bytes.Buffer
+	code := run([]string{"autarky-agent", "run", "--config", cfg, "--docker-host", "unix:///nonexistent.sock"}, &out, &errb)
+	if code == 0 || !strings.Contains(errb.String(), cfg+` adopts cluster "shop", but state dir `+state+" holds a cluster of that name that Terraform built") {
+		t.Errorf("code %d, stderr %q", code, errb.String())
+	}
+	if _, err := os.Stat(filepath.Join(state, "clusters", "shop", "adopted.json")); err == nil {
+		t.Error("the refused adoption was recorded")
+	}
+}

@@ -1,0 +1,179 @@
+package agentconfig_test
+
+import (
+	"context"
+	"errors"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/autarky/terraform-provider-autarky/internal/platform"
+	"github.com/autarky/terraform-provider-autarky/internal/platform/local"
+	"github.com/autarky/terraform-provider-autarky/internal/policy"
+	"github.com/autarky/terraform-provider-autarky/internal/swarm"
+	"github.com/autarky/terraform-provider-autarky/internal/testenv"
+)
+
+const guide = "templates/guides/adopting.md.tmpl"
+
+// TestAdoptHandBuiltSwarm follows the adopting guide on this machine, its
+// commands as the guide writes them: a swarm built by hand (dockerd
+// engines the test starts, `docker swarm init` and `docker swarm join`,
+// no provider, no Terraform), an agent started with the guide's
+// configuration file naming the pool and its healing policy, a worker's
+// engine killed: the agent starts a replacement of its own in the pool
+// and removes the dead node. The guide's error example is what
+// check-config says of the same file with min_size = 5.
+func TestAdoptHandBuiltSwarm(t *testing.T) {
+	testenv.RequireLocalPlatform(t)
+	for _, tool := range []string{"docker", "unshare"} {
+		if _, err := exec.LookPath(tool); err != nil {
+			t.Fatalf("%s is not installed: run `%s`", tool, testenv.Setup)
+		}
+	}
+	bin := testenv.AgentBinary(t)
+	dir, err := os.MkdirTemp("", "akh")
+	if err != nil {
+		t.Fatal(err)
+	}
+	// The guide's one placeholder is its directory, /tmp/handmade.
+	sub := func(s string) string { return strings.ReplaceAll(s, "/tmp/handmade", dir) }
+	env := append(os.Environ(), "PATH="+filepath.Dir(bin)+":"+os.Getenv("PATH"))
+	bash := func(name string) string {
+		t.Helper()
+		cmd := exec.Command("bash", "-e", "-c", sub(testenv.DocBlock(t, guide, name)))
+		cmd.Env = env
+		out, err := cmd.CombinedOutput()
+		if err != nil {
+			t.Fatalf("the guide's %s: %v\n%s", name, err, out)
+		}
+		return string(out)
+	}
+	var agent *exec.Cmd
+	var agentLog testenv.LockedBuffer
+	t.Cleanup(func() {
+		if agent != nil {
+			_ = syscall.Kill(-agent.Process.Pid, syscall.SIGTERM)
+			_ = agent.Wait()
+			if t.Failed() {
+				t.Logf("agent log:\n%s", agentLog.String())
+			}
+		}
+		p, err := local.New(filepath.Join(dir, "state"), nil, local.Options{})
+		if err == nil {
+			if err := p.DeleteCluster(context.Background(), "handmade"); err != nil {
+				t.Errorf("delete the agent's engines: %v", err)
+			}
+		}
+		cleanup := exec.Command("bash", "-c", sub(testenv.DocBlock(t, guide, "adopt-local-cleanup")))
+		if out, err := cleanup.CombinedOutput(); err != nil {
+			t.Errorf("the guide's cleanup: %v\n%s", err, out)
+		}
+		deadline := time.Now().Add(30 * time.Second)
+		for len(testenv.Leftovers(dir)) > 0 && time.Now().Before(deadline) {
+			time.Sleep(200 * time.Millisecond)
+		}
+		if left := testenv.Leftovers(dir); len(left) > 0 {
+			t.Errorf("the guide's cleanup left:\n%s", strings.Join(left, "\n"))
+		}
+		_ = os.RemoveAll(dir)
+	})
+
+	bash("adopt-local-swarm")
+	mgr, err := swarm.Dial("unix://" + filepath.Join(dir, "m1", "docker.sock"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer mgr.Close()
+	ctx, cancel := context.WithTimeout(context.Background(), 4*time.Minute)
+	defer cancel()
+	if err := mgr.WaitNodes(ctx, "the hand-built swarm's 3 nodes to be ready", func(ns []swarm.Node) bool {
+		return len(ns) == 3 && ready(ns) == 3
+	}); err != nil {
+		t.Fatal(err)
+	}
+
+	config := sub(testenv.DocBlock(t, guide, "adopt-local-config"))
+	if err := os.WriteFile(filepath.Join(dir, "agent.hcl"), []byte(config), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	checked := bash("adopt-local-check")
+	for _, want := range []string{`adopts cluster "handmade" on platform local`, `node_pool "workers": role worker, min_size 2, max_size 4, desired_size 2`,
+		"unhealthy_after 5s", "--evaluation-interval=1s\t(" + filepath.Join(dir, "agent.hcl") + ":"} {
+		if !strings.Contains(checked, want) {
+			t.Errorf("check-config lacks %q:\n%s", want, checked)
+		}
+	}
+	bad := strings.Replace(config, "min_size     = 2", "min_size     = 5", 1)
+	if err := os.WriteFile(filepath.Join(dir, "bad.hcl"), []byte(bad), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	out, err := exec.Command(bin, "check-config", "--config", filepath.Join(dir, "bad.hcl")).CombinedOutput()
+	want := strings.ReplaceAll(sub(testenv.DocBlock(t, guide, "adopt-local-error")), "agent.hcl", "bad.hcl")
+	if err == nil || string(out) != want {
+		t.Errorf("check-config of a min_size above max_size: %v\n%s\nthe guide says:\n%s", err, out, want)
+	}
+
+	agent = exec.Command("bash", "-c", "exec "+sub(testenv.DocBlock(t, guide, "adopt-local-run")))
+	agent.Env = env
+	agent.Stdout, agent.Stderr = &agentLog, &agentLog
+	agent.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
+	if err := agent.Start(); err != nil {
+		t.Fatal(err)
+	}
+	// The agent has read the pool once its status names it.
+	deadline := time.Now().Add(time.Minute)
+	for !strings.Contains(agentLog.String(), "evaluat") && time.Now().Before(deadline) {
+		time.Sleep(200 * time.Millisecond)
+	}
+	start := time.Now()
+	bash("adopt-local-kill")
+
+	var replacement string
+	if err := mgr.WaitNodes(ctx, "a replacement in pool workers, and the dead w1 removed", func(ns []swarm.Node) bool {
+		replacement = ""
+		for _, n := range ns {
+			inst := n.EngineLabels["autarky.instance"]
+			if inst == "w1" {
+				return false
+			}
+			if n.EngineLabels["autarky.pool"] == "workers" && inst != "w2" && n.State == "ready" {
+				replacement = inst
+			}
+		}
+		return replacement != ""
+	}); err != nil {
+		t.Fatal(err)
+	}
+	t.Logf("w1 killed; replacement %s ready and w1 removed after %s", replacement, time.Since(start).Round(100*time.Millisecond))
+	// The replacement is the local platform's own engine, in the state dir.
+	p, err := local.New(filepath.Join(dir, "state"), nil, local.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, _, err := p.ReadCluster(ctx, "handmade"); err == nil {
+		t.Error("adoption wrote a cluster descriptor into the state dir: the file owns the configuration")
+	}
+	if _, err := os.Stat(filepath.Join(dir, "state", "nodes")); err != nil {
+		t.Errorf("the replacement is not in the state dir: %v", err)
+	}
+	// Terraform's view: a cluster of the adopted name is refused.
+	c := policy.Cluster{Name: "handmade", Platform: policy.PlatformLocal, ManagerCount: 1, HeartbeatPeriod: "1s"}
+	if _, err := p.CreateCluster(ctx, c); !errors.Is(err, platform.ErrExists) || !strings.Contains(err.Error(), "adopted by an agent's configuration file") {
+		t.Errorf("creating a cluster under the adopted name: %v", err)
+	}
+}
+
+func ready(ns []swarm.Node) int {
+	n := 0
+	for _, x := range ns {
+		if x.State == "ready" {
+			n++
+		}
+	}
+	return n
+}
