@@ -10,6 +10,7 @@ import (
 
 	"github.com/autarky/terraform-provider-autarky/internal/agent"
 	"github.com/autarky/terraform-provider-autarky/internal/platform/aws"
+	"github.com/autarky/terraform-provider-autarky/internal/platform/group"
 	"github.com/autarky/terraform-provider-autarky/internal/policy"
 	"github.com/autarky/terraform-provider-autarky/internal/testenv"
 )
@@ -68,6 +69,7 @@ func BenchmarkAWSWorkerMTTR(b *testing.B) {
 // described in batches of 100, so Auto Scaling describes stay at
 // ceil(groups/100) whatever the number of instances.
 func BenchmarkAWSCallsPerEvaluation(b *testing.B) {
+	const maxSSMReadsPerEvaluation = 2
 	for _, size := range []struct{ pools, perPool int }{{1, 1}, {10, 1}, {10, 3}, {100, 1}} {
 		b.Run(fmt.Sprintf("pools=%d/instances=%d", size.pools, size.perPool), func(b *testing.B) {
 			h := newHarness(b, fmt.Sprintf("ce%d-%d", size.pools, size.perPool), 1, false)
@@ -105,6 +107,12 @@ func BenchmarkAWSCallsPerEvaluation(b *testing.B) {
 			proxy.Reset()
 			b.ResetTimer()
 			for i := 0; i < b.N; i++ {
+				// Evaluations come GenerationRecheck apart at least (the
+				// default interval is 2s), so each reads the store's
+				// generation: the steady state, not a burst.
+				b.StopTimer()
+				time.Sleep(group.GenerationRecheck)
+				b.StartTimer()
 				a.Evaluate(ctx)
 			}
 			b.StopTimer()
@@ -118,6 +126,13 @@ func BenchmarkAWSCallsPerEvaluation(b *testing.B) {
 			b.ReportMetric(per(counts["DescribeInstances"]), "ec2-describes/eval")
 			b.ReportMetric(per(counts["GetParametersByPath"]+counts["GetParameter"]+counts["GetParameters"]), "ssm-reads/eval")
 			b.ReportMetric(per(total), "aws-calls/eval")
+			// The configuration (descriptor, pools, policies) is read
+			// again only when the store's generation moves: one SSM read
+			// per evaluation for it, and one for the journal, whatever
+			// the number of pools.
+			if reads := counts["GetParametersByPath"] + counts["GetParameter"] + counts["GetParameters"]; reads > maxSSMReadsPerEvaluation*b.N {
+				b.Errorf("%d SSM reads in %d evaluations of %d pools: want at most %d per evaluation, the same at any number of pools (%v)", reads, b.N, size.pools, maxSSMReadsPerEvaluation, counts)
+			}
 			if want := (size.pools + 1 + 99) / 100; counts["DescribeAutoScalingGroups"] > want*b.N {
 				b.Errorf("%d DescribeAutoScalingGroups in %d evaluations of %d groups: want at most %d per evaluation", counts["DescribeAutoScalingGroups"], b.N, size.pools+1, want)
 			}

@@ -267,7 +267,7 @@ func agentPolicyCheckAgent(w agentPolicyWant) func(string) error {
 		_ = json.Unmarshal([]byte(doc), &p)
 		base := "/autarky/" + w.cluster
 		for action, want := range map[string][]string{
-			"ssm:PutParameter": {w.paramARN(base + "/journal"), w.paramARN(base + "/journal-parts/*"), w.paramARN(base + "/journal-set-aside-*"), w.paramARN(base + "/pools/*"),
+			"ssm:PutParameter": {w.paramARN(base + "/generation"), w.paramARN(base + "/journal"), w.paramARN(base + "/journal-parts/*"), w.paramARN(base + "/journal-set-aside-*"), w.paramARN(base + "/pools/*"),
 				w.paramARN(base + "/swarm/init-lock"), w.paramARN(base + "/tokens/manager"), w.paramARN(base + "/tokens/rotation"), w.paramARN(base + "/tokens/worker")},
 			"ssm:DeleteParameter":  {w.paramARN(base + "/journal"), w.paramARN(base + "/journal-parts/*")},
 			"ssm:DeleteParameters": {w.paramARN(base + "/journal"), w.paramARN(base + "/journal-parts/*")},

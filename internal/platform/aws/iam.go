@@ -158,13 +158,14 @@ func AgentPolicy(in PolicyInput) (PolicyDocument, error) {
 			Resource: []string{in.parameterARN(path), in.parameterARN(path + "/*")},
 		},
 		{
-			Sid:    "WriteJournalPoolSizesTokensInitLockAndSetAsides",
+			Sid:    "WriteJournalPoolSizesGenerationTokensInitLockAndSetAsides",
 			Effect: "Allow",
 			Action: []string{"ssm:PutParameter"},
 			Resource: []string{
 				in.parameterARN(JournalParameter(in.Cluster)),
 				in.parameterARN(JournalPartsPath(in.Cluster) + "/*"),
 				in.parameterARN(path + "/pools/*"),
+				in.parameterARN(GenerationParameter(in.Cluster)),
 				in.parameterARN(InitLockParameter(in.Cluster)),
 				in.parameterARN(TokenParameter(in.Cluster, policy.RoleWorker)),
 				in.parameterARN(TokenParameter(in.Cluster, policy.RoleManager)),

@@ -107,7 +107,7 @@ func TestAgentPolicy(t *testing.T) {
 		// set-aside, and of its parts.
 		arn := func(name string) string { return in.parameterARN("/autarky/prod" + name) }
 		wantWrites := map[string][]string{
-			"ssm:PutParameter": {arn("/journal"), arn("/journal-parts/*"), arn("/journal-set-aside-*"), arn("/pools/*"), arn("/swarm/init-lock"),
+			"ssm:PutParameter": {arn("/generation"), arn("/journal"), arn("/journal-parts/*"), arn("/journal-set-aside-*"), arn("/pools/*"), arn("/swarm/init-lock"),
 				arn("/tokens/manager"), arn("/tokens/rotation"), arn("/tokens/worker")},
 			"ssm:DeleteParameter":  {arn("/journal"), arn("/journal-parts/*")},
 			"ssm:DeleteParameters": {arn("/journal"), arn("/journal-parts/*")},

@@ -66,6 +66,13 @@ func TokenParameter(cluster, role string) string { return ClusterPath(cluster) +
 // Overwrite=false to win the right to `docker swarm init`.
 func InitLockParameter(cluster string) string { return ClusterPath(cluster) + "/" + group.KeyInitLock }
 
+// GenerationParameter is the parameter every configuration write renews
+// (group.KeyGeneration): the agent re-reads the configuration only when
+// it changed, and writes it too when it records a pool's size.
+func GenerationParameter(cluster string) string {
+	return ClusterPath(cluster) + "/" + group.KeyGeneration
+}
+
 // JournalParameter is the parameter holding the agent's journal.
 func JournalParameter(cluster string) string { return ClusterPath(cluster) + "/journal" }
 

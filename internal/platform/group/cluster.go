@@ -38,6 +38,10 @@ type Cluster struct {
 	// any other pool's group is groups.Name(cluster, pool).
 	names map[string]string
 
+	// cache holds the configuration read at the store's generation
+	// (cache.go).
+	cache configCache
+
 	mu sync.Mutex
 	// owner maps a member id to its group, from the last listing: Remove
 	// needs the group on clouds whose API names it (a MIG).
@@ -84,24 +88,6 @@ func (c *Cluster) GroupOf(pool string) string {
 	return c.groups.Name(c.name, pool)
 }
 
-// Descriptor reads the cluster descriptor from the store.
-func (c *Cluster) Descriptor(ctx context.Context) (policy.Cluster, error) {
-	return c.store.Descriptor(ctx)
-}
-
-// Pools reads every worker pool descriptor from the store.
-func (c *Cluster) Pools(ctx context.Context) ([]policy.Pool, error) { return c.store.Pools(ctx) }
-
-// HealingPolicies reads every healing policy from the store.
-func (c *Cluster) HealingPolicies(ctx context.Context) ([]policy.Healing, error) {
-	return c.store.HealingPolicies(ctx)
-}
-
-// ScalingPolicies reads every scaling policy from the store.
-func (c *Cluster) ScalingPolicies(ctx context.Context) ([]policy.Scaling, error) {
-	return c.store.ScalingPolicies(ctx)
-}
-
 // NotifyWebhook reads the webhook URL the agents notify from the store
 // (KeyNotifyWebhook); "" when there is none.
 func (c *Cluster) NotifyWebhook(ctx context.Context) (string, error) {
@@ -111,11 +97,6 @@ func (c *Cluster) NotifyWebhook(ctx context.Context) (string, error) {
 // NotifyWebhookWhere says where NotifyWebhook reads, for messages.
 func (c *Cluster) NotifyWebhookWhere() string {
 	return KeyNotifyWebhook + " in " + c.store.kv.Where()
-}
-
-// ServiceScalingPolicies reads every service scaling policy from the store.
-func (c *Cluster) ServiceScalingPolicies(ctx context.Context) ([]policy.ServiceScaling, error) {
-	return c.store.ServiceScalingPolicies(ctx)
 }
 
 // LoadJournal reads the agent's journal from the store.
@@ -150,7 +131,7 @@ func (c *Cluster) poolNames(ctx context.Context) ([]string, error) {
 	for pool := range c.names {
 		seen[pool] = true
 	}
-	pools, err := c.store.Pools(ctx)
+	pools, err := c.Pools(ctx)
 	if err != nil {
 		return nil, err
 	}
@@ -386,6 +367,7 @@ func (c *Cluster) SetDesiredSize(ctx context.Context, pool string, size int64) e
 		return nil
 	}
 	d.DesiredSize = size
+	defer c.forgetGeneration()
 	return c.store.PutPool(ctx, d)
 }
 

@@ -207,6 +207,9 @@ func TestContract(t *testing.T) {
 			if err := cl.SetDesiredSize(ctx, policy.ManagerPoolName, 3); err == nil || !strings.Contains(err.Error(), "manager_count") {
 				t.Errorf("resizing the managers: %v", err)
 			}
+			if ps, err := cl.Pools(ctx); err != nil || len(ps) != 1 || ps[0].DesiredSize != 1 {
+				t.Fatalf("the agent reads pools %+v (%v), want web at 1", ps, err)
+			}
 			// A group still launching is busy (transient): the agent waits.
 			deadline := time.Now().Add(time.Minute)
 			for err = cl.SetDesiredSize(ctx, "web", 2); platform.IsTransient(err) && time.Now().Before(deadline); err = cl.SetDesiredSize(ctx, "web", 2) {
@@ -221,6 +224,22 @@ func TestContract(t *testing.T) {
 			got, _, err := c.plat.ReadPool(ctx, "deal", "web")
 			if err != nil || got.DesiredSize != 2 || got.MinSize != 1 || got.MaxSize != 3 {
 				t.Errorf("ReadPool: %+v, %v (want desired 2 in [1, 3])", got, err)
+			}
+			// The agent's reads are cached by the store's generation: its
+			// own resize shows at once, a write of the provider's within
+			// GenerationRecheck.
+			if ps, err := cl.Pools(ctx); err != nil || len(ps) != 1 || ps[0].DesiredSize != 2 {
+				t.Errorf("after its own resize to 2 the agent reads pools %+v (%v)", ps, err)
+			}
+			if err := c.plat.PutHealingPolicy(ctx, policy.DefaultHealing("deal/web")); err != nil {
+				t.Fatal(err)
+			}
+			for seen := time.Now().Add(2 * group.GenerationRecheck); ; time.Sleep(50 * time.Millisecond) {
+				if hs, err := cl.HealingPolicies(ctx); err == nil && len(hs) == 1 {
+					break
+				} else if time.Now().After(seen) {
+					t.Fatalf("%s after the provider wrote a healing policy the agent reads %+v (%v)", 2*group.GenerationRecheck, hs, err)
+				}
 			}
 			if err := cl.SetDesiredSize(ctx, "web", 1); err != nil {
 				t.Fatal(err)

@@ -19,6 +19,8 @@ import (
 //	pools/<pool>        node pool descriptors (JSON)
 //	healing/<pool>      healing policies (JSON)
 //	scaling/<pool>      scaling policies (JSON)
+//	services/<service>  service scaling policies (JSON)
+//	generation          changes with every write of the above (KeyGeneration)
 //	tokens/worker       the Swarm join tokens (secret)
 //	tokens/manager
 //	tokens/rotation     the join_token_rotation trigger they belong to
@@ -37,6 +39,13 @@ const (
 	// their own); never written by Terraform, so never in its state.
 	KeyNotifyWebhook = "agent/notify-webhook"
 	KeyInitLock      = "swarm/init-lock"
+	// KeyGeneration holds a fresh random value after every write of the
+	// cluster's configuration (descriptor, pools, policies), by the
+	// provider and by the agent alike. The agent reads this one key per
+	// evaluation and re-reads the configuration only when it changed, so
+	// its store reads do not grow with pools and policies (Cluster's
+	// cache).
+	KeyGeneration = "generation"
 )
 
 // Store is one cluster's store with the policy store's semantics, the
@@ -65,13 +74,53 @@ func (s *Store) Name() string { return s.cluster }
 // Where names the cluster's root in the store, for messages.
 func (s *Store) Where() string { return s.kv.Where() }
 
+// putJSON writes one key of the configuration and then a new generation.
 func (s *Store) putJSON(ctx context.Context, key string, v any) error {
 	b, err := json.Marshal(v)
 	if err != nil {
 		return err
 	}
-	_, err = s.kv.Put(ctx, key, b, PutOptions{})
-	return err
+	if _, err = s.kv.Put(ctx, key, b, PutOptions{}); err != nil {
+		return err
+	}
+	return s.bumpGeneration(ctx)
+}
+
+// deleteConfig removes keys of the configuration and then writes a new
+// generation.
+func (s *Store) deleteConfig(ctx context.Context, keys ...string) error {
+	for _, key := range keys {
+		if err := s.kv.Delete(ctx, key); err != nil {
+			return err
+		}
+	}
+	return s.bumpGeneration(ctx)
+}
+
+// bumpGeneration writes a new random KeyGeneration. It comes after the
+// write it announces: a reader that read the generation before reading
+// the configuration sees, at its next check, either the same generation
+// with what it read still current, or a new one.
+func (s *Store) bumpGeneration(ctx context.Context) error {
+	raw := make([]byte, 8)
+	if _, err := rand.Read(raw); err != nil {
+		return err
+	}
+	if _, err := s.kv.Put(ctx, KeyGeneration, []byte(hex.EncodeToString(raw)), PutOptions{}); err != nil {
+		return fmt.Errorf("configuration generation %s in %s: %w", KeyGeneration, s.kv.Where(), err)
+	}
+	return nil
+}
+
+// Generation is the configuration's current generation, "" when the
+// store has none (written by a provider from before generations): then
+// nothing may be cached.
+func (s *Store) Generation(ctx context.Context) (string, error) {
+	b, _, err := s.kv.Get(ctx, KeyGeneration)
+	if errors.Is(err, platform.ErrNotFound) {
+		return "", nil
+	}
+	return string(b), err
 }
 
 // getJSON reads key into v; what names the thing in the ErrNotFound error.
@@ -140,12 +189,7 @@ func (s *Store) GetPool(ctx context.Context, name string) (policy.Pool, error) {
 
 // DeletePool removes a pool's descriptor and its policies.
 func (s *Store) DeletePool(ctx context.Context, name string) error {
-	for _, kind := range []string{"scaling", "healing", "pools"} {
-		if err := s.kv.Delete(ctx, kind+"/"+name); err != nil {
-			return err
-		}
-	}
-	return nil
+	return s.deleteConfig(ctx, "scaling/"+name, "healing/"+name, "pools/"+name)
 }
 
 // Pools reads every worker pool descriptor, by name.
@@ -209,7 +253,7 @@ func (s *Store) DeleteHealingPolicy(ctx context.Context, poolID string) error {
 	if err != nil {
 		return err
 	}
-	return s.kv.Delete(ctx, "healing/"+pool)
+	return s.deleteConfig(ctx, "healing/"+pool)
 }
 
 // HealingPolicies reads every healing policy of the cluster.
@@ -258,7 +302,7 @@ func (s *Store) DeleteScalingPolicy(ctx context.Context, poolID string) error {
 	if err != nil {
 		return err
 	}
-	if err := s.kv.Delete(ctx, "scaling/"+pool); err != nil {
+	if err := s.deleteConfig(ctx, "scaling/"+pool); err != nil {
 		return err
 	}
 	p, err := s.GetPool(ctx, pool)
@@ -304,7 +348,7 @@ func (s *Store) GetServiceScalingPolicy(ctx context.Context, service string) (po
 // DeleteServiceScalingPolicy removes a service's scaling policy; one that
 // is gone is not an error. The service keeps its replicas.
 func (s *Store) DeleteServiceScalingPolicy(ctx context.Context, service string) error {
-	return s.kv.Delete(ctx, keyService(service))
+	return s.deleteConfig(ctx, keyService(service))
 }
 
 // ServiceScalingPolicies reads every service scaling policy of the
