@@ -218,7 +218,7 @@ var archiveTime = time.Date(2020, 1, 1, 0, 0, 0, 0, time.UTC)
 // Build compiles the provider for each platform and the agent for each
 // Linux architecture among them, packs, sums and signs them into o.Out.
 // Nothing is left half-written: the artifacts are made in a scratch
-// directory beside o.Out and moved in once all are signed.
+// directory inside o.Out and moved into it once all are signed.
 func Build(ctx context.Context, o Options) (Artifacts, error) {
 	if err := ValidateVersion(o.Version); err != nil {
 		return Artifacts{}, err
@@ -241,10 +241,10 @@ func Build(ctx context.Context, o Options) (Artifacts, error) {
 	if err != nil {
 		return Artifacts{}, err
 	}
-	if err := os.MkdirAll(filepath.Dir(out), 0o755); err != nil {
+	if err := os.MkdirAll(out, 0o755); err != nil {
 		return Artifacts{}, err
 	}
-	scratch, err := os.MkdirTemp(filepath.Dir(out), ".release-")
+	scratch, err := os.MkdirTemp(out, ".build-")
 	if err != nil {
 		return Artifacts{}, err
 	}
@@ -313,14 +313,12 @@ func Build(ctx context.Context, o Options) (Artifacts, error) {
 		written = append(written, set.sums, set.sums+".sig")
 	}
 
-	if err := os.MkdirAll(out, 0o755); err != nil {
-		return Artifacts{}, err
-	}
 	// A sums file from an earlier build of the same version with more
 	// platforms would name archives this build did not make: this
 	// version's files are all replaced.
-	old, _ := filepath.Glob(filepath.Join(out, "*_"+o.Version+"_*"))
-	for _, f := range old {
+	old, _ := filepath.Glob(filepath.Join(out, ProviderName+"_"+o.Version+"_*"))
+	oldAgent, _ := filepath.Glob(filepath.Join(out, AgentName+"_"+o.Version+"_*"))
+	for _, f := range append(old, oldAgent...) {
 		if err := os.Remove(f); err != nil {
 			return Artifacts{}, err
 		}
