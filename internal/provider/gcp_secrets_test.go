@@ -167,13 +167,7 @@ func TestAccGCP_credentialsNoSecretsInStateOrLog(t *testing.T) {
 // Run with OpenTofu: Terraform 1.5 has no ephemeral resources.
 func TestAccGCP_joinTokenEphemeral(t *testing.T) {
 	e := newGCPEnv(t)
-	t.Setenv("TF_ACC_TERRAFORM_PATH", tofuPath(t))
-	rc := t.TempDir() + "/tofurc"
-	if err := os.WriteFile(rc, nil, 0o600); err != nil {
-		t.Fatal(err)
-	}
-	t.Setenv("TF_CLI_CONFIG_FILE", rc)
-	t.Setenv("TF_ACC_PROVIDER_HOST", "registry.opentofu.org")
+	pinOpenTofu(t)
 	dir := t.TempDir()
 	bucket := e.storage(t).Bucket(gcpTestBucket)
 	tokens := map[string]string{group.KeyWorkerToken: "SWMTKN-1-digestdigest-workerephemeral", group.KeyManagerToken: "SWMTKN-1-digestdigest-managerephemeral"}

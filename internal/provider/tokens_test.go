@@ -283,9 +283,11 @@ func noSecretIn(s *terraform.State, secrets ...string) error {
 	return nil
 }
 
-// tofuPath is the OpenTofu CLI `make tools` builds: the tests of what
-// Terraform 1.5 does not know (ephemeral resources) run with it.
-func tofuPath(t *testing.T) string {
+// pinOpenTofu runs the test on OpenTofu 1.12.6, which `make tools`
+// builds, whichever CLI the suite runs on (AUTARKY_ACC_CLI): the tests of
+// what neither Terraform 1.5 nor OpenTofu 1.6 knows (ephemeral resources)
+// run with it.
+func pinOpenTofu(t *testing.T) {
 	t.Helper()
 	p := os.Getenv("AUTARKY_TOFU_PATH")
 	if p == "" {
@@ -294,7 +296,11 @@ func tofuPath(t *testing.T) string {
 	if _, err := os.Stat(p); err != nil {
 		t.Fatalf("OpenTofu is not at %s: run `make tools` (it builds OpenTofu from the Go module proxy)", p)
 	}
-	return p
+	rc := t.TempDir() + "/tofurc"
+	if err := os.WriteFile(rc, nil, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	useOpenTofu(t.Setenv, p, rc)
 }
 
 // autarky_join_token hands a token to where an ephemeral value may go
@@ -303,16 +309,7 @@ func tofuPath(t *testing.T) string {
 // plan, naming the attribute. Run with OpenTofu: Terraform 1.5 has no
 // ephemeral resources.
 func TestAccJoinToken_ephemeral(t *testing.T) {
-	t.Setenv("TF_ACC_TERRAFORM_PATH", tofuPath(t))
-	// An empty CLI configuration: without one OpenTofu warns on standard
-	// output, and the test framework cannot read its version.
-	rc := t.TempDir() + "/tofurc"
-	if err := os.WriteFile(rc, nil, 0o600); err != nil {
-		t.Fatal(err)
-	}
-	t.Setenv("TF_CLI_CONFIG_FILE", rc)
-	// The provider is served in-process under OpenTofu's registry name.
-	t.Setenv("TF_ACC_PROVIDER_HOST", "registry.opentofu.org")
+	pinOpenTofu(t)
 	stateDir := testenv.StateDir(t)
 	dir := t.TempDir()
 	config := func(workerRole string) string {
