@@ -1,0 +1,163 @@
+package agentconfig_test
+
+import (
+	"context"
+	"errors"
+	"strings"
+	"testing"
+	"time"
+
+	awsv2 "github.com/aws/aws-sdk-go-v2/aws"
+	"github.com/aws/aws-sdk-go-v2/credentials"
+	"github.com/aws/aws-sdk-go-v2/service/autoscaling"
+	astypes "github.com/aws/aws-sdk-go-v2/service/autoscaling/types"
+	"github.com/aws/aws-sdk-go-v2/service/ec2"
+	ec2types "github.com/aws/aws-sdk-go-v2/service/ec2/types"
+
+	"github.com/autarky/terraform-provider-autarky/internal/agentconfig"
+	"github.com/autarky/terraform-provider-autarky/internal/platform"
+	"github.com/autarky/terraform-provider-autarky/internal/platform/aws"
+	"github.com/autarky/terraform-provider-autarky/internal/policy"
+	"github.com/autarky/terraform-provider-autarky/internal/testenv"
+)
+
+// TestAdoptAutoScalingGroups: the guide's aws file adopts two Auto
+// Scaling Groups made by hand in moto (named as no Autarky rule would, and
+// tagged autarky:cluster as the guide says); the agent's aws platform,
+// opened as `autarky-agent run` opens it, lists their instances as the
+// pools', grows a pool's group when the agent gives the pool a larger
+// size, refuses a size outside the file's bounds, and writes no
+// configuration into the cluster's SSM store. A cluster Terraform built
+// (its descriptor in SSM) is refused.
+func TestAdoptAutoScalingGroups(t *testing.T) {
+	// moto lacks DescribeInstanceRefreshes: the proxy answers it as AWS
+	// does for a group without a refresh.
+	proxy := testenv.NewAWSProxy(t, testenv.StartMoto(t))
+	proxy.SetFault(testenv.NoRefreshes(nil))
+	endpoint := proxy.URL
+	t.Setenv("AWS_ENDPOINT_URL", endpoint)
+	t.Setenv("AWS_ACCESS_KEY_ID", "testing")
+	t.Setenv("AWS_SECRET_ACCESS_KEY", "testing")
+	t.Setenv("AWS_SESSION_TOKEN", "")
+	t.Setenv("AWS_PROFILE", "")
+	t.Setenv("AWS_CONFIG_FILE", "/nonexistent")
+	t.Setenv("AWS_SHARED_CREDENTIALS_FILE", "/nonexistent")
+	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
+	defer cancel()
+
+	f, err := agentconfig.Parse("aws.hcl", []byte(testenv.DocBlock(t, guide, "adopt-aws-config")))
+	if err != nil {
+		t.Fatal(err)
+	}
+	cluster, region := f.Flags["cluster"], f.Flags["region"]
+	a, err := f.Adoption(cluster, policy.PlatformAWS)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cfg := awsv2.Config{Region: region, Credentials: credentials.NewStaticCredentialsProvider("testing", "testing", ""), BaseEndpoint: awsv2.String(endpoint)}
+	c := aws.NewClients(cfg, aws.Config{}, nil)
+	// The groups as someone made them before Autarky: a launch template
+	// and two groups, their names the file's.
+	imgs, err := c.EC2.DescribeImages(ctx, &ec2.DescribeImagesInput{Owners: []string{"amazon"}})
+	if err != nil || len(imgs.Images) == 0 {
+		t.Fatalf("moto has no images to launch from: %v", err)
+	}
+	if _, err := c.EC2.CreateLaunchTemplate(ctx, &ec2.CreateLaunchTemplateInput{LaunchTemplateName: awsv2.String("legacy-workers"),
+		LaunchTemplateData: &ec2types.RequestLaunchTemplateData{ImageId: imgs.Images[0].ImageId, InstanceType: ec2types.InstanceTypeT3Micro}}); err != nil {
+		t.Fatal(err)
+	}
+	for _, g := range []struct {
+		name                  string
+		min, desired, maxSize int32
+	}{{a.Groups["web"], 2, 2, 11}, {a.Groups["batch"], 0, 0, 6}} {
+		if _, err := c.AutoScaling.CreateAutoScalingGroup(ctx, &autoscaling.CreateAutoScalingGroupInput{
+			AutoScalingGroupName: awsv2.String(g.name),
+			LaunchTemplate:       &astypes.LaunchTemplateSpecification{LaunchTemplateName: awsv2.String("legacy-workers"), Version: awsv2.String("$Latest")},
+			MinSize:              awsv2.Int32(g.min), MaxSize: awsv2.Int32(g.maxSize), DesiredCapacity: awsv2.Int32(g.desired),
+			AvailabilityZones: []string{region + "a"},
+			Tags:              []astypes.Tag{{Key: awsv2.String(aws.TagCluster), Value: awsv2.String(cluster), PropagateAtLaunch: awsv2.Bool(true)}},
+		}); err != nil {
+			t.Fatalf("create group %s: %v", g.name, err)
+		}
+	}
+
+	opened, err := platform.Open(ctx, policy.PlatformAWS, platform.AgentSettings{Cluster: cluster, Region: region, Adopt: a})
+	if err != nil {
+		t.Fatal(err)
+	}
+	cl := opened.Cluster
+	if _, ok := cl.(platform.GroupCluster); !ok {
+		t.Fatal("the adopted cluster is not a group cluster: the agent would start instances one by one")
+	}
+	count := func() int {
+		t.Helper()
+		insts, err := cl.Instances(ctx)
+		if err != nil {
+			t.Fatal(err)
+		}
+		n := 0
+		for _, in := range insts {
+			if in.Pool == "web" && in.Running && strings.HasPrefix(in.ID, "i-") {
+				n++
+			}
+			if in.Pool != "web" {
+				t.Errorf("instance %s in pool %s: only web's group has instances", in.ID, in.Pool)
+			}
+		}
+		return n
+	}
+	if n := count(); n != 2 {
+		t.Fatalf("pool web lists %d instances of its group, want 2", n)
+	}
+	if err := cl.SetDesiredSize(ctx, "web", 4); err != nil {
+		t.Fatal(err)
+	}
+	out, err := c.AutoScaling.DescribeAutoScalingGroups(ctx, &autoscaling.DescribeAutoScalingGroupsInput{AutoScalingGroupNames: []string{a.Groups["web"]}})
+	if err != nil || len(out.AutoScalingGroups) != 1 || awsv2.ToInt32(out.AutoScalingGroups[0].DesiredCapacity) != 4 {
+		t.Fatalf("group %s after SetDesiredSize 4: %v %+v", a.Groups["web"], err, out)
+	}
+	deadline := time.Now().Add(time.Minute)
+	for count() != 4 && time.Now().Before(deadline) {
+		time.Sleep(time.Second)
+	}
+	if n := count(); n != 4 {
+		t.Errorf("pool web lists %d instances after the group grew to 4", n)
+	}
+	pools, err := cl.Pools(ctx)
+	if err != nil || len(pools) != 2 || pools[0].Name != "web" || pools[0].DesiredSize != 4 || pools[0].SizeOwner != policy.SizeOwnerAgent {
+		t.Errorf("pools after scaling: %v %+v", err, pools)
+	}
+	if err := cl.SetDesiredSize(ctx, "web", 11); err == nil || !strings.Contains(err.Error(), "outside [2, 10]") {
+		t.Errorf("a size above the file's max_size: %v", err)
+	}
+
+	// Nothing of the file went into the store: it stays Terraform's to
+	// write, and empty.
+	st, err := aws.NewStore(c.SSM, cluster)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := st.Descriptor(ctx); !errors.Is(err, platform.ErrNotFound) {
+		t.Errorf("the adoption wrote a descriptor: %v", err)
+	}
+	if ps, err := st.Pools(ctx); err != nil || len(ps) != 0 {
+		t.Errorf("the adoption wrote pools: %v %+v", err, ps)
+	}
+
+	// A cluster Terraform built, its descriptor in SSM: refused.
+	built, err := aws.NewStore(c.SSM, "built")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := built.PutDescriptor(ctx, policy.Cluster{Name: "built", Platform: policy.PlatformAWS, ManagerCount: 1, HeartbeatPeriod: "5s"}); err != nil {
+		t.Fatal(err)
+	}
+	b, err := f.Adoption("built", policy.PlatformAWS)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := platform.Open(ctx, policy.PlatformAWS, platform.AgentSettings{Cluster: "built", Region: region, Adopt: b}); err == nil ||
+		!strings.Contains(err.Error(), "SSM path /autarky/built holds a cluster of that name that Terraform built") {
+		t.Errorf("adopting a cluster Terraform built: %v", err)
+	}
+}
