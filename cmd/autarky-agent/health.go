@@ -1,6 +1,7 @@
 package main
 
 import (
+	"context"
 	"flag"
 	"fmt"
 	"io"
@@ -8,6 +9,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/autarky/terraform-provider-autarky/internal/agent"
 	"github.com/autarky/terraform-provider-autarky/internal/policy"
 )
 
@@ -18,7 +20,8 @@ import (
 func healthCmd(args []string, stdout, stderr io.Writer) error {
 	fs := flag.NewFlagSet("health", flag.ContinueOnError)
 	fs.SetOutput(stderr)
-	addr := fs.String("address", fmt.Sprintf("http://127.0.0.1:%d", policy.AgentPort), "the agent's HTTP address")
+	addr := fs.String("address", fmt.Sprintf("127.0.0.1:%d", policy.AgentPort), "the agent's HTTP address; host \"node\" (node:9910) is the node's own address in its swarm, as for run's --listen")
+	dockerHost := fs.String("docker-host", "unix:///var/run/docker.sock", "with --address node:PORT: the engine that says the node's address")
 	timeout := fs.Duration("timeout", 5*time.Second, "how long to wait for the answer")
 	if err := fs.Parse(args); err != nil {
 		return err
@@ -27,6 +30,13 @@ func healthCmd(args []string, stdout, stderr io.Writer) error {
 		return fmt.Errorf("health takes no arguments, got %q", fs.Args())
 	}
 	base := *addr
+	if !strings.Contains(base, "://") {
+		resolved, err := agent.ResolveListen(context.Background(), *dockerHost, base)
+		if err != nil {
+			return err
+		}
+		base = resolved
+	}
 	if !strings.Contains(base, "://") {
 		base = "http://" + base
 	}

@@ -41,7 +41,7 @@ func runOrCheck(args []string, check, stderr io.Writer) error {
 	storageEndpoint := fs.String("storage-endpoint", "", "gcp: the Cloud Storage JSON API endpoint (default Google's; a private endpoint)")
 	stateDir := fs.String("state-dir", "", "local platform: the provider's state dir (default $AUTARKY_STATE_DIR, else /var/lib/autarky)")
 	dockerHost := fs.String("docker-host", "unix:///var/run/docker.sock", "Docker endpoint of the manager this agent runs beside (unix socket; tcp:// without TLS is refused)")
-	listen := fs.String("listen", fmt.Sprintf("127.0.0.1:%d", policy.AgentPort), "address to serve /metrics, /healthz, /v1/status and the status page (/) on")
+	listen := fs.String("listen", fmt.Sprintf("127.0.0.1:%d", policy.AgentPort), "address to serve /metrics, /healthz, /v1/status and the status page (/) on; host \"node\" (node:9910) is the node's own address in its swarm, as the engine says (one command line for every manager: the stack file)")
 	dryRun := fs.Bool("dry-run", false, "decide and report, change nothing")
 	logFormat := fs.String("log-format", "text", "log format: json or text")
 	interval := fs.String("evaluation-interval", policy.DefaultEvaluationInterval.String(), "how often to evaluate when no event arrives")
@@ -108,8 +108,12 @@ func runOrCheck(args []string, check, stderr io.Writer) error {
 	logger := hclog.New(&hclog.LoggerOptions{Name: "autarky-agent", Output: stderr, JSONFormat: *logFormat == "json", Level: hclog.Info})
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM, syscall.SIGINT)
 	defer stop()
+	addr, err := agent.ResolveListen(ctx, *dockerHost, *listen)
+	if err != nil {
+		return err
+	}
 	cfg := agent.Config{
-		DockerHost: *dockerHost, Listen: *listen, DryRun: *dryRun, EvaluationInterval: every, DrainTimeout: *drain, Logger: logger, AlertToken: token,
+		DockerHost: *dockerHost, Listen: addr, DryRun: *dryRun, EvaluationInterval: every, DrainTimeout: *drain, Logger: logger, AlertToken: token,
 		StatusToken: statusToken,
 	}
 	opened, err := platform.Open(ctx, *plat, platform.AgentSettings{Cluster: *cluster, Region: *region, Project: *project, Bucket: *bucket,

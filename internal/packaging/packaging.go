@@ -14,6 +14,13 @@
 // unit from the agent they just installed and checked, so the unit always
 // matches the agent, and EC2's 16 KB of user data (most of which a
 // manager's boot script already takes) does not carry it.
+//
+// autarky-agent.stack.yml runs the agent as a Swarm global service on the
+// managers, from the image of the repository's Dockerfile (FROM scratch:
+// the static agent and CA certificates). Its test deploys it on a local
+// cluster as the agent-service guide says (stack_test.go); on the local
+// platform the agents start nodes through the launcher
+// (internal/platform/local launcher.go).
 package packaging
 
 import _ "embed"

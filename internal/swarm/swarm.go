@@ -151,6 +151,16 @@ func (c *Client) LocalNodeID(ctx context.Context) (string, error) {
 	return info.Swarm.NodeID, nil
 }
 
+// LocalNodeAddr is the address the engine's node has in its swarm (the
+// one other nodes reach it on), empty when it is in no swarm.
+func (c *Client) LocalNodeAddr(ctx context.Context) (string, error) {
+	info, err := c.api.Info(ctx)
+	if err != nil {
+		return "", err
+	}
+	return info.Swarm.NodeAddr, nil
+}
+
 // Tokens are a swarm's join tokens, the one token type of every platform.
 // They are secrets: they print as "[redacted]", so they cannot leak
 // through a log line or an error by accident.

@@ -181,6 +181,7 @@ func TestBootScriptOnTestHosts(t *testing.T) {
 	if n := downloads.Load(); n != 3 {
 		t.Fatalf("the agent binary was downloaded %d times, want 3 (once per manager)", n)
 	}
+	guideSystemdInstall(t, managers[1], agentBin)
 	// The workers cannot label their own nodes: the leader's agent does.
 	b.waitWorkersLabelled(managers[0], workers, time.Minute)
 
@@ -263,6 +264,39 @@ func checkAgentUnit(t *testing.T, h *bootHost) {
 		t.Fatalf("the agent on %s does not run as %s (uid %s) without capabilities and new privileges, or its token file is not root:%s 0640:\n%s",
 			h.ID, packaging.User, uid, packaging.User, out)
 	}
+}
+
+// guideSystemdInstall runs the agent-service guide's systemd block on a
+// booted manager, as root from a directory holding bin/autarky-agent, with
+// the guide's example flags replaced by this manager's (the one
+// placeholder the guide names): it installs the same unit and user the
+// boot script did, and the agent it restarts under the unit is ready
+// (systemctl waits for READY=1) and runs as the unit says.
+func guideSystemdInstall(t *testing.T, h *bootHost, agentBin string) {
+	t.Helper()
+	const example = "--cluster prod --platform aws --region eu-west-1 --listen 10.0.1.10:9910 --alert-token-file /etc/autarky/alert-token"
+	text := testenv.DocBlock(t, "templates/guides/agent-service.md.tmpl", "systemd-install")
+	if !strings.Contains(text, example) {
+		t.Fatalf("the guide's systemd block no longer holds the example flags %q", example)
+	}
+	flags := "--cluster boot --platform aws --region " + testenv.MotoRegion + " --listen " + h.PrivateIP + ":9910 " +
+		"--alert-token-file " + policy.AgentTokenFile + " --evaluation-interval 2s --log-format json"
+	text = strings.ReplaceAll(text, example, flags)
+	dir := t.TempDir()
+	b, err := os.ReadFile(agentBin)
+	if err == nil {
+		err = os.Mkdir(dir+"/bin", 0o755)
+	}
+	if err == nil {
+		err = os.WriteFile(dir+"/bin/autarky-agent", b, 0o755)
+	}
+	if err != nil {
+		t.Fatal(err)
+	}
+	if out, err := h.Exec(3*time.Minute, "env", "-C", dir, "bash", "-euo", "pipefail", "-c", text); err != nil {
+		t.Fatalf("the guide's systemd block on %s: %v\n%s", h.ID, err, out)
+	}
+	checkAgentUnit(t, h)
 }
 
 // bootRun is one run of TestBootScriptOnTestHosts: the hosts, when their

@@ -83,8 +83,14 @@ func (p *Platform) ServeLauncher(ctx context.Context, socket string) error {
 		return fmt.Errorf("launcher: %w", err)
 	}
 	srv := &http.Server{Handler: p.launcherHandler(), ReadHeaderTimeout: 10 * time.Second}
+	stopped := make(chan struct{})
 	go func() {
+		defer close(stopped)
 		<-ctx.Done()
+		// Calls in hand (a node being stopped) finish first. A node
+		// launched but still joining in the background is left to
+		// itself: if it never joins, the agent's join timeout deals with
+		// it, as with a cloud instance whose boot failed.
 		sctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 		defer cancel()
 		_ = srv.Shutdown(sctx)
@@ -92,6 +98,8 @@ func (p *Platform) ServeLauncher(ctx context.Context, socket string) error {
 	p.progress("launcher serving", "socket", socket)
 	err = srv.Serve(rootOnly{ln.(*net.UnixListener), p.progress})
 	if errors.Is(err, http.ErrServerClosed) {
+		<-stopped
+		p.progress("launcher stopped", "socket", socket)
 		return nil
 	}
 	return err
@@ -127,6 +135,22 @@ func (l rootOnly) Accept() (net.Conn, error) {
 	}
 }
 
+// wireInstance is an instance as the launcher sends it: with Running,
+// which platform.Instance leaves out of JSON (instance.json, where it
+// would be stale at once).
+type wireInstance struct {
+	platform.Instance
+	Running bool `json:"running"`
+}
+
+func toWire(i platform.Instance) wireInstance { return wireInstance{Instance: i, Running: i.Running} }
+
+func (w wireInstance) instance() platform.Instance {
+	i := w.Instance
+	i.Running = w.Running
+	return i
+}
+
 // launcherError is the body of a launcher's error answer.
 type launcherError struct {
 	Error    string `json:"error"`
@@ -156,7 +180,11 @@ func (p *Platform) launcherHandler() http.Handler {
 	mux.HandleFunc("GET /v1/clusters/{cluster}/instances", func(w http.ResponseWriter, r *http.Request) {
 		if c := cluster(w, r); c != nil {
 			insts, err := c.Instances(r.Context())
-			launcherAnswer(w, insts, err)
+			out := make([]wireInstance, len(insts))
+			for i, inst := range insts {
+				out[i] = toWire(inst)
+			}
+			launcherAnswer(w, out, err)
 		}
 	})
 	mux.HandleFunc("POST /v1/clusters/{cluster}/pools/{pool}/instances", func(w http.ResponseWriter, r *http.Request) {
@@ -171,7 +199,7 @@ func (p *Platform) launcherHandler() http.Handler {
 			return
 		}
 		inst, err := c.StartInstance(r.Context(), pool)
-		launcherAnswer(w, inst, err)
+		launcherAnswer(w, toWire(inst), err)
 	})
 	mux.HandleFunc("DELETE /v1/clusters/{cluster}/instances/{id}", func(w http.ResponseWriter, r *http.Request) {
 		if c := cluster(w, r); c != nil {
@@ -263,15 +291,21 @@ func (c *Cluster) launcherPath(rest string) string {
 }
 
 func (c *Cluster) remoteInstances(ctx context.Context) ([]platform.Instance, error) {
-	var out []platform.Instance
-	err := c.p.launcher.call(ctx, http.MethodGet, c.launcherPath("/instances"), &out)
-	return out, err
+	var wire []wireInstance
+	if err := c.p.launcher.call(ctx, http.MethodGet, c.launcherPath("/instances"), &wire); err != nil {
+		return nil, err
+	}
+	out := make([]platform.Instance, len(wire))
+	for i, w := range wire {
+		out[i] = w.instance()
+	}
+	return out, nil
 }
 
 func (c *Cluster) remoteStart(ctx context.Context, pool policy.Pool) (platform.Instance, error) {
-	var out platform.Instance
-	err := c.p.launcher.call(ctx, http.MethodPost, c.launcherPath("/pools/"+url.PathEscape(pool.Name)+"/instances"), &out)
-	return out, err
+	var w wireInstance
+	err := c.p.launcher.call(ctx, http.MethodPost, c.launcherPath("/pools/"+url.PathEscape(pool.Name)+"/instances"), &w)
+	return w.instance(), err
 }
 
 func (c *Cluster) remoteTerminate(ctx context.Context, id string) error {

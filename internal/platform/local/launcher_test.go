@@ -2,6 +2,7 @@ package local
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"os"
 	"os/exec"
@@ -99,5 +100,25 @@ func TestLauncherRefuses(t *testing.T) {
 	out, _ = exec.Command("curl", "-sS", "--max-time", "5", "--unix-socket", socket, "http://launcher/v1/clusters/nope/instances").CombinedOutput()
 	if !strings.Contains(string(out), `"not_found":true`) {
 		t.Fatalf("root's request: %s", out)
+	}
+}
+
+// An instance crosses the launcher's socket with whether it runs, which
+// platform.Instance keeps out of JSON: without it every instance an agent
+// in a container lists would look dead, and it would terminate each
+// replacement as soon as it started.
+func TestLauncherWireKeepsRunning(t *testing.T) {
+	for _, running := range []bool{true, false} {
+		b, err := json.Marshal(toWire(platform.Instance{ID: "stk-web-6", Pool: "web", Running: running}))
+		if err != nil {
+			t.Fatal(err)
+		}
+		var w wireInstance
+		if err := json.Unmarshal(b, &w); err != nil {
+			t.Fatal(err)
+		}
+		if got := w.instance(); got.ID != "stk-web-6" || got.Pool != "web" || got.Running != running {
+			t.Fatalf("sent running=%t as %s, got %+v", running, b, got)
+		}
 	}
 }

@@ -50,9 +50,10 @@ func writeInstance(f instanceFile) error {
 
 // nodeScript runs as the node's first process: in its own UTS and mount
 // namespaces it names the host after the instance, keeps every mount dockerd
-// makes private to the node (so a dead node leaves no mount on the host), and
-// becomes dockerd.
-const nodeScript = `set -e; hostname "$0"; mount --make-rprivate /; exec "$AUTARKY_DOCKERD" "$@"`
+// makes private to the node (so a dead node leaves no mount on the host),
+// shows its own directory (its working directory) at NodeDir, where its
+// containers find the node's socket, and becomes dockerd.
+const nodeScript = `set -e; hostname "$0"; mount --make-rprivate /; mkdir -p ` + NodeDir + `; mount --bind "$PWD" ` + NodeDir + `; exec "$AUTARKY_DOCKERD" "$@"`
 
 // startProcess starts dockerd for an instance whose directory already exists.
 // The process lives in its own session so it outlives the caller.
