@@ -69,7 +69,11 @@ func TestAdoptAutoScalingGroups(t *testing.T) {
 	for _, g := range []struct {
 		name                  string
 		min, desired, maxSize int32
-	}{{a.Groups["web"], 2, 2, 11}, {a.Groups["batch"], 0, 0, 6}} {
+	}{{a.Groups["web"], 2, 2, 11}, {a.Groups["batch"], 0, 0, 6},
+		// The managers' group, named as Autarky names a manager pool's:
+		// an adopted cluster's managers are not the agent's, and it
+		// must not list them.
+		{aws.GroupName(cluster, policy.ManagerPoolName), 1, 1, 1}} {
 		if _, err := c.AutoScaling.CreateAutoScalingGroup(ctx, &autoscaling.CreateAutoScalingGroupInput{
 			AutoScalingGroupName: awsv2.String(g.name),
 			LaunchTemplate:       &astypes.LaunchTemplateSpecification{LaunchTemplateName: awsv2.String("legacy-workers"), Version: awsv2.String("$Latest")},
@@ -101,7 +105,7 @@ func TestAdoptAutoScalingGroups(t *testing.T) {
 				n++
 			}
 			if in.Pool != "web" {
-				t.Errorf("instance %s in pool %s: only web's group has instances", in.ID, in.Pool)
+				t.Errorf("instance %s in pool %s: only web's group has instances the file adopts", in.ID, in.Pool)
 			}
 		}
 		return n

@@ -11,6 +11,7 @@ import (
 	"testing"
 	"time"
 
+	agentpkg "github.com/autarky/terraform-provider-autarky/internal/agent"
 	"github.com/autarky/terraform-provider-autarky/internal/platform"
 	"github.com/autarky/terraform-provider-autarky/internal/platform/local"
 	"github.com/autarky/terraform-provider-autarky/internal/policy"
@@ -125,9 +126,17 @@ func TestAdoptHandBuiltSwarm(t *testing.T) {
 	if err := agent.Start(); err != nil {
 		t.Fatal(err)
 	}
-	// The agent has read the pool once its status names it.
+	// The agent has read the file's pool once its status (on the listen
+	// address of the guide's file) names it.
 	deadline := time.Now().Add(time.Minute)
-	for !strings.Contains(agentLog.String(), "evaluat") && time.Now().Before(deadline) {
+	for {
+		body, err := agentpkg.FetchStatus("http://127.200.0.1:9910", "")
+		if err == nil && strings.Contains(string(body), `"handmade/workers"`) {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("the agent's status does not name pool handmade/workers: %v\n%s", err, body)
+		}
 		time.Sleep(200 * time.Millisecond)
 	}
 	start := time.Now()

@@ -96,6 +96,42 @@ func (c *adopted) ServiceScalingPolicies(context.Context) ([]policy.ServiceScali
 	return append([]policy.ServiceScaling(nil), c.a.Services...), nil
 }
 
+// adopts reports whether pool is one of the file's.
+func (c *adopted) adopts(pool string) bool {
+	for _, p := range c.a.Pools {
+		if p.Name == pool {
+			return true
+		}
+	}
+	return false
+}
+
+// Instances are the platform's instances of the file's pools only: the
+// managers of an adopted cluster (a group named as the platform names a
+// manager pool, say) are not the agent's to heal.
+func (c *adopted) Instances(ctx context.Context) ([]Instance, error) {
+	all, err := c.Cluster.Instances(ctx)
+	if err != nil {
+		return nil, err
+	}
+	out := all[:0]
+	for _, in := range all {
+		if c.adopts(in.Pool) {
+			out = append(out, in)
+		}
+	}
+	return out, nil
+}
+
+// StartInstance starts an instance of one of the file's pools, never of
+// another (the managers).
+func (c *adopted) StartInstance(ctx context.Context, pool policy.Pool) (Instance, error) {
+	if !c.adopts(pool.Name) {
+		return Instance{}, fmt.Errorf("node pool %s is not in %s: the agent starts instances of the pools the file adopts only (an adopted cluster's managers are not Autarky's)", policy.PoolID(c.a.Descriptor.Name, pool.Name), c.a.Source)
+	}
+	return c.Cluster.StartInstance(ctx, pool)
+}
+
 // SetDesiredSize keeps the size within the file's bounds, in memory; on a
 // group platform the group grows to it (growDesired).
 func (c *adopted) SetDesiredSize(ctx context.Context, pool string, size int64) error {

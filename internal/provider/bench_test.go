@@ -10,7 +10,8 @@ import (
 	"github.com/autarky/terraform-provider-autarky/internal/testenv"
 )
 
-// cli runs the real Terraform CLI against the real provider binary, the way a
+// cli runs the real CLI the suite runs on (Terraform, or OpenTofu with
+// AUTARKY_ACC_CLI=tofu) against the real provider binary, the way a
 // user does (dev_overrides instead of a registry).
 type cli struct {
 	tb       testing.TB
@@ -24,7 +25,7 @@ func newCLI(tb testing.TB) *cli {
 	testenv.RequireLocalPlatform(tb)
 	tf := os.Getenv("TF_ACC_TERRAFORM_PATH")
 	if _, err := os.Stat(tf); err != nil {
-		tb.Fatalf("the Terraform CLI is not at TF_ACC_TERRAFORM_PATH=%s: run `%s`", tf, testenv.Setup)
+		tb.Fatalf("the %s CLI is not at TF_ACC_TERRAFORM_PATH=%s: run `%s`", accCLI.product, tf, testenv.Setup)
 	}
 	bin := tb.TempDir()
 	build := exec.Command("go", "build", "-o", filepath.Join(bin, "terraform-provider-autarky"), "github.com/autarky/terraform-provider-autarky")

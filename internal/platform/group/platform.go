@@ -111,7 +111,7 @@ func (p *Platform) CreateCluster(ctx context.Context, c policy.Cluster) (st plat
 			return st, gerr
 		}
 		if !gone {
-			return st, fmt.Errorf("%w: a cluster named %q already has a store at %s: choose another name, or import it with `terraform import <address> %s`", platform.ErrExists, c.Name, s.Where(), c.Name)
+			return st, fmt.Errorf("%w: a cluster named %q already has a store at %s: choose another name, or import it with `terraform import <address> %s` (OpenTofu: `tofu import`)", platform.ErrExists, c.Name, s.Where(), c.Name)
 		}
 		// The store of a lost cluster (its managers' group is gone): its
 		// tokens and init lock name a swarm that no longer exists, so the
@@ -362,7 +362,7 @@ func (p *Platform) CreatePool(ctx context.Context, pool policy.Pool, wait time.D
 		return st, fmt.Errorf("cluster %s of node pool %s: %w", pool.Cluster, pool.ID(), err)
 	}
 	if _, err := s.GetPool(ctx, pool.Name); err == nil {
-		return st, fmt.Errorf("%w: cluster %s already has a node pool named %q: choose another name, or import it with `terraform import <address> %s`", platform.ErrExists, pool.Cluster, pool.Name, pool.ID())
+		return st, fmt.Errorf("%w: cluster %s already has a node pool named %q: choose another name, or import it with `terraform import <address> %s` (OpenTofu: `tofu import`)", platform.ErrExists, pool.Cluster, pool.Name, pool.ID())
 	} else if !errors.Is(err, platform.ErrNotFound) {
 		return st, err
 	}

@@ -92,7 +92,7 @@ func (p *Platform) claimName(c policy.Cluster) error {
 		insts, _ := p.instances(c.Name, "")
 		for _, i := range insts {
 			if i.Running {
-				return fmt.Errorf("%w: a cluster named %q already runs in state dir %s: choose another name, or import it with `terraform import <address> %s`", ErrClusterExists, c.Name, p.stateDir, c.Name)
+				return fmt.Errorf("%w: a cluster named %q already runs in state dir %s: choose another name, or import it with `terraform import <address> %s` (OpenTofu: `tofu import`)", ErrClusterExists, c.Name, p.stateDir, c.Name)
 			}
 		}
 		p.progress("clearing the records of a dead cluster of the same name", "cluster", c.Name)

@@ -64,7 +64,7 @@ func (p *Platform) recordPool(pool policy.Pool, create bool) (policy.Pool, error
 	path := p.poolFile(pool.Cluster, pool.Name)
 	if create {
 		if _, err := os.Stat(path); err == nil {
-			return pool, fmt.Errorf("%w: cluster %s already has a node pool named %q: choose another name, or import it with `terraform import <address> %s`", ErrPoolExists, pool.Cluster, pool.Name, pool.ID())
+			return pool, fmt.Errorf("%w: cluster %s already has a node pool named %q: choose another name, or import it with `terraform import <address> %s` (OpenTofu: `tofu import`)", ErrPoolExists, pool.Cluster, pool.Name, pool.ID())
 		}
 		pool.CreatedAt = time.Now().UTC()
 	} else {
