@@ -51,10 +51,10 @@ type Service struct {
 
 // servicesOf reads a task and a service listing into Services, in the
 // listing's order.
-func servicesOf(tasks []dswarm.Task, list []dswarm.Service) []Service {
+func servicesOf(tasks []taskWire, list []dswarm.Service) []Service {
 	running := map[string]int{}
 	for _, t := range tasks {
-		if t.DesiredState == dswarm.TaskStateRunning && t.Status.State == dswarm.TaskStateRunning {
+		if t.DesiredState == taskRunning && t.State == taskRunning {
 			running[t.ServiceID]++
 		}
 	}
@@ -96,10 +96,9 @@ func (c *Client) Service(ctx context.Context, nameOrID string) (s Service, found
 	if err != nil {
 		return Service{}, false, fmt.Errorf("service inspect %s: %w", nameOrID, err)
 	}
-	tasks, err := c.api.TaskList(ctx, dswarm.TaskListOptions{Filters: filters.NewArgs(
-		filters.Arg("service", svc.ID), filters.Arg("desired-state", "running"))})
+	tasks, err := c.taskList(ctx, filters.NewArgs(filters.Arg("service", svc.ID), filters.Arg("desired-state", "running")))
 	if err != nil {
-		return Service{}, false, fmt.Errorf("task list of service %s: %w", svc.Spec.Name, err)
+		return Service{}, false, fmt.Errorf("service %s: %w", svc.Spec.Name, err)
 	}
 	return servicesOf(tasks, []dswarm.Service{svc})[0], true, nil
 }

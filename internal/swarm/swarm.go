@@ -29,6 +29,10 @@ type Client struct {
 	host      string
 	api       *client.Client
 	transport *http.Transport
+	// http is the client the listings the agent reads every evaluation go
+	// through (list, wire.go): the same transport and deadlines as api's.
+	http       *http.Client
+	negotiated atomic.Bool
 }
 
 // Dial connects to the engine at host ("unix:///path" or "tcp://..."), with
@@ -60,7 +64,7 @@ func DialWith(host string, d Deadlines) (*Client, error) {
 	if err != nil {
 		return nil, fmt.Errorf("docker endpoint %s: %w", host, err)
 	}
-	return &Client{host: host, api: api, transport: tr}, nil
+	return &Client{host: host, api: api, transport: tr, http: hc}, nil
 }
 
 // Host is the endpoint this client talks to.
@@ -254,22 +258,25 @@ func toNode(n dswarm.Node) Node {
 	if n.ManagerStatus != nil {
 		out.Reachability = string(n.ManagerStatus.Reachability)
 		out.Leader = n.ManagerStatus.Leader
-		if host, _, err := net.SplitHostPort(n.ManagerStatus.Addr); err == nil {
+		if host, ok := managerHost(n.ManagerStatus.Addr); ok {
 			out.Addr = host
 		}
 	}
 	return out
 }
 
-// Nodes lists every node of the swarm, sorted by hostname; the engine must be a manager.
+// Nodes lists every node of the swarm, sorted by hostname; the engine must
+// be a manager. The listing is read by decodeNode (wire.go), which reads
+// only what toNode reads.
 func (c *Client) Nodes(ctx context.Context) ([]Node, error) {
-	list, err := c.api.NodeList(ctx, dswarm.NodeListOptions{})
+	out := []Node{}
+	err := c.list(ctx, "/nodes", filters.Args{}, func(b []byte) error {
+		n, err := decodeNode(b)
+		out = append(out, n)
+		return err
+	})
 	if err != nil {
 		return nil, fmt.Errorf("node list: %w", err)
-	}
-	out := make([]Node, 0, len(list))
-	for _, n := range list {
-		out = append(out, toNode(n))
 	}
 	sort.Slice(out, func(i, j int) bool {
 		if out[i].Hostname != out[j].Hostname {

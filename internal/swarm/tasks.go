@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"strings"
 
+	"github.com/docker/docker/api/types/filters"
 	dswarm "github.com/docker/docker/api/types/swarm"
 )
 
@@ -39,7 +40,9 @@ type TaskView struct {
 	// Load is, by node, what the running tasks reserve.
 	Load map[string]TaskLoad
 	// StillRunning counts, by node, the tasks whose containers run,
-	// whatever Swarm wants of them (see TasksStillRunning).
+	// whatever Swarm wants of them (see TasksStillRunning). Only a view
+	// read from the whole listing has it: Tasks leaves it nil when it
+	// needed only the tasks Swarm wants running.
 	StillRunning map[string]int
 	// Incomplete says why the task listing cannot be the whole truth, or is
 	// empty when it can: a replicated service wants more replicas than
@@ -55,66 +58,101 @@ type TaskView struct {
 	Services []Service
 }
 
-// Tasks reads every task once, then the services: pending tasks the
-// scheduler could not place, per node the running tasks and their
-// reservations, and whether the listing holds every task the services
-// ask for. The services are read after the tasks, so a service scaled
-// up between the two reads makes the view incomplete (a scale-in waits
-// one evaluation), never one scaled down (its extra tasks are still
-// listed).
+// Tasks reads the tasks, then the services: pending tasks the scheduler
+// could not place, per node the running tasks and their reservations,
+// and whether the listing holds every task the services ask for. The
+// services are read after the tasks, so a service scaled up between the
+// two reads makes the view incomplete (a scale-in waits one evaluation),
+// never one scaled down (its extra tasks are still listed).
+//
+// It asks the engine only for the tasks Swarm wants running (the filter
+// desired-state=running, applied by the manager): everything the view
+// holds but Incomplete and StillRunning comes from those alone, and a
+// long-lived swarm's listing is mostly the history Swarm keeps of every
+// slot (task_history_retention_limit, 5 by default), four fifths of its
+// bytes. The other tasks can only add to what Incomplete counts (a task
+// told to stop whose container still runs holds its slot), so when the
+// wanted tasks alone leave a service short, Tasks reads the whole listing
+// and the services again, and decides on them as before: the view is the
+// same as the whole listing's, but for StillRunning, which it leaves nil
+// (TasksStillRunning reads the whole listing).
 func (c *Client) Tasks(ctx context.Context) (TaskView, error) {
-	tasks, err := c.api.TaskList(ctx, dswarm.TaskListOptions{})
+	v, err := c.readView(ctx, filters.NewArgs(filters.Arg("desired-state", taskRunning)))
 	if err != nil {
-		return TaskView{}, fmt.Errorf("task list: %w", err)
+		return TaskView{}, err
+	}
+	if v.Incomplete != "" {
+		return c.readView(ctx, filters.Args{})
+	}
+	v.StillRunning = nil
+	return v, nil
+}
+
+// readView reads the tasks the filters keep once, then the services; see
+// Tasks.
+func (c *Client) readView(ctx context.Context, f filters.Args) (TaskView, error) {
+	tasks, err := c.taskList(ctx, f)
+	if err != nil {
+		return TaskView{}, err
 	}
 	services, err := c.api.ServiceList(ctx, dswarm.ServiceListOptions{})
 	if err != nil {
 		return TaskView{}, fmt.Errorf("service list: %w", err)
 	}
-	v := taskView(tasks, services)
+	v := viewOf(tasks, services)
 	v.Services = servicesOf(tasks, services)
 	return v, nil
 }
 
-// taskView reads a task and a service listing; see Tasks.
-func taskView(tasks []dswarm.Task, services []dswarm.Service) TaskView {
+// taskList lists tasks through decodeTask (wire.go), which reads only
+// the fields viewOf and servicesOf read.
+func (c *Client) taskList(ctx context.Context, f filters.Args) ([]taskWire, error) {
+	var tasks []taskWire
+	err := c.list(ctx, "/tasks", f, func(b []byte) error {
+		t, err := decodeTask(b)
+		tasks = append(tasks, t)
+		return err
+	})
+	if err != nil {
+		return nil, fmt.Errorf("task list: %w", err)
+	}
+	return tasks, nil
+}
+
+const taskRunning = string(dswarm.TaskStateRunning)
+
+// viewOf reads a task and a service listing; see Tasks.
+func viewOf(tasks []taskWire, services []dswarm.Service) TaskView {
 	var pending []PendingTask
 	load := map[string]TaskLoad{}
 	meant := map[string]uint64{} // by service: tasks meant to run or still running
 	still := map[string]int{}
 	for _, t := range tasks {
-		if t.NodeID != "" && t.Status.State == dswarm.TaskStateRunning {
+		if t.NodeID != "" && t.State == taskRunning {
 			still[t.NodeID]++
 		}
-		if t.DesiredState == dswarm.TaskStateRunning || alive(t.Status.State) {
+		if t.DesiredState == taskRunning || alive(dswarm.TaskState(t.State)) {
 			// A task being stopped (its node drains) still holds its
 			// slot until it has stopped: Swarm creates the replacement
 			// after, so the listing is whole with it.
 			meant[t.ServiceID]++
 		}
-		if t.DesiredState != dswarm.TaskStateRunning {
+		if t.DesiredState != taskRunning {
 			continue
 		}
-		var res Resources
-		if r := t.Spec.Resources; r != nil && r.Reservations != nil {
-			res = Resources{NanoCPUs: r.Reservations.NanoCPUs, MemoryBytes: r.Reservations.MemoryBytes}
-		}
-		switch t.Status.State {
+		res := t.Reservation
+		switch dswarm.TaskState(t.State) {
 		case dswarm.TaskStatePending:
-			if !strings.Contains(t.Status.Err, "no suitable node") {
+			if !strings.Contains(t.Err, "no suitable node") {
 				continue
 			}
-			p := PendingTask{ID: t.ID, ServiceID: t.ServiceID, Reservation: res, Reason: t.Status.Err}
-			if t.Spec.Placement != nil {
-				p.Constraints = t.Spec.Placement.Constraints
-			}
-			pending = append(pending, p)
+			pending = append(pending, PendingTask{ID: t.ID, ServiceID: t.ServiceID, Reservation: res, Reason: t.Err, Constraints: t.Constraints})
 		case dswarm.TaskStateRunning, dswarm.TaskStateStarting, dswarm.TaskStateAssigned, dswarm.TaskStateAccepted, dswarm.TaskStatePreparing, dswarm.TaskStateReady:
 			if t.NodeID == "" {
 				continue
 			}
 			l := load[t.NodeID]
-			if t.Status.State == dswarm.TaskStateRunning {
+			if t.State == taskRunning {
 				l.Running++
 			}
 			l.Reserved.NanoCPUs += res.NanoCPUs
@@ -243,7 +281,7 @@ func (c *Client) LabelledServices(ctx context.Context, label, value string) ([]s
 // lacks tasks the services ask for (see TaskView.Incomplete) is an error,
 // never zero: on it a busy node would look drained.
 func (c *Client) TasksStillRunning(ctx context.Context, nodeID string) (int, error) {
-	v, err := c.Tasks(ctx)
+	v, err := c.readView(ctx, filters.Args{})
 	if err != nil {
 		return 0, err
 	}

@@ -49,7 +49,9 @@ type EngineStats struct {
 	Unknown []string `json:"unknown"`
 }
 
-type engineServer struct {
+// EngineHandler answers Engine API calls from a generated listing; a
+// RecordedEngine's process serves one, and a test can serve one itself.
+type EngineHandler struct {
 	b *BigSwarm
 
 	mu    sync.Mutex
@@ -57,8 +59,9 @@ type engineServer struct {
 	stats EngineStats
 }
 
-func newEngineServer(b *BigSwarm) *engineServer {
-	return &engineServer{b: b, cache: map[string][]byte{}, stats: EngineStats{Paths: map[string]int{}}}
+// NewEngineHandler serves b's listing.
+func NewEngineHandler(b *BigSwarm) *EngineHandler {
+	return &EngineHandler{b: b, cache: map[string][]byte{}, stats: EngineStats{Paths: map[string]int{}}}
 }
 
 type countingWriter struct {
@@ -84,7 +87,7 @@ func engineError(w http.ResponseWriter, status int, msg string) {
 	_ = json.NewEncoder(w).Encode(map[string]string{"message": msg})
 }
 
-func (e *engineServer) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+func (e *EngineHandler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	path := dockerCallPath(r.URL.Path)
 	switch path {
 	case "/_autarky/stats":
@@ -114,7 +117,7 @@ func (e *engineServer) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 }
 
 // serve answers one call; false when the path is not one it serves.
-func (e *engineServer) serve(w http.ResponseWriter, r *http.Request, path string) bool {
+func (e *EngineHandler) serve(w http.ResponseWriter, r *http.Request, path string) bool {
 	h := w.Header()
 	h.Set("Api-Version", recordedAPIVersion)
 	h.Set("Docker-Experimental", "false")
@@ -191,8 +194,21 @@ func (e *engineServer) serve(w http.ResponseWriter, r *http.Request, path string
 	return true
 }
 
+// Stats are the calls answered so far.
+func (e *EngineHandler) Stats() EngineStats {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	s := e.stats
+	s.Paths = map[string]int{}
+	for k, v := range e.stats.Paths {
+		s.Paths[k] = v
+	}
+	s.Unknown = append([]string(nil), e.stats.Unknown...)
+	return s
+}
+
 // inspect finds a node or a service by id or name.
-func (e *engineServer) inspect(kind, id string) (any, bool) {
+func (e *EngineHandler) inspect(kind, id string) (any, bool) {
 	if kind == "nodes" {
 		for _, n := range e.b.Nodes {
 			if n.ID == id || n.Description.Hostname == id {
@@ -212,7 +228,7 @@ func (e *engineServer) inspect(kind, id string) (any, bool) {
 // json answers with the JSON of make(), encoded once per key and kept:
 // serving costs the engine process a copy, as a manager's store answers
 // from memory.
-func (e *engineServer) json(w http.ResponseWriter, key string, make func() any) {
+func (e *EngineHandler) json(w http.ResponseWriter, key string, make func() any) {
 	e.mu.Lock()
 	body, ok := e.cache[key]
 	e.mu.Unlock()
@@ -247,7 +263,7 @@ func canonical(f filters.Args) string {
 // are alternatives, keys all apply; desired-state takes any task state's
 // name, and an unknown one is refused. Filters the agent never sends
 // (name, label, runtime, _up-to-date) are refused here, saying so.
-func (e *engineServer) taskFilter(f filters.Args) (func(dswarm.Task) bool, error) {
+func (e *EngineHandler) taskFilter(f filters.Args) (func(dswarm.Task) bool, error) {
 	for _, k := range f.Keys() {
 		switch k {
 		case "desired-state", "service", "node", "id":
@@ -312,7 +328,7 @@ func (e *engineServer) taskFilter(f filters.Args) (func(dswarm.Task) bool, error
 	}, nil
 }
 
-func (e *engineServer) info() system.Info {
+func (e *EngineHandler) info() system.Info {
 	leader := e.b.Nodes[0]
 	managers := 0
 	var peers []dswarm.Peer
@@ -333,7 +349,7 @@ func (e *engineServer) info() system.Info {
 
 // ServeRecordedEngine serves b's listing on ln until ln is closed.
 func ServeRecordedEngine(ln net.Listener, b *BigSwarm) error {
-	return (&http.Server{Handler: newEngineServer(b), ReadHeaderTimeout: 10 * time.Second}).Serve(ln)
+	return (&http.Server{Handler: NewEngineHandler(b), ReadHeaderTimeout: 10 * time.Second}).Serve(ln)
 }
 
 // RecordedEngine is a child process serving a generated listing.
