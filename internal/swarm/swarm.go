@@ -13,8 +13,10 @@ import (
 	"net/http"
 	"sort"
 	"strings"
+	"sync/atomic"
 	"time"
 
+	"github.com/docker/docker/api/types/filters"
 	"github.com/docker/docker/api/types/image"
 	dswarm "github.com/docker/docker/api/types/swarm"
 	"github.com/docker/docker/client"
