@@ -230,15 +230,25 @@ func webIdentityRun(t *testing.T, sharedConfig bool) {
 	if err := os.WriteFile(tokenFile, []byte(token), 0o600); err != nil {
 		t.Fatal(err)
 	}
-	extra := ""
+	providerConfig := rec.provider("")
 	if sharedConfig {
 		onlyWebIdentity(t, "", "")
+		// As HCP Terraform does: a shared config file naming the role and
+		// the token file, handed to the configuration in the variable
+		// tfc_aws_dynamic_credentials; the provider block is the Terraform
+		// Cloud guide's own, pointed at moto.
 		file := filepath.Join(t.TempDir(), "tfc-aws-shared-config")
 		profile := fmt.Sprintf("[default]\nrole_arn = %s\nweb_identity_token_file = %s\n", role, tokenFile)
 		if err := os.WriteFile(file, []byte(profile), 0o600); err != nil {
 			t.Fatal(err)
 		}
-		extra = fmt.Sprintf("shared_config_files = [%q]", file)
+		t.Setenv("TF_VAR_tfc_aws_dynamic_credentials", fmt.Sprintf(`{ default = { shared_config_file = %q }, aliases = {} }`, file))
+		guide := testenv.DocBlock(t, "templates/guides/terraform-cloud.md.tmpl", "tfc-shared-config")
+		const region = `region              = "eu-west-1"`
+		if !strings.Contains(guide, region) {
+			t.Fatalf("the guide's provider block no longer sets %s: update this test", region)
+		}
+		providerConfig = strings.Replace(guide, region, fmt.Sprintf("region = %q\n    endpoints = { ec2 = %[2]q, autoscaling = %[2]q, ssm = %[2]q, sts = %[2]q }", testenv.MotoRegion, rec.URL), 1)
 	} else {
 		onlyWebIdentity(t, role, tokenFile)
 	}
@@ -268,7 +278,7 @@ func webIdentityRun(t *testing.T, sharedConfig bool) {
 		return nil
 	}
 	canaries := func() []string { return append(rec.secrets(), token) }
-	config := rec.provider(extra) + e.cluster("tfc", 1, "") + `
+	config := providerConfig + e.cluster("tfc", 1, "") + `
 resource "autarky_node_pool" "web" {
   cluster_id   = autarky_cluster.test.id
   name         = "web"
