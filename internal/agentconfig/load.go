@@ -244,6 +244,9 @@ func (f *File) Adoption(cluster, plat string) (*platform.Adoption, error) {
 		return nil, nil
 	}
 	var d diagnostics
+	// ManagerCount is not the swarm's: an adopted cluster's managers are
+	// not Autarky's (platform.Adopt lists and starts no instance of
+	// them), so the manager pool the agent derives from it never acts.
 	a := &platform.Adoption{Source: f.Path, Groups: map[string]string{},
 		Descriptor: policy.Cluster{Name: cluster, Platform: plat, ManagerCount: 1,
 			HeartbeatPeriod: policy.DefaultHeartbeatPeriod.String()}}

@@ -16,6 +16,11 @@
 // cloud asks the cloud's API (launcher.go). Every node shows its own
 // directory, and so its Docker socket, at NodeDir in its mount namespace,
 // the one path the stack file mounts on every manager.
+//
+// A swarm built by hand, whose engines the platform did not start, can be
+// adopted by the agent's configuration file: its labelled engines become a
+// pool's first instances, and the platform starts the pool's new ones
+// (adopt.go says what adoption can and cannot mean here).
 package local
 
 import (
