@@ -40,6 +40,7 @@ import (
 	"fmt"
 	"os"
 	"regexp"
+	"sort"
 	"strconv"
 	"strings"
 
@@ -369,7 +370,8 @@ func (e Error) Error() string {
 
 // nameFields puts the name of the attribute a decoding error is about
 // into its summary ("Unsuitable value type for dry_run"): HCL's own
-// message says what is wrong and where, not which setting.
+// message says what is wrong and where, not which setting. To an unknown
+// name it adds what the block takes.
 func nameFields(diags hcl.Diagnostics, body hcl.Body) hcl.Diagnostics {
 	sb, ok := body.(*hclsyntax.Body)
 	if !ok {
@@ -379,11 +381,55 @@ func nameFields(diags hcl.Diagnostics, body hcl.Body) hcl.Diagnostics {
 		if d.Subject == nil {
 			continue
 		}
-		if name := attrAt(sb, d.Subject.Start); name != "" && !strings.Contains(d.Summary+d.Detail, `"`+name+`"`) {
+		if d.Summary == "Unsupported argument" || d.Summary == "Unsupported block type" {
+			// HCL names the unknown name; say what the block takes.
+			if allowed := allowedIn(blockAt(sb, d.Subject.Start, "")); allowed != "" {
+				d.Detail += " Allowed here: " + allowed + "."
+			}
+			continue
+		}
+		if name := attrAt(sb, d.Subject.Start); name != "" {
 			d.Summary += " for " + name
 		}
 	}
 	return diags
+}
+
+// schemas are the file's blocks' shapes, by block type ("" the file's top).
+var schemas = map[string]any{
+	"": fileSchema{}, "local": localBlock{}, "aws": awsBlock{}, "gcp": gcpBlock{}, "notify": notifyBlock{},
+	"adopt": adoptBlock{}, "node_pool": nodePoolBlock{}, "healing_policy": healingBlock{}, "scaling_policy": scalingBlock{},
+	"pending_tasks": pendingTasksBlock{}, "prometheus": prometheusBlock{}, "alert": alertBlock{},
+	"service_scaling_policy": serviceScalingBlock{},
+}
+
+// allowedIn lists the attributes and blocks of block type typ, for a
+// name that is not one of them.
+func allowedIn(typ string) string {
+	v, ok := schemas[typ]
+	if !ok {
+		return ""
+	}
+	schema, _ := gohcl.ImpliedBodySchema(v)
+	var names []string
+	for _, a := range schema.Attributes {
+		names = append(names, a.Name)
+	}
+	for _, b := range schema.Blocks {
+		names = append(names, b.Type+" {}")
+	}
+	sort.Strings(names)
+	return strings.Join(names, ", ")
+}
+
+// blockAt is the type of the innermost block holding pos, outer for none.
+func blockAt(b *hclsyntax.Body, pos hcl.Pos, outer string) string {
+	for _, blk := range b.Blocks {
+		if blk.Body != nil && blk.Body.SrcRange.ContainsOffset(pos.Byte) {
+			return blockAt(blk.Body, pos, blk.Type)
+		}
+	}
+	return outer
 }
 
 // attrAt is the dotted path of the attribute whose value holds pos

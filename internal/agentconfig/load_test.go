@@ -15,9 +15,12 @@ func TestBadFiles(t *testing.T) {
 		name, src string
 		want      []string // substrings of the error, the first "file:line"
 	}{
-		{"unknown block", "cluster = \"a\"\n\nnodes {}\n", []string{"bad.hcl:3,", `"nodes"`, "not expected"}},
+		{"unknown block", "cluster = \"a\"\n\nnodes {}\n", []string{"bad.hcl:3,", `"nodes"`, "not expected", "Allowed here: adopt {}, alert_token_file,"}},
+		{"unknown nested attribute", "adopt {\n  node_pool \"w\" {\n    max_size = 2\n    healing_policy {\n      unhealthy = \"5s\"\n    }\n  }\n}\n",
+			[]string{"bad.hcl:5,", `"unhealthy"`, "Allowed here: enabled, join_timeout, max_concurrent_replacements, max_unhealthy_percent, min_node_age, unhealthy_after."}},
 		{"unknown attribute", "cluster = \"a\"\nlisten_addr = \"x\"\n", []string{"bad.hcl:2,", `"listen_addr"`}},
-		{"wrong type", "cluster = \"a\"\ndry_run = \"maybe\"\n", []string{"bad.hcl:2,", "dry_run", "bool is required"}},
+		{"wrong type", "cluster = \"a\"\ndry_run = \"maybe\"\n", []string{"bad.hcl:2,", "for dry_run", "bool is required"}},
+		{"wrong nested type", "adopt {\n  node_pool \"w\" {\n    max_size = \"three\"\n  }\n}\n", []string{"bad.hcl:3,", "for adopt.node_pool.w.max_size", "number is required"}},
 		{"bad duration", "cluster = \"a\"\n\ndrain_timeout = \"10x\"\n", []string{"bad.hcl:3,", "drain_timeout", `"10x" is not a duration`, `"30s"`}},
 		{"interval out of range", "evaluation_interval = \"2h\"\n", []string{"bad.hcl:1,", "evaluation_interval", "100ms to 1h"}},
 		{"unknown platform", "cluster = \"a\"\nplatform = \"azure\"\n", []string{"bad.hcl:2,", "platform", `"azure" is unknown`, `"local"`}},
