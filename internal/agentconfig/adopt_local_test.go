@@ -46,8 +46,13 @@ func TestAdoptHandBuiltSwarm(t *testing.T) {
 	env := append(os.Environ(), "PATH="+filepath.Dir(bin)+":"+os.Getenv("PATH"))
 	bash := func(name string) string {
 		t.Helper()
-		cmd := exec.Command("bash", "-e", "-c", sub(testenv.DocBlock(t, guide, name)))
+		// The guide waits for the engines without a bound; the test
+		// gives up after three minutes.
+		bctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
+		defer cancel()
+		cmd := exec.CommandContext(bctx, "bash", "-e", "-c", sub(testenv.DocBlock(t, guide, name)))
 		cmd.Env = env
+		cmd.WaitDelay = 5 * time.Second
 		out, err := cmd.CombinedOutput()
 		if err != nil {
 			t.Fatalf("the guide's %s: %v\n%s", name, err, out)
