@@ -148,6 +148,27 @@ func TestAdoptAutoScalingGroups(t *testing.T) {
 		t.Errorf("the adoption wrote pools: %v %+v", err, ps)
 	}
 
+	// Terraform builds a cluster under the adopted name while the agent
+	// runs: the agent stops acting (its descriptor read fails, saying
+	// why) instead of sharing the store with it.
+	if d, err := cl.Descriptor(ctx); err != nil || d.Name != cluster {
+		t.Fatalf("the adopted descriptor: %v %+v", err, d)
+	}
+	if err := st.PutDescriptor(ctx, policy.Cluster{Name: cluster, Platform: policy.PlatformAWS, ManagerCount: 1, HeartbeatPeriod: "5s"}); err != nil {
+		t.Fatal(err)
+	}
+	deadline = time.Now().Add(30 * time.Second) // past the store's generation recheck
+	for {
+		_, err := cl.Descriptor(ctx)
+		if err != nil && strings.Contains(err.Error(), "has since been built by Terraform") {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("a descriptor Terraform wrote under the adopted name: %v", err)
+		}
+		time.Sleep(200 * time.Millisecond)
+	}
+
 	// A cluster Terraform built, its descriptor in SSM: refused.
 	built, err := aws.NewStore(c.SSM, "built")
 	if err != nil {

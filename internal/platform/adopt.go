@@ -67,7 +67,19 @@ type adopted struct {
 	desired map[string]int64
 }
 
-func (c *adopted) Descriptor(context.Context) (policy.Cluster, error) { return c.a.Descriptor, nil }
+// Descriptor is the file's, as long as the platform's store holds none: a
+// cluster Terraform built under the adopted name since the agent started
+// (the local platform refuses the name, a cloud's store cannot) stops the
+// agent acting, every evaluation failing with why, rather than two owners
+// sharing one journal.
+func (c *adopted) Descriptor(ctx context.Context) (policy.Cluster, error) {
+	if _, err := c.Cluster.Descriptor(ctx); err == nil {
+		return policy.Cluster{}, fmt.Errorf("cluster %q, adopted by %s, has since been built by Terraform (its store holds a descriptor): this agent stops acting; remove the adopt block to serve Terraform's cluster, or adopt under another name", c.a.Descriptor.Name, c.a.Source)
+	} else if !errors.Is(err, ErrNotFound) {
+		return policy.Cluster{}, err
+	}
+	return c.a.Descriptor, nil
+}
 
 // Pools are the file's, with the sizes the agent gave them since it
 // started.
