@@ -25,7 +25,8 @@ const usage = `Usage: autarky-agent <command> [flags]
 
 autarky-agent runs beside every Swarm manager of an Autarky cluster. Only the
 agent on the Raft leader acts: it replaces failed nodes and resizes node pools
-according to the healing and scaling policies declared with Terraform.
+according to the healing and scaling policies declared with Terraform, or,
+for a swarm Terraform did not build, in a configuration file (run --config).
 
 Commands:
   run        run the agent beside a manager (see autarky-agent run -h)
