@@ -71,21 +71,71 @@ type TaskView struct {
 // long-lived swarm's listing is mostly the history Swarm keeps of every
 // slot (task_history_retention_limit, 5 by default), four fifths of its
 // bytes. The other tasks can only add to what Incomplete counts (a task
-// told to stop whose container still runs holds its slot), so when the
-// wanted tasks alone leave a service short, Tasks reads the whole listing
-// and the services again, and decides on them as before: the view is the
-// same as the whole listing's, but for StillRunning, which it leaves nil
-// (TasksStillRunning reads the whole listing).
+// told to stop whose container still runs holds its slot, as on a node
+// draining or in a rolling update), so when the wanted tasks leave
+// services short, Tasks reads every task of those services (at most
+// maxShortServices of them; beyond, the whole listing) and the services
+// again, and counts theirs from that: the view is the whole listing's,
+// but for StillRunning, which it leaves nil (TasksStillRunning reads the
+// whole listing).
 func (c *Client) Tasks(ctx context.Context) (TaskView, error) {
-	v, err := c.readView(ctx, filters.NewArgs(filters.Arg("desired-state", taskRunning)))
+	running, err := c.taskList(ctx, filters.NewArgs(filters.Arg("desired-state", taskRunning)))
 	if err != nil {
 		return TaskView{}, err
 	}
-	if v.Incomplete != "" {
+	services, err := c.serviceList(ctx)
+	if err != nil {
+		return TaskView{}, err
+	}
+	v := viewOf(running, services)
+	v.StillRunning = nil
+	v.Services = servicesOf(running, services)
+	if v.Incomplete == "" {
+		return v, nil
+	}
+	meant := meantOf(running)
+	var short []string
+	for _, s := range services {
+		if r := s.Spec.Mode.Replicated; r != nil && r.Replicas != nil && meant[s.ID] < *r.Replicas {
+			short = append(short, s.ID)
+		}
+	}
+	if len(short) > maxShortServices {
 		return c.readView(ctx, filters.Args{})
 	}
-	v.StillRunning = nil
+	f := filters.NewArgs()
+	for _, id := range short {
+		f.Add("service", id)
+	}
+	theirs, err := c.taskList(ctx, f)
+	if err != nil {
+		// A short service removed since is not found: the whole
+		// listing decides.
+		return c.readView(ctx, filters.Args{})
+	}
+	if services, err = c.serviceList(ctx); err != nil {
+		return TaskView{}, err
+	}
+	recount := meantOf(theirs)
+	for _, id := range short {
+		meant[id] = recount[id]
+	}
+	v.Incomplete = missingTasks(services, meant)
+	v.Services = servicesOf(running, services)
 	return v, nil
+}
+
+// maxShortServices bounds the services whose every task Tasks lists by
+// name; more read the whole listing (a manager answering before its
+// store has caught up lists few tasks for every service).
+var maxShortServices = 50
+
+func (c *Client) serviceList(ctx context.Context) ([]dswarm.Service, error) {
+	services, err := c.api.ServiceList(ctx, dswarm.ServiceListOptions{})
+	if err != nil {
+		return nil, fmt.Errorf("service list: %w", err)
+	}
+	return services, nil
 }
 
 // readView reads the tasks the filters keep once, then the services; see
@@ -95,9 +145,9 @@ func (c *Client) readView(ctx context.Context, f filters.Args) (TaskView, error)
 	if err != nil {
 		return TaskView{}, err
 	}
-	services, err := c.api.ServiceList(ctx, dswarm.ServiceListOptions{})
+	services, err := c.serviceList(ctx)
 	if err != nil {
-		return TaskView{}, fmt.Errorf("service list: %w", err)
+		return TaskView{}, err
 	}
 	v := viewOf(tasks, services)
 	v.Services = servicesOf(tasks, services)
@@ -125,17 +175,10 @@ const taskRunning = string(dswarm.TaskStateRunning)
 func viewOf(tasks []taskWire, services []dswarm.Service) TaskView {
 	var pending []PendingTask
 	load := map[string]TaskLoad{}
-	meant := map[string]uint64{} // by service: tasks meant to run or still running
 	still := map[string]int{}
 	for _, t := range tasks {
 		if t.NodeID != "" && t.State == taskRunning {
 			still[t.NodeID]++
-		}
-		if t.DesiredState == taskRunning || alive(dswarm.TaskState(t.State)) {
-			// A task being stopped (its node drains) still holds its
-			// slot until it has stopped: Swarm creates the replacement
-			// after, so the listing is whole with it.
-			meant[t.ServiceID]++
 		}
 		if t.DesiredState != taskRunning {
 			continue
@@ -160,7 +203,21 @@ func viewOf(tasks []taskWire, services []dswarm.Service) TaskView {
 			load[t.NodeID] = l
 		}
 	}
-	return TaskView{Pending: pending, Load: load, StillRunning: still, Incomplete: missingTasks(services, meant)}
+	return TaskView{Pending: pending, Load: load, StillRunning: still, Incomplete: missingTasks(services, meantOf(tasks))}
+}
+
+// meantOf counts, by service, the tasks meant to run or still running.
+func meantOf(tasks []taskWire) map[string]uint64 {
+	meant := map[string]uint64{}
+	for _, t := range tasks {
+		if t.DesiredState == taskRunning || alive(dswarm.TaskState(t.State)) {
+			// A task being stopped (its node drains) still holds its
+			// slot until it has stopped: Swarm creates the replacement
+			// after, so the listing is whole with it.
+			meant[t.ServiceID]++
+		}
+	}
+	return meant
 }
 
 // alive reports whether a task in this state has (or is about to have) a

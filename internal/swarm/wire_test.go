@@ -184,9 +184,10 @@ func serveSwarm(t *testing.T, b *testenv.BigSwarm) (*Client, *testenv.EngineHand
 
 // Tasks asks the manager for the tasks Swarm wants running only, and its
 // view is the whole listing's (but for StillRunning): on a steady swarm
-// from that listing alone; when a service is short on it (a task told to
+// from that listing alone; when services are short on it (a task told to
 // stop whose container still runs holds its slot, or a service really
-// lacks tasks), from the whole listing read again. Nodes, Service and
+// lacks tasks), with every task of those services read again, or the
+// whole listing when too many are short. Nodes, Service and
 // TasksStillRunning read the same as the Docker client's types.
 func TestTasksSameAsWholeListing(t *testing.T) {
 	ctx := context.Background()
@@ -208,15 +209,30 @@ func TestTasksSameAsWholeListing(t *testing.T) {
 			}
 		}
 	}
+	lackingThree := func(b *testenv.BigSwarm) {
+		for _, svc := range b.Services[:3] {
+			for i := 0; i < len(b.Tasks); i++ {
+				if b.Tasks[i].ServiceID == svc.ID && b.Tasks[i].DesiredState == dswarm.TaskStateRunning {
+					b.Tasks = append(b.Tasks[:i], b.Tasks[i+1:]...)
+					i--
+				}
+			}
+		}
+	}
+	defer func(n int) { maxShortServices = n }(maxShortServices)
+	maxShortServices = 2
 	for _, c := range []struct {
-		name       string
-		change     func(*testenv.BigSwarm)
-		whole      bool // the whole listing is read
-		incomplete bool
+		name   string
+		change func(*testenv.BigSwarm)
+		// the task listings read besides the one of the wanted tasks:
+		// of the short services' every task, the whole listing
+		theirs, whole bool
+		incomplete    bool
 	}{
 		{name: "steady", change: func(*testenv.BigSwarm) {}},
-		{name: "a task still stopping", change: stopping, whole: true},
-		{name: "a service short", change: lacking, whole: true, incomplete: true},
+		{name: "a task still stopping", change: stopping, theirs: true},
+		{name: "a service short", change: lacking, theirs: true, incomplete: true},
+		{name: "more services short than are listed by name", change: lackingThree, whole: true, incomplete: true},
 	} {
 		t.Run(c.name, func(t *testing.T) {
 			b := smallSwarm()
@@ -262,9 +278,14 @@ func TestTasksSameAsWholeListing(t *testing.T) {
 			if t.Failed() {
 				t.Fatalf("services:\n got %s\nwant %s", gs, ws)
 			}
+			theirs := 0
+			for p, n := range h.Stats().Paths {
+				if strings.HasPrefix(p, `GET /tasks?{"service":`) {
+					theirs += n
+				}
+			}
 			paths := h.Stats().Paths
-			filtered, all := paths[`GET /tasks?{"desired-state":{"running":true}}`], paths["GET /tasks"]
-			if filtered != 1 || (all == 1) != c.whole {
+			if paths[`GET /tasks?{"desired-state":{"running":true}}`] != 1 || (theirs == 1) != c.theirs || (paths["GET /tasks"] == 1) != c.whole {
 				t.Fatalf("task listings: %v", paths)
 			}
 			if c.name != "steady" {

@@ -57,6 +57,11 @@ type BigSwarmSpec struct {
 	HistoryPerSlot int
 	// Pending tasks of one extra service that fit no node.
 	Pending int
+	// Stopping slots (the first ones of the first services) have their
+	// current task told to stop while its container still runs and no
+	// replacement yet, as on a node being drained: the tasks Swarm wants
+	// running then fall short of the services' replicas.
+	Stopping int
 }
 
 // Scale5000 is the 5,000-node, 100,000-task cluster of issue 15: 3
@@ -215,7 +220,7 @@ func (s BigSwarmSpec) Generate() *BigSwarm {
 	if s.Services > 0 {
 		per = s.RunningTasks / s.Services
 	}
-	ntask := 0
+	ntask, stopping := 0, 0
 	for si := 0; si < nsvc; si++ {
 		pool := si % s.Pools
 		replicas := per
@@ -244,6 +249,10 @@ func (s BigSwarmSpec) Generate() *BigSwarm {
 					continue
 				}
 				t := s.task(ntask, svc, slot, node, h, net)
+				if h == 0 && si < s.Services && stopping < s.Stopping && t.Status.State == dswarm.TaskStateRunning {
+					t.DesiredState = dswarm.TaskStateShutdown
+					stopping++
+				}
 				ntask++
 				b.Tasks = append(b.Tasks, t)
 			}

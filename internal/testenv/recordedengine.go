@@ -175,7 +175,11 @@ func (e *EngineHandler) serve(w http.ResponseWriter, r *http.Request, path strin
 		}
 		keep, err := e.taskFilter(f)
 		if err != nil {
-			engineError(w, http.StatusBadRequest, err.Error())
+			status := http.StatusBadRequest
+			if strings.HasSuffix(err.Error(), "not found") {
+				status = http.StatusNotFound
+			}
+			engineError(w, status, err.Error())
 			return true
 		}
 		e.json(w, "tasks?"+canonical(f), func() any {
@@ -289,12 +293,13 @@ func (e *EngineHandler) taskFilter(f filters.Args) (func(dswarm.Task) bool, erro
 	}
 	services := map[string]bool{}
 	for _, s := range f.Get("service") {
+		found := false
 		for _, svc := range e.b.Services {
 			if svc.ID == s || svc.Spec.Name == s {
-				services[svc.ID] = true
+				services[svc.ID], found = true, true
 			}
 		}
-		if len(services) == 0 {
+		if !found {
 			return nil, fmt.Errorf("service %s not found", s)
 		}
 	}
