@@ -132,6 +132,57 @@ func TestWireDecodingMatchesDockerTypes(t *testing.T) {
 	}
 }
 
+// The same on a real engine's listings: a swarm of a manager and two
+// workers (Docker 20.10, Debian's), recorded from GET /v1.41/nodes,
+// /tasks and /services with a replicated service updated once (its old
+// tasks shut down), a global one, and one whose task fits no node.
+func TestWireDecodingMatchesRealEngine(t *testing.T) {
+	read := func(name string, into any) []byte {
+		b, err := os.ReadFile(filepath.Join("testdata", "engine-20.10", name))
+		if err == nil {
+			err = json.Unmarshal(b, into)
+		}
+		if err != nil {
+			t.Fatal(err)
+		}
+		return b
+	}
+	var tasks []dswarm.Task
+	var nodes []dswarm.Node
+	var services []dswarm.Service
+	tasksJSON, nodesJSON := read("tasks.json", &tasks), read("nodes.json", &nodes)
+	read("services.json", &services)
+	var got []taskWire
+	if err := eachElement(bytes.NewReader(tasksJSON), func(e []byte) error {
+		w, err := decodeTask(e)
+		got = append(got, w)
+		return err
+	}); err != nil {
+		t.Fatal(err)
+	}
+	var want []taskWire
+	for _, tk := range tasks {
+		want = append(want, wireOf(tk))
+	}
+	if !reflect.DeepEqual(got, want) {
+		t.Fatalf("tasks:\n got %+v\nwant %+v", got, want)
+	}
+	if v := viewOf(got, services); len(v.Pending) != 1 || len(v.Load) != 3 || v.Incomplete != "" {
+		t.Fatalf("the recorded swarm's view: %+v", v)
+	}
+	i := 0
+	if err := eachElement(bytes.NewReader(nodesJSON), func(e []byte) error {
+		n, err := decodeNode(e)
+		if want := toNode(nodes[i]); !reflect.DeepEqual(n, want) {
+			t.Errorf("node %d:\n got %+v\nwant %+v", i, n, want)
+		}
+		i++
+		return err
+	}); err != nil || i != 3 {
+		t.Fatalf("%d nodes: %v", i, err)
+	}
+}
+
 // Malformed answers are errors naming where, never a partial listing
 // taken as whole; null and [] are empty listings.
 func TestEachElementMalformed(t *testing.T) {

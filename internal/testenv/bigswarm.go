@@ -16,7 +16,12 @@
 // service carries its spec, mode, update and rollback configs and endpoint.
 // Field values are made up but sized like real ones (ids of 25 characters,
 // container ids of 64 hex digits, a PEM trust root of some 600 bytes), so
-// the bytes on the wire are those of a real cluster of that size.
+// the bytes on the wire are those of a real cluster of that size. A real
+// engine's listing of a small swarm is kept for comparison in
+// internal/swarm/testdata/engine-20.10: its nodes are 2.2 KB each as the
+// generated ones are; its tasks, attached to no network, 0.7-0.9 KB, where
+// a generated task of a stack's service, attached to its overlay network
+// (the network object is repeated in every task), is 1.9 KB.
 //
 // A long-lived cluster's task listing is mostly history: Swarm keeps
 // task_history_retention_limit (default 5) tasks per slot, the current one
