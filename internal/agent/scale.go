@@ -129,26 +129,35 @@ func (a *Agent) scaleSnapshot(o *observation, sc *scaling, inFlight map[string]b
 			break
 		}
 	}
+	// The nodes and instances by pool, in the listings' order, sorted
+	// once: matching every node against every pool made this grow with
+	// pools x nodes (50 x 5,000: a fifth of an evaluation's CPU).
+	nodesOf, instancesOf := map[string][]int{}, map[string][]int{}
+	for i, n := range o.nodes {
+		id := nodePool(n, o.cluster.Name)
+		nodesOf[id] = append(nodesOf[id], i)
+	}
+	for i, in := range o.instances {
+		id := policy.PoolID(in.Cluster, in.Pool)
+		instancesOf[id] = append(instancesOf[id], i)
+	}
 	for _, id := range sortedPools(sc.policies) {
 		pool := o.pools[id]
 		po := decide.PoolObservation{ID: id, Rules: sc.policies[id], PoolMinSize: int(pool.MinSize), PoolMaxSize: int(pool.MaxSize),
 			LastScaleUp: o.journal.LastScaleUp[id], LastScaleDown: o.journal.LastScaleDown[id],
 			Samples: sc.samples[id], ClusterNodeCapacity: clusterCapacity,
 			ProvisionBackoff: o.journal.ProvisionBackoff[id], Requested: o.journal.Requested[id]}
-		for _, n := range o.nodes {
-			if nodePool(n, o.cluster.Name) != id {
-				continue
-			}
+		for _, i := range nodesOf[id] {
+			n := o.nodes[i]
 			l := o.load[n.ID]
 			po.Nodes = append(po.Nodes, decide.ObservedNode{ID: n.ID, InstanceID: n.EngineLabels[policy.LabelInstance],
 				State: n.State, Role: n.Role, Availability: n.Availability, InFlight: inFlight[n.ID], CreatedAt: n.CreatedAt,
 				Capacity: decide.Resources(n.Capacity), Reserved: decide.Resources(l.Reserved), RunningTasks: l.Running})
 		}
-		for _, in := range o.instances {
-			if policy.PoolID(in.Cluster, in.Pool) == id {
-				po.Instances = append(po.Instances, decide.ObservedInstance{ID: in.ID, Running: in.Running,
-					LaunchedAt: in.CreatedAt, InFlight: instInFlight[in.ID]})
-			}
+		for _, i := range instancesOf[id] {
+			in := o.instances[i]
+			po.Instances = append(po.Instances, decide.ObservedInstance{ID: in.ID, Running: in.Running,
+				LaunchedAt: in.CreatedAt, InFlight: instInFlight[in.ID]})
 		}
 		if po.Rules.PendingTasks {
 			// A new node of the pool is a worker with the pool's labels
