@@ -296,4 +296,11 @@ func benchmarkEvaluate(b *testing.B, spec testenv.BigSwarmSpec) {
 	b.ReportMetric(float64(peakRSS)/1e6, "peak-rss-MB")
 	b.ReportMetric(float64(ms.HeapInuse)/1e6, "heap-after-MB")
 	b.Logf("engine calls in %d evaluations: %v", b.N, st.Paths)
+	// The goal of issue 15, held: an evaluation's CPU and peak memory.
+	if cpu := per(float64(cpu.Milliseconds())); cpu > 250 {
+		b.Errorf("an evaluation took %.0f ms of CPU: the goal is under 250 ms (profile it: -cpuprofile)", cpu)
+	}
+	if peakHeap > 300e6 || peakRSS > 300e6 {
+		b.Errorf("peak heap %d MB, peak resident set %d MB: the goal is under 300 MB", peakHeap/1e6, peakRSS/1e6)
+	}
 }
