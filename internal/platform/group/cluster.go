@@ -351,17 +351,8 @@ func (c *Cluster) SetDesiredSize(ctx context.Context, pool string, size int64) e
 	if size < d.MinSize || size > d.MaxSize {
 		return fmt.Errorf("size %d of pool %s is outside [%d, %d]", size, d.ID(), d.MinSize, d.MaxSize)
 	}
-	g, err := c.Group(ctx, pool, true)
-	if err != nil {
+	if err := c.GrowTo(ctx, pool, int(size)); err != nil {
 		return err
-	}
-	if int(size) > g.Desired {
-		if err := g.busy(Grow, ""); err != nil {
-			return err
-		}
-		if err := c.groups.Resize(ctx, g.Name, int(size)); err != nil {
-			return err
-		}
 	}
 	if d.DesiredSize == size {
 		return nil
