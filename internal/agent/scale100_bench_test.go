@@ -157,11 +157,8 @@ func nodeMemory(b *testing.B, dir string) int64 {
 		if err != nil {
 			continue
 		}
-		for _, line := range strings.Split(string(status), "\n") {
-			if rest, ok := strings.CutPrefix(line, "VmRSS:"); ok {
-				kb, _ := strconv.ParseInt(strings.TrimSpace(strings.TrimSuffix(strings.TrimSpace(rest), "kB")), 10, 64)
-				total += kb << 10
-			}
+		if n, ok := statusBytes(string(status), "VmRSS:"); ok {
+			total += n
 		}
 	}
 	return total

@@ -1,7 +1,6 @@
 package agent_test
 
 import (
-	"bufio"
 	"context"
 	"encoding/json"
 	"errors"
@@ -144,23 +143,27 @@ func cpuTime() time.Duration {
 
 // vmHWM is the process's peak resident set (VmHWM), in bytes.
 func vmHWM(b *testing.B) int64 {
-	f, err := os.Open("/proc/self/status")
+	status, err := os.ReadFile("/proc/self/status")
 	if err != nil {
 		b.Fatal(err)
 	}
-	defer f.Close()
-	s := bufio.NewScanner(f)
-	for s.Scan() {
-		if rest, ok := strings.CutPrefix(s.Text(), "VmHWM:"); ok {
+	n, ok := statusBytes(string(status), "VmHWM:")
+	if !ok {
+		b.Fatal("no VmHWM in /proc/self/status")
+	}
+	return n
+}
+
+// statusBytes is the value of a "<key> <n> kB" line of a /proc/<pid>/status
+// text, in bytes; false when the text has no such line.
+func statusBytes(status, key string) (int64, bool) {
+	for _, line := range strings.Split(status, "\n") {
+		if rest, ok := strings.CutPrefix(line, key); ok {
 			kb, err := strconv.ParseInt(strings.TrimSpace(strings.TrimSuffix(strings.TrimSpace(rest), "kB")), 10, 64)
-			if err != nil {
-				b.Fatal(err)
-			}
-			return kb << 10
+			return kb << 10, err == nil
 		}
 	}
-	b.Fatal("no VmHWM in /proc/self/status")
-	return 0
+	return 0, false
 }
 
 // heapSampler keeps the high-water mark of the heap's live and unswept
