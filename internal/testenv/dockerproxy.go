@@ -14,6 +14,7 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"io"
 	"net"
 	"net/http"
 	"net/http/httputil"
@@ -23,6 +24,7 @@ import (
 	"regexp"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 )
@@ -71,6 +73,7 @@ type DockerProxy struct {
 	release chan struct{} // closed by Release; a new one replaces it
 	closed  chan struct{} // closed when the test ends
 	running sync.WaitGroup
+	bytes   atomic.Int64 // engine response body bytes passed on
 }
 
 var apiVersionPrefix = regexp.MustCompile(`^/v[0-9]+(\.[0-9]+)?(/|$)`)
@@ -119,6 +122,12 @@ func NewDockerProxy(t testing.TB, target string) *DockerProxy {
 		},
 		Transport:     transport,
 		FlushInterval: -1, // streams (events, logs) reach the client as they come
+		ModifyResponse: func(r *http.Response) error {
+			if r.StatusCode != http.StatusSwitchingProtocols { // an upgraded body must stay writable
+				r.Body = &countingBody{r.Body, &p.bytes}
+			}
+			return nil
+		},
 		ErrorHandler: func(w http.ResponseWriter, r *http.Request, err error) {
 			if r.Context().Err() != nil {
 				return // the client gave up; nobody reads the answer
@@ -227,9 +236,28 @@ func (p *DockerProxy) Calls(method, pathPrefix string) int {
 	return n
 }
 
-// Reset forgets the calls counted so far; the fault function stays.
+// Bytes is how many bytes of response bodies the engine sent through the
+// proxy (canned faults not counted) since it started or since Reset: what
+// a client of the Engine API reads off the wire, before any decoding.
+func (p *DockerProxy) Bytes() int64 { return p.bytes.Load() }
+
+// Reset forgets the calls and bytes counted so far; the fault function
+// stays.
 func (p *DockerProxy) Reset() {
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	p.calls = nil
+	p.bytes.Store(0)
+}
+
+// countingBody adds what is read through it to n.
+type countingBody struct {
+	io.ReadCloser
+	n *atomic.Int64
+}
+
+func (c *countingBody) Read(b []byte) (int, error) {
+	k, err := c.ReadCloser.Read(b)
+	c.n.Add(int64(k))
+	return k, err
 }

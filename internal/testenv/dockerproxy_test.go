@@ -3,6 +3,8 @@ package testenv_test
 import (
 	"context"
 	"errors"
+	"io"
+	"net"
 	"net/http"
 	"strings"
 	"testing"
@@ -180,8 +182,28 @@ func TestDockerProxy(t *testing.T) {
 		}
 	})
 
+	t.Run("bytes counted", func(t *testing.T) {
+		p.Reset()
+		hc := &http.Client{Transport: &http.Transport{DialContext: func(ctx context.Context, _, _ string) (net.Conn, error) {
+			var d net.Dialer
+			return d.DialContext(ctx, "unix", strings.TrimPrefix(p.Host, "unix://"))
+		}}}
+		resp, err := hc.Get("http://docker/nodes")
+		if err != nil {
+			t.Fatal(err)
+		}
+		body, err := io.ReadAll(resp.Body)
+		_ = resp.Body.Close()
+		if err != nil || resp.StatusCode != http.StatusOK || len(body) < 100 {
+			t.Fatalf("GET /nodes through the proxy: %v %d %q", err, resp.StatusCode, body)
+		}
+		if got := p.Bytes(); got != int64(len(body)) {
+			t.Fatalf("Bytes() = %d after one node list of %d bytes", got, len(body))
+		}
+	})
+
 	p.Reset()
-	if n := p.Calls("", ""); n != 0 {
-		t.Fatalf("after Reset %d calls", n)
+	if n, b := p.Calls("", ""), p.Bytes(); n != 0 || b != 0 {
+		t.Fatalf("after Reset %d calls, %d bytes", n, b)
 	}
 }

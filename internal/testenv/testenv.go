@@ -82,6 +82,21 @@ func AgentBinary(t testing.TB) string {
 	return out
 }
 
+// SleeperBinary builds the sleeper (internal/testenv/sleeper), static and
+// stripped, for tests that want many tasks and no service: loaded as a
+// cluster's workload image (local.Options.WorkloadBinary) it costs about
+// a megabyte a container.
+func SleeperBinary(t testing.TB) string {
+	t.Helper()
+	out := filepath.Join(t.TempDir(), "sleeper")
+	cmd := exec.Command("go", "build", "-trimpath", "-ldflags=-s -w", "-o", out, "github.com/autarky/terraform-provider-autarky/internal/testenv/sleeper")
+	cmd.Env = append(os.Environ(), "CGO_ENABLED=0")
+	if b, err := cmd.CombinedOutput(); err != nil {
+		t.Fatalf("go build sleeper: %v\n%s", err, b)
+	}
+	return out
+}
+
 // Docker runs the docker CLI against host, as a user would, and returns its
 // trimmed output.
 func Docker(t testing.TB, host string, args ...string) string {
