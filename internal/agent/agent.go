@@ -111,6 +111,7 @@ type Agent struct {
 	rebalanced   map[string]time.Time // service id -> last rebalance
 	recheck      bool                 // keep nextWake past the next evaluation
 	selfID       string               // the swarm node id of the agent's own engine
+	led          bool                 // the last evaluation found this agent's manager leading
 
 	// baseCtx outlives one evaluation: removals run in it beside the loop.
 	baseCtx context.Context

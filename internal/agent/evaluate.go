@@ -83,6 +83,15 @@ func (a *Agent) evaluate(ctx context.Context) error {
 		a.selfID = ""
 		a.mu.Unlock()
 	}
+	a.mu.Lock()
+	gained := o.leader && !a.led
+	a.led = o.leader
+	a.mu.Unlock()
+	if r, ok := a.cluster.(platform.Relearner); ok && gained {
+		// What it kept in memory may have been changed by the previous
+		// leader's agent (platform.Adopt: an adopted pool's size).
+		r.Relearn()
+	}
 	tv, err := a.docker.Tasks(ctx)
 	if err != nil {
 		return a.observeFailed(err)

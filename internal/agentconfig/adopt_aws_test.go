@@ -135,6 +135,45 @@ func TestAdoptAutoScalingGroups(t *testing.T) {
 		t.Errorf("a size above the file's max_size: %v", err)
 	}
 
+	// A restarted agent (a new process: nothing in memory) takes each
+	// pool's size from its group's desired capacity, not from the file's
+	// desired_size (2 for web), clamped to the file's bounds; and one that
+	// becomes the leader learns again what the previous leader changed.
+	sizes := func(cl platform.Cluster) map[string]int64 {
+		t.Helper()
+		ps, err := cl.Pools(ctx)
+		if err != nil {
+			t.Fatal(err)
+		}
+		out := map[string]int64{}
+		for _, p := range ps {
+			out[p.Name] = p.DesiredSize
+		}
+		return out
+	}
+	restarted, err := platform.Open(ctx, policy.PlatformAWS, platform.AgentSettings{Cluster: cluster, Region: region, Adopt: a})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := sizes(restarted.Cluster); got["web"] != 4 || got["batch"] != 0 {
+		t.Errorf("a restarted agent's sizes: %v, want web 4 (its group's desired capacity) and batch 0", got)
+	}
+	if _, err := c.AutoScaling.UpdateAutoScalingGroup(ctx, &autoscaling.UpdateAutoScalingGroupInput{
+		AutoScalingGroupName: awsv2.String(a.Groups["web"]), DesiredCapacity: awsv2.Int32(11)}); err != nil {
+		t.Fatal(err)
+	}
+	if got := sizes(cl); got["web"] != 4 {
+		t.Errorf("the running agent's size of web, changed by another: %v, want the 4 it keeps until it leads again", got)
+	}
+	cl.(platform.Relearner).Relearn()
+	if got := sizes(cl); got["web"] != 10 {
+		t.Errorf("after Relearn (the agent became the leader) web's size is %d, want 10: its group's 11, within the file's max_size", got["web"])
+	}
+	if _, err := c.AutoScaling.UpdateAutoScalingGroup(ctx, &autoscaling.UpdateAutoScalingGroupInput{
+		AutoScalingGroupName: awsv2.String(a.Groups["web"]), DesiredCapacity: awsv2.Int32(4)}); err != nil {
+		t.Fatal(err)
+	}
+
 	// Nothing of the file went into the store: it stays Terraform's to
 	// write, and empty.
 	st, err := aws.NewStore(c.SSM, cluster)

@@ -7,11 +7,9 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strings"
-	"syscall"
 	"testing"
 	"time"
 
-	agentpkg "github.com/autarky/terraform-provider-autarky/internal/agent"
 	"github.com/autarky/terraform-provider-autarky/internal/platform"
 	"github.com/autarky/terraform-provider-autarky/internal/platform/local"
 	"github.com/autarky/terraform-provider-autarky/internal/policy"
@@ -30,84 +28,16 @@ const guide = "templates/guides/adopting.md.tmpl"
 // and removes the dead node. The guide's error example is what
 // check-config says of the same file with min_size = 5.
 func TestAdoptHandBuiltSwarm(t *testing.T) {
-	testenv.RequireLocalPlatform(t)
-	for _, tool := range []string{"docker", "unshare"} {
-		if _, err := exec.LookPath(tool); err != nil {
-			t.Fatalf("%s is not installed: run `%s`", tool, testenv.Setup)
-		}
-	}
-	bin := testenv.AgentBinary(t)
-	dir, err := os.MkdirTemp("", "akh")
-	if err != nil {
-		t.Fatal(err)
-	}
-	// The guide's one placeholder is its directory, /tmp/handmade.
-	sub := func(s string) string { return strings.ReplaceAll(s, "/tmp/handmade", dir) }
-	env := append(os.Environ(), "PATH="+filepath.Dir(bin)+":"+os.Getenv("PATH"))
-	bash := func(name string) string {
-		t.Helper()
-		// The guide waits for the engines without a bound; the test
-		// gives up after three minutes.
-		bctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
-		defer cancel()
-		cmd := exec.CommandContext(bctx, "bash", "-e", "-c", sub(testenv.DocBlock(t, guide, name)))
-		cmd.Env = env
-		cmd.WaitDelay = 5 * time.Second
-		out, err := cmd.CombinedOutput()
-		if err != nil {
-			t.Fatalf("the guide's %s: %v\n%s", name, err, out)
-		}
-		return string(out)
-	}
-	var agent *exec.Cmd
-	var agentLog testenv.LockedBuffer
-	t.Cleanup(func() {
-		if agent != nil {
-			_ = syscall.Kill(-agent.Process.Pid, syscall.SIGTERM)
-			_ = agent.Wait()
-			if t.Failed() {
-				t.Logf("agent log:\n%s", agentLog.String())
-			}
-		}
-		p, err := local.New(filepath.Join(dir, "state"), nil, local.Options{})
-		if err == nil {
-			if err := p.DeleteCluster(context.Background(), "handmade"); err != nil {
-				t.Errorf("delete the agent's engines: %v", err)
-			}
-		}
-		cleanup := exec.Command("bash", "-c", sub(testenv.DocBlock(t, guide, "adopt-local-cleanup")))
-		if out, err := cleanup.CombinedOutput(); err != nil {
-			t.Errorf("the guide's cleanup: %v\n%s", err, out)
-		}
-		deadline := time.Now().Add(30 * time.Second)
-		for len(testenv.Leftovers(dir)) > 0 && time.Now().Before(deadline) {
-			time.Sleep(200 * time.Millisecond)
-		}
-		if left := testenv.Leftovers(dir); len(left) > 0 {
-			t.Errorf("the guide's cleanup left:\n%s", strings.Join(left, "\n"))
-		}
-		_ = os.RemoveAll(dir)
-	})
-
-	bash("adopt-local-swarm")
-	mgr, err := swarm.Dial("unix://" + filepath.Join(dir, "m1", "docker.sock"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer mgr.Close()
+	h := newHandmade(t)
+	dir, sub, bin, mgr := h.dir, h.sub, h.bin, h.mgr
 	ctx, cancel := context.WithTimeout(context.Background(), 4*time.Minute)
 	defer cancel()
-	if err := mgr.WaitNodes(ctx, "the hand-built swarm's 3 nodes to be ready", func(ns []swarm.Node) bool {
-		return len(ns) == 3 && ready(ns) == 3
-	}); err != nil {
-		t.Fatal(err)
-	}
 
 	config := sub(testenv.DocBlock(t, guide, "adopt-local-config"))
 	if err := os.WriteFile(filepath.Join(dir, "agent.hcl"), []byte(config), 0o600); err != nil {
 		t.Fatal(err)
 	}
-	checked := bash("adopt-local-check")
+	checked := h.bash("adopt-local-check")
 	for _, want := range []string{`adopts cluster "handmade" on platform local`, `node_pool "workers": role worker, min_size 2, max_size 4, desired_size 2`,
 		"unhealthy_after 5s", "--evaluation-interval=1s\t(" + filepath.Join(dir, "agent.hcl") + ":"} {
 		if !strings.Contains(checked, want) {
@@ -124,28 +54,9 @@ func TestAdoptHandBuiltSwarm(t *testing.T) {
 		t.Errorf("check-config of a min_size above max_size: %v\n%s\nthe guide says:\n%s", err, out, want)
 	}
 
-	agent = exec.Command("bash", "-c", "exec "+sub(testenv.DocBlock(t, guide, "adopt-local-run")))
-	agent.Env = env
-	agent.Stdout, agent.Stderr = &agentLog, &agentLog
-	agent.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
-	if err := agent.Start(); err != nil {
-		t.Fatal(err)
-	}
-	// The agent has read the file's pool once its status (on the listen
-	// address of the guide's file) names it.
-	deadline := time.Now().Add(time.Minute)
-	for {
-		body, err := agentpkg.FetchStatus("http://127.200.0.1:9910", "")
-		if err == nil && strings.Contains(string(body), `"handmade/workers"`) {
-			break
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("the agent's status does not name pool handmade/workers: %v\n%s", err, body)
-		}
-		time.Sleep(200 * time.Millisecond)
-	}
+	h.startAgent()
 	start := time.Now()
-	bash("adopt-local-kill")
+	h.bash("adopt-local-kill")
 
 	var replacement string
 	if err := mgr.WaitNodes(ctx, "a replacement in pool workers, and the dead w1 removed", func(ns []swarm.Node) bool {

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"slices"
 	"sync"
 
 	"github.com/autarky/terraform-provider-autarky/internal/policy"
@@ -29,10 +30,24 @@ type Adoption struct {
 // and policies come from the file (a), the instances and the journal from
 // the platform's cluster inner. Nothing of the file is written into the
 // platform's store: the file is the configuration's one owner, and the
-// store keeps only what the agent itself writes (its journal). The size
-// the agent gives a pool (SetDesiredSize) is kept in memory, since the
-// file cannot be written back; a restarted agent starts from the file's
-// desired_size and the scaling policy moves it again.
+// store keeps only what the agent itself writes (its journal).
+//
+// A pool's size. The file cannot be written back, so the size the agent
+// gives a pool (SetDesiredSize) is kept in memory. Memory is lost when the
+// agent restarts (a crash, an upgrade) and is stale in the agent of
+// another manager that takes over the lead, while the pool keeps the size
+// the last leader gave it: nodes that run tasks. Starting again from the
+// file's desired_size would tell healing that the pool is above its size,
+// so a failed node would be removed instead of replaced, and the status
+// would show a size the pool does not have. So the size is learnt from
+// what exists, the first time a pool is read and again whenever the agent
+// becomes the leader (Relearn): on a group platform the group's desired
+// capacity, on local the pool's instances (a failed one counts until it
+// is removed: it is to be replaced), clamped to the file's [min_size,
+// max_size]. The file's desired_size is the size of a pool of which
+// nothing exists yet (no group, no instance). Learning a size never
+// starts or stops anything: it is what healing keeps, and only the
+// scaling policy changes it, from the nodes it finds.
 //
 // It refuses a cluster whose store holds a descriptor: Terraform built
 // that one and owns its pools, and two owners would fight over them.
@@ -46,6 +61,9 @@ func Adopt(ctx context.Context, inner Cluster, a *Adoption, where string) (Clust
 		return nil, fmt.Errorf("adopting cluster %q: reading %s: %w", a.Descriptor.Name, where, err)
 	}
 	c := &adopted{Cluster: inner, a: a, desired: map[string]int64{}}
+	if m, ok := inner.(adoptedSizer); ok {
+		c.measure = m.AdoptedSizes
+	}
 	g, isGroup := inner.(GroupCluster)
 	t, isTrim := inner.(interface {
 		TrimDesired(ctx context.Context, pool string) (from, to int, why string, err error)
@@ -62,9 +80,81 @@ func Adopt(ctx context.Context, inner Cluster, a *Adoption, where string) (Clust
 type adopted struct {
 	Cluster
 	a *Adoption
+	// measure is the platform's sizes of pools that exist (adoptedSizer),
+	// nil to count their instances.
+	measure func(ctx context.Context, pools []string) (map[string]int, error)
 
 	mu      sync.Mutex
 	desired map[string]int64
+}
+
+// adoptedSizer is a platform that knows the size of an adopted pool
+// better than its instance count: a group platform's desired capacity
+// (launches asked for count before they are listed). A pool absent from
+// the answer does not exist yet.
+type adoptedSizer interface {
+	AdoptedSizes(ctx context.Context, pools []string) (map[string]int, error)
+}
+
+// Relearner is a Cluster that keeps in memory what another agent may have
+// changed since: the agent calls Relearn when it becomes the leader, and
+// the next read learns it again from the platform.
+type Relearner interface {
+	Relearn()
+}
+
+// Relearn forgets the sizes in memory: the next Pools learns them from
+// what exists (see Adopt).
+func (c *adopted) Relearn() {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	clear(c.desired)
+}
+
+// learn fills in the sizes of the pools not in memory from what exists.
+func (c *adopted) learn(ctx context.Context) error {
+	c.mu.Lock()
+	var missing []string
+	for _, p := range c.a.Pools {
+		if _, ok := c.desired[p.Name]; !ok {
+			missing = append(missing, p.Name)
+		}
+	}
+	c.mu.Unlock()
+	if len(missing) == 0 {
+		return nil
+	}
+	var sizes map[string]int
+	if c.measure != nil {
+		var err error
+		if sizes, err = c.measure(ctx, missing); err != nil {
+			return fmt.Errorf("cluster %s adopted by %s: the sizes of its pools: %w", c.a.Descriptor.Name, c.a.Source, err)
+		}
+	} else {
+		all, err := c.Cluster.Instances(ctx)
+		if err != nil {
+			return fmt.Errorf("cluster %s adopted by %s: the sizes of its pools: %w", c.a.Descriptor.Name, c.a.Source, err)
+		}
+		sizes = map[string]int{}
+		for _, in := range all {
+			sizes[in.Pool]++
+		}
+	}
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	for _, p := range c.a.Pools {
+		if _, ok := c.desired[p.Name]; ok || !slices.Contains(missing, p.Name) {
+			continue
+		}
+		size, exists := sizes[p.Name]
+		if !exists || (c.measure == nil && size == 0) {
+			// Nothing of the pool exists yet: the file's size.
+			c.desired[p.Name] = p.DesiredSize
+			continue
+		}
+		c.desired[p.Name] = min(max(int64(size), p.MinSize), p.MaxSize)
+	}
+	return nil
 }
 
 // Descriptor is the file's, as long as the platform's store holds none: a
@@ -81,9 +171,12 @@ func (c *adopted) Descriptor(ctx context.Context) (policy.Cluster, error) {
 	return c.a.Descriptor, nil
 }
 
-// Pools are the file's, with the sizes the agent gave them since it
-// started.
-func (c *adopted) Pools(context.Context) ([]policy.Pool, error) {
+// Pools are the file's, with the sizes learnt from what exists or given
+// by the agent since (see Adopt).
+func (c *adopted) Pools(ctx context.Context) ([]policy.Pool, error) {
+	if err := c.learn(ctx); err != nil {
+		return nil, err
+	}
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	out := make([]policy.Pool, 0, len(c.a.Pools))

@@ -29,3 +29,25 @@ func (c *Cluster) GrowTo(ctx context.Context, pool string, size int) error {
 	}
 	return c.groups.Resize(ctx, g.Name, size)
 }
+
+// AdoptedSizes are the desired capacities of the groups of pools that
+// exist, in one description: the sizes an agent adopting them starts from
+// (platform.Adopt), since the last leader's are in the groups, not in a
+// store. A pool whose group does not exist is left out.
+func (c *Cluster) AdoptedSizes(ctx context.Context, pools []string) (map[string]int, error) {
+	names := make([]string, 0, len(pools))
+	for _, pool := range pools {
+		names = append(names, c.GroupOf(pool))
+	}
+	found, err := c.groups.Describe(ctx, names, false)
+	if err != nil {
+		return nil, err
+	}
+	out := map[string]int{}
+	for _, pool := range pools {
+		if g, ok := found[c.GroupOf(pool)]; ok {
+			out[pool] = g.Desired
+		}
+	}
+	return out, nil
+}
