@@ -118,7 +118,7 @@ func runOrCheck(args []string, check, stderr io.Writer) error {
 	}
 	opened, err := platform.Open(ctx, *plat, platform.AgentSettings{Cluster: *cluster, Region: *region, Project: *project, Bucket: *bucket,
 		ComputeEndpoint: *computeEndpoint, StorageEndpoint: *storageEndpoint, StateDir: *stateDir,
-		DockerHost: *dockerHost, Adopt: adopt,
+		DockerHost: *dockerHost, Adopt: adopt, UserAgent: userAgent(),
 		Progress: func(msg string, kv ...any) { logger.Info(msg, kv...) }})
 	if err != nil {
 		return err
@@ -207,3 +207,7 @@ func defaultAgentAddress(file string) string {
 	}
 	return fmt.Sprintf("http://127.0.0.1:%d", policy.AgentPort)
 }
+
+// userAgent is the agent's product token in the User-Agent of its cloud
+// calls (platform.AgentSettings), its release as `version` prints it.
+func userAgent() string { return "autarky-agent/" + version }

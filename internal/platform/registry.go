@@ -29,6 +29,11 @@ type AgentSettings struct {
 	// groups or nodes the file names.
 	Adopt    *Adoption
 	Progress Progress
+	// UserAgent is the agent's product token, "autarky-agent/<version>",
+	// that every cloud API call of the agent carries in its User-Agent
+	// header, as the provider's carry its own (ProviderSettings): a
+	// cloud's request logs tell which agent release made a call.
+	UserAgent string
 }
 
 // Opened is a cluster an agent serves, with the platform's own metrics.

@@ -34,7 +34,7 @@ func openAgent(ctx context.Context, s platform.AgentSettings) (platform.Opened, 
 	if err != nil {
 		return platform.Opened{}, err
 	}
-	clients, err := Connect(ctx, Config{Region: s.Region}, m)
+	clients, err := Connect(ctx, Config{Region: s.Region, UserAgent: s.UserAgent}, m)
 	if err != nil {
 		return platform.Opened{}, fmt.Errorf("--platform aws: %w", err)
 	}

@@ -36,7 +36,7 @@ func openAgent(ctx context.Context, s platform.AgentSettings) (platform.Opened, 
 	if err != nil {
 		return platform.Opened{}, err
 	}
-	clients, err := Connect(ctx, Config{Project: s.Project, Region: s.Region, Endpoint: s.ComputeEndpoint}, m)
+	clients, err := Connect(ctx, Config{Project: s.Project, Region: s.Region, Endpoint: s.ComputeEndpoint, UserAgent: s.UserAgent}, m)
 	if err != nil {
 		return platform.Opened{}, fmt.Errorf("--platform gcp: %w", err)
 	}
