@@ -1,11 +1,14 @@
 package main
 
 import (
+	"cmp"
+	"context"
 	"flag"
 	"fmt"
 	"io"
 	"sort"
 	"strings"
+	"time"
 
 	"github.com/autarky/terraform-provider-autarky/internal/agentconfig"
 	"github.com/autarky/terraform-provider-autarky/internal/platform"
@@ -162,4 +165,50 @@ func checkNames(pending bool, prom []policy.PrometheusRule, alerts []policy.Aler
 		return "none (routed alerts only)"
 	}
 	return strings.Join(out, ", ")
+}
+
+// printSurvey prints, for check-config, what exists now of each pool the
+// file adopts: its group (aws: desired, min and max), its nodes, and the
+// size the agent would start from. It opens the platform as run does, to
+// look only; a pool whose group does not exist is an error naming it.
+func printSurvey(ctx context.Context, w io.Writer, plat string, s platform.AgentSettings) error {
+	ctx, cancel := context.WithTimeout(ctx, time.Minute)
+	defer cancel()
+	opened, err := platform.Open(ctx, plat, s)
+	if err != nil {
+		return err
+	}
+	sv, ok := opened.Cluster.(platform.Surveyor)
+	if !ok {
+		return fmt.Errorf("platform %s cannot tell what exists of an adopted cluster", plat)
+	}
+	pools, err := sv.Survey(ctx)
+	if err != nil {
+		return err
+	}
+	fmt.Fprintln(w, "what exists now:")
+	for _, p := range pools {
+		fmt.Fprintf(w, "  node_pool %q:", p.Pool)
+		if g := p.Group; g != nil {
+			fmt.Fprintf(w, " %s %q desired %d", g.Kind, g.Name, g.Desired)
+			if g.Bounded {
+				fmt.Fprintf(w, ", min %d, max %d", g.Min, g.Max)
+			}
+			fmt.Fprint(w, ";")
+		}
+		var nodes []string
+		for _, in := range p.Instances {
+			state := "running"
+			if !in.Running {
+				state = "not running"
+			}
+			nodes = append(nodes, fmt.Sprintf("%s (%s, %s)", in.ID, cmp.Or(in.Addr, "no address yet"), state))
+		}
+		fmt.Fprintf(w, " %d instance(s)", len(nodes))
+		if len(nodes) > 0 {
+			fmt.Fprintf(w, ": %s", strings.Join(nodes, ", "))
+		}
+		fmt.Fprintf(w, "; the agent starts from size %d\n", p.Size)
+	}
+	return nil
 }

@@ -102,8 +102,15 @@ func runOrCheck(args []string, check, stderr io.Writer) error {
 	if err != nil {
 		return err
 	}
+	settings := platform.AgentSettings{Cluster: *cluster, Region: *region, Project: *project, Bucket: *bucket,
+		ComputeEndpoint: *computeEndpoint, StorageEndpoint: *storageEndpoint, StateDir: *stateDir,
+		DockerHost: *dockerHost, Adopt: adopt, UserAgent: userAgent()}
 	if check != nil {
-		return printCheck(check, fs, file, adopt)
+		if err := printCheck(check, fs, file, adopt); err != nil || adopt == nil {
+			return err
+		}
+		settings.Check = true
+		return printSurvey(context.Background(), check, *plat, settings)
 	}
 	logger := hclog.New(&hclog.LoggerOptions{Name: "autarky-agent", Output: stderr, JSONFormat: *logFormat == "json", Level: hclog.Info})
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM, syscall.SIGINT)
@@ -116,10 +123,8 @@ func runOrCheck(args []string, check, stderr io.Writer) error {
 		DockerHost: *dockerHost, Listen: addr, DryRun: *dryRun, EvaluationInterval: every, DrainTimeout: *drain, Logger: logger, AlertToken: token,
 		StatusToken: statusToken,
 	}
-	opened, err := platform.Open(ctx, *plat, platform.AgentSettings{Cluster: *cluster, Region: *region, Project: *project, Bucket: *bucket,
-		ComputeEndpoint: *computeEndpoint, StorageEndpoint: *storageEndpoint, StateDir: *stateDir,
-		DockerHost: *dockerHost, Adopt: adopt, UserAgent: userAgent(),
-		Progress: func(msg string, kv ...any) { logger.Info(msg, kv...) }})
+	settings.Progress = func(msg string, kv ...any) { logger.Info(msg, kv...) }
+	opened, err := platform.Open(ctx, *plat, settings)
 	if err != nil {
 		return err
 	}

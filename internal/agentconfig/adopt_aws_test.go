@@ -10,9 +10,6 @@ import (
 	awsv2 "github.com/aws/aws-sdk-go-v2/aws"
 	"github.com/aws/aws-sdk-go-v2/credentials"
 	"github.com/aws/aws-sdk-go-v2/service/autoscaling"
-	astypes "github.com/aws/aws-sdk-go-v2/service/autoscaling/types"
-	"github.com/aws/aws-sdk-go-v2/service/ec2"
-	ec2types "github.com/aws/aws-sdk-go-v2/service/ec2/types"
 
 	"github.com/autarky/terraform-provider-autarky/internal/agentconfig"
 	"github.com/autarky/terraform-provider-autarky/internal/platform"
@@ -57,33 +54,15 @@ func TestAdoptAutoScalingGroups(t *testing.T) {
 	cfg := awsv2.Config{Region: region, Credentials: credentials.NewStaticCredentialsProvider("testing", "testing", ""), BaseEndpoint: awsv2.String(endpoint)}
 	c := aws.NewClients(cfg, aws.Config{}, nil)
 	// The groups as someone made them before Autarky: a launch template
-	// and two groups, their names the file's.
-	imgs, err := c.EC2.DescribeImages(ctx, &ec2.DescribeImagesInput{Owners: []string{"amazon"}})
-	if err != nil || len(imgs.Images) == 0 {
-		t.Fatalf("moto has no images to launch from: %v", err)
-	}
-	if _, err := c.EC2.CreateLaunchTemplate(ctx, &ec2.CreateLaunchTemplateInput{LaunchTemplateName: awsv2.String("legacy-workers"),
-		LaunchTemplateData: &ec2types.RequestLaunchTemplateData{ImageId: imgs.Images[0].ImageId, InstanceType: ec2types.InstanceTypeT3Micro}}); err != nil {
-		t.Fatal(err)
-	}
-	for _, g := range []struct {
-		name                  string
-		min, desired, maxSize int32
-	}{{a.Groups["web"], 2, 2, 11}, {a.Groups["batch"], 0, 0, 6},
-		// The managers' group, named as Autarky names a manager pool's:
-		// an adopted cluster's managers are not the agent's, and it
-		// must not list them.
-		{aws.GroupName(cluster, policy.ManagerPoolName), 1, 1, 1}} {
-		if _, err := c.AutoScaling.CreateAutoScalingGroup(ctx, &autoscaling.CreateAutoScalingGroupInput{
-			AutoScalingGroupName: awsv2.String(g.name),
-			LaunchTemplate:       &astypes.LaunchTemplateSpecification{LaunchTemplateName: awsv2.String("legacy-workers"), Version: awsv2.String("$Latest")},
-			MinSize:              awsv2.Int32(g.min), MaxSize: awsv2.Int32(g.maxSize), DesiredCapacity: awsv2.Int32(g.desired),
-			AvailabilityZones: []string{region + "a"},
-			Tags:              []astypes.Tag{{Key: awsv2.String(aws.TagCluster), Value: awsv2.String(cluster), PropagateAtLaunch: awsv2.Bool(true)}},
-		}); err != nil {
-			t.Fatalf("create group %s: %v", g.name, err)
-		}
-	}
+	// and two groups, their names the file's, tagged as the guide says;
+	// and the managers' group, named as Autarky names a manager pool's:
+	// an adopted cluster's managers are not the agent's, and it must not
+	// list them.
+	tags := map[string]string{aws.TagCluster: cluster}
+	testenv.MakeGroups(t, c.EC2, c.AutoScaling, region, "legacy-workers",
+		testenv.HandMadeGroup{Name: a.Groups["web"], Min: 2, Desired: 2, Max: 11, Tags: tags},
+		testenv.HandMadeGroup{Name: a.Groups["batch"], Min: 0, Desired: 0, Max: 6, Tags: tags},
+		testenv.HandMadeGroup{Name: aws.GroupName(cluster, policy.ManagerPoolName), Min: 1, Desired: 1, Max: 1, Tags: tags})
 
 	opened, err := platform.Open(ctx, policy.PlatformAWS, platform.AgentSettings{Cluster: cluster, Region: region, Adopt: a})
 	if err != nil {

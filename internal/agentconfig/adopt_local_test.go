@@ -6,6 +6,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"regexp"
 	"strings"
 	"testing"
 	"time"
@@ -43,6 +44,14 @@ func TestAdoptHandBuiltSwarm(t *testing.T) {
 		if !strings.Contains(checked, want) {
 			t.Errorf("check-config lacks %q:\n%s", want, checked)
 		}
+	}
+	// What exists: the two labelled engines, found through the manager
+	// (at the address the swarm saw them connect from).
+	if exists := regexp.MustCompile(`(?m)^what exists now:\n  node_pool "workers": 2 instance\(s\): w1 \([0-9.]+, running\), w2 \([0-9.]+, running\); the agent starts from size 2$`); !exists.MatchString(checked) {
+		t.Errorf("check-config does not say what exists of pool workers:\n%s", checked)
+	}
+	if _, err := os.Stat(filepath.Join(dir, "state", "clusters", "handmade", "adopted.json")); err == nil {
+		t.Error("check-config recorded the adoption: it only looks")
 	}
 	bad := strings.Replace(config, "min_size     = 2", "min_size     = 5", 1)
 	if err := os.WriteFile(filepath.Join(dir, "bad.hcl"), []byte(bad), 0o600); err != nil {

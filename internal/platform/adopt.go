@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"slices"
+	"strings"
 	"sync"
 
 	"github.com/autarky/terraform-provider-autarky/internal/policy"
@@ -61,8 +62,8 @@ func Adopt(ctx context.Context, inner Cluster, a *Adoption, where string) (Clust
 		return nil, fmt.Errorf("adopting cluster %q: reading %s: %w", a.Descriptor.Name, where, err)
 	}
 	c := &adopted{Cluster: inner, a: a, desired: map[string]int64{}}
-	if m, ok := inner.(adoptedSizer); ok {
-		c.measure = m.AdoptedSizes
+	if d, ok := inner.(groupDescriber); ok {
+		c.groups = d
 	}
 	g, isGroup := inner.(GroupCluster)
 	t, isTrim := inner.(interface {
@@ -80,20 +81,32 @@ func Adopt(ctx context.Context, inner Cluster, a *Adoption, where string) (Clust
 type adopted struct {
 	Cluster
 	a *Adoption
-	// measure is the platform's sizes of pools that exist (adoptedSizer),
-	// nil to count their instances.
-	measure func(ctx context.Context, pools []string) (map[string]int, error)
+	// groups describes the pools' groups on a group platform; nil
+	// elsewhere, where a pool's size is its instance count.
+	groups groupDescriber
 
 	mu      sync.Mutex
 	desired map[string]int64
 }
 
-// adoptedSizer is a platform that knows the size of an adopted pool
-// better than its instance count: a group platform's desired capacity
-// (launches asked for count before they are listed). A pool absent from
-// the answer does not exist yet.
-type adoptedSizer interface {
-	AdoptedSizes(ctx context.Context, pools []string) (map[string]int, error)
+// AdoptedGroup is the cloud group of an adopted pool as it is now.
+type AdoptedGroup struct {
+	Kind, Name string // "Auto Scaling Group", and its name
+	// Exists is false for a group that does not exist (then only Kind and
+	// Name are set).
+	Exists  bool
+	Desired int
+	// Bounded: the cloud keeps Min and Max.
+	Bounded  bool
+	Min, Max int
+}
+
+// groupDescriber is a group platform, whose groups know an adopted pool's
+// size better than its instance count: the desired capacity counts the
+// launches asked for before they are listed. A pool whose group does not
+// exist has nothing of it yet.
+type groupDescriber interface {
+	AdoptedGroups(ctx context.Context, pools []string) (map[string]AdoptedGroup, error)
 }
 
 // Relearner is a Cluster that keeps in memory what another agent may have
@@ -124,18 +137,22 @@ func (c *adopted) learn(ctx context.Context) error {
 	if len(missing) == 0 {
 		return nil
 	}
-	var sizes map[string]int
-	if c.measure != nil {
-		var err error
-		if sizes, err = c.measure(ctx, missing); err != nil {
+	sizes := map[string]int{}
+	if c.groups != nil {
+		groups, err := c.groups.AdoptedGroups(ctx, missing)
+		if err != nil {
 			return fmt.Errorf("cluster %s adopted by %s: the sizes of its pools: %w", c.a.Descriptor.Name, c.a.Source, err)
+		}
+		for pool, g := range groups {
+			if g.Exists {
+				sizes[pool] = g.Desired
+			}
 		}
 	} else {
 		all, err := c.Cluster.Instances(ctx)
 		if err != nil {
 			return fmt.Errorf("cluster %s adopted by %s: the sizes of its pools: %w", c.a.Descriptor.Name, c.a.Source, err)
 		}
-		sizes = map[string]int{}
 		for _, in := range all {
 			sizes[in.Pool]++
 		}
@@ -147,7 +164,7 @@ func (c *adopted) learn(ctx context.Context) error {
 			continue
 		}
 		size, exists := sizes[p.Name]
-		if !exists || (c.measure == nil && size == 0) {
+		if !exists || (c.groups == nil && size == 0) {
 			// Nothing of the pool exists yet: the file's size.
 			c.desired[p.Name] = p.DesiredSize
 			continue
@@ -296,4 +313,65 @@ type adoptedGroupTrim struct {
 
 func (c *adoptedGroupTrim) TrimDesired(ctx context.Context, pool string) (from, to int, why string, err error) {
 	return c.t.TrimDesired(ctx, pool)
+}
+
+// PoolSurvey is what exists of an adopted pool now: its group on a group
+// platform, and its instances (on local, the nodes labelled for it and
+// those the platform started). `autarky-agent check-config` prints it.
+type PoolSurvey struct {
+	Pool string
+	// Group is the pool's group (nil on local).
+	Group     *AdoptedGroup
+	Instances []Instance
+	// Size is what the agent would start from (see Adopt).
+	Size int64
+}
+
+// Surveyor is an adopted cluster (Adopt) that tells what exists of the
+// file's pools, changing nothing.
+type Surveyor interface {
+	Survey(ctx context.Context) ([]PoolSurvey, error)
+}
+
+// Survey lists what exists of each of the file's pools, in the file's
+// order. A pool whose group does not exist is an error naming the pool:
+// on a group platform the agent could never grow it.
+func (c *adopted) Survey(ctx context.Context) ([]PoolSurvey, error) {
+	insts, err := c.Instances(ctx)
+	if err != nil {
+		return nil, fmt.Errorf("cluster %s adopted by %s: listing its pools' instances: %w", c.a.Descriptor.Name, c.a.Source, err)
+	}
+	names := make([]string, 0, len(c.a.Pools))
+	for _, p := range c.a.Pools {
+		names = append(names, p.Name)
+	}
+	var groups map[string]AdoptedGroup
+	if c.groups != nil {
+		if groups, err = c.groups.AdoptedGroups(ctx, names); err != nil {
+			return nil, fmt.Errorf("cluster %s adopted by %s: describing its pools' groups: %w", c.a.Descriptor.Name, c.a.Source, err)
+		}
+	}
+	pools, err := c.Pools(ctx)
+	if err != nil {
+		return nil, err
+	}
+	out := make([]PoolSurvey, 0, len(pools))
+	for _, p := range pools {
+		s := PoolSurvey{Pool: p.Name, Size: p.DesiredSize}
+		if c.groups != nil {
+			g := groups[p.Name]
+			if !g.Exists {
+				return nil, fmt.Errorf("%s: node_pool %q: %s %q does not exist (where the agent's credentials and region look): name the pool's existing group with group = \"...\"", c.a.Source, p.Name, g.Kind, g.Name)
+			}
+			s.Group = &g
+		}
+		for _, in := range insts {
+			if in.Pool == p.Name {
+				s.Instances = append(s.Instances, in)
+			}
+		}
+		slices.SortFunc(s.Instances, func(a, b Instance) int { return strings.Compare(a.ID, b.ID) })
+		out = append(out, s)
+	}
+	return out, nil
 }

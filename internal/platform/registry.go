@@ -29,6 +29,9 @@ type AgentSettings struct {
 	// groups or nodes the file names.
 	Adopt    *Adoption
 	Progress Progress
+	// Check opens the cluster to look only (`autarky-agent check-config`):
+	// the platform records nothing, such as an adoption.
+	Check bool
 	// UserAgent is the agent's product token, "autarky-agent/<version>",
 	// that every cloud API call of the agent carries in its User-Agent
 	// header, as the provider's carry its own (ProviderSettings): a

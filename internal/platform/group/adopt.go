@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 
+	"github.com/autarky/terraform-provider-autarky/internal/platform"
 	"github.com/autarky/terraform-provider-autarky/internal/policy"
 )
 
@@ -30,11 +31,12 @@ func (c *Cluster) GrowTo(ctx context.Context, pool string, size int) error {
 	return c.groups.Resize(ctx, g.Name, size)
 }
 
-// AdoptedSizes are the desired capacities of the groups of pools that
-// exist, in one description: the sizes an agent adopting them starts from
-// (platform.Adopt), since the last leader's are in the groups, not in a
-// store. A pool whose group does not exist is left out.
-func (c *Cluster) AdoptedSizes(ctx context.Context, pools []string) (map[string]int, error) {
+// AdoptedGroups describes the groups of pools that exist, in one
+// description: their desired capacity is what an agent adopting them
+// starts from (platform.Adopt), since the last leader's sizes are in the
+// groups, not in a store; check-config shows them all. A pool whose group
+// does not exist has its group's name only.
+func (c *Cluster) AdoptedGroups(ctx context.Context, pools []string) (map[string]platform.AdoptedGroup, error) {
 	names := make([]string, 0, len(pools))
 	for _, pool := range pools {
 		names = append(names, c.GroupOf(pool))
@@ -43,11 +45,13 @@ func (c *Cluster) AdoptedSizes(ctx context.Context, pools []string) (map[string]
 	if err != nil {
 		return nil, err
 	}
-	out := map[string]int{}
+	out := map[string]platform.AdoptedGroup{}
 	for _, pool := range pools {
-		if g, ok := found[c.GroupOf(pool)]; ok {
-			out[pool] = g.Desired
+		a := platform.AdoptedGroup{Kind: c.groups.Kind(), Name: c.GroupOf(pool)}
+		if g, ok := found[a.Name]; ok {
+			a.Exists, a.Desired, a.Bounded, a.Min, a.Max = true, g.Desired, g.Bounded, g.Min, g.Max
 		}
+		out[pool] = a
 	}
 	return out, nil
 }

@@ -248,6 +248,10 @@ func openAdopted(ctx context.Context, p *Platform, s platform.AgentSettings) (pl
 	if err != nil {
 		return platform.Opened{}, err
 	}
+	if s.Check {
+		// check-config looks, and records nothing.
+		return platform.Opened{Cluster: cl}, nil
+	}
 	if err := inner.Register(s.Adopt.Source); err != nil {
 		return platform.Opened{}, err
 	}
