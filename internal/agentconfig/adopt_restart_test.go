@@ -14,7 +14,12 @@ import (
 	"testing"
 	"time"
 
+	"github.com/hashicorp/go-hclog"
+
 	agentpkg "github.com/autarky/terraform-provider-autarky/internal/agent"
+	"github.com/autarky/terraform-provider-autarky/internal/agentconfig"
+	"github.com/autarky/terraform-provider-autarky/internal/platform"
+	"github.com/autarky/terraform-provider-autarky/internal/policy"
 	"github.com/autarky/terraform-provider-autarky/internal/testenv"
 )
 
@@ -141,6 +146,7 @@ func TestAdoptedSizeSurvivesRestart(t *testing.T) {
 	if d := desired(t); d != 5 {
 		t.Errorf("the restarted agent says pool handmade/workers has desired size %d, want 5: the size it finds, not the file's 2", d)
 	}
+	relearnOnLead(t, h)
 
 	// With no task left, one of the agent's own engines dies: nothing is
 	// pending, so only healing keeps the pool at its size.
@@ -170,6 +176,49 @@ func TestAdoptedSizeSurvivesRestart(t *testing.T) {
 	if log := second.log.String(); !strings.Contains(log, "replacement started") || !strings.Contains(log, "for_instance="+victim.ID) {
 		t.Errorf("the restarted agent did not replace the dead %s (it removed it as a surplus?):\n%s", victim.ID, log)
 	}
+}
+
+// relearnOnLead: an agent that becomes the leader learns the pool's size
+// again, since what it kept in memory may be stale: the leader before it
+// resized the pool. Here an agent (in this process, deciding only) whose
+// memory says 3 for the 5 nodes becomes the leader at its first
+// evaluation (as after the lead moved to its manager) and says 5.
+func relearnOnLead(t *testing.T, h *handmade) {
+	t.Helper()
+	path := filepath.Join(h.dir, "agent.hcl")
+	f, err := agentconfig.Load(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	a, err := f.Adoption("handmade", policy.PlatformLocal)
+	if err != nil {
+		t.Fatal(err)
+	}
+	m1 := "unix://" + filepath.Join(h.dir, "m1", "docker.sock")
+	opened, err := platform.Open(t.Context(), policy.PlatformLocal, platform.AgentSettings{Cluster: "handmade",
+		StateDir: filepath.Join(h.dir, "state"), DockerHost: m1, Adopt: a})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := opened.Cluster.SetDesiredSize(t.Context(), "workers", 3); err != nil {
+		t.Fatal(err)
+	}
+	ag, err := agentpkg.New(agentpkg.Config{DockerHost: m1, Listen: "127.0.0.1:0", EvaluationInterval: time.Second, DryRun: true,
+		Logger: hclog.NewNullLogger()}, opened.Cluster)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ag.Evaluate(t.Context())
+	st := ag.Status()
+	for _, p := range st.Pools {
+		if p.ID == "handmade/workers" {
+			if p.Desired != 5 {
+				t.Errorf("an agent that became the leader with 3 in memory says desired %d, want the 5 that exist", p.Desired)
+			}
+			return
+		}
+	}
+	t.Errorf("the agent's status has no pool handmade/workers: %+v", st)
 }
 
 // poolNodes are the swarm's Ready, active nodes of pool workers, sorted.
