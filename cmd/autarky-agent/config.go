@@ -120,7 +120,7 @@ func printCheck(w io.Writer, fs *flag.FlagSet, c *config, a *platform.Adoption) 
 			fmt.Fprintf(w, "    scaling_policy: enabled %t, bounds [%d, %d], evaluation_interval %s, cooldown_up %s, cooldown_down %s, scale_in_after %s, max_step %d, drain_timeout %s, node_selector %s, provision_timeout %s, max_disrupted_percent %d, checks: %s\n",
 				s.Enabled, lo, hi, r.EvaluationInterval, r.CooldownUp, r.CooldownDown, r.ScaleInAfter, r.MaxStep, r.DrainTimeout, r.NodeSelector, r.ProvisionTimeout, r.MaxDisruptedPercent, checkNames(r.PendingTasks, r.Prometheus, r.Alert))
 		} else {
-			fmt.Fprintln(w, "    scaling_policy: none (the size stays desired_size)")
+			fmt.Fprintln(w, "    scaling_policy: none (the size stays what it is: what exists, else desired_size)")
 		}
 	}
 	for _, s := range a.Services {
