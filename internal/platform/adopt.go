@@ -116,6 +116,17 @@ type Relearner interface {
 	Relearn()
 }
 
+// Adopted is a cluster an agent's configuration file adopts
+// (Adopt). Its nodes were started by hand, by a launch template or by the
+// platform, so no platform labels them all as it joins them; the agent
+// itself keeps each node of an adopted pool labelled with the file's
+// labels, as it does for a cloud group's nodes. AdoptedBy names the file.
+type Adopted interface {
+	AdoptedBy() string
+}
+
+func (c *adopted) AdoptedBy() string { return c.a.Source }
+
 // Relearn forgets the sizes in memory: the next Pools learns them from
 // what exists (see Adopt).
 func (c *adopted) Relearn() {
