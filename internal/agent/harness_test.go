@@ -51,12 +51,21 @@ func newHarnessEvery(t testing.TB, name string, managers int64, agentProcesses b
 // newHarnessWith can also load the workload image into every node.
 func newHarnessWith(t testing.TB, name string, managers int64, agentProcesses bool, interval string, workload bool) *harness {
 	t.Helper()
-	testenv.RequireLocalPlatform(t)
+	bin := ""
+	if workload {
+		bin = ensureAgentBin(t)
+	}
+	return newHarnessWorkload(t, name, managers, agentProcesses, interval, bin)
+}
+
+// ensureAgentBin builds the agent once per test binary, into a file that
+// outlives the test that built it.
+func ensureAgentBin(t testing.TB) string {
+	t.Helper()
 	if agentBin == "" {
-		agentBin = testenv.AgentBinary(t)
-		// The binary must outlive the test that built it.
+		bin := testenv.AgentBinary(t)
 		dst := filepath.Join(os.TempDir(), fmt.Sprintf("autarky-agent-test-%d", os.Getpid()))
-		b, err := os.ReadFile(agentBin)
+		b, err := os.ReadFile(bin)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -65,12 +74,18 @@ func newHarnessWith(t testing.TB, name string, managers int64, agentProcesses bo
 		}
 		agentBin = dst
 	}
+	return agentBin
+}
+
+// newHarnessWorkload loads workloadBinary ("" = none) into every node as
+// the workload image.
+func newHarnessWorkload(t testing.TB, name string, managers int64, agentProcesses bool, interval, workloadBinary string) *harness {
+	t.Helper()
+	testenv.RequireLocalPlatform(t)
+	ensureAgentBin(t)
 	h := &harness{t: t, name: name, stateDir: testenv.StateDir(t)}
 	var err error
-	opts := local.Options{}
-	if workload {
-		opts.WorkloadBinary = agentBin
-	}
+	opts := local.Options{WorkloadBinary: workloadBinary}
 	h.p, err = local.New(h.stateDir, func(msg string, kv ...any) { t.Log(append([]any{msg}, kv...)...) }, opts)
 	if err != nil {
 		t.Fatal(err)

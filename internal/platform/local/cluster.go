@@ -8,13 +8,16 @@ import (
 	"os"
 	"path/filepath"
 	"reflect"
-	"sort"
+	"sync"
 	"time"
 
 	"github.com/autarky/terraform-provider-autarky/internal/platform"
 	"github.com/autarky/terraform-provider-autarky/internal/policy"
 	"github.com/autarky/terraform-provider-autarky/internal/swarm"
 )
+
+// removeParallelism is how many workers DeleteCluster removes at once.
+const removeParallelism = 8
 
 // bootTimeout bounds one node's start: process start to engine answering.
 const bootTimeout = 90 * time.Second
@@ -367,15 +370,34 @@ func (p *Platform) DeleteCluster(ctx context.Context, name string) error {
 	if err != nil {
 		return err
 	}
-	sort.SliceStable(insts, func(i, j int) bool { return insts[i].Role == policy.RoleWorker && insts[j].Role != policy.RoleWorker })
-	var errs []error
+	var workers, managers []instanceFile
 	for _, i := range insts {
-		if err := p.removeInstance(ctx, i); err != nil {
-			errs = append(errs, err)
+		if i.Role == policy.RoleWorker {
+			workers = append(workers, i)
+		} else {
+			managers = append(managers, i)
 		}
 	}
-	if len(errs) > 0 {
-		return errors.Join(errs...)
+	// Workers go several at a time: a node's engine takes seconds to stop
+	// its containers, and a hundred workers one by one took minutes.
+	// Managers go one by one, after them.
+	errs := make([]error, len(workers))
+	sem := make(chan struct{}, removeParallelism)
+	var wg sync.WaitGroup
+	for k, i := range workers {
+		wg.Add(1)
+		sem <- struct{}{}
+		go func() {
+			defer func() { <-sem; wg.Done() }()
+			errs[k] = p.removeInstance(ctx, i)
+		}()
+	}
+	wg.Wait()
+	for _, i := range managers {
+		errs = append(errs, p.removeInstance(ctx, i))
+	}
+	if err := errors.Join(errs...); err != nil {
+		return err
 	}
 	var m clusterMeta
 	if readJSON(filepath.Join(p.clusterDir(name), "local.json"), &m) == nil {
