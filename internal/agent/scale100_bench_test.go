@@ -61,6 +61,7 @@ func BenchmarkSwarm100Nodes(b *testing.B) {
 	if bt := flag.Lookup("test.benchtime"); bt == nil || bt.Value.String() != "1x" {
 		b.Fatal("BenchmarkSwarm100Nodes boots 103 nodes and runs once: run it with -benchtime 1x (make scale)")
 	}
+	limit := fillCap(b) // a bad AUTARKY_SCALE_TASKS is refused before anything boots
 	preflight(b)
 	h := newHarnessWorkload(b, "hund", 3, true, "2s", testenv.SleeperBinary(b))
 	ctx := context.Background()
@@ -79,7 +80,7 @@ func BenchmarkSwarm100Nodes(b *testing.B) {
 	b.ReportMetric(float64(disk0)/(1<<20), "MB-disk")
 
 	// Tasks, as many as the machine holds.
-	tasks := fill(b, host, h.stateDir, workers)
+	tasks := fill(b, host, h.stateDir, workers, limit)
 	rss1, disk1, avail1 := nodeMemory(b, h.stateDir), diskUsage(b, h.stateDir), memAvailable(b)
 	b.ReportMetric(float64(tasks), "tasks-running")
 	if tasks > 0 {
@@ -184,7 +185,7 @@ func fillCap(b *testing.B) int {
 	}
 	n, err := strconv.Atoi(v)
 	if err != nil || n < 0 {
-		b.Fatalf("AUTARKY_SCALE_TASKS=%q: want a number of tasks, 0 or more", v)
+		b.Fatalf("AUTARKY_SCALE_TASKS=%q (make scale SCALE_TASKS=...): want a whole number of tasks, 0 or more", v)
 	}
 	return n
 }
@@ -218,7 +219,7 @@ func preflight(b *testing.B) {
 // or the manager does not answer for fillSettle. The machine holds what
 // ran before such a step, so fill scales the service back to it and waits
 // for every node to be Ready again before the measurements go on.
-func fill(b *testing.B, host, stateDir string, step int) int {
+func fill(b *testing.B, host, stateDir string, step, limit int) int {
 	b.Helper()
 	testenv.Docker(b, host, "service", "create", "--detach", "--name", "fill", "--replicas", "0",
 		"--constraint", "node.labels.tier==web", "--stop-grace-period", "2s", "--env", "GOMAXPROCS=1", workload.Image)
@@ -229,7 +230,6 @@ func fill(b *testing.B, host, stateDir string, step int) int {
 	defer cli.Close()
 	held := 0
 	threads0, pidMax := threadsInUse(b), readInt(b, "/proc/sys/kernel/pid_max")
-	limit := fillCap(b)
 	for want := step; want <= limit; want += step {
 		// Every thread takes a pid: a task's shim and process have about
 		// fifteen, and a machine out of pids fails every fork, the
