@@ -255,11 +255,5 @@ func serviceAccountKey(t *testing.T) string {
 // agentRelease builds the agent as a release is built: its version set by
 // the linker.
 func agentRelease(t *testing.T) string {
-	out := filepath.Join(t.TempDir(), "autarky-agent")
-	cmd := exec.Command("go", "build", "-ldflags", "-X main.version="+uaVersion, "-o", out, ".")
-	cmd.Env = append(os.Environ(), "CGO_ENABLED=0")
-	if b, err := cmd.CombinedOutput(); err != nil {
-		t.Fatalf("go build autarky-agent: %v\n%s", err, b)
-	}
-	return out
+	return testenv.AgentBinary(t, "-ldflags", "-X main.version="+uaVersion)
 }

@@ -71,15 +71,9 @@ func Leftovers(dir string) []string {
 
 // AgentBinary builds autarky-agent as a static executable into a temporary
 // directory and returns its path; it is also the workload image's binary.
-func AgentBinary(t testing.TB) string {
+func AgentBinary(t testing.TB, flags ...string) string {
 	t.Helper()
-	out := filepath.Join(t.TempDir(), "autarky-agent")
-	cmd := exec.Command("go", "build", "-o", out, "github.com/autarky/terraform-provider-autarky/cmd/autarky-agent")
-	cmd.Env = append(os.Environ(), "CGO_ENABLED=0")
-	if b, err := cmd.CombinedOutput(); err != nil {
-		t.Fatalf("go build autarky-agent: %v\n%s", err, b)
-	}
-	return out
+	return StaticBinary(t, "github.com/autarky/terraform-provider-autarky/cmd/autarky-agent", flags...)
 }
 
 // SleeperBinary builds the sleeper (internal/testenv/sleeper), static and
@@ -88,11 +82,21 @@ func AgentBinary(t testing.TB) string {
 // a megabyte a container.
 func SleeperBinary(t testing.TB) string {
 	t.Helper()
-	out := filepath.Join(t.TempDir(), "sleeper")
-	cmd := exec.Command("go", "build", "-trimpath", "-ldflags=-s -w", "-o", out, "github.com/autarky/terraform-provider-autarky/internal/testenv/sleeper")
+	return StaticBinary(t, "github.com/autarky/terraform-provider-autarky/internal/testenv/sleeper", "-trimpath", "-ldflags=-s -w")
+}
+
+// StaticBinary builds the main package pkg with cgo off (a static
+// executable, as nodes and images want) and the given go build flags,
+// into a temporary directory named after the package, and returns its
+// path.
+func StaticBinary(t testing.TB, pkg string, flags ...string) string {
+	t.Helper()
+	name := pkg[strings.LastIndex(pkg, "/")+1:]
+	out := filepath.Join(t.TempDir(), name)
+	cmd := exec.Command("go", append(append([]string{"build"}, flags...), "-o", out, pkg)...)
 	cmd.Env = append(os.Environ(), "CGO_ENABLED=0")
 	if b, err := cmd.CombinedOutput(); err != nil {
-		t.Fatalf("go build sleeper: %v\n%s", err, b)
+		t.Fatalf("go build %s: %v\n%s", name, err, b)
 	}
 	return out
 }
