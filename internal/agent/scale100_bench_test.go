@@ -232,15 +232,15 @@ func fill(b *testing.B, host, stateDir string, step, limit int) int {
 	threads0, pidMax := threadsInUse(b), readInt(b, "/proc/sys/kernel/pid_max")
 	for want := step; want <= limit; want += step {
 		// Every thread takes a pid: a task's shim and process have about
-		// fifteen, and a machine out of pids fails every fork, the
+		// seventeen, and a machine out of pids fails every fork, the
 		// engines' and the agents' included.
-		perTask := 20.0
+		threads, perTask := threadsInUse(b), 20.0
 		if held > 0 {
-			perTask = float64(threadsInUse(b)-threads0) / float64(held)
+			perTask = float64(threads-threads0) / float64(held)
 		}
-		if next := threadsInUse(b) + int64(perTask*float64(step)); next > pidMax-fillReservePids {
+		if more := int64(perTask * float64(step)); threads+more > pidMax-fillReservePids {
 			b.Logf("fill: the machine holds %d tasks: %d more would take about %d threads (%.1f a task) of the %d pids left (kernel.pid_max %d, %d kept back); raise kernel.pid_max to go further",
-				held, step, int64(perTask*float64(step)), perTask, pidMax-threadsInUse(b), pidMax, fillReservePids)
+				held, step, more, perTask, pidMax-threads, pidMax, fillReservePids)
 			return held
 		}
 		if avail := memAvailable(b); avail < fillReserveMemory {
