@@ -136,7 +136,7 @@ func (a *Agent) evaluate(ctx context.Context) error {
 	// Act. Removals in flight go on beside the loop (resume); healing
 	// comes first, and scaling acts only on a round healing left alone.
 	a.resume(&o)
-	if _, adopted := a.cluster.(platform.Adopted); a.group != nil || adopted {
+	if _, platformLabels := a.cluster.(platform.JoinLabeller); !platformLabels {
 		a.labelNodes(ctx, &o)
 	}
 	if err := a.rotateJoinTokens(ctx, &o); err != nil {

@@ -11,10 +11,10 @@ import (
 // autarky.instance taken from its engine labels. On a cloud a joining
 // worker cannot label its own node (only managers can), so the leader's
 // agent does it; labels set by hand are kept. Placement constraints such
-// as node.labels.tier==web then hold for nodes the cloud launched. An
-// adopted cluster's nodes are labelled the same way on every platform
-// (platform.Adopted): on local the engines started by hand were
-// never labelled by the platform, which labels only the nodes it joins.
+// as node.labels.tier==web then hold for nodes the cloud launched. It
+// runs for every cluster whose platform does not label nodes as it joins
+// them (platform.JoinLabeller): the clouds', and an adopted cluster's on
+// every platform, whose engines were started by hand.
 func (a *Agent) labelNodes(ctx context.Context, o *observation) {
 	for _, n := range o.nodes {
 		if n.EngineLabels[policy.LabelCluster] != o.cluster.Name {

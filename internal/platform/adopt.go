@@ -116,17 +116,6 @@ type Relearner interface {
 	Relearn()
 }
 
-// Adopted is a cluster an agent's configuration file adopts
-// (Adopt). Its nodes were started by hand, by a launch template or by the
-// platform, so no platform labels them all as it joins them; the agent
-// itself keeps each node of an adopted pool labelled with the file's
-// labels, as it does for a cloud group's nodes. AdoptedBy names the file.
-type Adopted interface {
-	AdoptedBy() string
-}
-
-func (c *adopted) AdoptedBy() string { return c.a.Source }
-
 // Relearn forgets the sizes in memory: the next Pools learns them from
 // what exists (see Adopt).
 func (c *adopted) Relearn() {
@@ -137,52 +126,78 @@ func (c *adopted) Relearn() {
 
 // learn fills in the sizes of the pools not in memory from what exists.
 func (c *adopted) learn(ctx context.Context) error {
-	c.mu.Lock()
-	var missing []string
-	for _, p := range c.a.Pools {
-		if _, ok := c.desired[p.Name]; !ok {
-			missing = append(missing, p.Name)
-		}
-	}
-	c.mu.Unlock()
+	missing := c.unknown()
 	if len(missing) == 0 {
 		return nil
 	}
-	sizes := map[string]int{}
+	var sizes map[string]int
 	if c.groups != nil {
 		groups, err := c.groups.AdoptedGroups(ctx, missing)
 		if err != nil {
 			return fmt.Errorf("cluster %s adopted by %s: the sizes of its pools: %w", c.a.Descriptor.Name, c.a.Source, err)
 		}
-		for pool, g := range groups {
-			if g.Exists {
-				sizes[pool] = g.Desired
-			}
-		}
+		sizes = groupSizes(groups)
 	} else {
 		all, err := c.Cluster.Instances(ctx)
 		if err != nil {
 			return fmt.Errorf("cluster %s adopted by %s: the sizes of its pools: %w", c.a.Descriptor.Name, c.a.Source, err)
 		}
-		for _, in := range all {
-			sizes[in.Pool]++
+		sizes = instanceCounts(all)
+	}
+	c.learnFrom(sizes)
+	return nil
+}
+
+// unknown lists the file's pools whose size is not in memory.
+func (c *adopted) unknown() []string {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	var out []string
+	for _, p := range c.a.Pools {
+		if _, ok := c.desired[p.Name]; !ok {
+			out = append(out, p.Name)
 		}
 	}
+	return out
+}
+
+// groupSizes is the desired capacity of each pool whose group exists.
+func groupSizes(groups map[string]AdoptedGroup) map[string]int {
+	sizes := map[string]int{}
+	for pool, g := range groups {
+		if g.Exists {
+			sizes[pool] = g.Desired
+		}
+	}
+	return sizes
+}
+
+// instanceCounts is how many instances each pool has, a failed one
+// included.
+func instanceCounts(insts []Instance) map[string]int {
+	sizes := map[string]int{}
+	for _, in := range insts {
+		sizes[in.Pool]++
+	}
+	return sizes
+}
+
+// learnFrom sets each pool's size not in memory from sizes (what exists,
+// by pool), within the file's bounds; a pool absent from sizes has
+// nothing yet and gets the file's desired_size.
+func (c *adopted) learnFrom(sizes map[string]int) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	for _, p := range c.a.Pools {
-		if _, ok := c.desired[p.Name]; ok || !slices.Contains(missing, p.Name) {
+		if _, ok := c.desired[p.Name]; ok {
 			continue
 		}
-		size, exists := sizes[p.Name]
-		if !exists || (c.groups == nil && size == 0) {
-			// Nothing of the pool exists yet: the file's size.
+		if size, exists := sizes[p.Name]; exists {
+			c.desired[p.Name] = min(max(int64(size), p.MinSize), p.MaxSize)
+		} else {
 			c.desired[p.Name] = p.DesiredSize
-			continue
 		}
-		c.desired[p.Name] = min(max(int64(size), p.MinSize), p.MaxSize)
 	}
-	return nil
 }
 
 // Descriptor is the file's, as long as the platform's store holds none: a
@@ -205,6 +220,11 @@ func (c *adopted) Pools(ctx context.Context) ([]policy.Pool, error) {
 	if err := c.learn(ctx); err != nil {
 		return nil, err
 	}
+	return c.sized(), nil
+}
+
+// sized is the file's pools with the sizes in memory.
+func (c *adopted) sized() []policy.Pool {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	out := make([]policy.Pool, 0, len(c.a.Pools))
@@ -214,7 +234,7 @@ func (c *adopted) Pools(ctx context.Context) ([]policy.Pool, error) {
 		}
 		out = append(out, p)
 	}
-	return out, nil
+	return out
 }
 
 func (c *adopted) HealingPolicies(context.Context) ([]policy.Healing, error) {
@@ -357,15 +377,16 @@ func (c *adopted) Survey(ctx context.Context) ([]PoolSurvey, error) {
 		names = append(names, p.Name)
 	}
 	var groups map[string]AdoptedGroup
+	sizes := instanceCounts(insts)
 	if c.groups != nil {
 		if groups, err = c.groups.AdoptedGroups(ctx, names); err != nil {
 			return nil, fmt.Errorf("cluster %s adopted by %s: describing its pools' groups: %w", c.a.Descriptor.Name, c.a.Source, err)
 		}
+		sizes = groupSizes(groups)
 	}
-	pools, err := c.Pools(ctx)
-	if err != nil {
-		return nil, err
-	}
+	// The sizes come from what was just read, as Pools would learn them.
+	c.learnFrom(sizes)
+	pools := c.sized()
 	out := make([]PoolSurvey, 0, len(pools))
 	for _, p := range pools {
 		s := PoolSurvey{Pool: p.Name, Size: p.DesiredSize}

@@ -39,6 +39,17 @@ type AgentSettings struct {
 	UserAgent string
 }
 
+// JoinLabeller is a cluster whose platform labels every node of its pools
+// as it joins it (local: the engines it starts), so the agent need not.
+// Any other cluster's nodes the leading agent labels with their pool's
+// labels: a cloud's joining worker cannot label its own node, and an
+// adopted cluster's nodes were started by hand or by a launch template,
+// not joined by a platform (platform.Adopt's wrapper hides this method of
+// the cluster it wraps, so an adopted local cluster is labelled too).
+type JoinLabeller interface {
+	LabelsNodesAtJoin()
+}
+
 // Opened is a cluster an agent serves, with the platform's own metrics.
 type Opened struct {
 	Cluster    Cluster

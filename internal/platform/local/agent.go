@@ -40,6 +40,11 @@ func (c *Cluster) Instances(ctx context.Context) ([]platform.Instance, error) {
 // data failed.
 const joinWindow = 5 * time.Minute
 
+// LabelsNodesAtJoin says the platform labels every node it starts with
+// its pool's labels as it joins it (platform.JoinLabeller), so the agent
+// does not label a local cluster's nodes.
+func (c *Cluster) LabelsNodesAtJoin() {}
+
 // StartInstance launches a node of pool and returns at once, as a cloud's
 // RunInstances does; the node boots and joins the swarm in the background,
 // the local platform's user data. A new manager gets its agent once joined.
